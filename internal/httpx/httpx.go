@@ -1,0 +1,100 @@
+// Package httpx holds the one way otphub writes JSON responses and errors
+// and reads JSON request bodies.
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// MaxJSONBody is the default cap on a JSON request body.
+const MaxJSONBody = 64 << 10
+
+// ErrorBody is the JSON shape of every error response (DESIGN §4.5).
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// JSON writes v as JSON with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Error writes {"error": code, "message": msg} with status.
+func Error(w http.ResponseWriter, status int, code, msg string) {
+	JSON(w, status, ErrorBody{Error: code, Message: msg})
+}
+
+// ErrorWith writes an error body with extra fields (for example
+// attemptsRemaining) merged in.
+func ErrorWith(w http.ResponseWriter, status int, code, msg string, extra map[string]any) {
+	body := map[string]any{"error": code, "message": msg}
+	for k, v := range extra {
+		body[k] = v
+	}
+	JSON(w, status, body)
+}
+
+// RequestError is a client error found while decoding a request.
+type RequestError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
+// DecodeJSON reads a JSON object from r's body into dst, refusing unknown
+// fields, trailing data and bodies larger than limit (MaxJSONBody when
+// limit <= 0). Errors are *RequestError; write them with WriteDecodeError.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
+	if limit <= 0 {
+		limit = MaxJSONBody
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return &RequestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json"}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
+		case errors.Is(err, io.EOF):
+			return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
+		case errors.As(err, &se):
+			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+		case errors.As(err, &te):
+			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must be %s", te.Field, te.Type)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
+		default:
+			return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + err.Error()}
+		}
+	}
+	if dec.More() {
+		return &RequestError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
+	}
+	return nil
+}
+
+// WriteDecodeError writes err from DecodeJSON (or any *RequestError).
+func WriteDecodeError(w http.ResponseWriter, err error) {
+	var re *RequestError
+	if errors.As(err, &re) {
+		Error(w, re.Status, re.Code, re.Msg)
+		return
+	}
+	Error(w, http.StatusBadRequest, "invalid_request", err.Error())
+}

@@ -1,0 +1,355 @@
+// Package store owns otphub's state of record: one port (Store), the domain
+// records it keeps, and its errors. Adapters live in store/sqlite (embedded
+// default) and store/postgres (scale-out); store/storetest is the
+// conformance suite both must pass.
+//
+// Secrets (SMS provider configs, subscription secrets, signing keys) are
+// encrypted at rest by the adapter with AES-GCM under Options.EncryptionKey:
+// callers pass and receive them in clear, the database never holds them so.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors every adapter returns (wrapped or not; test with errors.Is).
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a unique constraint would be violated (duplicate name…).
+	ErrConflict = errors.New("store: conflict")
+	// ErrPrecondition: a conditional update did not apply (already consumed,
+	// code replaced, lease lost…).
+	ErrPrecondition = errors.New("store: precondition failed")
+)
+
+// Options configure an adapter.
+type Options struct {
+	// EncryptionKey is the 32-byte AES-256-GCM key for secrets at rest. Required.
+	EncryptionKey []byte
+}
+
+// Org is a tenant.
+type Org struct {
+	ID        int64
+	Name      string // unique; [a-z0-9][a-z0-9-]{0,62}
+	CreatedAt time.Time
+}
+
+// Client is an OAuth 2.0 client (client credentials grant).
+type Client struct {
+	ClientID      string
+	OrgID         int64 // 0 for a platform admin client
+	Name          string
+	SecretHash    []byte // salted hash computed by package oauth; never the secret
+	Scopes        []string
+	PlatformAdmin bool
+	CreatedAt     time.Time
+}
+
+// OTPSettings are an org's SMS OTP settings (DESIGN §4.6).
+type OTPSettings struct {
+	OrgID                 int64
+	ExpirySeconds         int
+	NumericOnly           bool
+	Length                int
+	MaxResends            int
+	ResendIntervalSeconds int
+	MaxFailedAttempts     int
+	BackupCodesEnabled    bool
+	// AllowedCountryCodes limits mobile numbers to these calling codes
+	// (e.g. 94, 1); empty allows all.
+	AllowedCountryCodes []int
+	UpdatedAt           time.Time
+}
+
+// MessageTemplate is an org's override of the SMS message template for a locale.
+type MessageTemplate struct {
+	OrgID     int64
+	Locale    string // BCP 47, e.g. "en", "fr-CA"; "" is the org default
+	Body      string
+	UpdatedAt time.Time
+}
+
+// Provider slots.
+const (
+	ProviderPrimary  = "primary"
+	ProviderFallback = "fallback"
+)
+
+// SMSProvider is an org's SMS provider configuration in one slot. Config is
+// the provider's JSON configuration (owned by package smsprovider), secrets
+// included: the adapter encrypts the whole of it at rest.
+type SMSProvider struct {
+	OrgID     int64
+	Slot      string // ProviderPrimary or ProviderFallback
+	Type      string // twilio | vonage | custom | console
+	Config    json.RawMessage
+	UpdatedAt time.Time
+}
+
+// Subscription states.
+const (
+	SubPending  = "pending"  // intent verification in progress
+	SubActive   = "active"   // verified, lease running
+	SubDisabled = "disabled" // ended by the callback answering 410 Gone
+)
+
+// Subscription is a WebSub subscription.
+type Subscription struct {
+	ID           string // UUID
+	OrgID        int64
+	Topic        string // canonical topic URL
+	Callback     string // unique per (OrgID, Topic)
+	Secret       []byte // hub.secret; encrypted at rest; empty when none
+	State        string
+	LeaseSeconds int
+	ExpiresAt    time.Time // lease end; zero while pending
+	Format       string    // body format: asgardeo (default) | set | set-jwt | cloudevents
+	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Challenge is one SMS OTP challenge.
+type Challenge struct {
+	ID          string // UUID
+	OrgID       int64
+	UserID      string
+	Mobile      string // E.164
+	Application string
+	CodeHMAC    []byte // HMAC of the current OTP; never the OTP
+	ExpiresAt   time.Time
+	Resends     int       // resends used
+	LastSentAt  time.Time // when the current OTP was issued
+	ConsumedAt  time.Time // zero until verified
+	CreatedAt   time.Time
+}
+
+// BackupCode is one of a user's backup codes.
+type BackupCode struct {
+	ID     int64
+	OrgID  int64
+	UserID string
+	Hash   []byte // salted hash computed by package authcore; salt included
+	UsedAt time.Time
+}
+
+// SigningKey is a JWT signing key of the token issuer. The private key is
+// encrypted at rest.
+type SigningKey struct {
+	KID        string
+	Algorithm  string // e.g. ES256
+	PrivateKey []byte // PKCS#8 DER
+	CreatedAt  time.Time
+	// RetiredAt is when the key stopped signing; it stays in the JWKS until
+	// tokens it signed have expired. Zero while current.
+	RetiredAt time.Time
+}
+
+// Delivery statuses.
+const (
+	DeliveryPending   = "pending"   // waiting for its next attempt
+	DeliveryDelivered = "delivered" // a destination answered 2xx
+	DeliveryFailed    = "failed"    // permanent error
+	DeliveryExpired   = "expired"   // the OTP expired before delivery
+	DeliveryDead      = "dead"      // retries exhausted; on the dead-letter list
+)
+
+// DeliveryTask is one event's delivery to one destination. First attempts
+// run from memory; a task row is written when an attempt fails (a durable
+// retry task) or completes, and is the record the deliveries API shows.
+type DeliveryTask struct {
+	ID              string // UUID
+	OrgID           int64
+	EventID         string // jti; (EventID, DestinationType, DestinationID) is unique
+	DestinationType string // webhook | twilio | vonage | custom | console
+	DestinationID   string // subscription ID, or provider slot
+	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
+	Status          string
+	Attempts        int
+	NextAttemptAt   time.Time
+	ExpiresAt       time.Time // the OTP's expiry: no attempt after it
+	LeaseOwner      string
+	LeaseUntil      time.Time
+	LastError       string
+	LastStatusCode  int
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// DeliveryAttempt is one entry in a task's attempt log.
+type DeliveryAttempt struct {
+	TaskID     string
+	Number     int // 1-based
+	StartedAt  time.Time
+	Duration   time.Duration
+	StatusCode int    // 0 when no HTTP answer
+	Outcome    string // success | retry | permanent
+	Error      string // bounded length; never a secret
+}
+
+// TaskUpdate is the new state of a task after an attempt.
+type TaskUpdate struct {
+	Status         string
+	NextAttemptAt  time.Time
+	LastError      string
+	LastStatusCode int
+}
+
+// DeliveryFilter selects deliveries to list.
+type DeliveryFilter struct {
+	Status string // "" for all
+	Limit  int    // <= 0 means 100; capped at 1000
+	// Before is a pagination cursor: only tasks created strictly before it
+	// (ordered by CreatedAt desc, ID desc).
+	Before   time.Time
+	BeforeID string
+}
+
+// DeliveryStats summarise the task table for metrics.
+type DeliveryStats struct {
+	ByStatus        map[string]int64
+	OldestPendingAt time.Time // zero when none pending
+}
+
+// Store is the state-of-record port. Methods are safe for concurrent use by
+// many goroutines and, for PostgreSQL, by many processes. Records are
+// scoped by OrgID wherever they belong to an org: an adapter never returns
+// a record of another org than the one asked for.
+type Store interface {
+	Orgs
+	Clients
+	OTP
+	Providers
+	Subscriptions
+	Deliveries
+	SigningKeys
+	// Ping checks the database is reachable; /readyz uses it.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Orgs keeps tenants.
+type Orgs interface {
+	CreateOrg(ctx context.Context, name string) (Org, error) // ErrConflict on a duplicate name
+	GetOrg(ctx context.Context, name string) (Org, error)
+	GetOrgByID(ctx context.Context, id int64) (Org, error)
+	ListOrgs(ctx context.Context) ([]Org, error)
+}
+
+// Clients keeps OAuth clients.
+type Clients interface {
+	CreateClient(ctx context.Context, c Client) error // ErrConflict on a duplicate ClientID
+	GetClient(ctx context.Context, clientID string) (Client, error)
+	ListClients(ctx context.Context, orgID int64) ([]Client, error)
+	DeleteClient(ctx context.Context, orgID int64, clientID string) error
+	// CountPlatformAdmins tells whether a first start must create one.
+	CountPlatformAdmins(ctx context.Context) (int, error)
+}
+
+// OTP keeps SMS OTP settings, templates, challenges, failed-attempt
+// counters, backup codes and abuse-limit counters.
+type OTP interface {
+	// GetOTPSettings returns ErrNotFound when the org never saved settings.
+	GetOTPSettings(ctx context.Context, orgID int64) (OTPSettings, error)
+	PutOTPSettings(ctx context.Context, s OTPSettings) error
+
+	GetMessageTemplate(ctx context.Context, orgID int64, locale string) (MessageTemplate, error)
+	PutMessageTemplate(ctx context.Context, t MessageTemplate) error
+	DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error
+	ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error)
+
+	CreateChallenge(ctx context.Context, c Challenge) error
+	GetChallenge(ctx context.Context, orgID int64, id string) (Challenge, error)
+	// ReplaceChallengeCode installs a resent OTP if the challenge still has
+	// prevResends resends used and is not consumed (else ErrPrecondition):
+	// Resends becomes prevResends+1, LastSentAt sentAt.
+	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error
+	// ConsumeChallenge marks the challenge consumed at now if it is not
+	// consumed yet and its code is still codeHMAC (else ErrPrecondition).
+	// Of concurrent calls at most one succeeds.
+	ConsumeChallenge(ctx context.Context, orgID int64, id string, codeHMAC []byte, now time.Time) error
+
+	// IncrementFailedAttempts adds one to the user's failed-attempt count
+	// and returns the new count. Concurrent increments are never lost.
+	IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error)
+	FailedAttempts(ctx context.Context, orgID int64, userID string) (count int, lastFailure time.Time, err error)
+	ResetFailedAttempts(ctx context.Context, orgID int64, userID string) error
+
+	// ReplaceBackupCodes deletes the user's codes and stores hashes, atomically.
+	ReplaceBackupCodes(ctx context.Context, orgID int64, userID string, hashes [][]byte) error
+	ListBackupCodes(ctx context.Context, orgID int64, userID string) ([]BackupCode, error)
+	// UseBackupCode marks an unused code used (else ErrPrecondition); of
+	// concurrent calls at most one succeeds.
+	UseBackupCode(ctx context.Context, orgID int64, userID string, id int64, now time.Time) error
+
+	// HitCounter adds one to the fixed-window counter (key, windowStart)
+	// and returns the new value; rows past expiresAt may be purged.
+	HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error)
+}
+
+// Providers keeps SMS provider configurations.
+type Providers interface {
+	GetSMSProvider(ctx context.Context, orgID int64, slot string) (SMSProvider, error)
+	PutSMSProvider(ctx context.Context, p SMSProvider) error
+	DeleteSMSProvider(ctx context.Context, orgID int64, slot string) error
+}
+
+// Subscriptions keeps WebSub subscriptions.
+type Subscriptions interface {
+	// UpsertSubscription creates or updates in place the subscription of
+	// (OrgID, Topic, Callback), keeping its ID, and returns the stored record.
+	UpsertSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	GetSubscription(ctx context.Context, orgID int64, id string) (Subscription, error)
+	FindSubscription(ctx context.Context, orgID int64, topic, callback string) (Subscription, error)
+	ListSubscriptions(ctx context.Context, orgID int64) ([]Subscription, error)
+	// ActiveSubscriptions returns the active subscriptions of topic whose
+	// lease has not expired at now.
+	ActiveSubscriptions(ctx context.Context, orgID int64, topic string, now time.Time) ([]Subscription, error)
+	SetSubscriptionState(ctx context.Context, orgID int64, id, state string) error
+	DeleteSubscription(ctx context.Context, orgID int64, id string) error
+	// ExpireSubscriptions deletes subscriptions whose lease ended before now
+	// and returns how many.
+	ExpireSubscriptions(ctx context.Context, now time.Time) (int, error)
+}
+
+// Deliveries keeps delivery tasks and their attempt log.
+type Deliveries interface {
+	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
+	// transaction; a task whose (EventID, DestinationType, DestinationID)
+	// exists already is skipped. Returns how many were inserted.
+	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
+	// LeaseDueTasks leases up to limit pending tasks due at now (and not
+	// leased by another owner) to owner until now+lease, oldest due first.
+	// Two owners never hold the same task.
+	LeaseDueTasks(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]DeliveryTask, error)
+	// CompleteAttempt appends attempt to the task's log, applies u, adds one
+	// to Attempts and releases the lease, if owner still holds it (else
+	// ErrPrecondition).
+	CompleteAttempt(ctx context.Context, taskID, owner string, attempt DeliveryAttempt, u TaskUpdate) error
+	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
+	// FindDelivery returns the task of (eventID, destType, destID).
+	FindDelivery(ctx context.Context, eventID, destType, destID string) (DeliveryTask, error)
+	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
+	// RequeueDelivery makes a non-pending task pending again, due at now,
+	// with expiresAt as its new bound.
+	RequeueDelivery(ctx context.Context, orgID int64, id string, now, expiresAt time.Time) error
+	// RequeueDeliveries does the same for every task of the org with one of
+	// statuses created at or after since; returns how many.
+	RequeueDeliveries(ctx context.Context, orgID int64, statuses []string, since, now, expiresAt time.Time) (int, error)
+	DeliveryStats(ctx context.Context) (DeliveryStats, error)
+	// PurgeDeliveries deletes finished (non-pending) tasks updated before
+	// cutoff, with their attempts; returns how many.
+	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// SigningKeys keeps the token issuer's keys.
+type SigningKeys interface {
+	InsertSigningKey(ctx context.Context, k SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
+	RetireSigningKey(ctx context.Context, kid string, at time.Time) error
+	DeleteSigningKey(ctx context.Context, kid string) error
+}
