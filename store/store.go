@@ -330,6 +330,12 @@ type Deliveries interface {
 	// to Attempts and releases the lease, if owner still holds it (else
 	// ErrPrecondition).
 	CompleteAttempt(ctx context.Context, taskID, owner string, attempt DeliveryAttempt, u TaskUpdate) error
+	// DeferDelivery releases owner's lease on a pending task and makes it
+	// due at nextAttemptAt without counting an attempt or appending to its
+	// log (the dispatcher defers a task whose endpoint's circuit is open or
+	// whose endpoint is at its concurrency cap). ErrPrecondition if owner no
+	// longer holds the lease.
+	DeferDelivery(ctx context.Context, taskID, owner string, nextAttemptAt time.Time) error
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
 	// FindDelivery returns the task of (eventID, destType, destID).
 	FindDelivery(ctx context.Context, eventID, destType, destID string) (DeliveryTask, error)
