@@ -1,0 +1,488 @@
+// Package config owns otphub's start-up configuration: every setting as a
+// flag with an OTPHUB_* environment twin and a key in the optional YAML
+// file, its default, and its validation. Precedence: flag, then
+// environment, then YAML file, then default. Invalid configuration fails at
+// start-up with an error that names the setting and what is wrong.
+package config
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Roles a process can run.
+const (
+	RoleAuthcore   = "authcore"
+	RoleHub        = "hub"
+	RoleDispatcher = "dispatcher"
+)
+
+// AllRoles lists every role, in a stable order.
+var AllRoles = []string{RoleAuthcore, RoleHub, RoleDispatcher}
+
+// Config is the whole start-up configuration of `otphub serve`.
+type Config struct {
+	// Addr is the HTTP listen address. Default 127.0.0.1:8080.
+	Addr string
+	// PublicURL is the base URL clients reach otphub at; topic URLs, the hub
+	// URL, token issuer and Link headers derive from it. Default
+	// http://<Addr>.
+	PublicURL string
+	// DataDir holds the embedded store and log, and a generated encryption
+	// key. Default ./data.
+	DataDir string
+	// DatabaseURL, when set (postgres://…), switches the store to PostgreSQL.
+	DatabaseURL string
+	// KafkaBrokers, when set, switches the log to Kafka.
+	KafkaBrokers []string
+	Kafka        KafkaConfig
+	// Roles are the roles this process runs. Default all.
+	Roles []string
+	// EgressAllowCIDRs are exempt from the SSRF guard.
+	EgressAllowCIDRs []netip.Prefix
+	// AdminClientID and AdminClientSecret define the platform admin client.
+	// When both are empty on a first start, one is generated and printed once.
+	AdminClientID     string
+	AdminClientSecret string
+	// EncryptionKey is the 32-byte key for secrets at rest (and OTP HMACs).
+	// Required with DatabaseURL; otherwise generated into DataDir.
+	EncryptionKey []byte
+	// AllowConsoleProvider lets orgs choose the development-only console
+	// SMS provider, which prints SMS to standard output. Default false.
+	AllowConsoleProvider bool
+	// TrustProxyHeaders makes client-IP limits use X-Forwarded-For. Default false.
+	TrustProxyHeaders bool
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 20s.
+	ShutdownTimeout time.Duration
+	// DeliveryMaxAttempts bounds retries before a delivery is dead. Default 10.
+	DeliveryMaxAttempts int
+	// DeliveryTimeout bounds one delivery attempt. Default 10s.
+	DeliveryTimeout time.Duration
+	// EndpointConcurrency caps concurrent deliveries per endpoint. Default 8.
+	EndpointConcurrency int
+}
+
+// KafkaConfig holds the Kafka client settings.
+type KafkaConfig struct {
+	ClientID          string // default "otphub"
+	Partitions        int    // for topics created at start-up; default 12
+	ReplicationFactor int    // default 1
+	TLS               bool
+	TLSCAFile         string
+	TLSCertFile       string
+	TLSKeyFile        string
+	SASLMechanism     string // "", plain, scram-sha-256, scram-sha-512
+	SASLUsername      string
+	SASLPassword      string
+}
+
+// Has reports whether role is enabled.
+func (c *Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Embedded reports whether the store is the embedded SQLite one.
+func (c *Config) Embedded() bool { return c.DatabaseURL == "" }
+
+// setting is one configurable value: a flag, its env twin and YAML key.
+type setting struct {
+	name    string // flag name and YAML key
+	usage   string
+	def     string
+	boolean bool
+	set     func(c *Config, v string) error
+}
+
+// Env returns the environment variable of a flag name.
+func Env(name string) string {
+	return "OTPHUB_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+var settings = []setting{
+	{name: "addr", def: "127.0.0.1:8080", usage: "HTTP listen address (host:port)", set: func(c *Config, v string) error {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("must be host:port: %v", err)
+		}
+		c.Addr = v
+		return nil
+	}},
+	{name: "public-url", usage: "base URL otphub is reached at; topic, hub and issuer URLs derive from it (default http://<addr>)", set: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return errors.New("must be an absolute http(s) URL without query or fragment, e.g. https://otp.example.com")
+		}
+		c.PublicURL = strings.TrimRight(v, "/")
+		return nil
+	}},
+	{name: "data-dir", def: "./data", usage: "directory of the embedded store, log and generated keys", set: func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{name: "database-url", usage: "postgres://… switches the store to PostgreSQL", set: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			return errors.New("must be a postgres:// or postgresql:// URL")
+		}
+		c.DatabaseURL = v
+		return nil
+	}},
+	{name: "kafka-brokers", usage: "comma-separated host:port list; switches the log to Kafka", set: func(c *Config, v string) error {
+		c.KafkaBrokers = nil
+		for _, b := range splitList(v) {
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				return fmt.Errorf("broker %q must be host:port", b)
+			}
+			c.KafkaBrokers = append(c.KafkaBrokers, b)
+		}
+		return nil
+	}},
+	{name: "kafka-client-id", def: "otphub", usage: "Kafka client ID", set: func(c *Config, v string) error { c.Kafka.ClientID = v; return nil }},
+	{name: "kafka-partitions", def: "12", usage: "partitions of topics created at start-up", set: func(c *Config, v string) error {
+		return intIn(&c.Kafka.Partitions, v, 1, 10000)
+	}},
+	{name: "kafka-replication-factor", def: "1", usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
+		return intIn(&c.Kafka.ReplicationFactor, v, 1, 100)
+	}},
+	{name: "kafka-tls", boolean: true, def: "false", usage: "connect to Kafka over TLS", set: func(c *Config, v string) error { return boolVal(&c.Kafka.TLS, v) }},
+	{name: "kafka-tls-ca-file", usage: "PEM CA bundle for Kafka TLS", set: fileVal(func(c *Config) *string { return &c.Kafka.TLSCAFile })},
+	{name: "kafka-tls-cert-file", usage: "PEM client certificate for Kafka mTLS", set: fileVal(func(c *Config) *string { return &c.Kafka.TLSCertFile })},
+	{name: "kafka-tls-key-file", usage: "PEM client key for Kafka mTLS", set: fileVal(func(c *Config) *string { return &c.Kafka.TLSKeyFile })},
+	{name: "kafka-sasl-mechanism", usage: "Kafka SASL mechanism: plain, scram-sha-256 or scram-sha-512", set: func(c *Config, v string) error {
+		v = strings.ToLower(v)
+		if v != "" && v != "plain" && v != "scram-sha-256" && v != "scram-sha-512" {
+			return errors.New("must be plain, scram-sha-256 or scram-sha-512")
+		}
+		c.Kafka.SASLMechanism = v
+		return nil
+	}},
+	{name: "kafka-sasl-username", usage: "Kafka SASL username", set: func(c *Config, v string) error { c.Kafka.SASLUsername = v; return nil }},
+	{name: "kafka-sasl-password", usage: "Kafka SASL password", set: func(c *Config, v string) error { c.Kafka.SASLPassword = v; return nil }},
+	{name: "roles", def: strings.Join(AllRoles, ","), usage: "roles to run: any of authcore,hub,dispatcher", set: func(c *Config, v string) error {
+		c.Roles = nil
+		for _, r := range splitList(v) {
+			if !slices.Contains(AllRoles, r) {
+				return fmt.Errorf("unknown role %q (valid: %s)", r, strings.Join(AllRoles, ", "))
+			}
+			if !slices.Contains(c.Roles, r) {
+				c.Roles = append(c.Roles, r)
+			}
+		}
+		if len(c.Roles) == 0 {
+			return errors.New("must name at least one role")
+		}
+		return nil
+	}},
+	{name: "egress-allow-cidrs", usage: "comma-separated CIDRs exempt from the SSRF guard (e.g. 127.0.0.0/8)", set: func(c *Config, v string) error {
+		c.EgressAllowCIDRs = nil
+		for _, s := range splitList(v) {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR", s)
+			}
+			c.EgressAllowCIDRs = append(c.EgressAllowCIDRs, p.Masked())
+		}
+		return nil
+	}},
+	{name: "admin-client-id", usage: "platform admin OAuth client ID (generated and printed once on a first embedded start when unset)", set: func(c *Config, v string) error {
+		c.AdminClientID = v
+		return nil
+	}},
+	{name: "admin-client-secret", usage: "platform admin OAuth client secret (at least 16 characters)", set: func(c *Config, v string) error {
+		if v != "" && len(v) < 16 {
+			return errors.New("must be at least 16 characters")
+		}
+		c.AdminClientSecret = v
+		return nil
+	}},
+	{name: "encryption-key", usage: "32-byte key (base64 or hex) for secrets at rest; required with --database-url, else generated into --data-dir", set: func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		k, err := ParseKey(v)
+		if err != nil {
+			return err
+		}
+		c.EncryptionKey = k
+		return nil
+	}},
+	{name: "allow-console-provider", boolean: true, def: "false", usage: "let orgs choose the development-only console SMS provider (prints SMS to stdout)", set: func(c *Config, v string) error {
+		return boolVal(&c.AllowConsoleProvider, v)
+	}},
+	{name: "trust-proxy-headers", boolean: true, def: "false", usage: "take the client IP from X-Forwarded-For (only behind a trusted proxy)", set: func(c *Config, v string) error {
+		return boolVal(&c.TrustProxyHeaders, v)
+	}},
+	{name: "log-level", def: "info", usage: "log level: debug, info, warn or error", set: func(c *Config, v string) error {
+		switch v {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = v
+			return nil
+		}
+		return errors.New("must be debug, info, warn or error")
+	}},
+	{name: "shutdown-timeout", def: "20s", usage: "graceful shutdown drain bound", set: func(c *Config, v string) error {
+		return durationIn(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
+	}},
+	{name: "delivery-max-attempts", def: "10", usage: "attempts before a delivery is dead-lettered", set: func(c *Config, v string) error {
+		return intIn(&c.DeliveryMaxAttempts, v, 1, 100)
+	}},
+	{name: "delivery-timeout", def: "10s", usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
+		return durationIn(&c.DeliveryTimeout, v, 100*time.Millisecond, 2*time.Minute)
+	}},
+	{name: "endpoint-concurrency", def: "8", usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
+		return intIn(&c.EndpointConcurrency, v, 1, 1000)
+	}},
+}
+
+// Error is a configuration error naming the setting.
+type Error struct {
+	Setting string // flag name
+	Source  string // flag, environment, config file
+	Err     error
+}
+
+func (e *Error) Error() string {
+	where := "--" + e.Setting
+	switch e.Source {
+	case "environment":
+		where = Env(e.Setting)
+	case "config file":
+		where = "config file key " + strconv.Quote(e.Setting)
+	}
+	return fmt.Sprintf("invalid %s: %v", where, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrHelp is returned by Parse when -h/--help was asked for; usage has been
+// written to the output.
+var ErrHelp = flag.ErrHelp
+
+// Parse reads args (after "serve"), the environment (getenv) and the YAML
+// file named by --config / OTPHUB_CONFIG, and returns the validated Config.
+// Usage goes to out on --help.
+func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("otphub serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	raw := map[string]*string{}
+	for _, s := range settings {
+		v := new(string)
+		raw[s.name] = v
+		if s.boolean {
+			fs.Var(boolFlag{v}, s.name, s.usage+" (env "+Env(s.name)+")")
+		} else {
+			fs.StringVar(v, s.name, s.def, s.usage+" (env "+Env(s.name)+")")
+		}
+	}
+	configFile := fs.String("config", "", "optional YAML file whose keys are these flag names (env OTPHUB_CONFIG)")
+	fs.Usage = func() {
+		fmt.Fprint(out, "Usage: otphub serve [flags]\n\nStarts the otphub server. Every flag has an OTPHUB_* environment twin and a key\nin the optional YAML config file; precedence is flag, environment, file, default.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	path := *configFile
+	if !explicit["config"] {
+		path = getenv("OTPHUB_CONFIG")
+	}
+	fileVals, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+
+	c := &Config{}
+	for _, s := range settings {
+		v, source := s.def, "default"
+		if fv, ok := fileVals[s.name]; ok {
+			v, source = fv, "config file"
+		}
+		if ev, ok := lookupEnv(getenv, Env(s.name)); ok {
+			v, source = ev, "environment"
+		}
+		if explicit[s.name] {
+			v, source = *raw[s.name], "flag"
+		}
+		if err := s.set(c, strings.TrimSpace(v)); err != nil {
+			return nil, &Error{Setting: s.name, Source: source, Err: err}
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if c.PublicURL == "" {
+		host, port, _ := net.SplitHostPort(c.Addr)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.PublicURL = "http://" + net.JoinHostPort(host, port)
+	}
+	if c.DatabaseURL != "" && len(c.EncryptionKey) == 0 {
+		return &Error{Setting: "encryption-key", Source: "flag", Err: errors.New("is required with --database-url: every replica must share one key (32 bytes, base64 or hex)")}
+	}
+	if (c.AdminClientID == "") != (c.AdminClientSecret == "") {
+		return &Error{Setting: "admin-client-secret", Source: "flag", Err: errors.New("--admin-client-id and --admin-client-secret must be given together")}
+	}
+	if c.Kafka.SASLMechanism != "" && (c.Kafka.SASLUsername == "" || c.Kafka.SASLPassword == "") {
+		return &Error{Setting: "kafka-sasl-username", Source: "flag", Err: errors.New("SASL needs both a username and a password")}
+	}
+	if (c.Kafka.TLSCertFile == "") != (c.Kafka.TLSKeyFile == "") {
+		return &Error{Setting: "kafka-tls-cert-file", Source: "flag", Err: errors.New("a client certificate needs its key (--kafka-tls-key-file) and vice versa")}
+	}
+	return nil
+}
+
+// ParseKey decodes a 32-byte key given as base64 (standard or URL, padded
+// or not) or hex.
+func ParseKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != 32 {
+				return nil, fmt.Errorf("must decode to 32 bytes, got %d", len(b))
+			}
+			return b, nil
+		}
+	}
+	return nil, errors.New("must be 32 bytes encoded as base64 or hex")
+}
+
+// Usage writes the serve usage (for `otphub --help`).
+func Usage(out io.Writer) {
+	_, _ = Parse([]string{"-h"}, func(string) string { return "" }, out)
+}
+
+func readFile(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --config: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("invalid --config %s: %w", path, err)
+	}
+	out := map[string]string{}
+	for k, v := range doc {
+		if !slices.ContainsFunc(settings, func(s setting) bool { return s.name == k }) {
+			return nil, fmt.Errorf("invalid --config %s: unknown key %q", path, k)
+		}
+		switch t := v.(type) {
+		case []any:
+			parts := make([]string, len(t))
+			for i, e := range t {
+				parts[i] = fmt.Sprint(e)
+			}
+			out[k] = strings.Join(parts, ",")
+		case nil:
+			out[k] = ""
+		default:
+			out[k] = fmt.Sprint(t)
+		}
+	}
+	return out, nil
+}
+
+func lookupEnv(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func intIn(dst *int, v string, lo, hi int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("must be an integer from %d to %d, got %q", lo, hi, v)
+	}
+	*dst = n
+	return nil
+}
+
+func durationIn(dst *time.Duration, v string, lo, hi time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		return fmt.Errorf("must be a duration from %s to %s (e.g. 20s), got %q", lo, hi, v)
+	}
+	*dst = d
+	return nil
+}
+
+func boolVal(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("must be true or false, got %q", v)
+	}
+	*dst = b
+	return nil
+}
+
+func fileVal(field func(c *Config) *string) func(c *Config, v string) error {
+	return func(c *Config, v string) error {
+		if v != "" {
+			if _, err := os.Stat(v); err != nil {
+				return fmt.Errorf("cannot read %s: %v", v, errors.Unwrap(err))
+			}
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// boolFlag is a string-backed boolean flag so that `--kafka-tls` works
+// without a value and the raw text is validated like env and file values.
+type boolFlag struct{ v *string }
+
+func (b boolFlag) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolFlag) Set(s string) error { *b.v = s; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.PublicURL != "http://127.0.0.1:8080" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if len(c.Roles) != 3 || !c.Has(RoleHub) || !c.Embedded() {
+		t.Fatalf("roles: %v", c.Roles)
+	}
+	if c.ShutdownTimeout != 20*time.Second || c.DeliveryMaxAttempts != 10 || c.Kafka.Partitions != 12 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFlagEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "otphub.yaml")
+	if err := os.WriteFile(file, []byte("addr: 127.0.0.1:7000\nlog-level: debug\nroles: [hub, dispatcher]\nkafka-brokers:\n  - a:9092\n  - b:9092\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]string{"--config", file, "--log-level", "warn"},
+		env(map[string]string{"OTPHUB_ADDR": "127.0.0.1:9000", "OTPHUB_LOG_LEVEL": "error"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9000" {
+		t.Errorf("env must beat file: %s", c.Addr)
+	}
+	if c.LogLevel != "warn" {
+		t.Errorf("flag must beat env: %s", c.LogLevel)
+	}
+	if strings.Join(c.Roles, ",") != "hub,dispatcher" || strings.Join(c.KafkaBrokers, ",") != "a:9092,b:9092" {
+		t.Errorf("file lists: %v %v", c.Roles, c.KafkaBrokers)
+	}
+}
+
+func TestInvalidNamesSetting(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--addr", "nonsense"}, nil, "--addr"},
+		{nil, map[string]string{"OTPHUB_ROLES": "hub,mailer"}, "OTPHUB_ROLES: unknown role \"mailer\""},
+		{[]string{"--public-url", "ftp://x"}, nil, "--public-url"},
+		{[]string{"--database-url", "mysql://x"}, nil, "--database-url"},
+		{[]string{"--database-url", "postgres://x/db"}, nil, "--encryption-key: is required with --database-url"},
+		{[]string{"--encryption-key", "short"}, nil, "--encryption-key"},
+		{[]string{"--egress-allow-cidrs", "10.0.0.0/8,bogus"}, nil, "--egress-allow-cidrs: \"bogus\""},
+		{[]string{"--kafka-brokers", "nohostport"}, nil, "--kafka-brokers"},
+		{[]string{"--admin-client-id", "admin"}, nil, "must be given together"},
+		{[]string{"--delivery-max-attempts", "0"}, nil, "--delivery-max-attempts"},
+		{[]string{"--kafka-tls=maybe"}, nil, "--kafka-tls"},
+		{nil, map[string]string{"OTPHUB_SHUTDOWN_TIMEOUT": "forever"}, "OTPHUB_SHUTDOWN_TIMEOUT"},
+		{[]string{"--kafka-sasl-mechanism", "plain"}, nil, "SASL needs both"},
+		{[]string{"--database-url", "postgres://x/db", "--encryption-key", key}, nil, ""},
+	}
+	for _, tc := range cases {
+		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: unexpected %v", tc.args, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: got %v, want mention of %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestSecretsNotEchoed(t *testing.T) {
+	_, err := Parse([]string{"--encryption-key", "hunter2-is-my-password"}, env(nil), &bytes.Buffer{})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error must not echo the key: %v", err)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("adr: x\n"), 0o600)
+	if _, err := Parse([]string{"--config", bad}, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `unknown key "adr"`) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := Parse(nil, env(map[string]string{"OTPHUB_CONFIG": filepath.Join(dir, "missing.yaml")}), &bytes.Buffer{}); err == nil {
+		t.Fatal("missing file must fail")
+	}
+}
+
+func TestHelpListsEveryFlagAndEnv(t *testing.T) {
+	var out bytes.Buffer
+	_, err := Parse([]string{"--help"}, env(nil), &out)
+	if !errors.Is(err, ErrHelp) {
+		t.Fatalf("want ErrHelp, got %v", err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(out.String(), "-"+s.name) || !strings.Contains(out.String(), Env(s.name)) {
+			t.Errorf("help lacks %s / %s", s.name, Env(s.name))
+		}
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	for _, s := range []string{strings.Repeat("0f", 32), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"} {
+		if k, err := ParseKey(s); err != nil || len(k) != 32 {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	if _, err := ParseKey("AAEC"); err == nil {
+		t.Error("short key accepted")
+	}
+}
