@@ -1,0 +1,61 @@
+# otphub — `make run` starts the embedded single binary, `make test` runs
+# everything CI runs. See README.md.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Development defaults for `make run`: the console SMS provider may be
+# chosen, and webhooks on this machine (the example handler) are allowed.
+RUN_FLAGS ?= --allow-console-provider --egress-allow-cidrs 127.0.0.0/8,::1/128
+
+.PHONY: build run test test-go vet fmt-check lint bench bench-go bench-e2e soak fuzz helm promtool clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/otphub ./cmd/otphub
+
+run:
+	$(GO) run ./cmd/otphub serve $(RUN_FLAGS)
+
+## test: vet, formatting, every Go test under the race detector, the Helm
+## chart and the alert rules. PostgreSQL must be on 127.0.0.1:5432
+## (.ci/postgres.sh starts it).
+test: fmt-check vet test-go helm promtool
+
+test-go:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: fmt-check vet
+
+## bench: Go micro-benchmarks of the hot paths, then the end-to-end
+## benchmark that writes docs/benchmarks.md.
+bench: bench-go bench-e2e
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./... | grep -E '^(Benchmark|ok|pkg:)'
+
+bench-e2e:
+	$(GO) run ./internal/e2ebench -out docs/benchmarks.md
+
+## soak: the long reliability suite (kill -9 under load, hanging endpoints,
+## throttling providers, scale-out with Kafka and PostgreSQL).
+soak:
+	OTPHUB_SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Crash|ScaleOut' ./internal/reliability/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalAsgardeo -fuzztime 30s ./event/
+
+helm:
+	bash hack/helm.sh
+
+promtool:
+	bash hack/promtool.sh
+
+clean:
+	rm -rf bin
