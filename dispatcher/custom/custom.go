@@ -1,0 +1,208 @@
+// Package custom delivers an org's OTP SMS to a custom HTTP gateway, as the
+// seed's "Configuring a Custom Provider" describes: a URL, a content type
+// (JSON or FORM), a method (POST or PUT), a payload template with {{body}}
+// and {{mobile}}, and static headers. Any 2xx answer is success.
+package custom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/event"
+)
+
+const maxResponseBody = 64 << 10
+
+// Config is a custom gateway's configuration, as entered by the org admin.
+type Config struct {
+	URL string // absolute http(s) URL; required
+	// ContentType is ContentJSON or ContentFORM (case-insensitive). Default JSON.
+	ContentType string
+	// Method is POST or PUT (case-insensitive). Default POST.
+	Method          string
+	PayloadTemplate string // required; see ParseTemplate
+	Headers         string // "name: value, name2: value2"; optional; see ParseHeaders
+}
+
+// Normalize applies the defaults and upper-cases ContentType and Method.
+func (c Config) Normalize() Config {
+	c.ContentType = strings.ToUpper(strings.TrimSpace(c.ContentType))
+	if c.ContentType == "" {
+		c.ContentType = ContentJSON
+	}
+	c.Method = strings.ToUpper(strings.TrimSpace(c.Method))
+	if c.Method == "" {
+		c.Method = http.MethodPost
+	}
+	return c
+}
+
+// FieldError names the configuration field that is wrong.
+type FieldError struct {
+	Field string // JSON name: url, contentType, method, payloadTemplate, headers
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Sender posts OTP SMS to one custom gateway. Safe for concurrent use.
+type Sender struct {
+	url         string
+	origin      string
+	method      string
+	contentType string // the Content-Type header
+	tmpl        *Template
+	headers     []Header
+	client      *http.Client
+}
+
+// New parses cfg and returns a Sender that sends with client (nil: a
+// client that never follows redirects). Errors are *FieldError.
+func New(cfg Config, client *http.Client) (*Sender, error) {
+	cfg = cfg.Normalize()
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, &FieldError{"url", errors.New("must be an absolute http(s) URL")}
+	}
+	if u.User != nil {
+		return nil, &FieldError{"url", errors.New("must not carry credentials; use a header")}
+	}
+	s := &Sender{url: u.String(), origin: u.Scheme + "://" + u.Host, client: client}
+	switch cfg.ContentType {
+	case ContentJSON:
+		s.contentType = "application/json"
+	case ContentFORM:
+		s.contentType = "application/x-www-form-urlencoded"
+	default:
+		return nil, &FieldError{"contentType", fmt.Errorf("%q is not JSON or FORM", cfg.ContentType)}
+	}
+	switch cfg.Method {
+	case http.MethodPost, http.MethodPut:
+		s.method = cfg.Method
+	default:
+		return nil, &FieldError{"method", fmt.Errorf("%q is not POST or PUT", cfg.Method)}
+	}
+	if s.tmpl, err = ParseTemplate(cfg.ContentType, cfg.PayloadTemplate); err != nil {
+		return nil, &FieldError{"payloadTemplate", err}
+	}
+	if s.headers, err = ParseHeaders(cfg.Headers); err != nil {
+		return nil, &FieldError{"headers", err}
+	}
+	if s.client == nil {
+		s.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+	}
+	return s, nil
+}
+
+// Endpoint returns the gateway's scheme://host.
+func (s *Sender) Endpoint() string { return s.origin }
+
+// Send renders the payload for ev and sends it.
+func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+	if ev.SendTo == "" || ev.MessageBody == "" {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: errors.New("custom: the event has no recipient or no message body")}
+	}
+	payload := s.tmpl.Render(ev.MessageBody, ev.SendTo)
+	req, err := http.NewRequestWithContext(ctx, s.method, s.url, strings.NewReader(string(payload)))
+	if err != nil {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: fmt.Errorf("custom: %w", err)}
+	}
+	req.Header.Set("Content-Type", s.contentType)
+	req.Header.Set("User-Agent", "otphub")
+	if ev.ID != "" {
+		req.Header.Set("Idempotency-Key", ev.ID)
+	}
+	for i, h := range s.headers {
+		if i == 0 || !sameName(s.headers[:i], h.Name) {
+			req.Header.Del(h.Name) // a configured header replaces ours
+		}
+		req.Header.Add(h.Name, h.Value)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
+	r := Classify(resp.StatusCode)
+	if !r.OK {
+		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		r.Err = fmt.Errorf("custom: gateway answered %d", resp.StatusCode)
+	}
+	return r
+}
+
+func sameName(hs []Header, name string) bool {
+	for _, h := range hs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Classify maps a gateway's HTTP status: 2xx success; 408, 429 and 5xx
+// retry; 401/403 credential errors; 3xx a redirect (never followed); other
+// 4xx permanent.
+func Classify(status int) dispatcher.Result {
+	r := dispatcher.Result{StatusCode: status}
+	switch {
+	case status >= 200 && status < 300:
+		r.OK = true
+	case status == http.StatusTooManyRequests:
+		r.Retry, r.Reason = true, dispatcher.ReasonRateLimited
+	case status >= 500:
+		r.Retry, r.Reason = true, dispatcher.ReasonServerError
+	case status == http.StatusRequestTimeout:
+		r.Retry, r.Reason = true, dispatcher.ReasonTimeout
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		r.Reason = dispatcher.ReasonAuthError
+	case status >= 400:
+		r.Reason = dispatcher.ReasonClientError
+	case status >= 300:
+		r.Reason = dispatcher.ReasonRedirect
+	default:
+		r.Retry, r.Reason = true, dispatcher.ReasonServerError
+	}
+	return r
+}
+
+func transportError(ctx context.Context, err error) dispatcher.Result {
+	var ne net.Error
+	var m interface{ EgressRefused() bool }
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("custom: %w", err)}
+	case errors.As(err, &m) && m.EgressRefused():
+		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("custom: %w", err)}
+	default:
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("custom: %w", err)}
+	}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return min(time.Duration(n)*time.Second, time.Hour)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, min(time.Until(t), time.Hour))
+	}
+	return 0
+}

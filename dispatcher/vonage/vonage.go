@@ -1,0 +1,217 @@
+// Package vonage delivers an org's OTP SMS through the Vonage (Nexmo) SMS
+// API: a form POST to <base>/sms/json. An HTTP 200 is not success by
+// itself; every part's messages[].status must be "0".
+package vonage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/event"
+)
+
+// DefaultBaseURL is the Vonage SMS API origin.
+const DefaultBaseURL = "https://rest.nexmo.com"
+
+const maxResponseBody = 64 << 10
+
+// Config is one Vonage account's sending configuration.
+type Config struct {
+	APIKey    string // required
+	APISecret string // required
+	// From is the sender: a number (a leading '+' is dropped, Vonage wants
+	// digits) or an alphanumeric sender ID. Required.
+	From string
+	// BaseURL replaces https://rest.nexmo.com (test server, local gateway).
+	// Default DefaultBaseURL.
+	BaseURL string
+}
+
+// Sender sends OTP SMS through one Vonage account. Safe for concurrent use.
+type Sender struct {
+	cfg      Config
+	endpoint string // <base>/sms/json
+	origin   string // scheme://host
+	client   *http.Client
+}
+
+// New returns a Sender for cfg that sends with client (nil: a client that
+// never follows redirects).
+func New(cfg Config, client *http.Client) (*Sender, error) {
+	if cfg.APIKey == "" || cfg.APISecret == "" || cfg.From == "" {
+		return nil, errors.New("vonage: API key, API secret and sender are required")
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("vonage: base URL %q is not an absolute http(s) URL", cfg.BaseURL)
+	}
+	if client == nil {
+		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+	}
+	return &Sender{cfg: cfg, endpoint: base + "/sms/json", origin: u.Scheme + "://" + u.Host, client: client}, nil
+}
+
+// Endpoint returns the scheme://host the Sender talks to.
+func (s *Sender) Endpoint() string { return s.origin }
+
+// Form returns the form fields Send posts for ev.
+func (s *Sender) Form(ev *event.SmsOtpNotificationEvent) url.Values {
+	f := url.Values{
+		"api_key":    {s.cfg.APIKey},
+		"api_secret": {s.cfg.APISecret},
+		"from":       {strings.TrimPrefix(s.cfg.From, "+")},
+		"to":         {strings.TrimPrefix(ev.SendTo, "+")},
+		"text":       {ev.MessageBody},
+	}
+	if ev.ID != "" {
+		f.Set("client-ref", ev.ID)
+	}
+	if !IsGSM7(ev.MessageBody) {
+		f.Set("type", "unicode")
+	}
+	return f
+}
+
+// response is the SMS API's answer.
+type response struct {
+	MessageCount string    `json:"message-count"`
+	Messages     []message `json:"messages"`
+}
+
+type message struct {
+	Status    string `json:"status"`
+	MessageID string `json:"message-id"`
+	ErrorText string `json:"error-text"`
+}
+
+// Send submits ev. ProviderID is the first part's message-id.
+func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+	if ev.SendTo == "" || ev.MessageBody == "" {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: errors.New("vonage: the event has no recipient or no message body")}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint, strings.NewReader(s.Form(ev).Encode()))
+	if err != nil {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: fmt.Errorf("vonage: %w", err)}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		r := transportError(ctx, err)
+		r.StatusCode = resp.StatusCode
+		return r
+	}
+	if resp.StatusCode != http.StatusOK {
+		r := ClassifyHTTP(resp.StatusCode)
+		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		r.Err = fmt.Errorf("vonage: HTTP %d", resp.StatusCode)
+		return r
+	}
+	var out response
+	if err := json.Unmarshal(body, &out); err != nil || len(out.Messages) == 0 {
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError, StatusCode: resp.StatusCode,
+			Err: errors.New("vonage: HTTP 200 without a messages[] answer")}
+	}
+	for _, m := range out.Messages {
+		if m.Status != "0" {
+			r := ClassifyStatus(m.Status)
+			r.StatusCode = resp.StatusCode
+			r.Err = fmt.Errorf("vonage: status %s: %s", m.Status, m.ErrorText)
+			return r
+		}
+	}
+	return dispatcher.Result{OK: true, StatusCode: resp.StatusCode, ProviderID: out.Messages[0].MessageID}
+}
+
+// Vonage SMS API statuses (developer.vonage.com/messaging/sms/guides/troubleshooting-sms).
+const (
+	StatusSuccess              = "0"
+	StatusThrottled            = "1"
+	StatusInvalidCredentials   = "4"
+	StatusInternalError        = "5"
+	StatusTooManyExistingBinds = "10"
+	StatusInvalidSignature     = "14"
+	StatusSignatureAndSecret   = "32"
+)
+
+// ClassifyStatus maps a non-zero messages[].status: 1 and 10 are
+// throttling and 5 a platform error (retry); 4, 14 and 32 are credential
+// errors; every other status is a permanent refusal.
+func ClassifyStatus(status string) dispatcher.Result {
+	switch status {
+	case StatusSuccess:
+		return dispatcher.Result{OK: true}
+	case StatusThrottled, StatusTooManyExistingBinds:
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonRateLimited}
+	case StatusInternalError:
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError}
+	case StatusInvalidCredentials, StatusInvalidSignature, StatusSignatureAndSecret:
+		return dispatcher.Result{Reason: dispatcher.ReasonAuthError}
+	default:
+		return dispatcher.Result{Reason: dispatcher.ReasonProviderRefused}
+	}
+}
+
+// ClassifyHTTP maps an HTTP status other than 200: 429 and 5xx retry,
+// 401/403 are credential errors, 3xx a redirect, others permanent.
+func ClassifyHTTP(status int) dispatcher.Result {
+	r := dispatcher.Result{StatusCode: status}
+	switch {
+	case status == http.StatusTooManyRequests:
+		r.Retry, r.Reason = true, dispatcher.ReasonRateLimited
+	case status >= 500:
+		r.Retry, r.Reason = true, dispatcher.ReasonServerError
+	case status == http.StatusRequestTimeout:
+		r.Retry, r.Reason = true, dispatcher.ReasonTimeout
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		r.Reason = dispatcher.ReasonAuthError
+	case status >= 400:
+		r.Reason = dispatcher.ReasonClientError
+	case status >= 300:
+		r.Reason = dispatcher.ReasonRedirect
+	default:
+		// 1xx or another 2xx: not the documented answer.
+		r.Retry, r.Reason = true, dispatcher.ReasonServerError
+	}
+	return r
+}
+
+func transportError(ctx context.Context, err error) dispatcher.Result {
+	var ne net.Error
+	var m interface{ EgressRefused() bool }
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("vonage: %w", err)}
+	case errors.As(err, &m) && m.EgressRefused():
+		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("vonage: %w", err)}
+	default:
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("vonage: %w", err)}
+	}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, time.Hour)
+}
