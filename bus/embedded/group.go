@@ -20,10 +20,10 @@ type groupKey struct{ topic, group string }
 // and its committed positions (the next offset to read, per partition),
 // persisted in groups/<group>/<topic>.offsets.json by atomic rename.
 type group struct {
-	l     *Log
-	t     *topic
-	name  string
-	path  string
+	l    *Log
+	t    *topic
+	name string
+	path string
 
 	mu      sync.Mutex // membership and assignment; taken before assignment.mu
 	members []*consumer
