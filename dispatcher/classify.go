@@ -1,0 +1,67 @@
+package dispatcher
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClassifyHTTP classifies an HTTP answer for destinations that speak plain
+// HTTP status codes (webhooks, custom gateways): any 2xx is success; 408,
+// 429 and 5xx are worth retrying (429 and 503 with their Retry-After);
+// 410 is gone for good; 401/403 are credential errors; other 4xx and any
+// 3xx (redirects are never followed) are permanent.
+func ClassifyHTTP(status int, header http.Header, now time.Time) Result {
+	r := Result{StatusCode: status}
+	switch {
+	case status >= 200 && status < 300:
+		r.OK = true
+	case status == http.StatusTooManyRequests:
+		r.Retry, r.Reason = true, ReasonRateLimited
+		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
+	case status >= 500:
+		r.Retry, r.Reason = true, ReasonServerError
+		if status == http.StatusServiceUnavailable {
+			r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
+		}
+	case status == http.StatusRequestTimeout:
+		r.Retry, r.Reason = true, ReasonTimeout
+	case status == http.StatusGone:
+		r.Reason = ReasonGone
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		r.Reason = ReasonAuthError
+	case status >= 400:
+		r.Reason = ReasonClientError
+	case status >= 300:
+		r.Reason = ReasonRedirect
+	default: // 1xx or nonsense: the endpoint misbehaves, perhaps for a while
+		r.Retry, r.Reason = true, ReasonServerError
+	}
+	return r
+}
+
+// maxRetryAfter caps a parsed Retry-After (the policy bounds it further).
+const maxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter reads a Retry-After header value (delay-seconds or an
+// HTTP-date relative to now); 0 when absent, malformed or in the past.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(0, t.Sub(now)), maxRetryAfter)
+	}
+	return 0
+}

@@ -1,0 +1,312 @@
+// Package dispatchertest holds what delivery engine tests share: a real
+// HTTP receiver that counts deliveries, a minimal HTTP Sender speaking to
+// it, a static Resolver, and helpers to make and publish events.
+package dispatchertest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/otphub/otphub/bus"
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// Answer writes the receiver's answer to the nth request (1-based) for the
+// event jti.
+type Answer func(w http.ResponseWriter, r *http.Request, jti string, nth int)
+
+// Receiver is a real HTTP endpoint (httptest.Server on 127.0.0.1) that
+// decodes each POSTed event and counts the ones it answered with a 2xx.
+type Receiver struct {
+	*httptest.Server
+
+	mu        sync.Mutex
+	answer    Answer
+	requests  map[string]int
+	delivered map[string]int
+	order     []string // jtis in the order they were answered 2xx
+	total     int
+}
+
+// NewReceiver starts a Receiver answering with answer (nil: 204 to all);
+// it is closed when the test ends.
+func NewReceiver(t testing.TB, answer Answer) *Receiver {
+	r := &Receiver{answer: answer, requests: map[string]int{}, delivered: map[string]int{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// SetAnswer replaces the receiver's answer.
+func (r *Receiver) SetAnswer(a Answer) {
+	r.mu.Lock()
+	r.answer = a
+	r.mu.Unlock()
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, event.MaxEventBytes+1))
+	if err != nil {
+		http.Error(w, "read error", http.StatusBadRequest)
+		return
+	}
+	ev, err := event.UnmarshalAsgardeo(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if got := req.Header.Get("webhook-id"); got != ev.ID {
+		http.Error(w, "webhook-id is not the jti", http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	r.requests[ev.ID]++
+	r.total++
+	nth, answer := r.requests[ev.ID], r.answer
+	r.mu.Unlock()
+
+	sw := &statusWriter{ResponseWriter: w}
+	if answer == nil {
+		sw.WriteHeader(http.StatusNoContent)
+	} else {
+		answer(sw, req, ev.ID, nth)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+	}
+	if sw.status >= 200 && sw.status < 300 {
+		r.mu.Lock()
+		r.delivered[ev.ID]++
+		r.order = append(r.order, ev.ID)
+		r.mu.Unlock()
+	}
+}
+
+// Delivered returns how many times jti was answered with a 2xx.
+func (r *Receiver) Delivered(jti string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.delivered[jti]
+}
+
+// Requests returns how many requests jti received (any answer).
+func (r *Receiver) Requests(jti string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests[jti]
+}
+
+// Total returns how many events were received (any answer).
+func (r *Receiver) Total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
+}
+
+// Order returns the jtis answered 2xx, in order.
+func (r *Receiver) Order() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.order...)
+}
+
+// Duplicates returns how many 2xx answers went to a jti already delivered.
+func (r *Receiver) Duplicates() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.delivered {
+		n += c - 1
+	}
+	return n
+}
+
+// Sender is a minimal webhook Sender for engine tests: it POSTs the
+// Asgardeo body with webhook-id = jti, follows no redirect, and classifies
+// the answer with dispatcher.ClassifyHTTP.
+type Sender struct {
+	URL    string
+	Client *http.Client
+}
+
+// NewSender returns a Sender posting to url.
+func NewSender(url string) *Sender {
+	return &Sender{URL: url, Client: &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
+	}}
+}
+
+// Send implements dispatcher.Sender.
+func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+	body, err := event.MarshalAsgardeo(ev)
+	if err != nil {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
+	if err != nil {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", ev.ID)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+			return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: err}
+		}
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, time.Now())
+}
+
+// Webhook returns a webhook Target named id whose sender posts to url;
+// its endpoint (for the breaker and concurrency cap) is url.
+func Webhook(id, url string) dispatcher.Target {
+	return dispatcher.Target{Type: dispatcher.TypeWebhook, ID: id, Endpoint: url, Sender: NewSender(url)}
+}
+
+// Resolver is a static Resolver: targets per org name, looked up by type
+// and ID.
+type Resolver struct {
+	mu      sync.Mutex
+	byOrg   map[string][]dispatcher.Target
+	removed map[string]bool
+}
+
+// NewResolver returns an empty Resolver.
+func NewResolver() *Resolver {
+	return &Resolver{byOrg: map[string][]dispatcher.Target{}, removed: map[string]bool{}}
+}
+
+// Set replaces org's targets.
+func (r *Resolver) Set(org string, targets ...dispatcher.Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byOrg[org] = targets
+	for _, t := range targets {
+		delete(r.removed, t.Type+"/"+t.ID)
+	}
+}
+
+// Remove deletes the target of (destType, id) from every org: Lookup then
+// answers store.ErrNotFound.
+func (r *Resolver) Remove(destType, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for org, ts := range r.byOrg {
+		var keep []dispatcher.Target
+		for _, t := range ts {
+			if t.Type != destType || t.ID != id {
+				keep = append(keep, t)
+			}
+		}
+		r.byOrg[org] = keep
+	}
+	r.removed[destType+"/"+id] = true
+}
+
+// Resolve implements dispatcher.Resolver.
+func (r *Resolver) Resolve(_ context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]dispatcher.Target(nil), r.byOrg[ev.OrganizationName]...), nil
+}
+
+// Lookup implements dispatcher.Resolver.
+func (r *Resolver) Lookup(_ context.Context, _ int64, destType, destID string) (dispatcher.Target, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.removed[destType+"/"+destID] {
+		return dispatcher.Target{}, false, fmt.Errorf("%s %s: %w", destType, destID, store.ErrNotFound)
+	}
+	for _, ts := range r.byOrg {
+		for _, t := range ts {
+			if t.Type == destType && t.ID == destID {
+				return t, true, nil
+			}
+			if t.Fallback != nil && t.Fallback.Type == destType && t.Fallback.ID == destID {
+				return *t.Fallback, true, nil
+			}
+		}
+	}
+	return dispatcher.Target{}, false, nil
+}
+
+// NewEvent returns a valid event of org (orgID) issued now, expiring in ttl.
+func NewEvent(org string, orgID int64, ttl time.Duration) *event.SmsOtpNotificationEvent {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return &event.SmsOtpNotificationEvent{
+		Issuer:           "https://otphub.test",
+		ID:               uuid.NewString(),
+		IssuedAt:         now,
+		Audience:         event.TopicURL("https://otphub.test", org),
+		OrganizationID:   orgID,
+		OrganizationName: org,
+		SendTo:           "+94771234567",
+		MessageBody:      "Your one-time password is 075052.",
+		ExpiresAt:        now.Add(ttl),
+	}
+}
+
+// Publish encodes evs in CloudEvents binary mode and publishes them to
+// bus.NotificationsTopic.
+func Publish(ctx context.Context, pub bus.Publisher, evs ...*event.SmsOtpNotificationEvent) error {
+	msgs := make([]bus.Message, 0, len(evs))
+	for _, ev := range evs {
+		key, headers, value, err := event.EncodeBinary(ev)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, bus.Message{Key: key, Headers: headers, Value: value})
+	}
+	return pub.Publish(ctx, bus.NotificationsTopic, msgs...)
+}
+
+// Eventually polls cond every few milliseconds until it holds or timeout
+// passes, then fails the test with msg.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: "+msg, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
