@@ -309,4 +309,3 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
