@@ -1,0 +1,280 @@
+// Package webhook delivers an event to one WebSub subscription's callback:
+// it renders the body in the subscription's format, signs it (WebSub
+// X-Hub-Signature and Standard Webhooks headers), POSTs it through the
+// SSRF-guarded egress client without following redirects, and classifies
+// the answer. It never retries by itself: the dispatcher engine decides
+// what a Result leads to.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// KeySource gives the hub's current SET signing key (oauth's *Issuer
+// implements it). Used for the set-jwt format only.
+type KeySource interface {
+	SigningKey() (kid string, key crypto.Signer)
+}
+
+// Signature algorithms a subscription may choose for X-Hub-Signature
+// (WebSub §7.1.1). The default is sha256.
+var SignatureAlgs = []string{"sha1", "sha256", "sha384", "sha512"}
+
+// DefaultSignatureAlg is used when a subscription names none.
+const DefaultSignatureAlg = "sha256"
+
+// ValidSignatureAlg reports whether alg is one of SignatureAlgs or "".
+func ValidSignatureAlg(alg string) bool {
+	return alg == "" || hashFor(alg) != nil
+}
+
+func hashFor(alg string) func() hash.Hash {
+	switch alg {
+	case "sha1":
+		return sha1.New
+	case "sha256", "":
+		return sha256.New
+	case "sha384":
+		return sha512.New384
+	case "sha512":
+		return sha512.New
+	}
+	return nil
+}
+
+// HubSignature returns the X-Hub-Signature value of body: "<alg>=<hex HMAC>".
+func HubSignature(alg string, secret, body []byte) string {
+	if alg == "" {
+		alg = DefaultSignatureAlg
+	}
+	h := hashFor(alg)
+	if h == nil {
+		return ""
+	}
+	m := hmac.New(h, secret)
+	m.Write(body)
+	return alg + "=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// StandardSignature returns the Standard Webhooks webhook-signature value:
+// "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>", keyed by the
+// secret's raw bytes.
+func StandardSignature(secret []byte, id string, timestamp int64, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(id))
+	m.Write([]byte{'.'})
+	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Options are what every webhook sender of a hub shares.
+type Options struct {
+	// HubURL is the hub's URL for the rel="hub" Link (<public url>/hub).
+	HubURL string
+	// Client is the egress client's HTTP client (egress.Client.HTTP()).
+	Client *http.Client
+	// Keys signs set-jwt bodies; nil refuses that format (ReasonInvalid).
+	Keys KeySource
+	// MaxResponseBytes caps how much of a response is read (and dropped)
+	// so the connection can be reused. Default 64 KiB.
+	MaxResponseBytes int64
+	// Now is the clock for webhook-timestamp. Default time.Now.
+	Now func() time.Time
+}
+
+// Sender delivers to one subscription. Safe for concurrent use.
+type Sender struct {
+	sub      store.Subscription
+	topicURL string
+	link     string
+	o        Options
+}
+
+// New returns the sender of sub, whose topic URL is sub.Topic.
+func New(sub store.Subscription, o Options) *Sender {
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = egress.DefaultMaxResponseBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Sender{
+		sub:      sub,
+		topicURL: sub.Topic,
+		link:     fmt.Sprintf(`<%s>; rel="hub", <%s>; rel="self"`, o.HubURL, sub.Topic),
+		o:        o,
+	}
+}
+
+var _ dispatcher.Sender = (*Sender)(nil)
+
+// Send renders, signs and POSTs ev to the callback once, and classifies the
+// answer (see Classify).
+func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+	req, err := s.Request(ctx, ev)
+	if err != nil {
+		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: err}
+	}
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return classifyError(ctx, err)
+	}
+	egress.Discard(resp, s.o.MaxResponseBytes)
+	return Classify(resp.StatusCode, resp.Header, s.o.Now())
+}
+
+// Request builds the content distribution request of ev.
+func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent) (*http.Request, error) {
+	format, err := event.ParseFormat(s.sub.Format)
+	if err != nil {
+		return nil, err
+	}
+	var signer *event.Signer
+	if format == event.FormatSETJWT {
+		if s.o.Keys == nil {
+			return nil, errors.New("webhook: format set-jwt but the hub has no signing key")
+		}
+		kid, key := s.o.Keys.SigningKey()
+		if key == nil {
+			return nil, errors.New("webhook: format set-jwt but the hub has no signing key")
+		}
+		signer = &event.Signer{Key: key, KeyID: kid}
+	}
+	if ev.Audience == "" {
+		cp := *ev
+		cp.Audience = s.topicURL
+		ev = &cp
+	}
+	body, contentType, err := event.Encode(format, ev, signer)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: encode %s: %w", format, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.sub.Callback, bytes.NewReader(body))
+	if err != nil {
+		return nil, errors.New("webhook: the callback URL is invalid")
+	}
+	ts := s.o.Now().Unix()
+	h := req.Header
+	h.Set("Content-Type", contentType)
+	h.Set("Link", s.link)
+	h.Set("Webhook-Id", ev.ID)
+	h.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
+	if len(s.sub.Secret) > 0 {
+		h.Set("X-Hub-Signature", HubSignature(s.sub.SignatureAlg, s.sub.Secret, body))
+		h.Set("Webhook-Signature", StandardSignature(s.sub.Secret, ev.ID, ts, body))
+	}
+	return req, nil
+}
+
+// classifyError classifies a request that got no HTTP answer. The URL is
+// dropped from the error: a callback's query may hold a capability token.
+func classifyError(ctx context.Context, err error) dispatcher.Result {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if egress.IsRefused(err) {
+		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: err}
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) || ctx.Err() != nil {
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: err}
+	}
+	return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: err}
+}
+
+// Classify turns a callback's status code into a Result:
+//
+//	2xx            OK
+//	1xx            server_error, retry (a final 1xx is the receiver misbehaving)
+//	3xx            redirect, permanent (never followed; WebSub §7 counts it a failure,
+//	               and a moved callback does not come back within an OTP's lifetime)
+//	408            timeout, retry
+//	410            gone, permanent: the engine calls Target.OnGone, ending the subscription
+//	425            client_error, retry (Too Early asks to come back)
+//	429            rate_limited, retry after Retry-After
+//	401, 403       auth_error, permanent
+//	other 4xx      client_error, permanent
+//	5xx            server_error, retry (after Retry-After when given, e.g. 503)
+//
+// RetryAfter is the callback's Retry-After (delta seconds or HTTP date
+// relative to now), unbounded here: the engine bounds it.
+func Classify(code int, header http.Header, now time.Time) dispatcher.Result {
+	r := dispatcher.Result{StatusCode: code}
+	switch {
+	case code >= 200 && code <= 299:
+		r.OK = true
+		return r
+	case code >= 100 && code <= 199:
+		r.Reason, r.Retry = dispatcher.ReasonServerError, true
+	case code >= 300 && code <= 399:
+		r.Reason = dispatcher.ReasonRedirect
+	case code == http.StatusRequestTimeout:
+		r.Reason, r.Retry = dispatcher.ReasonTimeout, true
+	case code == http.StatusGone:
+		r.Reason = dispatcher.ReasonGone
+	case code == http.StatusTooEarly:
+		r.Reason, r.Retry = dispatcher.ReasonClientError, true
+	case code == http.StatusTooManyRequests:
+		r.Reason, r.Retry = dispatcher.ReasonRateLimited, true
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		r.Reason = dispatcher.ReasonAuthError
+	case code >= 400 && code <= 499:
+		r.Reason = dispatcher.ReasonClientError
+	default: // 5xx and anything outside 100–599
+		r.Reason, r.Retry = dispatcher.ReasonServerError, true
+	}
+	if r.Retry {
+		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
+	}
+	r.Err = fmt.Errorf("callback answered %d %s", code, http.StatusText(code))
+	return r
+}
+
+// ParseRetryAfter reads a Retry-After value, delta seconds or an HTTP
+// date; 0 when absent, malformed or in the past.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(365*24*time.Hour/time.Second) {
+			n = int64(365 * 24 * time.Hour / time.Second)
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
