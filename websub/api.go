@@ -1,0 +1,119 @@
+package websub
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/store"
+)
+
+// SubscriptionView is a subscription as the API shows it: never its secret.
+type SubscriptionView struct {
+	ID           string     `json:"id"`
+	Topic        string     `json:"topic"`
+	Callback     string     `json:"callback"`
+	State        string     `json:"state"`
+	LeaseSeconds int        `json:"leaseSeconds"`
+	ExpiresAt    *time.Time `json:"expiresAt,omitempty"`
+	Format       string     `json:"format"`
+	SignatureAlg string     `json:"signatureAlg"`
+	HasSecret    bool       `json:"hasSecret"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+}
+
+func viewOf(s store.Subscription) SubscriptionView {
+	v := SubscriptionView{
+		ID: s.ID, Topic: s.Topic, Callback: s.Callback, State: s.State,
+		LeaseSeconds: s.LeaseSeconds, Format: s.Format, SignatureAlg: s.SignatureAlg,
+		HasSecret: len(s.Secret) > 0, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+	if v.Format == "" {
+		v.Format = "asgardeo"
+	}
+	if v.SignatureAlg == "" {
+		v.SignatureAlg = "sha256"
+	}
+	if !s.ExpiresAt.IsZero() {
+		t := s.ExpiresAt.UTC()
+		v.ExpiresAt = &t
+	}
+	return v
+}
+
+// orgOf loads the {org} of the path; on failure it has written the error.
+func (h *Hub) orgOf(w http.ResponseWriter, r *http.Request) (store.Org, bool) {
+	org, err := h.st.GetOrg(r.Context(), r.PathValue("org"))
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, "not_found", "no such organization")
+		return store.Org{}, false
+	}
+	if err != nil {
+		h.log.Error("loading org failed", "err", err)
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		return store.Org{}, false
+	}
+	return org, true
+}
+
+// handleList serves GET /api/v1/orgs/{org}/subscriptions.
+func (h *Hub) handleList(w http.ResponseWriter, r *http.Request) {
+	org, ok := h.orgOf(w, r)
+	if !ok {
+		return
+	}
+	subs, err := h.st.ListSubscriptions(r.Context(), org.ID)
+	if err != nil {
+		h.log.Error("listing subscriptions failed", "err", err)
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		return
+	}
+	out := make([]SubscriptionView, 0, len(subs))
+	for _, s := range subs {
+		out = append(out, viewOf(s))
+	}
+	httpx.JSON(w, http.StatusOK, map[string]any{"subscriptions": out})
+}
+
+// handleGet serves GET /api/v1/orgs/{org}/subscriptions/{id}.
+func (h *Hub) handleGet(w http.ResponseWriter, r *http.Request) {
+	org, ok := h.orgOf(w, r)
+	if !ok {
+		return
+	}
+	s, err := h.st.GetSubscription(r.Context(), org.ID, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, "not_found", "no such subscription")
+		return
+	}
+	if err != nil {
+		h.log.Error("loading a subscription failed", "err", err)
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		return
+	}
+	httpx.JSON(w, http.StatusOK, viewOf(s))
+}
+
+// handleDelete serves DELETE /api/v1/orgs/{org}/subscriptions/{id}: the
+// subscription ends at once, without verification of intent (the caller
+// holds the org's subscribe or admin scope).
+func (h *Hub) handleDelete(w http.ResponseWriter, r *http.Request) {
+	org, ok := h.orgOf(w, r)
+	if !ok {
+		return
+	}
+	err := h.st.DeleteSubscription(r.Context(), org.ID, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, "not_found", "no such subscription")
+		return
+	}
+	if err != nil {
+		h.log.Error("deleting a subscription failed", "err", err)
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		return
+	}
+	h.res.invalidate(org.Name)
+	w.WriteHeader(http.StatusNoContent)
+}

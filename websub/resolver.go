@@ -1,0 +1,211 @@
+package websub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// Resolver returns the dispatcher.Resolver of webhook destinations: one
+// Target per active, unexpired subscription of the event's org topic.
+func (h *Hub) Resolver() dispatcher.Resolver { return h.res }
+
+// resolver caches each org's targets for ResolveCacheTTL.
+type resolver struct {
+	h    *Hub
+	opts webhook.Options
+
+	mu      sync.Mutex
+	gen     uint64 // bumped by every invalidation; a load started before one is not cached
+	entries map[string]*orgEntry
+}
+
+type orgEntry struct {
+	loaded  time.Time
+	org     store.Org
+	found   bool
+	targets []target
+}
+
+type target struct {
+	t         dispatcher.Target
+	expiresAt time.Time
+}
+
+// maxCachedOrgs bounds the cache; beyond it the cache is emptied.
+const maxCachedOrgs = 10000
+
+func newResolver(h *Hub) *resolver {
+	var keys webhook.KeySource
+	if h.signer != nil {
+		keys = h.signer
+	}
+	return &resolver{
+		h: h,
+		opts: webhook.Options{
+			HubURL:           h.hubURL,
+			Client:           h.eg.HTTP(),
+			Keys:             keys,
+			MaxResponseBytes: h.eg.MaxResponseBytes(),
+			Now:              h.cfg.Now,
+		},
+		entries: map[string]*orgEntry{},
+	}
+}
+
+func (r *resolver) invalidate(org string) {
+	r.mu.Lock()
+	r.gen++
+	delete(r.entries, org)
+	r.mu.Unlock()
+}
+
+func (r *resolver) invalidateAll() {
+	r.mu.Lock()
+	r.gen++
+	r.entries = map[string]*orgEntry{}
+	r.mu.Unlock()
+}
+
+// Resolve returns the webhook targets of ev. An event whose org is unknown,
+// or whose organizationId is not that org's, has none (logged): retrying
+// would not change that, and delivering it would cross tenants.
+func (r *resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+	e, err := r.entry(ctx, ev.OrganizationName)
+	if err != nil {
+		return nil, err
+	}
+	if !e.found {
+		return nil, nil
+	}
+	if e.org.ID != ev.OrganizationID {
+		r.h.log.Warn("event's organizationId does not match its organizationName; not delivered to webhooks",
+			"org", ev.OrganizationName, "organizationId", ev.OrganizationID, "jti", ev.ID)
+		return nil, nil
+	}
+	now := r.h.cfg.Now()
+	out := make([]dispatcher.Target, 0, len(e.targets))
+	for _, t := range e.targets {
+		if now.Before(t.expiresAt) {
+			out = append(out, t.t)
+		}
+	}
+	return out, nil
+}
+
+func (r *resolver) entry(ctx context.Context, orgName string) (*orgEntry, error) {
+	now := r.h.cfg.Now()
+	r.mu.Lock()
+	e, ok := r.entries[orgName]
+	gen := r.gen
+	r.mu.Unlock()
+	if ok && now.Sub(e.loaded) < r.h.cfg.ResolveCacheTTL && !now.Before(e.loaded) {
+		return e, nil
+	}
+	e = &orgEntry{loaded: now}
+	org, err := r.h.st.GetOrg(ctx, orgName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("websub: load org: %w", err)
+	default:
+		e.org, e.found = org, true
+		subs, err := r.h.st.ActiveSubscriptions(ctx, org.ID, event.TopicURL(r.h.base, org.Name), now)
+		if err != nil {
+			return nil, fmt.Errorf("websub: load subscriptions: %w", err)
+		}
+		for _, s := range subs {
+			e.targets = append(e.targets, target{t: r.target(s), expiresAt: s.ExpiresAt})
+		}
+	}
+	r.mu.Lock()
+	if r.gen == gen {
+		if len(r.entries) >= maxCachedOrgs {
+			r.entries = map[string]*orgEntry{}
+		}
+		r.entries[orgName] = e
+	}
+	r.mu.Unlock()
+	return e, nil
+}
+
+// target builds the webhook Target of s.
+func (r *resolver) target(s store.Subscription) dispatcher.Target {
+	orgID, id := s.OrgID, s.ID
+	return dispatcher.Target{
+		Type:     dispatcher.TypeWebhook,
+		ID:       s.ID,
+		Endpoint: endpointOf(s.Callback),
+		Sender:   webhook.New(s, r.opts),
+		OnGone: func(ctx context.Context) error {
+			// 410 Gone ends the subscription (WebSub §7); a renewal
+			// (subscribe again) reactivates it.
+			err := r.h.st.SetSubscriptionState(ctx, orgID, id, store.SubDisabled)
+			r.invalidateID(orgID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+	}
+}
+
+// invalidateID drops the cached entry of the org with id.
+func (r *resolver) invalidateID(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	for name, e := range r.entries {
+		if e.found && e.org.ID == id {
+			delete(r.entries, name)
+		}
+	}
+}
+
+// Lookup rebuilds the target of a retry task: store.ErrNotFound when the
+// subscription was deleted, disabled or its lease ended.
+func (r *resolver) Lookup(ctx context.Context, orgID int64, destType, destID string) (dispatcher.Target, bool, error) {
+	if destType != dispatcher.TypeWebhook {
+		return dispatcher.Target{}, false, nil
+	}
+	s, err := r.h.st.GetSubscription(ctx, orgID, destID)
+	if err != nil {
+		return dispatcher.Target{}, true, err
+	}
+	if s.State != store.SubActive || !r.h.cfg.Now().Before(s.ExpiresAt) {
+		return dispatcher.Target{}, true, fmt.Errorf("websub: subscription is %s: %w", stateOrExpired(s, r.h.cfg.Now()), store.ErrNotFound)
+	}
+	return r.target(s), true, nil
+}
+
+func stateOrExpired(s store.Subscription, now time.Time) string {
+	if s.State != store.SubActive {
+		return s.State
+	}
+	return "expired"
+}
+
+// endpointOf is the breaker/concurrency key of a callback: scheme://host:port.
+func endpointOf(callback string) string {
+	u, err := url.Parse(callback)
+	if err != nil {
+		return callback
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port)
+}

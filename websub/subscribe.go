@@ -1,0 +1,403 @@
+package websub
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/store"
+)
+
+// Subscription parameters otphub adds to WebSub's (other hubs ignore them,
+// as WebSub §5.1 requires of unknown parameters).
+const (
+	// ParamFormat chooses the body format: asgardeo (default) | set |
+	// set-jwt | cloudevents.
+	ParamFormat = "otphub.format"
+	// ParamSignatureAlg chooses the X-Hub-Signature algorithm: sha1 |
+	// sha256 (default) | sha384 | sha512.
+	ParamSignatureAlg = "otphub.signature_alg"
+)
+
+// Hub modes.
+const (
+	modeSubscribe   = "subscribe"
+	modeUnsubscribe = "unsubscribe"
+	modePublish     = "publish"
+	modeDenied      = "denied"
+)
+
+// handleHub serves POST /hub. A publish names its mode and topic in the
+// query string (its body is the event JSON); subscribe and unsubscribe are
+// form-encoded (parameters in the query string are honoured too).
+func (h *Hub) handleHub(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("hub.mode") == modePublish {
+		h.handlePublish(w, r)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		media, _, err := mime.ParseMediaType(ct)
+		if err != nil || (media != "application/x-www-form-urlencoded" && media != "application/json") {
+			httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "subscription requests must be application/x-www-form-urlencoded")
+			return
+		}
+		if media == "application/json" {
+			// A JSON body is only ever a publish, whose mode is in the query.
+			httpx.Error(w, http.StatusBadRequest, "invalid_mode", "hub.mode is missing: a publish names hub.mode=publish and hub.topic in the query string")
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httpx.Error(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the request body exceeds %d bytes", maxFormBytes))
+			return
+		}
+		httpx.Error(w, http.StatusBadRequest, "invalid_request", "the body is not valid form encoding")
+		return
+	}
+	switch mode := r.Form.Get("hub.mode"); mode {
+	case modeSubscribe, modeUnsubscribe:
+		h.handleSubscription(w, r, mode)
+	case modePublish:
+		httpx.Error(w, http.StatusBadRequest, "invalid_mode", "a publish names hub.mode=publish and hub.topic in the query string, with the event JSON as the body")
+	case "":
+		httpx.Error(w, http.StatusBadRequest, "invalid_mode", "hub.mode is required: subscribe, unsubscribe or publish")
+	default:
+		httpx.Error(w, http.StatusBadRequest, "invalid_mode", "hub.mode must be subscribe, unsubscribe or publish")
+	}
+}
+
+// request is a validated subscribe or unsubscribe request.
+type request struct {
+	mode      string
+	org       store.Org
+	topic     string // as the subscriber gave it (sent back in verification)
+	canonical string // the canonical topic URL (stored)
+	callback  string
+	secret    []byte
+	lease     int
+	format    event.Format
+	alg       string
+}
+
+// authorizeTopic checks hub.topic names a known org's topic the caller may
+// use with scope; on failure it has written the error.
+func (h *Hub) authorizeTopic(w http.ResponseWriter, r *http.Request, topic, scope string) (store.Org, string, bool) {
+	if topic == "" {
+		httpx.Error(w, http.StatusBadRequest, "invalid_topic", "hub.topic is required")
+		return store.Org{}, "", false
+	}
+	orgName, canonical, ok := h.topicOrg(topic)
+	if !ok {
+		httpx.Error(w, http.StatusBadRequest, "unknown_topic", fmt.Sprintf("hub.topic must be %s or {org}-NOTIFICATIONS", event.TopicURL(h.base, "{org}")))
+		return store.Org{}, "", false
+	}
+	p, _ := access.FromContext(r.Context())
+	if !p.Can(orgName, scope) {
+		httpx.Error(w, http.StatusForbidden, "forbidden", "the token does not grant the "+scope+" scope on this topic's organization")
+		return store.Org{}, "", false
+	}
+	org, err := h.st.GetOrg(r.Context(), orgName)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusBadRequest, "unknown_topic", "no organization "+orgName)
+		return store.Org{}, "", false
+	}
+	if err != nil {
+		h.log.Error("loading org failed", "err", err)
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		return store.Org{}, "", false
+	}
+	return org, canonical, true
+}
+
+func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode string) {
+	f := r.Form
+	org, canonical, ok := h.authorizeTopic(w, r, f.Get("hub.topic"), access.ScopeSubscribe)
+	if !ok {
+		return
+	}
+	req := request{mode: mode, org: org, topic: f.Get("hub.topic"), canonical: canonical}
+
+	req.callback = f.Get("hub.callback")
+	if err := h.checkCallback(r.Context(), req.callback); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "invalid_callback", err.Error())
+		return
+	}
+	if mode == modeSubscribe {
+		if !h.parseSubscribeParams(w, f, &req) {
+			return
+		}
+	}
+
+	key := req.org.Name + "\x00" + req.canonical + "\x00" + req.callback
+	select {
+	case h.pending <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "5")
+		httpx.Error(w, http.StatusServiceUnavailable, "too_many_pending", "too many subscription verifications in progress; try again shortly")
+		return
+	}
+	if _, busy := h.inflight.LoadOrStore(key, struct{}{}); busy {
+		<-h.pending
+		w.Header().Set("Retry-After", "5")
+		httpx.Error(w, http.StatusConflict, "verification_in_progress", "a verification for this topic and callback is in progress; try again when it completes")
+		return
+	}
+	h.m.subscriptions.WithLabelValues(store.SubPending).Inc()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() {
+			h.inflight.Delete(key)
+			h.m.subscriptions.WithLabelValues(store.SubPending).Dec()
+			<-h.pending
+		}()
+		h.verify(req)
+	}()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// checkCallback validates hub.callback: an absolute http(s) URL the egress
+// guard lets through.
+func (h *Hub) checkCallback(ctx context.Context, cb string) error {
+	switch {
+	case cb == "":
+		return errors.New("hub.callback is required")
+	case len(cb) > MaxCallbackBytes:
+		return fmt.Errorf("hub.callback is longer than %d bytes", MaxCallbackBytes)
+	case !utf8.ValidString(cb):
+		return errors.New("hub.callback is not valid UTF-8")
+	}
+	u, err := url.Parse(cb)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return errors.New("hub.callback must be an absolute http or https URL")
+	}
+	if u.Fragment != "" {
+		return errors.New("hub.callback must not have a fragment")
+	}
+	if err := h.eg.CheckURL(ctx, cb); err != nil {
+		var re *egress.RefusedError
+		if errors.As(err, &re) {
+			return fmt.Errorf("hub.callback is not allowed: %s", re.Reason)
+		}
+		return fmt.Errorf("hub.callback: %v", err)
+	}
+	return nil
+}
+
+// parseSubscribeParams reads hub.secret, hub.lease_seconds and otphub's
+// extras; on failure it has written the error.
+func (h *Hub) parseSubscribeParams(w http.ResponseWriter, f url.Values, req *request) bool {
+	if s := f.Get("hub.secret"); s != "" {
+		if len(s) >= MaxSecretBytes {
+			httpx.Error(w, http.StatusBadRequest, "invalid_secret", fmt.Sprintf("hub.secret must be less than %d bytes", MaxSecretBytes))
+			return false
+		}
+		req.secret = []byte(s)
+	}
+	req.lease = h.cfg.DefaultLeaseSeconds
+	if ls := f.Get("hub.lease_seconds"); ls != "" {
+		n, err := strconv.ParseInt(ls, 10, 64)
+		if err != nil || n <= 0 {
+			httpx.Error(w, http.StatusBadRequest, "invalid_lease", "hub.lease_seconds must be a positive decimal integer")
+			return false
+		}
+		req.lease = int(min(max(n, int64(h.cfg.MinLeaseSeconds)), int64(h.cfg.MaxLeaseSeconds)))
+	}
+	format, err := event.ParseFormat(f.Get(ParamFormat))
+	if err != nil {
+		httpx.Error(w, http.StatusBadRequest, "invalid_format", ParamFormat+" must be one of asgardeo, set, set-jwt, cloudevents")
+		return false
+	}
+	if format == event.FormatSETJWT && h.signer == nil {
+		httpx.Error(w, http.StatusBadRequest, "invalid_format", ParamFormat+"=set-jwt is not available: this hub has no signing key")
+		return false
+	}
+	req.format = format
+	alg := f.Get(ParamSignatureAlg)
+	if alg == "" {
+		alg = webhook.DefaultSignatureAlg
+	}
+	if !webhook.ValidSignatureAlg(alg) {
+		httpx.Error(w, http.StatusBadRequest, "invalid_signature_alg", ParamSignatureAlg+" must be one of sha1, sha256, sha384, sha512")
+		return false
+	}
+	req.alg = alg
+	return true
+}
+
+// verify runs after the 202: it checks the hub's own policy (denying the
+// subscription if it fails), verifies intent with the callback and applies
+// the action only if the callback echoed the challenge.
+func (h *Hub) verify(req request) {
+	ctx := h.ctx
+	logger := h.log.With("org", req.org.Name, "mode", req.mode)
+
+	if req.mode == modeSubscribe {
+		if reason, err := h.policy(ctx, req); err != nil {
+			logger.Warn("subscription policy check failed", "err", err)
+			h.m.verifications.WithLabelValues(outcomeFailed).Inc()
+			return
+		} else if reason != "" {
+			h.deny(ctx, req, reason)
+			logger.Info("subscription denied", "reason", reason)
+			return
+		}
+	}
+
+	challenge := newChallenge()
+	q := url.Values{}
+	q.Set("hub.mode", req.mode)
+	q.Set("hub.topic", req.topic)
+	q.Set("hub.challenge", challenge)
+	if req.mode == modeSubscribe {
+		q.Set("hub.lease_seconds", strconv.Itoa(req.lease))
+	}
+	started := h.cfg.Now()
+	code, body, err := h.get(ctx, req.callback, q)
+	switch {
+	case err != nil:
+		h.m.verifications.WithLabelValues(outcomeFailed).Inc()
+		logger.Info("intent verification failed", "err", err)
+		return
+	case code < 200 || code > 299:
+		h.m.verifications.WithLabelValues(outcomeRejected).Inc()
+		logger.Info("intent verification rejected", "status", code)
+		return
+	case subtle.ConstantTimeCompare(body, []byte(challenge)) != 1:
+		h.m.verifications.WithLabelValues(outcomeRejected).Inc()
+		logger.Info("intent verification rejected: the body is not the challenge", "status", code)
+		return
+	}
+
+	if err := h.apply(ctx, req, started); err != nil {
+		h.m.verifications.WithLabelValues(outcomeFailed).Inc()
+		logger.Error("applying a verified subscription request failed", "err", err)
+		return
+	}
+	h.m.verifications.WithLabelValues(outcomeVerified).Inc()
+	logger.Info("intent verified")
+}
+
+// policy returns a denial reason, or "" when the subscription may proceed.
+func (h *Hub) policy(ctx context.Context, req request) (string, error) {
+	if _, err := h.st.FindSubscription(ctx, req.org.ID, req.canonical, req.callback); err == nil {
+		return "", nil // a renewal always passes
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	subs, err := h.st.ListSubscriptions(ctx, req.org.ID)
+	if err != nil {
+		return "", err
+	}
+	if len(subs) >= h.cfg.MaxSubscriptionsPerOrg {
+		return fmt.Sprintf("the organization has reached its limit of %d subscriptions", h.cfg.MaxSubscriptionsPerOrg), nil
+	}
+	return "", nil
+}
+
+// apply carries out a verified request: subscribe upserts (a renewal
+// updates secret, lease and options in place), unsubscribe deletes.
+func (h *Hub) apply(ctx context.Context, req request, verifiedAt time.Time) error {
+	defer h.res.invalidate(req.org.Name)
+	if req.mode == modeUnsubscribe {
+		s, err := h.st.FindSubscription(ctx, req.org.ID, req.canonical, req.callback)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := h.st.DeleteSubscription(ctx, req.org.ID, s.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	_, err := h.st.UpsertSubscription(ctx, store.Subscription{
+		OrgID:        req.org.ID,
+		Topic:        req.canonical,
+		Callback:     req.callback,
+		Secret:       req.secret,
+		State:        store.SubActive,
+		LeaseSeconds: req.lease,
+		// WebSub §5.3: the lease runs from when the verification request was made.
+		ExpiresAt:    verifiedAt.Add(time.Duration(req.lease) * time.Second),
+		Format:       string(req.format),
+		SignatureAlg: req.alg,
+	})
+	return err
+}
+
+// deny tells the subscriber the hub refused its subscription (WebSub §5.2).
+func (h *Hub) deny(ctx context.Context, req request, reason string) {
+	h.m.verifications.WithLabelValues(outcomeDenied).Inc()
+	q := url.Values{}
+	q.Set("hub.mode", modeDenied)
+	q.Set("hub.topic", req.topic)
+	q.Set("hub.reason", reason)
+	if _, _, err := h.get(ctx, req.callback, q); err != nil {
+		h.log.Info("sending a denial failed", "org", req.org.Name, "err", err)
+	}
+}
+
+// maxChallengeEcho caps how much of a verification response is read.
+const maxChallengeEcho = 1024
+
+// get sends a GET to callback with params appended to its own query string
+// (WebSub §5.1.1: the callback's parameters are kept, ours follow) and
+// returns the status and the start of the body. Errors never repeat the
+// callback URL.
+func (h *Hub) get(ctx context.Context, callback string, params url.Values) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.VerifyTimeout)
+	defer cancel()
+	target := callback
+	if strings.Contains(target, "?") {
+		if !strings.HasSuffix(target, "?") && !strings.HasSuffix(target, "&") {
+			target += "&"
+		}
+	} else {
+		target += "?"
+	}
+	target += params.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return 0, nil, errors.New("invalid callback URL")
+	}
+	resp, err := h.eg.HTTP().Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, nil, err
+	}
+	body, err := egress.ReadLimited(resp, maxChallengeEcho)
+	if err != nil && !errors.Is(err, egress.ErrBodyTooLarge) {
+		return resp.StatusCode, nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// newChallenge returns a random, single-use hub.challenge.
+func newChallenge() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
