@@ -1,0 +1,303 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/otphub/otphub/store"
+)
+
+// GetOTPSettings returns the org's settings; ErrNotFound when never saved.
+func (db *DB) GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
+	s := store.OTPSettings{OrgID: orgID}
+	var codes string
+	var updated int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
+		max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at FROM otp_settings WHERE org_id = ?`), orgID).
+		Scan(&s.ExpirySeconds, &s.NumericOnly, &s.Length, &s.MaxResends, &s.ResendIntervalSeconds,
+			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &codes, &updated)
+	if err != nil {
+		return store.OTPSettings{}, db.wrap("otp settings", err)
+	}
+	if err := json.Unmarshal([]byte(codes), &s.AllowedCountryCodes); err != nil {
+		return store.OTPSettings{}, fmt.Errorf("store: otp settings of org %d: country codes: %w", orgID, err)
+	}
+	s.UpdatedAt = fromMicros(updated)
+	return s, nil
+}
+
+// PutOTPSettings creates or replaces the org's settings. A zero UpdatedAt
+// is stamped with the current time.
+func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
+	if s.UpdatedAt.IsZero() {
+		s.UpdatedAt = db.nowUTC()
+	}
+	codes := s.AllowedCountryCodes
+	if codes == nil {
+		codes = []int{}
+	}
+	js, err := json.Marshal(codes)
+	if err != nil {
+		return fmt.Errorf("store: otp settings: %w", err)
+	}
+	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
+		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (org_id) DO UPDATE SET expiry_seconds = excluded.expiry_seconds, numeric_only = excluded.numeric_only,
+		length = excluded.length, max_resends = excluded.max_resends, resend_interval_seconds = excluded.resend_interval_seconds,
+		max_failed_attempts = excluded.max_failed_attempts, backup_codes_enabled = excluded.backup_codes_enabled,
+		allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at`),
+		s.OrgID, s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds,
+		s.MaxFailedAttempts, s.BackupCodesEnabled, string(js), micros(s.UpdatedAt))
+	return db.wrap("put otp settings", err)
+}
+
+// GetMessageTemplate returns the org's template for locale.
+func (db *DB) GetMessageTemplate(ctx context.Context, orgID int64, locale string) (store.MessageTemplate, error) {
+	t := store.MessageTemplate{OrgID: orgID, Locale: locale}
+	var updated int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT body, updated_at FROM message_templates WHERE org_id = ? AND locale = ?`),
+		orgID, locale).Scan(&t.Body, &updated)
+	if err != nil {
+		return store.MessageTemplate{}, db.wrap("message template", err)
+	}
+	t.UpdatedAt = fromMicros(updated)
+	return t, nil
+}
+
+// PutMessageTemplate creates or replaces the org's template for t.Locale.
+func (db *DB) PutMessageTemplate(ctx context.Context, t store.MessageTemplate) error {
+	if t.UpdatedAt.IsZero() {
+		t.UpdatedAt = db.nowUTC()
+	}
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO message_templates (org_id, locale, body, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (org_id, locale) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`),
+		t.OrgID, t.Locale, t.Body, micros(t.UpdatedAt))
+	return db.wrap("put message template", err)
+}
+
+// DeleteMessageTemplate deletes the org's template for locale; ErrNotFound
+// when there is none.
+func (db *DB) DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error {
+	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM message_templates WHERE org_id = ? AND locale = ?`), orgID, locale)
+	if err != nil {
+		return db.wrap("delete message template", err)
+	}
+	return db.wrap("delete message template", affected(res, "message template"))
+}
+
+// ListMessageTemplates returns the org's templates by locale.
+func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.MessageTemplate, error) {
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT locale, body, updated_at FROM message_templates WHERE org_id = ? ORDER BY locale`), orgID)
+	if err != nil {
+		return nil, db.wrap("list message templates", err)
+	}
+	defer rows.Close()
+	var out []store.MessageTemplate
+	for rows.Next() {
+		t := store.MessageTemplate{OrgID: orgID}
+		var updated int64
+		if err := rows.Scan(&t.Locale, &t.Body, &updated); err != nil {
+			return nil, db.wrap("list message templates", err)
+		}
+		t.UpdatedAt = fromMicros(updated)
+		out = append(out, t)
+	}
+	return out, db.wrap("list message templates", rows.Err())
+}
+
+// CreateChallenge stores a new challenge; ErrConflict on a duplicate ID.
+// A zero CreatedAt is stamped with the current time.
+func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
+	if c.ID == "" {
+		return fmt.Errorf("store: create challenge: empty ID")
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = db.nowUTC()
+	}
+	code := c.CodeHMAC
+	if code == nil {
+		code = []byte{}
+	}
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, application, code_hmac,
+		expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, micros(c.ExpiresAt), c.Resends,
+		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
+	return db.wrap("create challenge", err)
+}
+
+// GetChallenge returns the org's challenge id.
+func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
+	c := store.Challenge{ID: id, OrgID: orgID}
+	var expires, lastSent, consumed, created int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, expires_at, resends,
+		last_sent_at, consumed_at, created_at FROM challenges WHERE org_id = ? AND id = ?`), orgID, id).
+		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &expires, &c.Resends, &lastSent, &consumed, &created)
+	if err != nil {
+		return store.Challenge{}, db.wrap("challenge", err)
+	}
+	c.ExpiresAt, c.LastSentAt = fromMicros(expires), fromMicros(lastSent)
+	c.ConsumedAt, c.CreatedAt = fromMicros(consumed), fromMicros(created)
+	return c, nil
+}
+
+// ReplaceChallengeCode installs a resent OTP when the challenge still has
+// prevResends resends used and is not consumed; ErrPrecondition otherwise,
+// ErrNotFound when the org has no such challenge.
+func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, expires_at = ?, last_sent_at = ?, resends = resends + 1
+		WHERE org_id = ? AND id = ? AND resends = ? AND consumed_at = 0`),
+		codeHMAC, micros(expiresAt), micros(sentAt), orgID, id, prevResends)
+	if err != nil {
+		return db.wrap("replace challenge code", err)
+	}
+	return db.conditional(ctx, res, "replace challenge code",
+		`SELECT 1 FROM challenges WHERE org_id = ? AND id = ?`, orgID, id)
+}
+
+// ConsumeChallenge marks the challenge consumed at now if it is not yet and
+// its code is still codeHMAC. A single conditional UPDATE: of concurrent
+// calls the database lets exactly one change the row.
+func (db *DB) ConsumeChallenge(ctx context.Context, orgID int64, id string, codeHMAC []byte, now time.Time) error {
+	if now.IsZero() {
+		now = db.nowUTC()
+	}
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET consumed_at = ?
+		WHERE org_id = ? AND id = ? AND consumed_at = 0 AND code_hmac = ?`),
+		micros(now), orgID, id, codeHMAC)
+	if err != nil {
+		return db.wrap("consume challenge", err)
+	}
+	return db.conditional(ctx, res, "consume challenge",
+		`SELECT 1 FROM challenges WHERE org_id = ? AND id = ?`, orgID, id)
+}
+
+// conditional turns a conditional UPDATE that changed no row into
+// ErrNotFound (exists found nothing) or ErrPrecondition.
+func (db *DB) conditional(ctx context.Context, res sql.Result, op, exists string, args ...any) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return db.wrap(op, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	err = db.w.QueryRowContext(ctx, db.q(exists), args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return db.wrap(op, err)
+	}
+	return fmt.Errorf("%s: %w", op, store.ErrPrecondition)
+}
+
+// IncrementFailedAttempts adds one to the user's count in one atomic upsert.
+func (db *DB) IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error) {
+	var n int
+	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO failed_attempts (org_id, user_id, attempts, last_failure_at) VALUES (?, ?, 1, ?)
+		ON CONFLICT (org_id, user_id) DO UPDATE SET attempts = failed_attempts.attempts + 1, last_failure_at = excluded.last_failure_at
+		RETURNING attempts`), orgID, userID, micros(now)).Scan(&n)
+	return n, db.wrap("increment failed attempts", err)
+}
+
+// FailedAttempts returns the user's count and last failure; 0 and the zero
+// time (no error) for a user without failures.
+func (db *DB) FailedAttempts(ctx context.Context, orgID int64, userID string) (int, time.Time, error) {
+	var n int
+	var last int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
+		orgID, userID).Scan(&n, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, db.wrap("failed attempts", err)
+	}
+	return n, fromMicros(last), nil
+}
+
+// ResetFailedAttempts forgets the user's failures (no error when none).
+func (db *DB) ResetFailedAttempts(ctx context.Context, orgID int64, userID string) error {
+	_, err := db.w.ExecContext(ctx, db.q(`DELETE FROM failed_attempts WHERE org_id = ? AND user_id = ?`), orgID, userID)
+	return db.wrap("reset failed attempts", err)
+}
+
+// ReplaceBackupCodes deletes the user's codes and stores hashes in one
+// transaction.
+func (db *DB) ReplaceBackupCodes(ctx context.Context, orgID int64, userID string, hashes [][]byte) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM backup_codes WHERE org_id = ? AND user_id = ?`), orgID, userID); err != nil {
+			return db.wrap("replace backup codes", err)
+		}
+		for _, h := range hashes {
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO backup_codes (org_id, user_id, hash, used_at) VALUES (?, ?, ?, 0)`),
+				orgID, userID, h); err != nil {
+				return db.wrap("replace backup codes", err)
+			}
+		}
+		return nil
+	})
+}
+
+// ListBackupCodes returns the user's codes, used ones included, by ID.
+func (db *DB) ListBackupCodes(ctx context.Context, orgID int64, userID string) ([]store.BackupCode, error) {
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT id, hash, used_at FROM backup_codes WHERE org_id = ? AND user_id = ? ORDER BY id`), orgID, userID)
+	if err != nil {
+		return nil, db.wrap("list backup codes", err)
+	}
+	defer rows.Close()
+	var out []store.BackupCode
+	for rows.Next() {
+		c := store.BackupCode{OrgID: orgID, UserID: userID}
+		var used int64
+		if err := rows.Scan(&c.ID, &c.Hash, &used); err != nil {
+			return nil, db.wrap("list backup codes", err)
+		}
+		c.UsedAt = fromMicros(used)
+		out = append(out, c)
+	}
+	return out, db.wrap("list backup codes", rows.Err())
+}
+
+// UseBackupCode marks an unused code used: one conditional UPDATE, so of
+// concurrent calls exactly one succeeds; the others get ErrPrecondition.
+func (db *DB) UseBackupCode(ctx context.Context, orgID int64, userID string, id int64, now time.Time) error {
+	if now.IsZero() {
+		now = db.nowUTC()
+	}
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE backup_codes SET used_at = ? WHERE org_id = ? AND user_id = ? AND id = ? AND used_at = 0`),
+		micros(now), orgID, userID, id)
+	if err != nil {
+		return db.wrap("use backup code", err)
+	}
+	return db.conditional(ctx, res, "use backup code",
+		`SELECT 1 FROM backup_codes WHERE org_id = ? AND user_id = ? AND id = ?`, orgID, userID, id)
+}
+
+// purgeEvery is how many HitCounter calls pass between purges of expired
+// counter rows.
+const purgeEvery = 512
+
+// HitCounter adds one to the (key, windowStart) counter in one atomic upsert
+// and returns its new value. Every purgeEvery calls it also deletes the rows
+// that expired before windowStart.
+func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error) {
+	var n int64
+	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
+		ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1
+		RETURNING hits`), key, micros(windowStart), micros(expiresAt)).Scan(&n)
+	if err != nil {
+		return 0, db.wrap("hit counter", err)
+	}
+	if db.hits.Add(1)%purgeEvery == 0 {
+		// Best effort: a failed purge is retried after the next purgeEvery hits.
+		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
+	}
+	return n, nil
+}

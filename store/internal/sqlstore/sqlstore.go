@@ -1,0 +1,244 @@
+// Package sqlstore is the one SQL implementation of store.Store that both
+// adapters share: store/sqlite and store/postgres differ only in their
+// Dialect (placeholders, row locking, error codes, migrations) and in how
+// they open their *sql.DB handles.
+//
+// Conventions every query follows:
+//   - Queries are written with '?' placeholders; the Dialect rebinds them
+//     ($1, $2, … for PostgreSQL).
+//   - Timestamps are BIGINT unix microseconds in UTC; 0 stands for the zero
+//     time.Time ("never"/"unset"). Comparisons are plain integer ones, so the
+//     same SQL works everywhere and no driver time-zone handling is involved.
+//   - Lists (scopes, country codes) are JSON text.
+//   - Secrets are sealed with AES-256-GCM before they reach the database
+//     (see seal.go).
+//   - Every record that belongs to an org is read and written with its
+//     org_id in the WHERE clause.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/otphub/otphub/store"
+)
+
+// Dialect is what differs between the SQL databases otphub runs on.
+type Dialect struct {
+	// Name is used in error messages ("sqlite", "postgres").
+	Name string
+	// NumberedPlaceholders rewrites '?' into $1, $2, … (PostgreSQL).
+	NumberedPlaceholders bool
+	// SkipLocked is appended to the SELECT that picks tasks to lease
+	// (" FOR UPDATE SKIP LOCKED" for PostgreSQL; "" for SQLite, whose single
+	// writer serialises leases anyway).
+	SkipLocked string
+	// IsUniqueViolation tells whether err is a unique/primary key violation.
+	IsUniqueViolation func(err error) bool
+	// IsRetryable tells whether a transaction that failed with err may be
+	// run again as a whole (serialization failures, deadlocks). Optional.
+	IsRetryable func(err error) bool
+}
+
+// DB implements store.Store on database/sql.
+type DB struct {
+	d Dialect
+	// w runs every write and every read-modify-write transaction; r runs
+	// plain reads. They are the same handle for PostgreSQL; for SQLite, w is
+	// a single connection (so writers never meet SQLITE_BUSY) and r a pool.
+	w, r   *sql.DB
+	seal   *sealer
+	now    func() time.Time
+	closer func() error
+
+	rebindMu    sync.RWMutex
+	rebindCache map[string]string
+
+	hits atomic.Int64 // HitCounter calls, to purge expired counters now and then
+}
+
+// New returns a DB on the given handles. key must be 32 bytes. closer is
+// called by Close (it should close the handles).
+func New(d Dialect, w, r *sql.DB, key []byte, closer func() error) (*DB, error) {
+	s, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		r = w
+	}
+	return &DB{d: d, w: w, r: r, seal: s, now: time.Now, closer: closer, rebindCache: map[string]string{}}, nil
+}
+
+// Ping checks the database is reachable.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping %s: %w", db.d.Name, err)
+	}
+	if db.r != db.w {
+		if err := db.r.PingContext(ctx); err != nil {
+			return fmt.Errorf("store: ping %s: %w", db.d.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database handles.
+func (db *DB) Close() error {
+	if db.closer != nil {
+		return db.closer()
+	}
+	return nil
+}
+
+// q rebinds a '?' query for the dialect.
+func (db *DB) q(query string) string {
+	if !db.d.NumberedPlaceholders {
+		return query
+	}
+	db.rebindMu.RLock()
+	out, ok := db.rebindCache[query]
+	db.rebindMu.RUnlock()
+	if ok {
+		return out
+	}
+	out = Rebind(query)
+	db.rebindMu.Lock()
+	if len(db.rebindCache) < 4096 {
+		db.rebindCache[query] = out
+	}
+	db.rebindMu.Unlock()
+	return out
+}
+
+// Rebind rewrites '?' placeholders into $1, $2, …, leaving quoted text alone.
+func Rebind(query string) string {
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	var quote byte
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '?':
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// execer is what *sql.DB and *sql.Tx have in common.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// tx runs fn in a write transaction, committing when it returns nil. A
+// transaction failing with a retryable error (serialization failure,
+// deadlock) is run again a few times.
+func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	const maxTries = 5
+	var err error
+	for try := 0; try < maxTries; try++ {
+		err = db.tryTx(ctx, fn)
+		if err == nil || db.d.IsRetryable == nil || !db.d.IsRetryable(err) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(try+1) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return db.wrap("begin", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return db.wrap("commit", err)
+	}
+	return nil
+}
+
+// wrap maps driver errors onto the store errors and adds context.
+func (db *DB) wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrPrecondition):
+		return err
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("store: %s: %w", op, err)
+	case db.d.IsUniqueViolation != nil && db.d.IsUniqueViolation(err):
+		return fmt.Errorf("%s: %w", op, store.ErrConflict)
+	}
+	return fmt.Errorf("store: %s (%s): %w", op, db.d.Name, err)
+}
+
+// affected returns ErrNotFound when res changed no row.
+func affected(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+// micros converts t to unix microseconds; the zero time is 0.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros is the inverse of micros, in UTC.
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+// nowUTC is the store's wall clock for created/updated stamps, truncated to
+// the stored precision so a returned record equals a re-read one.
+func (db *DB) nowUTC() time.Time {
+	return db.now().UTC().Truncate(time.Microsecond)
+}
+
+// placeholders returns "?, ?, …" with n marks.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+var _ store.Store = (*DB)(nil)

@@ -1,0 +1,383 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/otphub/otphub/store"
+)
+
+var deliveryCases = []testCase{
+	{"DeliveriesInsert", testDeliveriesInsert},
+	{"DeliveriesList", testDeliveriesList},
+	{"DeliveriesLease", testDeliveriesLease},
+	{"DeliveriesComplete", testDeliveriesComplete},
+	{"DeliveriesDefer", testDeliveriesDefer},
+	{"DeliveriesRequeue", testDeliveriesRequeue},
+	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
+}
+
+func newTask(orgID int64, id, eventID string, created time.Time) store.DeliveryTask {
+	return store.DeliveryTask{ID: id, OrgID: orgID, EventID: eventID, DestinationType: "webhook", DestinationID: "sub-1",
+		Event: []byte(`{"messageBody":"Your code is 075052"}`), Status: store.DeliveryPending, Attempts: 1,
+		NextAttemptAt: created.Add(time.Second), ExpiresAt: created.Add(5 * time.Minute), LastError: "HTTP 503",
+		LastStatusCode: 503, CreatedAt: created, UpdatedAt: created}
+}
+
+func testDeliveriesInsert(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	t1 := newTask(a.ID, "t1", "ev-1", at(0))
+	t2 := newTask(a.ID, "t2", "ev-1", at(0))
+	t2.DestinationType, t2.DestinationID = "twilio", store.ProviderPrimary
+	att := store.DeliveryAttempt{TaskID: "t1", Number: 1, StartedAt: at(0), Duration: 1500 * time.Microsecond,
+		StatusCode: 503, Outcome: "retry", Error: "HTTP 503"}
+	n, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{t1, t2}, []store.DeliveryAttempt{att})
+	must(t, err, "InsertDeliveryTasks")
+	eq(t, n, 2, "inserted")
+
+	got, atts, err := s.GetDelivery(c, a.ID, "t1")
+	must(t, err, "GetDelivery")
+	if got.ID != "t1" || got.OrgID != a.ID || got.EventID != "ev-1" || got.DestinationType != "webhook" ||
+		got.DestinationID != "sub-1" || got.Status != store.DeliveryPending || got.Attempts != 1 ||
+		!got.NextAttemptAt.Equal(t1.NextAttemptAt) || !got.ExpiresAt.Equal(t1.ExpiresAt) || got.LeaseOwner != "" ||
+		!got.LeaseUntil.IsZero() || got.LastError != "HTTP 503" || got.LastStatusCode != 503 ||
+		!got.CreatedAt.Equal(at(0)) || !got.UpdatedAt.Equal(at(0)) {
+		t.Fatalf("GetDelivery = %+v, want %+v", got, t1)
+	}
+	eqBytes(t, got.Event, t1.Event, "Event")
+	if len(atts) != 1 || atts[0].TaskID != "t1" || atts[0].Number != 1 || !atts[0].StartedAt.Equal(at(0)) ||
+		atts[0].Duration != att.Duration || atts[0].StatusCode != 503 || atts[0].Outcome != "retry" || atts[0].Error != "HTTP 503" {
+		t.Fatalf("attempt log = %+v, want [%+v]", atts, att)
+	}
+	_, atts, err = s.GetDelivery(c, a.ID, "t2")
+	must(t, err, "GetDelivery(t2)")
+	eq(t, len(atts), 0, "attempts of a task inserted without")
+
+	// Idempotent on (EventID, DestinationType, DestinationID): the
+	// duplicate is skipped with its attempts, the new one inserted.
+	dup := newTask(a.ID, "t1-dup", "ev-1", at(time.Second))
+	t3 := newTask(a.ID, "t3", "ev-2", at(time.Second))
+	n, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{dup, t3},
+		[]store.DeliveryAttempt{{TaskID: "t1-dup", Number: 1, StartedAt: at(time.Second), Outcome: "retry"}})
+	must(t, err, "InsertDeliveryTasks(with a duplicate)")
+	eq(t, n, 1, "inserted with a duplicate")
+	_, _, err = s.GetDelivery(c, a.ID, "t1-dup")
+	wantErr(t, err, store.ErrNotFound, "GetDelivery of a skipped duplicate")
+	_, atts, _ = s.GetDelivery(c, a.ID, "t1")
+	eq(t, len(atts), 1, "attempts of t1 after a duplicate insert")
+	n, err = s.InsertDeliveryTasks(c, nil, nil)
+	must(t, err, "InsertDeliveryTasks(none)")
+	eq(t, n, 0, "inserted of none")
+
+	found, err := s.FindDelivery(c, "ev-1", "twilio", store.ProviderPrimary)
+	must(t, err, "FindDelivery")
+	eq(t, found.ID, "t2", "FindDelivery ID")
+	_, err = s.FindDelivery(c, "ev-1", "twilio", store.ProviderFallback)
+	wantErr(t, err, store.ErrNotFound, "FindDelivery(unknown)")
+
+	_, _, err = s.GetDelivery(c, b.ID, "t1")
+	wantErr(t, err, store.ErrNotFound, "GetDelivery with another org's ID")
+	_, _, err = s.GetDelivery(c, a.ID, "nope")
+	wantErr(t, err, store.ErrNotFound, "GetDelivery(unknown)")
+}
+
+func testDeliveriesList(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	var tasks []store.DeliveryTask
+	for i := 0; i < 7; i++ {
+		// Two tasks per creation time, so the cursor's ID tiebreak matters.
+		tk := newTask(a.ID, fmt.Sprintf("task-%d", i), fmt.Sprintf("ev-%d", i), at(time.Duration(i/2)*time.Second))
+		if i%3 == 0 {
+			tk.Status = store.DeliveryDead
+		}
+		tasks = append(tasks, tk)
+	}
+	tasks = append(tasks, newTask(b.ID, "task-b", "ev-b", at(time.Hour)))
+	_, err := s.InsertDeliveryTasks(c, tasks, nil)
+	must(t, err, "InsertDeliveryTasks")
+
+	ids := func(ts []store.DeliveryTask) []string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, t.ID)
+		}
+		return out
+	}
+	all, err := s.ListDeliveries(c, a.ID, store.DeliveryFilter{})
+	must(t, err, "ListDeliveries")
+	want := []string{"task-6", "task-5", "task-4", "task-3", "task-2", "task-1", "task-0"}
+	if !slices.Equal(ids(all), want) {
+		t.Fatalf("ListDeliveries = %v, want %v (newest first, ID desc, org A only)", ids(all), want)
+	}
+
+	// Page through three at a time with the cursor.
+	var paged []string
+	f := store.DeliveryFilter{Limit: 3}
+	for page := 0; page < 5; page++ {
+		got, err := s.ListDeliveries(c, a.ID, f)
+		must(t, err, "ListDeliveries(page %d)", page)
+		if len(got) == 0 {
+			break
+		}
+		paged = append(paged, ids(got)...)
+		last := got[len(got)-1]
+		f.Before, f.BeforeID = last.CreatedAt, last.ID
+	}
+	if !slices.Equal(paged, want) {
+		t.Fatalf("paged ListDeliveries = %v, want %v", paged, want)
+	}
+	// A cursor without an ID is strictly before its time.
+	got, _ := s.ListDeliveries(c, a.ID, store.DeliveryFilter{Before: at(2 * time.Second)})
+	if !slices.Equal(ids(got), []string{"task-3", "task-2", "task-1", "task-0"}) {
+		t.Fatalf("ListDeliveries(before 2s) = %v", ids(got))
+	}
+
+	dead, err := s.ListDeliveries(c, a.ID, store.DeliveryFilter{Status: store.DeliveryDead})
+	must(t, err, "ListDeliveries(dead)")
+	if !slices.Equal(ids(dead), []string{"task-6", "task-3", "task-0"}) {
+		t.Fatalf("ListDeliveries(dead) = %v", ids(dead))
+	}
+	onlyB, _ := s.ListDeliveries(c, b.ID, store.DeliveryFilter{})
+	if !slices.Equal(ids(onlyB), []string{"task-b"}) {
+		t.Fatalf("ListDeliveries(org B) = %v", ids(onlyB))
+	}
+}
+
+func testDeliveriesLease(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	now := at(time.Hour)
+	due1 := newTask(a.ID, "due-1", "ev-1", at(0))
+	due1.NextAttemptAt = now.Add(-time.Minute)
+	due2 := newTask(a.ID, "due-2", "ev-2", at(0))
+	due2.NextAttemptAt = now.Add(-2 * time.Minute)
+	dueNow := newTask(a.ID, "due-now", "ev-3", at(0))
+	dueNow.NextAttemptAt = now
+	future := newTask(a.ID, "future", "ev-4", at(0))
+	future.NextAttemptAt = now.Add(time.Second)
+	done := newTask(a.ID, "done", "ev-5", at(0))
+	done.Status, done.NextAttemptAt = store.DeliveryDelivered, now.Add(-time.Hour)
+	_, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{due1, due2, dueNow, future, done}, nil)
+	must(t, err, "InsertDeliveryTasks")
+
+	got, err := s.LeaseDueTasks(c, "w1", now, time.Minute, 2)
+	must(t, err, "LeaseDueTasks")
+	if len(got) != 2 || got[0].ID != "due-2" || got[1].ID != "due-1" {
+		t.Fatalf("LeaseDueTasks(limit 2) = %v, want due-2, due-1 (oldest due first)", leasedIDs(got))
+	}
+	for _, tk := range got {
+		if tk.LeaseOwner != "w1" || !tk.LeaseUntil.Equal(now.Add(time.Minute)) {
+			t.Fatalf("leased task %s: owner %q until %v, want w1 until %v", tk.ID, tk.LeaseOwner, tk.LeaseUntil, now.Add(time.Minute))
+		}
+		eqBytes(t, tk.Event, due1.Event, "leased task's event")
+	}
+	got, err = s.LeaseDueTasks(c, "w2", now, time.Minute, 10)
+	must(t, err, "LeaseDueTasks(w2)")
+	if len(got) != 1 || got[0].ID != "due-now" {
+		t.Fatalf("LeaseDueTasks(w2) = %v, want due-now only (others leased, future, or finished)", leasedIDs(got))
+	}
+	got, err = s.LeaseDueTasks(c, "w1", now.Add(30*time.Second), time.Minute, 10)
+	must(t, err, "LeaseDueTasks(again)")
+	if len(got) != 1 || got[0].ID != "future" {
+		t.Fatalf("LeaseDueTasks(while leases run) = %v, want the newly due task only", leasedIDs(got))
+	}
+	// Once leases run out the tasks are up for grabs again.
+	got, err = s.LeaseDueTasks(c, "w3", now.Add(2*time.Minute), time.Minute, 10)
+	must(t, err, "LeaseDueTasks(after leases expired)")
+	if !slices.Equal(leasedIDs(got), []string{"due-2", "due-1", "due-now", "future"}) {
+		t.Fatalf("LeaseDueTasks(after expiry) = %v", leasedIDs(got))
+	}
+	got, err = s.LeaseDueTasks(c, "w3", now.Add(2*time.Minute), time.Minute, 0)
+	must(t, err, "LeaseDueTasks(limit 0)")
+	eq(t, len(got), 0, "tasks leased with limit 0")
+}
+
+func leasedIDs(ts []store.DeliveryTask) []string {
+	out := []string{}
+	for _, t := range ts {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func testDeliveriesComplete(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	now := at(time.Hour)
+	tk := newTask(a.ID, "t1", "ev-1", at(0))
+	_, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{tk},
+		[]store.DeliveryAttempt{{TaskID: "t1", Number: 1, StartedAt: at(0), Outcome: "retry", StatusCode: 503}})
+	must(t, err, "InsertDeliveryTasks")
+
+	att := store.DeliveryAttempt{TaskID: "t1", Number: 2, StartedAt: now, Duration: 20 * time.Millisecond, StatusCode: 500, Outcome: "retry", Error: "HTTP 500"}
+	upd := store.TaskUpdate{Status: store.DeliveryPending, NextAttemptAt: now.Add(5 * time.Second), LastError: "HTTP 500", LastStatusCode: 500}
+	wantErr(t, s.CompleteAttempt(c, "t1", "w1", att, upd), store.ErrPrecondition, "CompleteAttempt of an unleased task")
+	wantErr(t, s.CompleteAttempt(c, "nope", "w1", att, upd), store.ErrNotFound, "CompleteAttempt(unknown)")
+
+	if got, _ := s.LeaseDueTasks(c, "w1", now, time.Minute, 10); len(got) != 1 {
+		t.Fatalf("lease: %v", leasedIDs(got))
+	}
+	wantErr(t, s.CompleteAttempt(c, "t1", "w2", att, upd), store.ErrPrecondition, "CompleteAttempt by another owner")
+	must(t, s.CompleteAttempt(c, "t1", "w1", att, upd), "CompleteAttempt")
+	wantErr(t, s.CompleteAttempt(c, "t1", "w1", att, upd), store.ErrPrecondition, "CompleteAttempt twice (lease released)")
+
+	got, atts, err := s.GetDelivery(c, a.ID, "t1")
+	must(t, err, "GetDelivery")
+	if got.Status != store.DeliveryPending || got.Attempts != 2 || !got.NextAttemptAt.Equal(upd.NextAttemptAt) ||
+		got.LastError != "HTTP 500" || got.LastStatusCode != 500 || got.LeaseOwner != "" || !got.LeaseUntil.IsZero() ||
+		!got.UpdatedAt.Equal(now.Add(20*time.Millisecond)) {
+		t.Fatalf("task after CompleteAttempt = %+v", got)
+	}
+	if len(atts) != 2 || atts[1].Number != 2 || atts[1].StatusCode != 500 || atts[1].Duration != 20*time.Millisecond ||
+		!atts[1].StartedAt.Equal(now) || atts[1].Error != "HTTP 500" {
+		t.Fatalf("attempt log after CompleteAttempt = %+v", atts)
+	}
+
+	// A final attempt: delivered, not due again, numbered by the store when 0.
+	later := now.Add(5 * time.Second)
+	if got, _ := s.LeaseDueTasks(c, "w2", later, time.Minute, 10); len(got) != 1 {
+		t.Fatalf("re-lease: %v", leasedIDs(got))
+	}
+	must(t, s.CompleteAttempt(c, "t1", "w2", store.DeliveryAttempt{TaskID: "t1", StartedAt: later, StatusCode: 204, Outcome: "success"},
+		store.TaskUpdate{Status: store.DeliveryDelivered, LastStatusCode: 204}), "CompleteAttempt(delivered)")
+	got, atts, _ = s.GetDelivery(c, a.ID, "t1")
+	if got.Status != store.DeliveryDelivered || got.Attempts != 3 || got.LastError != "" || got.LastStatusCode != 204 {
+		t.Fatalf("delivered task = %+v", got)
+	}
+	if len(atts) != 3 || atts[2].Number != 3 || atts[2].Outcome != "success" {
+		t.Fatalf("attempt log = %+v, want a third attempt numbered 3", atts)
+	}
+	if leased, _ := s.LeaseDueTasks(c, "w3", later.Add(time.Hour), time.Minute, 10); len(leased) != 0 {
+		t.Fatalf("a delivered task was leased: %v", leasedIDs(leased))
+	}
+}
+
+func testDeliveriesDefer(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	now := at(time.Hour)
+	_, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{newTask(a.ID, "t1", "ev-1", at(0))}, nil)
+	must(t, err, "InsertDeliveryTasks")
+	wantErr(t, s.DeferDelivery(c, "t1", "w1", now.Add(time.Minute)), store.ErrPrecondition, "DeferDelivery of an unleased task")
+	wantErr(t, s.DeferDelivery(c, "nope", "w1", now.Add(time.Minute)), store.ErrNotFound, "DeferDelivery(unknown)")
+	if got, _ := s.LeaseDueTasks(c, "w1", now, time.Hour, 10); len(got) != 1 {
+		t.Fatalf("lease: %v", leasedIDs(got))
+	}
+	wantErr(t, s.DeferDelivery(c, "t1", "w2", now.Add(time.Minute)), store.ErrPrecondition, "DeferDelivery by another owner")
+	must(t, s.DeferDelivery(c, "t1", "w1", now.Add(time.Minute)), "DeferDelivery")
+	got, atts, _ := s.GetDelivery(c, a.ID, "t1")
+	if got.Status != store.DeliveryPending || got.Attempts != 1 || len(atts) != 0 || got.LeaseOwner != "" ||
+		!got.LeaseUntil.IsZero() || !got.NextAttemptAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("deferred task = %+v (attempts %d)", got, len(atts))
+	}
+	if leased, _ := s.LeaseDueTasks(c, "w2", now.Add(30*time.Second), time.Minute, 10); len(leased) != 0 {
+		t.Fatalf("a deferred task was leased before it was due: %v", leasedIDs(leased))
+	}
+	if leased, _ := s.LeaseDueTasks(c, "w2", now.Add(time.Minute), time.Minute, 10); len(leased) != 1 {
+		t.Fatalf("a deferred task was not leased once due: %v", leasedIDs(leased))
+	}
+}
+
+func testDeliveriesRequeue(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	var tasks []store.DeliveryTask
+	for i, st := range []string{store.DeliveryDead, store.DeliveryFailed, store.DeliveryExpired, store.DeliveryDelivered, store.DeliveryPending, store.DeliveryDead} {
+		tk := newTask(a.ID, fmt.Sprintf("t%d", i), fmt.Sprintf("ev-%d", i), at(time.Duration(i)*time.Minute))
+		tk.Status = st
+		tasks = append(tasks, tk)
+	}
+	other := newTask(b.ID, "tb", "ev-b", at(0))
+	other.Status = store.DeliveryDead
+	tasks = append(tasks, other)
+	_, err := s.InsertDeliveryTasks(c, tasks, nil)
+	must(t, err, "InsertDeliveryTasks")
+
+	now, exp := at(time.Hour), at(time.Hour+5*time.Minute)
+	must(t, s.RequeueDelivery(c, a.ID, "t0", now, exp), "RequeueDelivery")
+	got, _, _ := s.GetDelivery(c, a.ID, "t0")
+	if got.Status != store.DeliveryPending || !got.NextAttemptAt.Equal(now) || !got.ExpiresAt.Equal(exp) || got.Attempts != 1 {
+		t.Fatalf("requeued task = %+v", got)
+	}
+	wantErr(t, s.RequeueDelivery(c, a.ID, "t0", now, exp), store.ErrPrecondition, "RequeueDelivery of a pending task")
+	wantErr(t, s.RequeueDelivery(c, b.ID, "t1", now, exp), store.ErrNotFound, "RequeueDelivery through another org")
+	wantErr(t, s.RequeueDelivery(c, a.ID, "nope", now, exp), store.ErrNotFound, "RequeueDelivery(unknown)")
+	if leased, _ := s.LeaseDueTasks(c, "w1", now, time.Minute, 10); !slices.Equal(leasedIDs(leased), []string{"t4", "t0"}) &&
+		!slices.Equal(leasedIDs(leased), []string{"t0", "t4"}) {
+		t.Fatalf("leased after requeue = %v, want t0 and t4", leasedIDs(leased))
+	}
+
+	// Bulk: dead and failed tasks created at or after minute 1.
+	n, err := s.RequeueDeliveries(c, a.ID, []string{store.DeliveryDead, store.DeliveryFailed}, at(time.Minute), now, exp)
+	must(t, err, "RequeueDeliveries")
+	eq(t, n, 2, "requeued (t1 failed, t5 dead)")
+	for id, want := range map[string]string{"t1": store.DeliveryPending, "t5": store.DeliveryPending, "t2": store.DeliveryExpired, "t3": store.DeliveryDelivered} {
+		got, _, _ := s.GetDelivery(c, a.ID, id)
+		eq(t, got.Status, want, id+" status")
+	}
+	got, _, _ = s.GetDelivery(c, b.ID, "tb")
+	eq(t, got.Status, store.DeliveryDead, "org B's dead task after org A's bulk requeue")
+	// No statuses: every finished task.
+	n, err = s.RequeueDeliveries(c, a.ID, nil, time.Time{}, now, exp)
+	must(t, err, "RequeueDeliveries(all)")
+	eq(t, n, 2, "requeued (t2 expired, t3 delivered)")
+}
+
+func testDeliveriesStatsAndPurge(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	st, err := s.DeliveryStats(c)
+	must(t, err, "DeliveryStats(empty)")
+	if !st.OldestPendingAt.IsZero() || st.ByStatus[store.DeliveryPending] != 0 {
+		t.Fatalf("DeliveryStats(empty) = %+v", st)
+	}
+	mk := func(id, status string, created, updated time.Time) store.DeliveryTask {
+		tk := newTask(a.ID, id, "ev-"+id, created)
+		tk.Status, tk.UpdatedAt = status, updated
+		return tk
+	}
+	tasks := []store.DeliveryTask{
+		mk("p-old", store.DeliveryPending, at(0), at(0)),
+		mk("p-new", store.DeliveryPending, at(time.Hour), at(time.Hour)),
+		mk("d-old", store.DeliveryDelivered, at(0), at(time.Minute)),
+		mk("d-new", store.DeliveryDelivered, at(time.Hour), at(2*time.Hour)),
+		mk("dead-old", store.DeliveryDead, at(0), at(time.Minute)),
+		mk("x-old", store.DeliveryExpired, at(0), at(time.Minute)),
+	}
+	atts := []store.DeliveryAttempt{{TaskID: "d-old", Number: 1, StartedAt: at(0), Outcome: "success"}}
+	_, err = s.InsertDeliveryTasks(c, tasks, atts)
+	must(t, err, "InsertDeliveryTasks")
+
+	st, err = s.DeliveryStats(c)
+	must(t, err, "DeliveryStats")
+	want := map[string]int64{store.DeliveryPending: 2, store.DeliveryDelivered: 2, store.DeliveryDead: 1, store.DeliveryExpired: 1, store.DeliveryFailed: 0}
+	for k, v := range want {
+		n, ok := st.ByStatus[k]
+		if !ok || n != v {
+			t.Fatalf("DeliveryStats.ByStatus[%s] = %d (present %v), want %d", k, n, ok, v)
+		}
+	}
+	eqTime(t, st.OldestPendingAt, at(0), "OldestPendingAt")
+
+	n, err := s.PurgeDeliveries(c, at(time.Hour))
+	must(t, err, "PurgeDeliveries")
+	eq(t, n, 3, "purged (finished and updated before the cutoff)")
+	for _, id := range []string{"d-old", "dead-old", "x-old"} {
+		_, _, err := s.GetDelivery(c, a.ID, id)
+		wantErr(t, err, store.ErrNotFound, "GetDelivery(%s) after purge", id)
+	}
+	for _, id := range []string{"p-old", "p-new", "d-new"} {
+		if _, _, err := s.GetDelivery(c, a.ID, id); err != nil {
+			t.Fatalf("%s purged: %v", id, err)
+		}
+	}
+	// The purged task's attempts went with it: re-inserting its key starts an empty log.
+	_, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{mk("d-old", store.DeliveryDelivered, at(0), at(0))}, nil)
+	must(t, err, "InsertDeliveryTasks(again)")
+	_, log, _ := s.GetDelivery(c, a.ID, "d-old")
+	eq(t, len(log), 0, "attempts of a purged then re-inserted task")
+}

@@ -1,0 +1,309 @@
+package storetest
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/otphub/otphub/store"
+)
+
+var otpCases = []testCase{
+	{"OTPSettings", testOTPSettings},
+	{"MessageTemplates", testMessageTemplates},
+	{"Challenges", testChallenges},
+	{"ChallengeResend", testChallengeResend},
+	{"ChallengeConsume", testChallengeConsume},
+	{"FailedAttempts", testFailedAttempts},
+	{"BackupCodes", testBackupCodes},
+	{"HitCounter", testHitCounter},
+	{"SMSProviders", testSMSProviders},
+}
+
+func testOTPSettings(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	_, err := s.GetOTPSettings(c, a.ID)
+	wantErr(t, err, store.ErrNotFound, "GetOTPSettings before any put")
+
+	in := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 300, NumericOnly: true, Length: 6, MaxResends: 3,
+		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, AllowedCountryCodes: []int{94, 1},
+		UpdatedAt: at(0)}
+	must(t, s.PutOTPSettings(c, in), "PutOTPSettings")
+	got, err := s.GetOTPSettings(c, a.ID)
+	must(t, err, "GetOTPSettings")
+	if got.OrgID != a.ID || got.ExpirySeconds != 300 || !got.NumericOnly || got.Length != 6 || got.MaxResends != 3 ||
+		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled ||
+		!slices.Equal(got.AllowedCountryCodes, []int{94, 1}) || !got.UpdatedAt.Equal(at(0)) {
+		t.Fatalf("GetOTPSettings = %+v, want %+v", got, in)
+	}
+
+	in2 := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 120, Length: 8, UpdatedAt: at(time.Minute)}
+	must(t, s.PutOTPSettings(c, in2), "PutOTPSettings(replace)")
+	got, _ = s.GetOTPSettings(c, a.ID)
+	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled ||
+		len(got.AllowedCountryCodes) != 0 || !got.UpdatedAt.Equal(at(time.Minute)) {
+		t.Fatalf("GetOTPSettings after replace = %+v, want %+v", got, in2)
+	}
+	_, err = s.GetOTPSettings(c, b.ID)
+	wantErr(t, err, store.ErrNotFound, "GetOTPSettings of another org")
+}
+
+func testMessageTemplates(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	_, err := s.GetMessageTemplate(c, a.ID, "")
+	wantErr(t, err, store.ErrNotFound, "GetMessageTemplate before any put")
+
+	must(t, s.PutMessageTemplate(c, store.MessageTemplate{OrgID: a.ID, Locale: "", Body: "Code {{code}}", UpdatedAt: at(0)}), "PutMessageTemplate")
+	must(t, s.PutMessageTemplate(c, store.MessageTemplate{OrgID: a.ID, Locale: "fr-CA", Body: "Code: {{code}} é", UpdatedAt: at(0)}), "PutMessageTemplate")
+	must(t, s.PutMessageTemplate(c, store.MessageTemplate{OrgID: a.ID, Locale: "fr-CA", Body: "Votre code {{code}}", UpdatedAt: at(time.Hour)}), "PutMessageTemplate(replace)")
+
+	got, err := s.GetMessageTemplate(c, a.ID, "fr-CA")
+	must(t, err, "GetMessageTemplate")
+	if got.Body != "Votre code {{code}}" || got.OrgID != a.ID || got.Locale != "fr-CA" || !got.UpdatedAt.Equal(at(time.Hour)) {
+		t.Fatalf("GetMessageTemplate = %+v", got)
+	}
+	list, err := s.ListMessageTemplates(c, a.ID)
+	must(t, err, "ListMessageTemplates")
+	if len(list) != 2 || list[0].Locale != "" || list[1].Locale != "fr-CA" {
+		t.Fatalf("ListMessageTemplates = %+v, want the default then fr-CA", list)
+	}
+
+	_, err = s.GetMessageTemplate(c, b.ID, "fr-CA")
+	wantErr(t, err, store.ErrNotFound, "GetMessageTemplate of another org")
+	if list, _ := s.ListMessageTemplates(c, b.ID); len(list) != 0 {
+		t.Fatalf("ListMessageTemplates(org B) returned org A's templates: %+v", list)
+	}
+	wantErr(t, s.DeleteMessageTemplate(c, b.ID, "fr-CA"), store.ErrNotFound, "DeleteMessageTemplate through another org")
+
+	must(t, s.DeleteMessageTemplate(c, a.ID, "fr-CA"), "DeleteMessageTemplate")
+	wantErr(t, s.DeleteMessageTemplate(c, a.ID, "fr-CA"), store.ErrNotFound, "DeleteMessageTemplate twice")
+	_, err = s.GetMessageTemplate(c, a.ID, "fr-CA")
+	wantErr(t, err, store.ErrNotFound, "GetMessageTemplate after delete")
+}
+
+func newChallenge(orgID int64, id string) store.Challenge {
+	return store.Challenge{ID: id, OrgID: orgID, UserID: "alice", Mobile: "+94771234567", Application: "myapp",
+		CodeHMAC: []byte("hmac-1"), ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
+}
+
+func testChallenges(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	ch := newChallenge(a.ID, "11111111-1111-4111-8111-111111111111")
+	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+	wantErr(t, s.CreateChallenge(c, ch), store.ErrConflict, "CreateChallenge(duplicate ID)")
+
+	got, err := s.GetChallenge(c, a.ID, ch.ID)
+	must(t, err, "GetChallenge")
+	if got.ID != ch.ID || got.OrgID != a.ID || got.UserID != "alice" || got.Mobile != ch.Mobile || got.Application != "myapp" ||
+		got.Resends != 0 || !got.ExpiresAt.Equal(ch.ExpiresAt) || !got.LastSentAt.Equal(at(0)) ||
+		!got.ConsumedAt.IsZero() || !got.CreatedAt.Equal(at(0)) {
+		t.Fatalf("GetChallenge = %+v, want %+v", got, ch)
+	}
+	eqBytes(t, got.CodeHMAC, ch.CodeHMAC, "CodeHMAC")
+
+	_, err = s.GetChallenge(c, b.ID, ch.ID)
+	wantErr(t, err, store.ErrNotFound, "GetChallenge with another org's ID")
+	_, err = s.GetChallenge(c, a.ID, "22222222-2222-4222-8222-222222222222")
+	wantErr(t, err, store.ErrNotFound, "GetChallenge(unknown)")
+}
+
+func testChallengeResend(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	ch := newChallenge(a.ID, "c-resend")
+	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+
+	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
+	got, _ := s.GetChallenge(c, a.ID, ch.ID)
+	eq(t, got.Resends, 1, "Resends after one resend")
+	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after resend")
+	eqTime(t, got.ExpiresAt, at(10*time.Minute), "ExpiresAt after resend")
+	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after resend")
+
+	// A stale prevResends (a concurrent resend won) does not apply.
+	err := s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode with a stale resend count")
+	err = s.ReplaceChallengeCode(c, b.ID, ch.ID, 1, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode through another org")
+	err = s.ReplaceChallengeCode(c, a.ID, "nope", 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode(unknown)")
+	got, _ = s.GetChallenge(c, a.ID, ch.ID)
+	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after refused resends")
+
+	// The old code no longer consumes it; the new one does, once.
+	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-1"), at(2*time.Minute)), store.ErrPrecondition, "ConsumeChallenge with the replaced code")
+	must(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-2"), at(2*time.Minute)), "ConsumeChallenge")
+	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), at(10*time.Minute), at(3*time.Minute))
+	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode of a consumed challenge")
+}
+
+func testChallengeConsume(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	ch := newChallenge(a.ID, "c-consume")
+	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+
+	wantErr(t, s.ConsumeChallenge(c, b.ID, ch.ID, ch.CodeHMAC, at(time.Minute)), store.ErrNotFound, "ConsumeChallenge through another org")
+	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("wrong"), at(time.Minute)), store.ErrPrecondition, "ConsumeChallenge with another code")
+	wantErr(t, s.ConsumeChallenge(c, a.ID, "nope", ch.CodeHMAC, at(time.Minute)), store.ErrNotFound, "ConsumeChallenge(unknown)")
+	got, _ := s.GetChallenge(c, a.ID, ch.ID)
+	if !got.ConsumedAt.IsZero() {
+		t.Fatalf("challenge consumed by a refused call: %v", got.ConsumedAt)
+	}
+
+	must(t, s.ConsumeChallenge(c, a.ID, ch.ID, ch.CodeHMAC, at(time.Minute)), "ConsumeChallenge")
+	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, ch.CodeHMAC, at(2*time.Minute)), store.ErrPrecondition, "ConsumeChallenge twice")
+	got, _ = s.GetChallenge(c, a.ID, ch.ID)
+	eqTime(t, got.ConsumedAt, at(time.Minute), "ConsumedAt")
+}
+
+func testFailedAttempts(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	n, last, err := s.FailedAttempts(c, a.ID, "alice")
+	must(t, err, "FailedAttempts before any failure")
+	if n != 0 || !last.IsZero() {
+		t.Fatalf("FailedAttempts before any failure = %d, %v; want 0 and the zero time", n, last)
+	}
+	for i := 1; i <= 3; i++ {
+		n, err := s.IncrementFailedAttempts(c, a.ID, "alice", at(time.Duration(i)*time.Second))
+		must(t, err, "IncrementFailedAttempts")
+		eq(t, n, i, "IncrementFailedAttempts result")
+	}
+	n, last, err = s.FailedAttempts(c, a.ID, "alice")
+	must(t, err, "FailedAttempts")
+	eq(t, n, 3, "FailedAttempts")
+	eqTime(t, last, at(3*time.Second), "last failure")
+
+	// Other users and other orgs count apart.
+	n, _ = mustInc(t, s, a.ID, "bob")
+	eq(t, n, 1, "bob's first failure")
+	n, _ = mustInc(t, s, b.ID, "alice")
+	eq(t, n, 1, "alice's first failure in org B")
+	n, _, _ = s.FailedAttempts(c, b.ID, "alice")
+	eq(t, n, 1, "FailedAttempts of org B's alice")
+
+	must(t, s.ResetFailedAttempts(c, a.ID, "alice"), "ResetFailedAttempts")
+	must(t, s.ResetFailedAttempts(c, a.ID, "alice"), "ResetFailedAttempts twice")
+	n, last, _ = s.FailedAttempts(c, a.ID, "alice")
+	if n != 0 || !last.IsZero() {
+		t.Fatalf("FailedAttempts after reset = %d, %v", n, last)
+	}
+	n, _, _ = s.FailedAttempts(c, b.ID, "alice")
+	eq(t, n, 1, "org B's count after org A's reset")
+	n, _ = mustInc(t, s, a.ID, "alice")
+	eq(t, n, 1, "first failure after reset")
+}
+
+func mustInc(t *testing.T, s store.Store, orgID int64, user string) (int, error) {
+	t.Helper()
+	n, err := s.IncrementFailedAttempts(ctx(t), orgID, user, at(0))
+	must(t, err, "IncrementFailedAttempts")
+	return n, err
+}
+
+func testBackupCodes(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	codes, err := s.ListBackupCodes(c, a.ID, "alice")
+	must(t, err, "ListBackupCodes")
+	eq(t, len(codes), 0, "backup codes before any")
+
+	must(t, s.ReplaceBackupCodes(c, a.ID, "alice", [][]byte{[]byte("h1"), []byte("h2"), []byte("h3")}), "ReplaceBackupCodes")
+	must(t, s.ReplaceBackupCodes(c, b.ID, "alice", [][]byte{[]byte("b1")}), "ReplaceBackupCodes(org B)")
+	codes, err = s.ListBackupCodes(c, a.ID, "alice")
+	must(t, err, "ListBackupCodes")
+	if len(codes) != 3 {
+		t.Fatalf("ListBackupCodes = %+v, want 3", codes)
+	}
+	for i, cd := range codes {
+		if cd.ID == 0 || cd.OrgID != a.ID || cd.UserID != "alice" || !cd.UsedAt.IsZero() {
+			t.Fatalf("backup code %d = %+v", i, cd)
+		}
+		eqBytes(t, cd.Hash, []byte{'h', byte('1' + i)}, "backup code hash")
+	}
+
+	must(t, s.UseBackupCode(c, a.ID, "alice", codes[1].ID, at(time.Minute)), "UseBackupCode")
+	wantErr(t, s.UseBackupCode(c, a.ID, "alice", codes[1].ID, at(2*time.Minute)), store.ErrPrecondition, "UseBackupCode twice")
+	wantErr(t, s.UseBackupCode(c, b.ID, "alice", codes[0].ID, at(time.Minute)), store.ErrNotFound, "UseBackupCode through another org")
+	wantErr(t, s.UseBackupCode(c, a.ID, "bob", codes[0].ID, at(time.Minute)), store.ErrNotFound, "UseBackupCode of another user")
+	codes, _ = s.ListBackupCodes(c, a.ID, "alice")
+	eqTime(t, codes[1].UsedAt, at(time.Minute), "UsedAt")
+	if !codes[0].UsedAt.IsZero() {
+		t.Fatalf("code 0 used by a refused call")
+	}
+
+	// Replacing removes every earlier code, used or not.
+	old := codes
+	must(t, s.ReplaceBackupCodes(c, a.ID, "alice", [][]byte{[]byte("n1")}), "ReplaceBackupCodes(again)")
+	codes, _ = s.ListBackupCodes(c, a.ID, "alice")
+	if len(codes) != 1 || string(codes[0].Hash) != "n1" {
+		t.Fatalf("ListBackupCodes after replace = %+v", codes)
+	}
+	wantErr(t, s.UseBackupCode(c, a.ID, "alice", old[0].ID, at(time.Minute)), store.ErrNotFound, "UseBackupCode of a replaced code")
+	must(t, s.ReplaceBackupCodes(c, a.ID, "alice", nil), "ReplaceBackupCodes(none)")
+	codes, _ = s.ListBackupCodes(c, a.ID, "alice")
+	eq(t, len(codes), 0, "backup codes after replacing with none")
+	codes, _ = s.ListBackupCodes(c, b.ID, "alice")
+	eq(t, len(codes), 1, "org B's codes after org A's replaces")
+}
+
+func testHitCounter(t *testing.T, s store.Store) {
+	c := ctx(t)
+	w1, w2 := at(0), at(time.Minute)
+	for i := int64(1); i <= 3; i++ {
+		n, err := s.HitCounter(c, "number:+94771234567", w1, w1.Add(2*time.Minute))
+		must(t, err, "HitCounter")
+		eq(t, n, i, "HitCounter result")
+	}
+	n, err := s.HitCounter(c, "number:+94771234567", w2, w2.Add(2*time.Minute))
+	must(t, err, "HitCounter(next window)")
+	eq(t, n, int64(1), "first hit of the next window")
+	n, err = s.HitCounter(c, "ip:192.0.2.1", w1, w1.Add(2*time.Minute))
+	must(t, err, "HitCounter(other key)")
+	eq(t, n, int64(1), "first hit of another key")
+}
+
+func testSMSProviders(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	_, err := s.GetSMSProvider(c, a.ID, store.ProviderPrimary)
+	wantErr(t, err, store.ErrNotFound, "GetSMSProvider before any put")
+
+	cfg := json.RawMessage(`{"accountSid":"AC123","authToken":"tok-secret","sender":"+15005550006"}`)
+	must(t, s.PutSMSProvider(c, store.SMSProvider{OrgID: a.ID, Slot: store.ProviderPrimary, Type: "twilio", Config: cfg, UpdatedAt: at(0)}), "PutSMSProvider")
+	must(t, s.PutSMSProvider(c, store.SMSProvider{OrgID: a.ID, Slot: store.ProviderFallback, Type: "console", Config: json.RawMessage(`{}`)}), "PutSMSProvider(fallback)")
+	got, err := s.GetSMSProvider(c, a.ID, store.ProviderPrimary)
+	must(t, err, "GetSMSProvider")
+	if got.OrgID != a.ID || got.Slot != store.ProviderPrimary || got.Type != "twilio" || !got.UpdatedAt.Equal(at(0)) {
+		t.Fatalf("GetSMSProvider = %+v", got)
+	}
+	eqBytes(t, got.Config, cfg, "Config")
+	fb, err := s.GetSMSProvider(c, a.ID, store.ProviderFallback)
+	must(t, err, "GetSMSProvider(fallback)")
+	if fb.Type != "console" || string(fb.Config) != `{}` || fb.UpdatedAt.IsZero() {
+		t.Fatalf("GetSMSProvider(fallback) = %+v", fb)
+	}
+
+	cfg2 := json.RawMessage(`{"apiKey":"k","apiSecret":"s2","sender":"otphub"}`)
+	must(t, s.PutSMSProvider(c, store.SMSProvider{OrgID: a.ID, Slot: store.ProviderPrimary, Type: "vonage", Config: cfg2, UpdatedAt: at(time.Hour)}), "PutSMSProvider(replace)")
+	got, _ = s.GetSMSProvider(c, a.ID, store.ProviderPrimary)
+	if got.Type != "vonage" || string(got.Config) != string(cfg2) || !got.UpdatedAt.Equal(at(time.Hour)) {
+		t.Fatalf("GetSMSProvider after replace = %+v", got)
+	}
+
+	_, err = s.GetSMSProvider(c, b.ID, store.ProviderPrimary)
+	wantErr(t, err, store.ErrNotFound, "GetSMSProvider of another org")
+	wantErr(t, s.DeleteSMSProvider(c, b.ID, store.ProviderPrimary), store.ErrNotFound, "DeleteSMSProvider through another org")
+	must(t, s.DeleteSMSProvider(c, a.ID, store.ProviderPrimary), "DeleteSMSProvider")
+	wantErr(t, s.DeleteSMSProvider(c, a.ID, store.ProviderPrimary), store.ErrNotFound, "DeleteSMSProvider twice")
+	_, err = s.GetSMSProvider(c, a.ID, store.ProviderPrimary)
+	wantErr(t, err, store.ErrNotFound, "GetSMSProvider after delete")
+	if _, err := s.GetSMSProvider(c, a.ID, store.ProviderFallback); err != nil {
+		t.Fatalf("deleting the primary removed the fallback: %v", err)
+	}
+}
