@@ -1,0 +1,380 @@
+package authcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/store"
+)
+
+const (
+	maxUserIDChars      = 128
+	maxApplicationChars = 100
+	maxCodeChars        = 32
+	maxChallengeBody    = 4 << 10
+)
+
+type challengeJSON struct {
+	ID               string    `json:"id"`
+	ExpiresAt        time.Time `json:"expiresAt"`
+	ResendsRemaining int       `json:"resendsRemaining"`
+}
+
+// validText reports whether s is 1 to max characters of valid UTF-8
+// without control characters.
+func validText(s string, max int) bool {
+	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseMobile validates an E.164 number with libphonenumber and the org's
+// allow-list, and returns it in E.164 form; msg names what is wrong.
+func parseMobile(s string, allowed []int) (e164, msg string) {
+	if len(s) > 32 || !strings.HasPrefix(s, "+") {
+		return "", "mobile: must be an E.164 number: + then the country calling code and number"
+	}
+	num, err := phonenumbers.Parse(s, "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return "", "mobile: not a valid phone number"
+	}
+	if cc := int(num.GetCountryCode()); len(allowed) > 0 && !slices.Contains(allowed, cc) {
+		return "", fmt.Sprintf("mobile: country calling code +%d is not allowed for this organization", cc)
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), ""
+}
+
+func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
+	org := orgOf(r)
+	var req struct {
+		Mobile      string `json:"mobile"`
+		UserID      string `json:"userId"`
+		Application string `json:"application"`
+		Locale      string `json:"locale"`
+	}
+	if err := httpx.DecodeJSON(w, r, &req, maxChallengeBody); err != nil {
+		httpx.WriteDecodeError(w, err)
+		return
+	}
+	ctx := r.Context()
+	settings, err := s.settings(ctx, org.ID)
+	if err != nil {
+		s.internal(w, "get settings", err)
+		return
+	}
+	mobile, msg := parseMobile(req.Mobile, settings.AllowedCountryCodes)
+	if msg == "" && !validText(req.UserID, maxUserIDChars) {
+		msg = fmt.Sprintf("userId: required, 1 to %d characters, no control characters", maxUserIDChars)
+	}
+	if msg == "" && !validText(req.Application, maxApplicationChars) {
+		msg = fmt.Sprintf("application: required, 1 to %d characters, no control characters", maxApplicationChars)
+	}
+	locale := ""
+	if msg == "" && req.Locale != "" {
+		var ok bool
+		if locale, ok = canonicalLocale(req.Locale); !ok {
+			msg = "locale: not a BCP 47 language tag (e.g. en, fr-CA)"
+		}
+	}
+	if msg != "" {
+		httpx.Error(w, http.StatusBadRequest, "invalid_field", msg)
+		return
+	}
+	now := s.cfg.Now()
+	if locked, wait, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
+		s.internal(w, "check lockout", err)
+		return
+	} else if locked {
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+		return
+	}
+	if scope, wait, err := s.spend(ctx, org, mobile, s.clientIP(r), now); err != nil {
+		s.internal(w, "abuse limits", err)
+		return
+	} else if scope != "" {
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
+		return
+	}
+	code, err := newOTP(settings.NumericOnly, settings.Length)
+	if err != nil {
+		s.internal(w, "generate otp", err)
+		return
+	}
+	expiry := time.Duration(settings.ExpirySeconds) * time.Second
+	body, err := s.messageBody(ctx, org, locale, req.Application, code, expiry)
+	if err != nil {
+		s.internal(w, "render message", err)
+		return
+	}
+	c := store.Challenge{
+		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile,
+		Application: req.Application, ExpiresAt: now.Add(expiry).UTC(),
+		LastSentAt: now.UTC(), CreatedAt: now.UTC(),
+	}
+	c.CodeHMAC = s.codeHMAC(org.ID, c.ID, code)
+	// The challenge is stored before the event is published so an SMS never
+	// carries a code the store does not know. If publishing fails the
+	// challenge is consumed at once: its id was never disclosed and its
+	// code can never verify.
+	if err := s.st.CreateChallenge(ctx, c); err != nil {
+		s.internal(w, "create challenge", err)
+		return
+	}
+	if err := s.publish(ctx, org, mobile, body, now, c.ExpiresAt); err != nil {
+		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "err", err)
+		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
+			s.log.Error("withdrawing the challenge failed", "err", cerr)
+		}
+		retryAfter(w, time.Second)
+		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; nothing was sent")
+		return
+	}
+	s.metrics.challengesStarted.Inc()
+	httpx.JSON(w, http.StatusCreated, challengeJSON{c.ID, c.ExpiresAt, max(0, settings.MaxResends)})
+}
+
+// loadChallenge reads the {id} challenge of the org; unknown, malformed
+// and other orgs' ids are all the same 404.
+func (s *Service) loadChallenge(w http.ResponseWriter, r *http.Request, orgID int64) (store.Challenge, bool) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
+		return store.Challenge{}, false
+	}
+	c, err := s.st.GetChallenge(r.Context(), orgID, strings.ToLower(id))
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
+		return store.Challenge{}, false
+	}
+	if err != nil {
+		s.internal(w, "get challenge", err)
+		return store.Challenge{}, false
+	}
+	return c, true
+}
+
+func alreadyVerified(w http.ResponseWriter) {
+	httpx.Error(w, http.StatusConflict, "already_verified", "the challenge was already verified")
+}
+
+func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
+	org := orgOf(r)
+	ctx := r.Context()
+	// The body is optional: {"locale"} selects the message template, as
+	// when starting (the challenge does not keep it).
+	var req struct {
+		Locale string `json:"locale"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpx.DecodeJSON(w, r, &req, 1<<10); err != nil {
+			httpx.WriteDecodeError(w, err)
+			return
+		}
+	}
+	locale := ""
+	if req.Locale != "" {
+		var ok bool
+		if locale, ok = canonicalLocale(req.Locale); !ok {
+			httpx.Error(w, http.StatusBadRequest, "invalid_field", "locale: not a BCP 47 language tag (e.g. en, fr-CA)")
+			return
+		}
+	}
+	c, ok := s.loadChallenge(w, r, org.ID)
+	if !ok {
+		return
+	}
+	if !c.ConsumedAt.IsZero() {
+		alreadyVerified(w)
+		return
+	}
+	settings, err := s.settings(ctx, org.ID)
+	if err != nil {
+		s.internal(w, "get settings", err)
+		return
+	}
+	now := s.cfg.Now()
+	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
+		s.internal(w, "check lockout", err)
+		return
+	} else if locked {
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+		return
+	}
+	if c.Resends >= settings.MaxResends {
+		s.metrics.resends.WithLabelValues("limit_exceeded").Inc()
+		httpx.Error(w, http.StatusTooManyRequests, "resend_limit_exceeded", fmt.Sprintf("no resends left (%d allowed); start a new challenge", settings.MaxResends))
+		return
+	}
+	interval := time.Duration(settings.ResendIntervalSeconds) * time.Second
+	if wait := c.LastSentAt.Add(interval).Sub(now); wait > 0 {
+		s.metrics.resends.WithLabelValues("too_soon").Inc()
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently")
+		return
+	}
+	if scope, wait, err := s.spend(ctx, org, c.Mobile, s.clientIP(r), now); err != nil {
+		s.internal(w, "abuse limits", err)
+		return
+	} else if scope != "" {
+		s.metrics.resends.WithLabelValues("rate_limited").Inc()
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
+		return
+	}
+	code, err := newOTP(settings.NumericOnly, settings.Length)
+	if err != nil {
+		s.internal(w, "generate otp", err)
+		return
+	}
+	expiry := time.Duration(settings.ExpirySeconds) * time.Second
+	expiresAt := now.Add(expiry).UTC()
+	body, err := s.messageBody(ctx, org, locale, c.Application, code, expiry)
+	if err != nil {
+		s.internal(w, "render message", err)
+		return
+	}
+	// The event is published before the code is replaced: if the log is
+	// down nothing changes (the previous OTP stays valid, no resend is
+	// used). A concurrent resend that wins the replace makes this one's
+	// SMS carry a code that never verifies, and this request a 429.
+	if err := s.publish(ctx, org, c.Mobile, body, now, expiresAt); err != nil {
+		s.metrics.resends.WithLabelValues("failed").Inc()
+		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
+		retryAfter(w, time.Second)
+		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; nothing was sent")
+		return
+	}
+	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, now.UTC())
+	if errors.Is(err, store.ErrPrecondition) {
+		if cur, gerr := s.st.GetChallenge(ctx, org.ID, c.ID); gerr == nil && !cur.ConsumedAt.IsZero() {
+			alreadyVerified(w)
+			return
+		}
+		s.metrics.resends.WithLabelValues("too_soon").Inc()
+		retryAfter(w, max(interval, time.Second))
+		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time")
+		return
+	}
+	if err != nil {
+		s.internal(w, "replace challenge code", err)
+		return
+	}
+	s.metrics.resends.WithLabelValues("sent").Inc()
+	httpx.JSON(w, http.StatusOK, challengeJSON{c.ID, expiresAt, max(0, settings.MaxResends-c.Resends-1)})
+}
+
+func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
+	org := orgOf(r)
+	ctx := r.Context()
+	var req struct {
+		Code       *string `json:"code"`
+		BackupCode *string `json:"backupCode"`
+	}
+	if err := httpx.DecodeJSON(w, r, &req, 1<<10); err != nil {
+		httpx.WriteDecodeError(w, err)
+		return
+	}
+	switch {
+	case (req.Code == nil) == (req.BackupCode == nil):
+		httpx.Error(w, http.StatusBadRequest, "invalid_request", "give exactly one of code and backupCode")
+		return
+	case req.Code != nil && (*req.Code == "" || utf8.RuneCountInString(*req.Code) > maxCodeChars):
+		httpx.Error(w, http.StatusBadRequest, "invalid_field", fmt.Sprintf("code: 1 to %d characters", maxCodeChars))
+		return
+	case req.BackupCode != nil && (*req.BackupCode == "" || utf8.RuneCountInString(*req.BackupCode) > maxCodeChars):
+		httpx.Error(w, http.StatusBadRequest, "invalid_field", fmt.Sprintf("backupCode: 1 to %d characters", maxCodeChars))
+		return
+	}
+	c, ok := s.loadChallenge(w, r, org.ID)
+	if !ok {
+		return
+	}
+	if !c.ConsumedAt.IsZero() {
+		alreadyVerified(w)
+		return
+	}
+	settings, err := s.settings(ctx, org.ID)
+	if err != nil {
+		s.internal(w, "get settings", err)
+		return
+	}
+	now := s.cfg.Now()
+	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
+		s.internal(w, "check lockout", err)
+		return
+	} else if locked {
+		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+		return
+	}
+	if !now.Before(c.ExpiresAt) {
+		s.metrics.verifications.WithLabelValues("expired").Inc()
+		httpx.Error(w, http.StatusGone, "expired", "the OTP has expired; resend or start a new challenge")
+		return
+	}
+	if req.BackupCode != nil {
+		s.verifyBackupCode(w, r, org, c, settings, *req.BackupCode, now)
+		return
+	}
+	if !hmacEqual(c.CodeHMAC, s.codeHMAC(org.ID, c.ID, normalizeCode(*req.Code))) {
+		s.failVerification(w, r, org, c, settings, now)
+		return
+	}
+	switch err := s.st.ConsumeChallenge(ctx, org.ID, c.ID, c.CodeHMAC, now.UTC()); {
+	case errors.Is(err, store.ErrPrecondition):
+		// Consumed by a concurrent verify, or its code replaced by a resend.
+		if cur, gerr := s.st.GetChallenge(ctx, org.ID, c.ID); gerr == nil && !cur.ConsumedAt.IsZero() {
+			alreadyVerified(w)
+			return
+		}
+		s.failVerification(w, r, org, c, settings, now)
+		return
+	case err != nil:
+		s.internal(w, "consume challenge", err)
+		return
+	}
+	s.succeed(w, r, org, c, "verified")
+}
+
+// succeed resets the user's failed attempts and answers 200.
+func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, result string) {
+	if err := s.st.ResetFailedAttempts(r.Context(), org.ID, c.UserID); err != nil {
+		s.log.Error("resetting failed attempts failed", "err", err)
+	}
+	s.metrics.verifications.WithLabelValues(result).Inc()
+	httpx.JSON(w, http.StatusOK, map[string]bool{"verified": true})
+}
+
+// failVerification counts a failed attempt for the user (across
+// challenges; resends never reset it) and answers 400 invalid_code.
+func (s *Service) failVerification(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, now time.Time) {
+	n, err := s.st.IncrementFailedAttempts(r.Context(), org.ID, c.UserID, now.UTC())
+	if err != nil {
+		s.internal(w, "count failed attempt", err)
+		return
+	}
+	s.metrics.verifications.WithLabelValues("invalid_code").Inc()
+	httpx.ErrorWith(w, http.StatusBadRequest, "invalid_code", "the code is not valid",
+		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-n)})
+}

@@ -1,0 +1,149 @@
+package authcore
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/otphub/otphub/store"
+)
+
+// Limit is a fixed-window budget: at most Max sends per Window.
+type Limit struct {
+	// Max sends per window; 0 takes the default, negative disables.
+	Max int
+	// Window is the fixed window length.
+	Window time.Duration
+}
+
+// Limits are the abuse (SMS pumping) budgets for sends: challenge starts and
+// resends both count. Keys are scoped by org so one tenant cannot spend
+// another's budget.
+type Limits struct {
+	// PerNumber limits sends to one mobile number. Default 10 per hour.
+	PerNumber Limit
+	// PerIP limits sends requested from one client IP (see
+	// Config.TrustProxyHeaders). Default 100 per 10 min.
+	PerIP Limit
+	// PerOrg limits every send of one org. Default 1000 per minute.
+	PerOrg Limit
+}
+
+// Config configures the Service.
+type Config struct {
+	// PublicURL is otphub's public base URL: the events' iss and the base of
+	// their aud (the topic URL). Required.
+	PublicURL string
+	// HMACKey keys the OTP and backup code HMACs; at least 32 bytes.
+	// Required. Changing it invalidates every pending OTP and backup code.
+	HMACKey []byte
+	// DefaultSettings apply to orgs that never saved settings. Zero value:
+	// expiry 300 s, numeric, length 6, 3 resends, 30 s resend interval,
+	// 5 failed attempts, backup codes off, every country allowed.
+	DefaultSettings store.OTPSettings
+	// MaxExpiry caps the expirySeconds setting. Default 10 min.
+	MaxExpiry time.Duration
+	// LockoutDuration is how long a user stays locked out after
+	// maxFailedAttempts failed verifications; failures also stop counting
+	// this long after the last one. Default 15 min.
+	LockoutDuration time.Duration
+	// Limits are the send budgets.
+	Limits Limits
+	// TrustProxyHeaders makes the client IP of the per-IP limit the
+	// right-most address of X-Forwarded-For (the one the trusted proxy in
+	// front of otphub saw) instead of the TCP peer. Default false.
+	TrustProxyHeaders bool
+	// PublishTimeout bounds how long a request waits for the log to make
+	// an event durable before answering 503. Default 10 s.
+	PublishTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// BuiltinSettings are the settings an org has until it saves its own.
+var BuiltinSettings = store.OTPSettings{
+	ExpirySeconds:         300,
+	NumericOnly:           true,
+	Length:                6,
+	MaxResends:            3,
+	ResendIntervalSeconds: 30,
+	MaxFailedAttempts:     5,
+	BackupCodesEnabled:    false,
+}
+
+func (c *Config) defaults() error {
+	if c.PublicURL == "" {
+		return errors.New("authcore: Config.PublicURL is required")
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("authcore: Config.PublicURL %q is not an absolute URL", c.PublicURL)
+	}
+	if len(c.HMACKey) < 32 {
+		return errors.New("authcore: Config.HMACKey must be at least 32 bytes")
+	}
+	if c.MaxExpiry <= 0 {
+		c.MaxExpiry = 10 * time.Minute
+	}
+	if c.MaxExpiry < time.Second {
+		return errors.New("authcore: Config.MaxExpiry must be at least 1s")
+	}
+	if c.LockoutDuration <= 0 {
+		c.LockoutDuration = 15 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	setLimit(&c.Limits.PerNumber, 10, time.Hour)
+	setLimit(&c.Limits.PerIP, 100, 10*time.Minute)
+	setLimit(&c.Limits.PerOrg, 1000, time.Minute)
+	if c.DefaultSettings.Length == 0 {
+		c.DefaultSettings = BuiltinSettings
+	}
+	if f, msg := validateSettings(c.DefaultSettings, c.MaxExpiry); f != "" {
+		return fmt.Errorf("authcore: Config.DefaultSettings.%s: %s", f, msg)
+	}
+	return nil
+}
+
+func setLimit(l *Limit, max int, window time.Duration) {
+	if l.Max == 0 {
+		l.Max = max
+	}
+	if l.Window <= 0 {
+		l.Window = window
+	}
+}
+
+const maxCountryCodes = 300
+
+// validateSettings returns the JSON name of the first invalid field and why.
+func validateSettings(s store.OTPSettings, maxExpiry time.Duration) (field, msg string) {
+	maxSecs := int(maxExpiry / time.Second)
+	switch {
+	case s.ExpirySeconds < 1 || s.ExpirySeconds > maxSecs:
+		return "expirySeconds", fmt.Sprintf("must be between 1 and %d", maxSecs)
+	case s.Length < 4 || s.Length > 10:
+		return "length", "must be between 4 and 10"
+	case s.MaxResends < 0 || s.MaxResends > 10:
+		return "maxResends", "must be between 0 and 10"
+	case s.ResendIntervalSeconds < 0 || s.ResendIntervalSeconds > 3600:
+		return "resendIntervalSeconds", "must be between 0 and 3600"
+	case s.MaxFailedAttempts < 1 || s.MaxFailedAttempts > 100:
+		return "maxFailedAttempts", "must be between 1 and 100"
+	case len(s.AllowedCountryCodes) > maxCountryCodes:
+		return "allowedCountryCodes", fmt.Sprintf("at most %d entries", maxCountryCodes)
+	}
+	supported := phonenumbers.GetSupportedCallingCodes()
+	for _, cc := range s.AllowedCountryCodes {
+		if !supported[cc] {
+			return "allowedCountryCodes", fmt.Sprintf("%d is not a country calling code", cc)
+		}
+	}
+	return "", ""
+}
