@@ -104,7 +104,8 @@ func (es *endpoints) gate(ep *endpoint) (ok bool, probe bool, retryAt time.Time)
 		fallthrough
 	case StateHalfOpen:
 		if ep.probing {
-			return false, false, es.now().Add(es.breaker.OpenDuration / 4)
+			// The probe decides soon; look again then.
+			return false, false, es.now().Add(min(es.breaker.OpenDuration, time.Second))
 		}
 		ep.probing = true
 		return true, true, time.Time{}
