@@ -30,7 +30,7 @@ const org = "acme"
 // may advance (to half-open a circuit without waiting for it).
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) Now() time.Time         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // env is a real SQLite store and a real embedded log in a temp dir.
@@ -720,4 +720,3 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Error("nil resolver accepted")
 	}
 }
-
