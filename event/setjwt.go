@@ -166,7 +166,7 @@ func VerifySET(token string, keyfunc jwt.Keyfunc) (*SmsOtpNotificationEvent, err
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return nil, malformed("SET token: %v", err)
 	default:
-		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	return eventFromSET(&claims.setWire)
 }

@@ -109,7 +109,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // a failed renewal is retried with backoff (5 s doubling to 5 min).
 func (l *Listener) renewLoop(ctx context.Context, lease int) {
 	delay := l.renewAfter(time.Duration(lease) * time.Second)
-	backoff := 5 * time.Second
+	backoff := l.retryBackoff
 	for {
 		t := time.NewTimer(delay)
 		select {
@@ -130,7 +130,7 @@ func (l *Listener) renewLoop(ctx context.Context, lease int) {
 		}
 		l.log.Info("subscription renewed", "topic", l.topic, "lease_seconds", granted)
 		delay = l.renewAfter(time.Duration(granted) * time.Second)
-		backoff = 5 * time.Second
+		backoff = l.retryBackoff
 	}
 }
 

@@ -231,6 +231,9 @@ type Listener struct {
 	// renewAfter maps a granted lease to the delay before renewing it;
 	// tests shorten it, as a hub grants at least minutes.
 	renewAfter func(lease time.Duration) time.Duration
+	// retryBackoff is the first delay after a failed renewal (doubling to
+	// 5 min). 5 s; tests shorten it.
+	retryBackoff time.Duration
 }
 
 // Status is the subscription's state as the Listener knows it.
@@ -262,16 +265,17 @@ func New(cfg Config, handler Handler) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{
-		cfg:        cfg,
-		handler:    handler,
-		log:        cfg.Logger,
-		topic:      event.TopicURL(hubBase(cfg.HubURL), cfg.Org),
-		secret:     []byte(cfg.Secret),
-		dedup:      newDedup(cfg.DedupWindow, DefaultDedupCapacity, cfg.Now),
-		keys:       newJWKSCache(cfg.JWKSURL, cfg.HTTPClient, cfg.Now),
-		tokens:     &tokenSource{url: cfg.TokenURL, id: cfg.ClientID, secret: cfg.ClientSecret, client: cfg.HTTPClient, now: cfg.Now},
-		pending:    map[string]*intent{},
-		renewAfter: func(lease time.Duration) time.Duration { return lease * 8 / 10 },
+		cfg:          cfg,
+		handler:      handler,
+		log:          cfg.Logger,
+		topic:        event.TopicURL(hubBase(cfg.HubURL), cfg.Org),
+		secret:       []byte(cfg.Secret),
+		dedup:        newDedup(cfg.DedupWindow, DefaultDedupCapacity, cfg.Now),
+		keys:         newJWKSCache(cfg.JWKSURL, cfg.HTTPClient, cfg.Now),
+		tokens:       &tokenSource{url: cfg.TokenURL, id: cfg.ClientID, secret: cfg.ClientSecret, client: cfg.HTTPClient, now: cfg.Now},
+		pending:      map[string]*intent{},
+		renewAfter:   func(lease time.Duration) time.Duration { return lease * 8 / 10 },
+		retryBackoff: 5 * time.Second,
 	}
 	return l, nil
 }
