@@ -2,6 +2,7 @@ package subscriber
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,10 @@ import (
 // jwksRefetchInterval bounds how often an unknown kid makes the cache
 // fetch the JWKS again (the hub may have rotated its key).
 const jwksRefetchInterval = 10 * time.Second
+
+// errJWKSUnavailable: the JWKS could not be fetched, so a signed SET can
+// be neither accepted nor refused; the Listener answers 503.
+var errJWKSUnavailable = errors.New("subscriber: the hub's JWKS is unavailable")
 
 // jwksCache fetches the hub's JWKS lazily, on the first signed SET, and
 // again when a token names a kid it does not know.
@@ -40,7 +45,7 @@ func (c *jwksCache) keyfunc(t *jwt.Token) (any, error) {
 	defer c.mu.Unlock()
 	if c.set == nil || (!c.has(kid) && c.now().Sub(c.fetched) >= jwksRefetchInterval) {
 		if err := c.fetch(); err != nil && c.set == nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errJWKSUnavailable, err)
 		}
 	}
 	return c.set.Keyfunc()(t)

@@ -153,6 +153,12 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 			plain(w, http.StatusUnsupportedMediaType, "unsupported content type")
 			return
 		}
+		if errors.Is(err, errJWKSUnavailable) {
+			l.log.Warn("signed SET not verifiable now: the hub's JWKS is unavailable", "err", err)
+			w.Header().Set("Retry-After", "5")
+			plain(w, http.StatusServiceUnavailable, "the hub's keys are unavailable; try again")
+			return
+		}
 		if errors.Is(err, event.ErrBadSignature) {
 			l.log.Warn("signed SET refused", "err", err)
 			plain(w, http.StatusForbidden, "the SET signature does not verify with the hub's keys")
@@ -178,6 +184,11 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := l.call(r, ev); err != nil {
 		l.dedup.fail(ev.ID)
+		if IsPermanent(err) {
+			l.log.Error("handler failed permanently; the hub will not retry", "jti", ev.ID, "err", err)
+			plain(w, http.StatusUnprocessableEntity, "handler failed permanently")
+			return
+		}
 		l.log.Error("handler failed; the hub will retry", "jti", ev.ID, "err", err)
 		plain(w, http.StatusInternalServerError, "handler failed")
 		return

@@ -41,9 +41,31 @@ import (
 // Handler handles one SMS OTP notification. OnSmsOtp may be called
 // concurrently. A nil error acknowledges the event (the hub will not send
 // it again); an error makes the Listener answer 500, so the hub retries
-// with the same event (same ID) until the OTP expires.
+// with the same event (same ID) until the OTP expires; an error wrapped
+// with Permanent is answered 422, which the hub does not retry.
 type Handler interface {
 	OnSmsOtp(ctx context.Context, ev event.SmsOtpNotificationEvent) error
+}
+
+// Permanent marks a handler error as one a retry cannot fix (the gateway
+// refused the number, say): the Listener answers 422 instead of 500, and
+// the hub records the delivery as failed instead of retrying it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
 }
 
 // HandlerFunc adapts a function to Handler.

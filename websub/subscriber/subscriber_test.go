@@ -304,6 +304,29 @@ func TestHandlerErrorAnswers5xxAndRetrySucceeds(t *testing.T) {
 	}
 }
 
+func TestPermanentHandlerErrorAnswers422(t *testing.T) {
+	f := newFixture(t, nil)
+	f.l.handler = HandlerFunc(func(context.Context, event.SmsOtpNotificationEvent) error {
+		return Permanent(errors.New("gateway: invalid number"))
+	})
+	f.start(t)
+	if res := f.hub.deliver(f.callback, testEvent("acme")); res.OK || res.Retry || res.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("%+v", res)
+	}
+	if Permanent(nil) != nil || IsPermanent(errors.New("x")) {
+		t.Error("Permanent(nil) or IsPermanent of a plain error")
+	}
+}
+
+func TestSignedSETWhileJWKSUnavailable(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Format = event.FormatSETJWT; c.JWKSURL = "http://127.0.0.1:1/jwks.json" })
+	f.start(t)
+	res := f.hub.deliver(f.callback, testEvent("acme"))
+	if res.OK || !res.Retry || res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("%+v", res)
+	}
+}
+
 func TestHandlerPanicAnswers500(t *testing.T) {
 	f := newFixture(t, nil)
 	f.l.handler = HandlerFunc(func(context.Context, event.SmsOtpNotificationEvent) error { panic("boom") })
