@@ -1,0 +1,175 @@
+package dispatcher_test
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/store"
+)
+
+func TestClassifyHTTPEveryStatus(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for code := 100; code <= 599; code++ {
+		r := dispatcher.ClassifyHTTP(code, http.Header{}, now)
+		var wantOK, wantRetry bool
+		var wantReason dispatcher.Reason
+		switch {
+		case code >= 200 && code < 300:
+			wantOK = true
+		case code == 429:
+			wantRetry, wantReason = true, dispatcher.ReasonRateLimited
+		case code >= 500:
+			wantRetry, wantReason = true, dispatcher.ReasonServerError
+		case code == 408:
+			wantRetry, wantReason = true, dispatcher.ReasonTimeout
+		case code == 410:
+			wantReason = dispatcher.ReasonGone
+		case code == 401 || code == 403:
+			wantReason = dispatcher.ReasonAuthError
+		case code >= 400:
+			wantReason = dispatcher.ReasonClientError
+		case code >= 300:
+			wantReason = dispatcher.ReasonRedirect
+		default:
+			wantRetry, wantReason = true, dispatcher.ReasonServerError
+		}
+		if r.OK != wantOK || r.Retry != wantRetry || r.Reason != wantReason || r.StatusCode != code {
+			t.Errorf("%d: got ok=%v retry=%v reason=%q, want ok=%v retry=%v reason=%q", code, r.OK, r.Retry, r.Reason, wantOK, wantRetry, wantReason)
+		}
+	}
+}
+
+func TestClassifyHTTPRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		status int
+		value  string
+		want   time.Duration
+	}{
+		{429, "7", 7 * time.Second},
+		{503, "7", 7 * time.Second},
+		{500, "7", 0}, // only 429 and 503 carry a meaningful Retry-After
+		{429, "", 0},
+		{429, "-3", 0},
+		{429, "soon", 0},
+		{429, "99999999999", 24 * time.Hour},
+		{429, now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{429, now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	} {
+		h := http.Header{}
+		if tc.value != "" {
+			h.Set("Retry-After", tc.value)
+		}
+		if got := dispatcher.ClassifyHTTP(tc.status, h, now).RetryAfter; got != tc.want {
+			t.Errorf("%d Retry-After %q: %v, want %v", tc.status, tc.value, got, tc.want)
+		}
+	}
+}
+
+func testPolicy() dispatcher.RetryPolicy {
+	return dispatcher.RetryPolicy{
+		Schedule:      []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, 60 * time.Second},
+		MaxDelay:      5 * time.Minute,
+		Jitter:        0.2,
+		MaxAttempts:   10,
+		MinRetryAfter: time.Second,
+		MaxRetryAfter: 2 * time.Minute,
+	}
+}
+
+func TestBackoffScheduleAndJitter(t *testing.T) {
+	p := testPolicy()
+	mid := func() float64 { return 0.5 }
+	low := func() float64 { return 0 }
+	high := func() float64 { return 0.999999 }
+	for attempts, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 5 * time.Second,
+		4: 10 * time.Second, 5: 30 * time.Second, 6: time.Minute, 7: time.Minute, 50: time.Minute} {
+		if got := p.Backoff(attempts, 0, mid); got != want {
+			t.Errorf("attempt %d: %v, want %v", attempts, got, want)
+		}
+		lo, hi := p.Backoff(attempts, 0, low), p.Backoff(attempts, 0, high)
+		if lo != time.Duration(float64(want)*0.8) || hi < time.Duration(float64(want)*1.19) || hi > time.Duration(float64(want)*1.2) {
+			t.Errorf("attempt %d: jitter range [%v, %v] for %v", attempts, lo, hi, want)
+		}
+	}
+	// Real randomness stays within ±20%.
+	for range 1000 {
+		d := p.Backoff(3, 0, nil)
+		if d < 4*time.Second || d > 6*time.Second {
+			t.Fatalf("jittered 5s backoff = %v", d)
+		}
+	}
+	// Retry-After replaces the schedule within its bounds; MaxDelay caps all.
+	if got := p.Backoff(1, 30*time.Second, mid); got != 30*time.Second {
+		t.Errorf("Retry-After 30s: %v", got)
+	}
+	if got := p.Backoff(1, time.Millisecond, mid); got != time.Second {
+		t.Errorf("Retry-After 1ms: %v, want MinRetryAfter", got)
+	}
+	if got := p.Backoff(1, time.Hour, mid); got != 2*time.Minute {
+		t.Errorf("Retry-After 1h: %v, want MaxRetryAfter", got)
+	}
+	p.MaxDelay = 3 * time.Second
+	if got := p.Backoff(6, 0, mid); got != 3*time.Second {
+		t.Errorf("capped: %v", got)
+	}
+}
+
+func TestDecideTable(t *testing.T) {
+	p := testPolicy()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	mid := func() float64 { return 0.5 }
+	far := now.Add(time.Hour)
+	retryable := dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError, StatusCode: 500}
+	for _, tc := range []struct {
+		name     string
+		res      dispatcher.Result
+		attempts int
+		expires  time.Time
+		status   string
+		outcome  string
+		next     time.Duration
+	}{
+		{"success", dispatcher.Result{OK: true, StatusCode: 204}, 1, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
+		{"success after retries", dispatcher.Result{OK: true}, 9, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
+		{"first failure", retryable, 1, far, store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
+		{"third failure", retryable, 3, far, store.DeliveryPending, dispatcher.OutcomeRetry, 5 * time.Second},
+		{"ninth failure", retryable, 9, far, store.DeliveryPending, dispatcher.OutcomeRetry, time.Minute},
+		{"tenth failure: dead", retryable, 10, far, store.DeliveryDead, dispatcher.OutcomeRetry, 0},
+		{"replayed round, first failure", retryable, 11, far, store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
+		{"replayed round, last failure", retryable, 20, far, store.DeliveryDead, dispatcher.OutcomeRetry, 0},
+		{"next attempt after expiry", retryable, 5, now.Add(10 * time.Second), store.DeliveryExpired, dispatcher.OutcomeRetry, 0},
+		{"next attempt exactly at expiry", retryable, 1, now.Add(time.Second), store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
+		{"unknown expiry", retryable, 1, time.Time{}, store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
+		{"permanent", dispatcher.Result{Reason: dispatcher.ReasonClientError, StatusCode: 400}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
+		{"gone even if marked retryable", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonGone, StatusCode: 410}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
+		{"rate limited with Retry-After", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonRateLimited, RetryAfter: 45 * time.Second}, 1, far, store.DeliveryPending, dispatcher.OutcomeRetry, 45 * time.Second},
+		{"Retry-After past expiry", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonRateLimited, RetryAfter: time.Hour}, 1, now.Add(time.Minute), store.DeliveryExpired, dispatcher.OutcomeRetry, 0},
+		{"timeout", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: errors.New("deadline")}, 2, far, store.DeliveryPending, dispatcher.OutcomeRetry, 2 * time.Second},
+	} {
+		d := p.Decide(tc.res, tc.attempts, now, tc.expires, mid)
+		if d.Status != tc.status || d.Outcome != tc.outcome {
+			t.Errorf("%s: %s/%s, want %s/%s", tc.name, d.Status, d.Outcome, tc.status, tc.outcome)
+		}
+		var wantNext time.Time
+		if tc.status == store.DeliveryPending {
+			wantNext = now.Add(tc.next)
+		}
+		if !d.NextAttemptAt.Equal(wantNext) {
+			t.Errorf("%s: next %v, want %v", tc.name, d.NextAttemptAt, wantNext)
+		}
+	}
+}
+
+func BenchmarkRetryPolicy(b *testing.B) {
+	p := testPolicy()
+	now := time.Now()
+	res := dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = p.Decide(res, i%12+1, now, now.Add(5*time.Minute), nil)
+	}
+}
