@@ -187,18 +187,46 @@ func fromHeaders(h []kafkago.Header) map[string]string {
 	return out
 }
 
-// Ping sends a metadata request for the configured topics.
+// Ping dials a broker on a fresh connection (TCP, TLS and SASL as
+// configured) and sends a metadata request for the configured topics. It
+// bypasses the client's metadata cache, so it fails as soon as no broker
+// answers.
 func (b *Bus) Ping(ctx context.Context) error {
 	if b.closed.Load() {
 		return bus.ErrClosed
 	}
-	md, err := b.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: b.cfg.Topics})
-	if err != nil {
-		return fmt.Errorf("kafka: ping: %w", err)
+	var errs []error
+	for _, addr := range b.cfg.Brokers {
+		err := b.pingBroker(ctx, addr)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	for _, t := range md.Topics {
-		if t.Error != nil {
-			return fmt.Errorf("kafka: ping: topic %s: %w", t.Name, t.Error)
+	return fmt.Errorf("kafka: ping: %w", errors.Join(errs...))
+}
+
+func (b *Bus) pingBroker(ctx context.Context, addr string) error {
+	conn, err := b.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(b.cfg.DialTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	parts, err := conn.ReadPartitions(b.cfg.Topics...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	for _, p := range parts {
+		if p.Error != nil {
+			return fmt.Errorf("%s: topic %s partition %d: %w", addr, p.Topic, p.ID, p.Error)
 		}
 	}
 	return nil
