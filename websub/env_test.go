@@ -45,7 +45,7 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // env is a running hub over the real SQLite store, the real embedded log
 // and the real OAuth issuer, served over HTTP.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	st    store.Store
 	log   *embedded.Log
@@ -61,7 +61,7 @@ type env struct {
 
 type envOption func(*websub.Config, *egress.Config)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, ctx: ctx, reg: prometheus.NewRegistry(), clock: newClock(), mux: http.NewServeMux()}
@@ -250,7 +250,7 @@ func (e *env) publish(token, topic string, body []byte) response {
 }
 
 // eventFor returns a valid event of org, Asgardeo-encoded.
-func eventFor(t *testing.T, org store.Org) (*event.SmsOtpNotificationEvent, []byte) {
+func eventFor(t testing.TB, org store.Org) (*event.SmsOtpNotificationEvent, []byte) {
 	t.Helper()
 	ev := &event.SmsOtpNotificationEvent{
 		Issuer: "https://auth.example", ID: uuid.NewString(), IssuedAt: time.Now().Truncate(time.Millisecond).UTC(),
@@ -291,7 +291,7 @@ func (e *env) metric(name, label, value string) float64 {
 }
 
 // eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
