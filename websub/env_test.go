@@ -329,7 +329,7 @@ type subscriber struct {
 	rawGets  []string
 	posts    []delivery
 	answer   func(q url.Values) (int, string) // default: 200 echoing hub.challenge
-	postCode int                               // default 200
+	postCode int                              // default 200
 	postCh   chan delivery
 }
 
