@@ -230,7 +230,7 @@ func (t *Template) checkJSON(tmpl string) error {
 		outOff = len(out)
 	}
 	off := len(tmpl)
-	for i := len(t.segs) - 1; i >= 0; i-- {
+	for i := len(t.segs) - 1; i >= 0 && outOff < len(out); i-- {
 		s := t.segs[i]
 		if outOff >= s.outOff {
 			if s.ph != "" {
