@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ import (
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
+
+// e164Chars is the shape of an E.164 number; libphonenumber then checks
+// it is a valid number (it would otherwise accept vanity letters).
+var e164Chars = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 const (
 	maxUserIDChars      = 128
@@ -48,7 +53,7 @@ func validText(s string, max int) bool {
 // parseMobile validates an E.164 number with libphonenumber and the org's
 // allow-list, and returns it in E.164 form; msg names what is wrong.
 func parseMobile(s string, allowed []int) (e164, msg string) {
-	if len(s) > 32 || !strings.HasPrefix(s, "+") {
+	if !e164Chars.MatchString(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
 	num, err := phonenumbers.Parse(s, "")
