@@ -9,9 +9,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/store"
 )
 
 // tokens is a static access.Verifier: bearer token → principal.
@@ -82,6 +87,13 @@ func (c *apiClient) do(method, path, body string, want int, out any) string {
 	return string(b)
 }
 
+// with returns a copy of c that reports to t (a subtest).
+func (c *apiClient) with(t *testing.T) *apiClient {
+	d := *c
+	d.t = t
+	return &d
+}
+
 func (c *apiClient) wantError(method, path, body string, status int, code string) {
 	c.t.Helper()
 	var eb struct{ Error, Message string }
@@ -89,4 +101,163 @@ func (c *apiClient) wantError(method, path, body string, status int, code string
 	if eb.Error != code || eb.Message == "" {
 		c.t.Errorf("%s %s: error %q (%q), want %q", method, path, eb.Error, eb.Message, code)
 	}
+}
+
+func TestDeliveriesAPI(t *testing.T) {
+	e := newEnv(t)
+	eng, err := dispatcher.New(testConfig(e.clock), e.log, e.log, e.st, nil, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newAPI(t, e, eng)
+	ctx := context.Background()
+
+	// Five tasks of acme, one per status, a minute apart, and one of another org.
+	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	statuses := []string{store.DeliveryPending, store.DeliveryDelivered, store.DeliveryFailed, store.DeliveryExpired, store.DeliveryDead}
+	ids := map[string]string{}
+	for i, st := range statuses {
+		ev := e.event(time.Hour)
+		id := uuid.NewString()
+		ids[st] = id
+		task := store.DeliveryTask{ID: id, OrgID: e.orgID, EventID: ev.ID, DestinationType: dispatcher.TypeWebhook,
+			DestinationID: "sub-1", Event: []byte(`{"secret":"+94771234567"}`), Status: st, Attempts: 1,
+			NextAttemptAt: base.Add(time.Hour), ExpiresAt: base.Add(2 * time.Hour), LastError: "server_error: HTTP 500",
+			LastStatusCode: 500, CreatedAt: base.Add(time.Duration(i) * time.Minute), UpdatedAt: base.Add(time.Duration(i) * time.Minute)}
+		att := store.DeliveryAttempt{TaskID: id, Number: 1, StartedAt: task.CreatedAt, Duration: 3 * time.Millisecond, StatusCode: 500, Outcome: dispatcher.OutcomeRetry, Error: "server_error: HTTP 500"}
+		if _, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{task}, []store.DeliveryAttempt{att}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := e.st.CreateOrg(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID := uuid.NewString()
+	if _, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{{ID: otherID, OrgID: other.ID, EventID: uuid.NewString(),
+		DestinationType: dispatcher.TypeWebhook, DestinationID: "x", Event: []byte("{}"), Status: store.DeliveryDead}}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	type page struct {
+		Deliveries []map[string]any
+		NextCursor string
+	}
+	t.Run("auth", func(t *testing.T) {
+		c := api.with(t)
+		c.tok = ""
+		c.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries", "", http.StatusUnauthorized, "unauthorized")
+		c.tok = "bogus"
+		c.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries", "", http.StatusUnauthorized, "invalid_token")
+		c.tok = "otp"
+		c.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries", "", http.StatusForbidden, "forbidden")
+		c.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", `{"status":"dead"}`, http.StatusForbidden, "forbidden")
+		c.tok = "admin"
+		c.wantError(http.MethodGet, "/api/v1/orgs/other/deliveries", "", http.StatusForbidden, "forbidden")
+		c.tok = "platform"
+		c.wantError(http.MethodGet, "/api/v1/orgs/nosuch/deliveries", "", http.StatusNotFound, "org_not_found")
+		var p page
+		c.do(http.MethodGet, "/api/v1/orgs/other/deliveries", "", http.StatusOK, &p)
+		if len(p.Deliveries) != 1 {
+			t.Errorf("platform admin sees %d deliveries of other, want 1", len(p.Deliveries))
+		}
+	})
+
+	t.Run("list", func(t *testing.T) {
+		api := api.with(t)
+		var p page
+		body := api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries", "", http.StatusOK, &p)
+		if len(p.Deliveries) != 5 || p.NextCursor != "" {
+			t.Fatalf("got %d deliveries, cursor %q", len(p.Deliveries), p.NextCursor)
+		}
+		if strings.Contains(body, "+9477") || strings.Contains(body, "secret") {
+			t.Error("the list exposes the event")
+		}
+		if p.Deliveries[0]["status"] != store.DeliveryDead { // newest first
+			t.Errorf("first = %v", p.Deliveries[0])
+		}
+		api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries?status=dead", "", http.StatusOK, &p)
+		if len(p.Deliveries) != 1 || p.Deliveries[0]["id"] != ids[store.DeliveryDead] {
+			t.Errorf("status=dead: %v", p.Deliveries)
+		}
+		// Pages of two, by cursor.
+		var seen []string
+		path := "/api/v1/orgs/acme/deliveries?limit=2"
+		for range 5 {
+			var p page
+			api.do(http.MethodGet, path, "", http.StatusOK, &p)
+			for _, d := range p.Deliveries {
+				seen = append(seen, d["id"].(string))
+			}
+			if p.NextCursor == "" {
+				break
+			}
+			path = "/api/v1/orgs/acme/deliveries?limit=2&before=" + p.NextCursor
+		}
+		if len(seen) != 5 {
+			t.Errorf("paged through %d deliveries, want 5: %v", len(seen), seen)
+		}
+		for _, bad := range []struct{ q, code string }{
+			{"status=lost", "invalid_status"}, {"limit=0", "invalid_limit"}, {"limit=1001", "invalid_limit"},
+			{"limit=ten", "invalid_limit"}, {"before=!!!", "invalid_cursor"}, {"before=bm90LWEtY3Vyc29y", "invalid_cursor"},
+		} {
+			api.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries?"+bad.q, "", http.StatusBadRequest, bad.code)
+		}
+	})
+
+	t.Run("get", func(t *testing.T) {
+		api := api.with(t)
+		var d struct {
+			ID         string
+			Status     string
+			AttemptLog []map[string]any
+		}
+		body := api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries/"+ids[store.DeliveryFailed], "", http.StatusOK, &d)
+		if d.ID != ids[store.DeliveryFailed] || d.Status != store.DeliveryFailed || len(d.AttemptLog) != 1 || d.AttemptLog[0]["outcome"] != "retry" {
+			t.Errorf("got %s", body)
+		}
+		api.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries/"+uuid.NewString(), "", http.StatusNotFound, "delivery_not_found")
+		api.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries/not-a-uuid", "", http.StatusNotFound, "delivery_not_found")
+		api.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries/"+otherID, "", http.StatusNotFound, "delivery_not_found")
+	})
+
+	t.Run("retry one", func(t *testing.T) {
+		api := api.with(t)
+		api.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/"+ids[store.DeliveryPending]+"/retry", "", http.StatusConflict, "delivery_pending")
+		var d struct{ Status string }
+		api.do(http.MethodPost, "/api/v1/orgs/acme/deliveries/"+ids[store.DeliveryExpired]+"/retry", "", http.StatusAccepted, &d)
+		if d.Status != store.DeliveryPending {
+			t.Errorf("after retry: %s", d.Status)
+		}
+		api.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/"+ids[store.DeliveryExpired]+"/retry", "", http.StatusConflict, "delivery_pending")
+		api.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/"+otherID+"/retry", "", http.StatusNotFound, "delivery_not_found")
+	})
+
+	t.Run("replay", func(t *testing.T) {
+		api := api.with(t)
+		for _, bad := range []struct{ body, code string }{
+			{`{}`, "invalid_request"}, {`{"status":"pending"}`, "invalid_status"}, {`{"status":"nope"}`, "invalid_status"},
+			{`{"since":"yesterday"}`, "invalid_since"}, {`{"status":"dead","extra":1}`, "invalid_json"}, {`{"status":`, "invalid_json"},
+			{`[]`, "invalid_json"},
+		} {
+			api.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", bad.body, http.StatusBadRequest, bad.code)
+		}
+		api.wantError(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", strings.Repeat(" ", 2000)+"{}", http.StatusRequestEntityTooLarge, "body_too_large")
+		var out struct{ Requeued int }
+		api.do(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", `{"status":"dead"}`, http.StatusOK, &out)
+		if out.Requeued != 1 {
+			t.Errorf("dead replay requeued %d, want 1", out.Requeued)
+		}
+		// Everything since the third task: failed (delivered is older; expired and dead are pending now).
+		since := base.Add(2 * time.Minute).Format(time.RFC3339)
+		api.do(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", `{"since":"`+since+`"}`, http.StatusOK, &out)
+		if out.Requeued != 1 {
+			t.Errorf("since replay requeued %d, want 1", out.Requeued)
+		}
+		// The other org's dead task is untouched.
+		task, _, err := e.st.GetDelivery(ctx, other.ID, otherID)
+		if err != nil || task.Status != store.DeliveryDead {
+			t.Errorf("other org's task: %+v %v", task.Status, err)
+		}
+	})
 }
