@@ -151,13 +151,17 @@ func (db *DB) LeaseDueTasks(ctx context.Context, owner string, now time.Time, le
 		return nil, nil
 	}
 	nowUS := micros(now)
-	rows, err := db.w.QueryContext(ctx, db.q(`UPDATE delivery_tasks SET lease_owner = ?, lease_until = ?
-		WHERE id IN (SELECT id FROM delivery_tasks
+	// The candidates are picked in a materialised CTE: PostgreSQL may
+	// re-evaluate an IN (SELECT … LIMIT … SKIP LOCKED) subquery inside an
+	// UPDATE and so lease more than limit tasks.
+	rows, err := db.w.QueryContext(ctx, db.q(`WITH picked AS MATERIALIZED (
+			SELECT id FROM delivery_tasks
 			WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until <= ?
 			ORDER BY next_attempt_at, id LIMIT ?`+db.d.SkipLocked+`)
-		AND status = 'pending' AND lease_until <= ?
+		UPDATE delivery_tasks SET lease_owner = ?, lease_until = ?
+		WHERE id IN (SELECT id FROM picked) AND status = 'pending' AND lease_until <= ?
 		RETURNING `+taskCols),
-		owner, micros(now.Add(lease)), nowUS, nowUS, limit, nowUS)
+		nowUS, nowUS, limit, owner, micros(now.Add(lease)), nowUS)
 	if err != nil {
 		return nil, db.wrap("lease due tasks", err)
 	}

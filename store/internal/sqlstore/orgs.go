@@ -216,4 +216,3 @@ func (db *DB) DeleteSigningKey(ctx context.Context, kid string) error {
 	}
 	return db.wrap("delete signing key", affected(res, "signing key "+kid))
 }
-
