@@ -220,6 +220,12 @@ schema = {
             "relabelings": arr(ANY_OBJ),
             "metricRelabelings": arr(ANY_OBJ),
         }, required=["enabled"]),
+        "prometheusRule": obj({
+            "enabled": b(),
+            "namespace": s(),
+            "labels": STR_MAP,
+            "job": s(minLength=1),
+        }, required=["enabled"]),
         "networkPolicy": obj({
             "enabled": b(),
             "ingress": obj({"from": arr(ANY_OBJ)}),

@@ -110,6 +110,25 @@ expect_failure "a broker without a port" "/externalKafka/brokers/0" --set 'exter
 expect_failure "a wrong-size encryption key" "/secrets/encryptionKey" --set secrets.encryptionKey=c2hvcnQ=
 expect_failure "an unknown SASL mechanism" "/externalKafka/sasl/mechanism" --set externalKafka.sasl.mechanism=gssapi
 
+# The PrometheusRule must hold rules Prometheus accepts, with the job
+# label the values ask for.
+if command -v promtool >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+	"$HELM" template otphub-ci "$CHART" --kube-version "$KUBE_VERSION" --show-only templates/prometheusrule.yaml \
+		--set prometheusRule.enabled=true --set prometheusRule.job=otphub-prod >"$tmp/rule.yaml"
+	python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); yaml.safe_dump({"groups": d["spec"]["groups"]}, open(sys.argv[2], "w"))' \
+		"$tmp/rule.yaml" "$tmp/rule-groups.yaml"
+	if promtool check rules "$tmp/rule-groups.yaml" >"$tmp/rule.out" 2>&1 && grep -q 'job="otphub-prod"' "$tmp/rule-groups.yaml" &&
+		! grep -q 'job="otphub"' "$tmp/rule-groups.yaml"; then
+		echo "ok: PrometheusRule passes promtool check rules"
+	else
+		cat "$tmp/rule.out"
+		echo "FAIL: PrometheusRule rules are invalid or keep the default job label"
+		fail=1
+	fi
+else
+	echo "skip: promtool or python3 missing, PrometheusRule contents not checked (make promtool installs promtool)"
+fi
+
 "$HELM" package "$CHART" --destination "$tmp" >/dev/null
 echo "ok: helm package"
 
