@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -154,6 +157,21 @@ func TestSendErrors(t *testing.T) {
 	ev.SendTo = ""
 	if res := s.Send(context.Background(), ev); res.Retry || res.Reason != dispatcher.ReasonInvalid {
 		t.Fatalf("no recipient: %+v", res)
+	}
+}
+
+func TestEgressRefusal(t *testing.T) {
+	g, srv := startGateway(t, http.StatusOK)
+	eg, err := egress.New(egress.Config{}, prometheus.NewRegistry()) // loopback not allowed
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := New(Config{URL: srv.URL, PayloadTemplate: seedTemplate}, eg.HTTP())
+	if res := s.Send(context.Background(), testEvent()); res.OK || res.Retry || res.Reason != dispatcher.ReasonEgressRefused {
+		t.Fatalf("refused: %+v", res)
+	}
+	if len(g.reqs) != 0 {
+		t.Fatal("the guard let the request through")
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -306,7 +307,7 @@ func transportError(ctx context.Context, err error) dispatcher.Result {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("twilio: %w", err)}
-	case isEgressRefusal(err):
+	case egress.IsRefused(err):
 		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("twilio: %w", err)}
 	default:
 		var se *json.SyntaxError
@@ -315,13 +316,6 @@ func transportError(ctx context.Context, err error) dispatcher.Result {
 		}
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("twilio: %w", err)}
 	}
-}
-
-// isEgressRefusal recognises the egress client's refusal to dial an
-// address, which it marks with an EgressRefused() bool method.
-func isEgressRefusal(err error) bool {
-	var m interface{ EgressRefused() bool }
-	return errors.As(err, &m) && m.EgressRefused()
 }
 
 // parseRetryAfter reads a Retry-After header (delay-seconds only; Twilio

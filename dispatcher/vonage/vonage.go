@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -197,11 +198,10 @@ func ClassifyHTTP(status int) dispatcher.Result {
 
 func transportError(ctx context.Context, err error) dispatcher.Result {
 	var ne net.Error
-	var m interface{ EgressRefused() bool }
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("vonage: %w", err)}
-	case errors.As(err, &m) && m.EgressRefused():
+	case egress.IsRefused(err):
 		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("vonage: %w", err)}
 	default:
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("vonage: %w", err)}
