@@ -161,11 +161,10 @@ type Hub struct {
 
 	// Verifications run on ctx (not the request's): Run cancels it on
 	// shutdown and waits for them.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	pending  chan struct{} // semaphore of MaxPendingVerifications
-	inflight sync.Map      // verificationKey → struct{}: one verification per (org, topic, callback) at a time
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pending chan struct{} // semaphore of MaxPendingVerifications
 
 	res *resolver
 }

@@ -146,7 +146,6 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 		}
 	}
 
-	key := req.org.Name + "\x00" + req.canonical + "\x00" + req.callback
 	select {
 	case h.pending <- struct{}{}:
 	default:
@@ -154,18 +153,11 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 		httpx.Error(w, http.StatusServiceUnavailable, "too_many_pending", "too many subscription verifications in progress; try again shortly")
 		return
 	}
-	if _, busy := h.inflight.LoadOrStore(key, struct{}{}); busy {
-		<-h.pending
-		w.Header().Set("Retry-After", "5")
-		httpx.Error(w, http.StatusConflict, "verification_in_progress", "a verification for this topic and callback is in progress; try again when it completes")
-		return
-	}
 	h.m.subscriptions.WithLabelValues(store.SubPending).Inc()
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		defer func() {
-			h.inflight.Delete(key)
 			h.m.subscriptions.WithLabelValues(store.SubPending).Dec()
 			<-h.pending
 		}()
