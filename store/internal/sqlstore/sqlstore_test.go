@@ -1,0 +1,73 @@
+package sqlstore
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestRebind(t *testing.T) {
+	for in, want := range map[string]string{
+		`SELECT 1`:                              `SELECT 1`,
+		`a = ? AND b = ?`:                       `a = $1 AND b = $2`,
+		`x = '?' AND y = ? AND z = "q?" OR w=?`: `x = '?' AND y = $1 AND z = "q?" OR w=$2`,
+	} {
+		if got := Rebind(in); got != want {
+			t.Errorf("Rebind(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSealer(t *testing.T) {
+	if _, err := newSealer(make([]byte, 31)); err == nil {
+		t.Fatal("a 31-byte key was accepted")
+	}
+	s, err := newSealer(bytes.Repeat([]byte{1}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := []byte("token")
+	a, _ := s.seal(plain, "row-1")
+	b, _ := s.seal(plain, "row-1")
+	if bytes.Equal(a, b) {
+		t.Error("two seals of one value are equal: nonce not random")
+	}
+	if got, err := s.open(a, "row-1"); err != nil || !bytes.Equal(got, plain) {
+		t.Errorf("open = %q, %v", got, err)
+	}
+	if _, err := s.open(a, "row-2"); err == nil {
+		t.Error("a value sealed for row-1 opened as row-2")
+	}
+	tampered := append([]byte(nil), a...)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := s.open(tampered, "row-1"); err == nil {
+		t.Error("a tampered value opened")
+	}
+	if _, err := s.open([]byte{9, 9}, "row-1"); err == nil {
+		t.Error("a short value opened")
+	}
+	if e, _ := s.seal(nil, "x"); len(e) != 0 {
+		t.Errorf("seal(empty) = %x, want empty", e)
+	}
+	if p, err := s.open(nil, "x"); err != nil || p != nil {
+		t.Errorf("open(empty) = %x, %v", p, err)
+	}
+}
+
+func TestMicros(t *testing.T) {
+	if micros(time.Time{}) != 0 || !fromMicros(0).IsZero() {
+		t.Error("the zero time does not round-trip as 0")
+	}
+	ts := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.FixedZone("x", 3600))
+	if got := fromMicros(micros(ts)); !got.Equal(ts.Truncate(time.Microsecond)) || got.Location() != time.UTC {
+		t.Errorf("round trip = %v", got)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	long := bytes.Repeat([]byte("é"), maxErrorLen) // 2 bytes each
+	got := truncate(string(long))
+	if len(got) > maxErrorLen || len(got)%2 != 0 {
+		t.Errorf("truncate cut to %d bytes, mid-rune or too long", len(got))
+	}
+}
