@@ -621,6 +621,9 @@ func (s *suite) testConcurrentPublishers(t *testing.T) {
 	wg.Wait()
 	c := subscribe(t, b, s.f.Topic, "g-concurrent")
 	got := s.receiveAck(t, c, publishers*each)
+	if lag, ok := lagOf(c); ok && lag < 0 {
+		t.Errorf("Lag = %d, want >= 0", lag)
+	}
 	seen := map[string]bool{}
 	for _, m := range got {
 		seen[string(m.Value)] = true
@@ -651,4 +654,13 @@ func (s *suite) testDeadLetter(t *testing.T) {
 	if src := got.Headers[bus.DeadLetterSourceHeader]; !strings.HasPrefix(src, s.f.Topic+"/") {
 		t.Fatalf("source header = %q", src)
 	}
+}
+
+// lagOf returns c's lag when the adapter reports it.
+func lagOf(c bus.Consumer) (int64, bool) {
+	l, ok := c.(bus.Lagger)
+	if !ok {
+		return 0, false
+	}
+	return l.Lag(), true
 }

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -49,6 +50,18 @@ type inflight struct {
 }
 
 func (c *consumer) Messages() <-chan *bus.Message { return c.out }
+
+// owned returns the partitions c reads now, ascending.
+func (c *consumer) owned() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int, 0, len(c.parts))
+	for p := range c.parts {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // revokeExcept stops the readers of partitions not in keep and waits for
 // them. Acks that arrive later for revoked partitions change nothing: the

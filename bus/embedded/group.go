@@ -212,19 +212,12 @@ func (g *group) memberList() []*consumer {
 	return slices.Clone(g.members)
 }
 
-// rebalance splits the partitions among the members round-robin in join
-// order, revoking and starting partition readers only where the owner
-// changed. Callers hold g.mu.
+// rebalance splits the partitions evenly among the members (each gets
+// n/m, the first n%m one more), keeping partitions with their current
+// owner where the quota allows so that a join or leave moves as few
+// partitions, and redelivers as few messages, as possible. Callers hold g.mu.
 func (g *group) rebalance() {
-	n := len(g.t.parts)
-	want := make(map[*consumer][]int, len(g.members))
-	for i := range n {
-		if len(g.members) == 0 {
-			break
-		}
-		c := g.members[i%len(g.members)]
-		want[c] = append(want[c], i)
-	}
+	want := assignSticky(len(g.t.parts), g.members)
 	// Revoke first, so no partition is read by two members at once.
 	for _, c := range g.members {
 		c.revokeExcept(want[c])
@@ -232,6 +225,70 @@ func (g *group) rebalance() {
 	for _, c := range g.members {
 		c.assign(want[c])
 	}
+}
+
+func assignSticky(n int, members []*consumer) map[*consumer][]int {
+	want := make(map[*consumer][]int, len(members))
+	if len(members) == 0 {
+		return want
+	}
+	base, extra := n/len(members), n%len(members)
+	taken := make([]bool, n)
+	var over []*consumer // members that could keep one more than base
+	for _, c := range members {
+		owned := c.owned()
+		for i, p := range owned {
+			if p >= n || taken[p] {
+				continue
+			}
+			if i < base {
+				want[c] = append(want[c], p)
+				taken[p] = true
+			} else if i == base {
+				over = append(over, c)
+			}
+		}
+	}
+	for _, c := range over {
+		if extra == 0 {
+			break
+		}
+		for _, p := range c.owned() {
+			if p < n && !taken[p] {
+				want[c] = append(want[c], p)
+				taken[p] = true
+				extra--
+				break
+			}
+		}
+	}
+	for p := range n {
+		if taken[p] {
+			continue
+		}
+		var to *consumer
+		for _, c := range members { // first under base, else first that may take an extra
+			if len(want[c]) < base {
+				to = c
+				break
+			}
+		}
+		if to == nil {
+			for _, c := range members {
+				if len(want[c]) == base && extra > 0 {
+					to = c
+					extra--
+					break
+				}
+			}
+		}
+		if to == nil {
+			to = members[0] // unreachable: quotas add up to n
+		}
+		want[to] = append(want[to], p)
+		taken[p] = true
+	}
+	return want
 }
 
 // Subscribe joins group on topic (both created on first use). A new group
