@@ -1,0 +1,125 @@
+package smsprovider
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// maxCachedOrgs bounds the resolver cache; past it, expired entries are
+// dropped, and if none are, the whole cache.
+const maxCachedOrgs = 10000
+
+// orgProviders is the cached resolution of one org's two slots.
+type orgProviders struct {
+	primary, fallback *dispatcher.Target // nil when the slot is empty
+	loaded            time.Time
+}
+
+// Resolver returns the dispatcher.Resolver of SMS provider destinations.
+func (s *Service) Resolver() dispatcher.Resolver { return resolver{s} }
+
+type resolver struct{ s *Service }
+
+// Resolve returns the org's primary provider with its fallback, or the
+// fallback alone when only it is configured, or nothing.
+func (r resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+	op, err := r.s.providers(ctx, ev.OrganizationID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case op.primary != nil:
+		t := *op.primary
+		t.Fallback = op.fallback
+		return []dispatcher.Target{t}, nil
+	case op.fallback != nil:
+		return []dispatcher.Target{*op.fallback}, nil
+	}
+	return nil, nil
+}
+
+// Lookup rebuilds the target of a retry: destID is the slot. The slot's
+// current provider is returned even if its type changed since the first
+// attempt (the OTP still needs delivering); ok is false for destination
+// types that are not SMS providers.
+func (r resolver) Lookup(ctx context.Context, orgID int64, destType, destID string) (dispatcher.Target, bool, error) {
+	switch destType {
+	case dispatcher.TypeTwilio, dispatcher.TypeVonage, dispatcher.TypeCustom, dispatcher.TypeConsole:
+	default:
+		return dispatcher.Target{}, false, nil
+	}
+	op, err := r.s.providers(ctx, orgID)
+	if err != nil {
+		return dispatcher.Target{}, true, err
+	}
+	switch {
+	case destID == store.ProviderPrimary && op.primary != nil:
+		t := *op.primary
+		t.Fallback = op.fallback
+		return t, true, nil
+	case destID == store.ProviderFallback && op.fallback != nil:
+		return *op.fallback, true, nil
+	}
+	return dispatcher.Target{}, true, store.ErrNotFound
+}
+
+// providers returns org's resolved slots, from the cache when fresh.
+func (s *Service) providers(ctx context.Context, orgID int64) (*orgProviders, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	op, ok := s.cache[orgID]
+	s.mu.Unlock()
+	if ok && now.Sub(op.loaded) < s.cfg.CacheTTL && !now.Before(op.loaded) {
+		return op, nil
+	}
+	s.mu.Lock()
+	gen := s.gen
+	s.mu.Unlock()
+	op = &orgProviders{loaded: now}
+	for _, slot := range []string{store.ProviderPrimary, store.ProviderFallback} {
+		pc, _, err := s.load(ctx, orgID, slot)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sender, endpoint := s.sender(pc)
+		t := &dispatcher.Target{Type: pc.Type, ID: slot, Endpoint: endpoint, Sender: sender}
+		if slot == store.ProviderPrimary {
+			op.primary = t
+		} else {
+			op.fallback = t
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.gen {
+		return op, nil // a PUT or DELETE raced this load: do not cache it
+	}
+	if len(s.cache) >= maxCachedOrgs {
+		for id, e := range s.cache {
+			if now.Sub(e.loaded) >= s.cfg.CacheTTL {
+				delete(s.cache, id)
+			}
+		}
+		if len(s.cache) >= maxCachedOrgs {
+			clear(s.cache)
+		}
+	}
+	s.cache[orgID] = op
+	return op, nil
+}
+
+// invalidate drops org's cached resolution.
+func (s *Service) invalidate(orgID int64) {
+	s.mu.Lock()
+	delete(s.cache, orgID)
+	s.gen++
+	s.mu.Unlock()
+}

@@ -1,0 +1,166 @@
+// Package smsprovider owns each org's SMS provider configuration: the
+// provider config API (/api/v1/orgs/{org}/sms-provider, its fallback slot
+// and a test send), validation and secret masking, and the
+// dispatcher.Resolver that turns an org's stored configuration into the
+// Senders of dispatcher/twilio, dispatcher/vonage, dispatcher/custom and
+// dispatcher/console.
+package smsprovider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/console"
+	"github.com/otphub/otphub/dispatcher/custom"
+	"github.com/otphub/otphub/dispatcher/twilio"
+	"github.com/otphub/otphub/dispatcher/vonage"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// URLChecker checks a URL before it is saved (the egress client's
+// CheckURL: scheme, host, and an address the SSRF guard allows).
+type URLChecker interface {
+	CheckURL(ctx context.Context, raw string) error
+}
+
+// Config configures the Service.
+type Config struct {
+	// AllowConsole permits provider type "console", which writes OTP SMS
+	// to Stdout (--allow-console-provider). Default false: refused on save,
+	// and a stored console provider fails every delivery as invalid.
+	AllowConsole bool
+	// AllowHTTP permits http:// provider URLs (a gateway on a network the
+	// egress allow-list opens, e.g. 127.0.0.0/8). Default false: https only.
+	AllowHTTP bool
+	// Stdout is where the console provider writes. Default os.Stdout.
+	Stdout io.Writer
+	// CacheTTL is how long Resolve trusts its per-org cache; PUT and
+	// DELETE on this replica invalidate it at once, other replicas see a
+	// change within CacheTTL. Default 5 s.
+	CacheTTL time.Duration
+	// TestTimeout bounds a test send. Default 15 s.
+	TestTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Service is the SMS provider configuration service and resolver.
+type Service struct {
+	cfg    Config
+	st     store.Store
+	client *http.Client
+	urls   URLChecker
+	log    *slog.Logger
+	tests  *prometheus.CounterVec
+
+	mu    sync.Mutex
+	cache map[int64]*orgProviders
+	gen   uint64 // bumped by every invalidation
+}
+
+// New returns a Service. client sends SMS (the egress client's HTTP());
+// urls checks provider URLs on save (the egress client).
+func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if st == nil || client == nil || urls == nil {
+		return nil, errors.New("smsprovider: store, HTTP client and URL checker are required")
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 5 * time.Second
+	}
+	if cfg.TestTimeout <= 0 {
+		cfg.TestTimeout = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, st: st, client: client, urls: urls, log: logger.With("component", "smsprovider"),
+		cache: map[int64]*orgProviders{}}
+	s.tests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "otphub_sms_provider_tests_total",
+		Help: "Test SMS sent through the provider config API, by outcome.",
+	}, []string{"outcome"})
+	if reg != nil {
+		if err := reg.Register(s.tests); err != nil {
+			return nil, fmt.Errorf("smsprovider: metrics: %w", err)
+		}
+	}
+	for _, o := range []string{"ok", "failed"} {
+		s.tests.WithLabelValues(o)
+	}
+	return s, nil
+}
+
+// load returns the configuration of org's slot (store.ErrNotFound when none).
+func (s *Service) load(ctx context.Context, orgID int64, slot string) (ProviderConfig, store.SMSProvider, error) {
+	p, err := s.st.GetSMSProvider(ctx, orgID, slot)
+	if err != nil {
+		return ProviderConfig{}, p, err
+	}
+	var pc ProviderConfig
+	if err := json.Unmarshal(p.Config, &pc); err != nil {
+		return ProviderConfig{}, p, fmt.Errorf("smsprovider: stored config of org %d slot %s: %w", orgID, slot, err)
+	}
+	pc.Type = p.Type
+	return pc, p, nil
+}
+
+// sender builds the Sender of a stored configuration. A configuration
+// that no longer builds (or a console provider on a server that disallows
+// it) yields a Sender failing every attempt as invalid, so deliveries
+// record why instead of vanishing.
+func (s *Service) sender(pc ProviderConfig) (dispatcher.Sender, string) {
+	switch pc.Type {
+	case dispatcher.TypeTwilio:
+		tw, err := twilio.New(twilio.Config{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.Sender,
+			MessagingServiceSID: pc.MessagingServiceSID, BaseURL: pc.BaseURL}, s.client, s.cfg.Now)
+		if err != nil {
+			return invalid{err}, "twilio:"
+		}
+		return tw, tw.Endpoint()
+	case dispatcher.TypeVonage:
+		vo, err := vonage.New(vonage.Config{APIKey: pc.APIKey, APISecret: pc.APISecret, From: pc.Sender, BaseURL: pc.BaseURL}, s.client)
+		if err != nil {
+			return invalid{err}, "vonage:"
+		}
+		return vo, vo.Endpoint()
+	case dispatcher.TypeCustom:
+		cu, err := custom.New(custom.Config{URL: pc.URL, ContentType: pc.ContentType, Method: pc.Method,
+			PayloadTemplate: pc.PayloadTemplate, Headers: pc.Headers}, s.client)
+		if err != nil {
+			return invalid{err}, "custom:"
+		}
+		return cu, cu.Endpoint()
+	case dispatcher.TypeConsole:
+		if !s.cfg.AllowConsole {
+			return invalid{errors.New("console: the console provider is disabled on this server")}, "console:"
+		}
+		c := console.New(s.cfg.Stdout)
+		return c, c.Endpoint()
+	}
+	return invalid{fmt.Errorf("unknown provider type %q", pc.Type)}, "unknown:"
+}
+
+// invalid is the Sender of a configuration that cannot send.
+type invalid struct{ err error }
+
+func (i invalid) Send(context.Context, *event.SmsOtpNotificationEvent) dispatcher.Result {
+	return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: i.err}
+}
