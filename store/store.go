@@ -276,6 +276,8 @@ type OTP interface {
 	// IncrementFailedAttempts adds one to the user's failed-attempt count
 	// and returns the new count. Concurrent increments are never lost.
 	IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error)
+	// FailedAttempts returns 0 and the zero time (no error) for a user
+	// without recorded failures.
 	FailedAttempts(ctx context.Context, orgID int64, userID string) (count int, lastFailure time.Time, err error)
 	ResetFailedAttempts(ctx context.Context, orgID int64, userID string) error
 
@@ -324,7 +326,10 @@ type Deliveries interface {
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
-	// Two owners never hold the same task.
+	// Two owners never hold the same task. A task whose lease has not run
+	// out is not returned again, not even to its own owner (so a loop that
+	// leases repeatedly never runs a task twice at once); once the lease
+	// has run out any owner may take it.
 	LeaseDueTasks(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]DeliveryTask, error)
 	// CompleteAttempt appends attempt to the task's log, applies u, adds one
 	// to Attempts and releases the lease, if owner still holds it (else
