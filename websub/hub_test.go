@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/egress"
@@ -656,4 +659,24 @@ func BenchmarkResolve(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPublishedMetricSharedWithAuthcore: the auth core and the hub count
+// otphub_events_published_total in one family, whichever registers first.
+func TestPublishedMetricSharedWithAuthcore(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	if _, err := authcore.New(authcore.Config{PublicURL: e.base, HMACKey: make([]byte, 32)}, e.st, e.log, nil, reg); err != nil {
+		t.Fatalf("authcore.New: %v", err)
+	}
+	if _, err := websub.New(websub.Config{PublicURL: e.base}, e.st, e.log, e.eg, nil, nil, reg); err != nil {
+		t.Fatalf("websub.New after authcore on one registry: %v", err)
+	}
+	reg2 := prometheus.NewRegistry()
+	if _, err := websub.New(websub.Config{PublicURL: e.base}, e.st, e.log, e.eg, nil, nil, reg2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authcore.New(authcore.Config{PublicURL: e.base, HMACKey: make([]byte, 32)}, e.st, e.log, nil, reg2); err != nil {
+		t.Fatalf("authcore.New after websub on one registry: %v", err)
+	}
 }

@@ -17,6 +17,11 @@ const (
 	outcomeDenied   = "denied"   // the hub refused the subscription and sent hub.mode=denied
 )
 
+// eventsPublishedHelp must equal authcore.EventsPublishedHelp, word for
+// word: the registry shares one family between the auth core and the hub
+// only when their descriptors are identical.
+const eventsPublishedHelp = "SMS OTP events appended to the notifications log, by source."
+
 type metrics struct {
 	published     *prometheus.CounterVec
 	verifications *prometheus.CounterVec
@@ -27,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otphub_events_published_total",
-			Help: "Events appended to the log, by source (authcore: issued here; http: POST /hub publish).",
+			Help: eventsPublishedHelp,
 		}, []string{"source"}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otphub_websub_intent_verifications_total",
