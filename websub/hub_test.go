@@ -680,3 +680,21 @@ func TestPublishedMetricSharedWithAuthcore(t *testing.T) {
 		t.Fatalf("authcore.New after websub on one registry: %v", err)
 	}
 }
+
+// TestLoopbackCallbackWithoutAllowList: with no --egress-allow-cidrs, a
+// callback on this machine is refused at subscribe time.
+func TestLoopbackCallbackWithoutAllowList(t *testing.T) {
+	e := newEnv(t, func(_ *websub.Config, ec *egress.Config) { ec.AllowCIDRs = nil })
+	org := e.org("strict")
+	tok := e.token(org, access.ScopeSubscribe)
+	sub := newSubscriber(t)
+	for _, cb := range []string{sub.URL + "/cb", strings.Replace(sub.URL, "127.0.0.1", "localhost", 1) + "/cb"} {
+		r := e.hubForm(tok, url.Values{"hub.mode": {"subscribe"}, "hub.topic": {e.topic(org.Name)}, "hub.callback": {cb}})
+		if r.code != 400 || r.errorCode() != "invalid_callback" || !strings.Contains(r.errorCode()+string(r.body), "loopback") {
+			t.Errorf("%s: %d %s", cb, r.code, r.body)
+		}
+	}
+	if len(sub.verifications()) != 0 {
+		t.Error("the refused callback was called")
+	}
+}
