@@ -309,3 +309,59 @@ func childPublish(dir string) {
 	}
 	wg.Wait()
 }
+
+// TestJoinMovesPartitionsAtCommittedPositions: a member that acknowledged
+// everything loses half its partitions to a joining member; the newcomer
+// starts at the committed positions, so nothing acknowledged is delivered
+// again and nothing new is missed.
+func TestJoinMovesPartitionsAtCommittedPositions(t *testing.T) {
+	l := openT(t, t.TempDir(), embedded.Config{Partitions: 4})
+	ctx := context.Background()
+	var batch []bus.Message
+	for i := range 40 {
+		batch = append(batch, bus.Message{Key: []byte(fmt.Sprintf("org-%d", i)), Value: []byte(fmt.Sprintf("a%d", i))})
+	}
+	publishT(t, l, "t", batch...)
+	c1, err := l.Subscribe(ctx, "t", "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	for range 40 {
+		(<-c1.Messages()).Ack()
+	}
+	c2, err := l.Subscribe(ctx, "t", "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	for i := range batch {
+		batch[i].Value = []byte(fmt.Sprintf("b%d", i))
+	}
+	publishT(t, l, "t", batch...)
+	got := map[string]int{}
+	from := [2]int{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 40 {
+		select {
+		case m := <-c1.Messages():
+			m.Ack()
+			got[string(m.Value)]++
+			from[0]++
+		case m := <-c2.Messages():
+			m.Ack()
+			got[string(m.Value)]++
+			from[1]++
+		case <-timeout:
+			t.Fatalf("got %d of 40 after the join", len(got))
+		}
+	}
+	for v, n := range got {
+		if !strings.HasPrefix(v, "b") || n != 1 {
+			t.Fatalf("%s delivered %d times after the join", v, n)
+		}
+	}
+	if from[0] == 0 || from[1] == 0 {
+		t.Fatalf("shares after the join: %v", from)
+	}
+}

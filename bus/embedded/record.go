@@ -94,6 +94,9 @@ func decodeBody(body []byte, crc uint32) (*record, error) {
 	if crc32.Checksum(body, castagnoli) != crc {
 		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
+	if len(body) < 16+3 {
+		return nil, fmt.Errorf("%w: body of %d bytes", errCorrupt, len(body))
+	}
 	r := &record{
 		offset:    int64(binary.BigEndian.Uint64(body)),
 		timestamp: int64(binary.BigEndian.Uint64(body[8:])),
