@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/webhook"
 	"github.com/otphub/otphub/event"
@@ -23,6 +25,8 @@ func (h *Hub) Resolver() dispatcher.Resolver { return h.res }
 type resolver struct {
 	h    *Hub
 	opts webhook.Options
+
+	loads singleflight.Group
 
 	mu      sync.Mutex
 	gen     uint64 // bumped by every invalidation; a load started before one is not cached
@@ -111,7 +115,18 @@ func (r *resolver) entry(ctx context.Context, orgName string) (*orgEntry, error)
 	if ok && now.Sub(e.loaded) < r.h.cfg.ResolveCacheTTL && !now.Before(e.loaded) {
 		return e, nil
 	}
-	e = &orgEntry{loaded: now}
+	// Concurrent misses of one org share one load.
+	v, err, _ := r.loads.Do(orgName, func() (any, error) { return r.load(ctx, orgName, now, gen) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*orgEntry), nil
+}
+
+// load reads org's subscriptions and caches them unless an invalidation
+// happened meanwhile (gen changed).
+func (r *resolver) load(ctx context.Context, orgName string, now time.Time, gen uint64) (*orgEntry, error) {
+	e := &orgEntry{loaded: now}
 	org, err := r.h.st.GetOrg(ctx, orgName)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
