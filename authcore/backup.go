@@ -61,7 +61,7 @@ func (s *Service) generateBackupCodes(w http.ResponseWriter, r *http.Request) {
 // verifyBackupCode completes challenge c with one of its user's backup
 // codes. The code is used (single use, of concurrent uses one wins) before
 // the challenge is consumed.
-func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, code string, now time.Time) {
+func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, code string, failures int, now time.Time) {
 	ctx := r.Context()
 	if !settings.BackupCodesEnabled {
 		backupCodesDisabled(w)
@@ -114,5 +114,5 @@ func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org s
 		s.internal(w, "consume challenge", err)
 		return
 	}
-	s.succeed(w, r, org, c, "backup_code")
+	s.succeed(w, r, org, c, failures, "backup_code")
 }

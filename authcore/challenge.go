@@ -103,7 +103,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
+	if locked, wait, _, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
 		s.internal(w, "check lockout", err)
 		return
 	} else if locked {
@@ -217,7 +217,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
+	if locked, wait, _, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
 		s.internal(w, "check lockout", err)
 		return
 	} else if locked {
@@ -324,10 +324,12 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
+	locked, wait, failures, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now)
+	if err != nil {
 		s.internal(w, "check lockout", err)
 		return
-	} else if locked {
+	}
+	if locked {
 		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
 		retryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
@@ -339,7 +341,7 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.BackupCode != nil {
-		s.verifyBackupCode(w, r, org, c, settings, *req.BackupCode, now)
+		s.verifyBackupCode(w, r, org, c, settings, *req.BackupCode, failures, now)
 		return
 	}
 	if !hmacEqual(c.CodeHMAC, s.codeHMAC(org.ID, c.ID, normalizeCode(*req.Code))) {
@@ -359,13 +361,16 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "consume challenge", err)
 		return
 	}
-	s.succeed(w, r, org, c, "verified")
+	s.succeed(w, r, org, c, failures, "verified")
 }
 
-// succeed resets the user's failed attempts and answers 200.
-func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, result string) {
-	if err := s.st.ResetFailedAttempts(r.Context(), org.ID, c.UserID); err != nil {
-		s.log.Error("resetting failed attempts failed", "err", err)
+// succeed resets the user's failed attempts (when there were any at the
+// lockout check) and answers 200.
+func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, failures int, result string) {
+	if failures > 0 {
+		if err := s.st.ResetFailedAttempts(r.Context(), org.ID, c.UserID); err != nil {
+			s.log.Error("resetting failed attempts failed", "err", err)
+		}
 	}
 	s.metrics.verifications.WithLabelValues(result).Inc()
 	httpx.JSON(w, http.StatusOK, map[string]bool{"verified": true})
