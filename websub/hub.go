@@ -165,6 +165,8 @@ type Hub struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	pending chan struct{} // semaphore of MaxPendingVerifications
+	stopMu  sync.Mutex
+	stopped bool // Run returned: no new verifications
 
 	res *resolver
 }
@@ -231,6 +233,9 @@ func (h *Hub) Register(mux *http.ServeMux, v access.Verifier) {
 // done; then it cancels verifications in flight and waits for them.
 func (h *Hub) Run(ctx context.Context) error {
 	defer func() {
+		h.stopMu.Lock()
+		h.stopped = true
+		h.stopMu.Unlock()
 		h.cancel()
 		h.wg.Wait()
 	}()

@@ -135,15 +135,16 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 	}
 	req := request{mode: mode, org: org, topic: f.Get("hub.topic"), canonical: canonical}
 
-	req.callback = f.Get("hub.callback")
-	if err := h.checkCallback(r.Context(), req.callback); err != nil {
-		httpx.Error(w, http.StatusBadRequest, "invalid_callback", err.Error())
-		return
-	}
 	if mode == modeSubscribe {
 		if !h.parseSubscribeParams(w, f, &req) {
 			return
 		}
+	}
+	// Last, as it may resolve DNS.
+	req.callback = f.Get("hub.callback")
+	if err := h.checkCallback(r.Context(), req.callback); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "invalid_callback", err.Error())
+		return
 	}
 
 	select {
@@ -153,8 +154,17 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 		httpx.Error(w, http.StatusServiceUnavailable, "too_many_pending", "too many subscription verifications in progress; try again shortly")
 		return
 	}
-	h.m.subscriptions.WithLabelValues(store.SubPending).Inc()
+	h.stopMu.Lock()
+	if h.stopped {
+		h.stopMu.Unlock()
+		<-h.pending
+		w.Header().Set("Retry-After", "5")
+		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the hub is shutting down; try again")
+		return
+	}
 	h.wg.Add(1)
+	h.stopMu.Unlock()
+	h.m.subscriptions.WithLabelValues(store.SubPending).Inc()
 	go func() {
 		defer h.wg.Done()
 		defer func() {
