@@ -31,7 +31,9 @@ type testCase struct {
 	fn   func(t *testing.T, s store.Store)
 }
 
-// Run runs every conformance test against fresh stores made by open.
+// Run runs every conformance test against fresh stores made by open. The
+// cases run in parallel (t.Parallel), each on its own store, so open must be
+// safe for concurrent use.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	var cases []testCase
 	cases = append(cases, orgCases...)
@@ -41,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	cases = append(cases, concurrencyCases...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := open(t)
 			tc.fn(t, s)
 		})
