@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,9 +134,8 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
-	r := Classify(resp.StatusCode)
+	r := Classify(resp.StatusCode, resp.Header, time.Now())
 	if !r.OK {
-		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
 		r.Err = fmt.Errorf("custom: gateway answered %d", resp.StatusCode)
 	}
 	return r
@@ -152,28 +150,15 @@ func sameName(hs []Header, name string) bool {
 	return false
 }
 
-// Classify maps a gateway's HTTP status: 2xx success; 408, 429 and 5xx
-// retry; 401/403 credential errors; 3xx a redirect (never followed); other
-// 4xx permanent.
-func Classify(status int) dispatcher.Result {
-	r := dispatcher.Result{StatusCode: status}
-	switch {
-	case status >= 200 && status < 300:
-		r.OK = true
-	case status == http.StatusTooManyRequests:
-		r.Retry, r.Reason = true, dispatcher.ReasonRateLimited
-	case status >= 500:
-		r.Retry, r.Reason = true, dispatcher.ReasonServerError
-	case status == http.StatusRequestTimeout:
-		r.Retry, r.Reason = true, dispatcher.ReasonTimeout
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		r.Reason = dispatcher.ReasonAuthError
-	case status >= 400:
+// Classify maps a gateway's answer with dispatcher.ClassifyHTTP (2xx
+// success; 408, 429 and 5xx retry, honouring Retry-After; 401/403
+// credential errors; 3xx a redirect, never followed; other 4xx permanent),
+// except that 410 is an ordinary client error: "gone" ends WebSub
+// subscriptions, not SMS gateways.
+func Classify(status int, header http.Header, now time.Time) dispatcher.Result {
+	r := dispatcher.ClassifyHTTP(status, header, now)
+	if r.Reason == dispatcher.ReasonGone {
 		r.Reason = dispatcher.ReasonClientError
-	case status >= 300:
-		r.Reason = dispatcher.ReasonRedirect
-	default:
-		r.Retry, r.Reason = true, dispatcher.ReasonServerError
 	}
 	return r
 }
@@ -188,21 +173,4 @@ func transportError(ctx context.Context, err error) dispatcher.Result {
 	default:
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("custom: %w", err)}
 	}
-}
-
-func parseRetryAfter(v string) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return min(time.Duration(n)*time.Second, time.Hour)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(0, min(time.Until(t), time.Hour))
-	}
-	return 0
 }

@@ -246,7 +246,7 @@ func TestParseHeaders(t *testing.T) {
 // TestClassify covers every HTTP status code.
 func TestClassify(t *testing.T) {
 	for code := 100; code < 600; code++ {
-		r := Classify(code)
+		r := Classify(code, http.Header{"Retry-After": {"5"}}, time.Now())
 		var ok, retry bool
 		var reason dispatcher.Reason
 		switch {
@@ -267,7 +267,11 @@ func TestClassify(t *testing.T) {
 		default:
 			retry, reason = true, dispatcher.ReasonServerError
 		}
-		if r.OK != ok || r.Retry != retry || r.Reason != reason || r.StatusCode != code {
+		wantAfter := time.Duration(0)
+		if code == 429 || code == 503 {
+			wantAfter = 5 * time.Second
+		}
+		if r.OK != ok || r.Retry != retry || r.Reason != reason || r.StatusCode != code || r.RetryAfter != wantAfter {
 			t.Errorf("Classify(%d) = %+v", code, r)
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -256,7 +255,7 @@ func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err 
 			status = te.Status
 		}
 		r := Classify(status, te.Code)
-		r.RetryAfter = parseRetryAfter(retryAfter)
+		r.RetryAfter = dispatcher.ParseRetryAfter(retryAfter, time.Now())
 		r.Err = fmt.Errorf("twilio: %d error %d: %s", status, te.Code, te.Message)
 		return r
 	}
@@ -268,7 +267,7 @@ func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err 
 				Err: fmt.Errorf("twilio: unreadable %d answer: %v", status, err)}
 		}
 		r := Classify(status, 0)
-		r.RetryAfter = parseRetryAfter(retryAfter)
+		r.RetryAfter = dispatcher.ParseRetryAfter(retryAfter, time.Now())
 		r.Err = fmt.Errorf("twilio: %d answer without a Twilio error body", status)
 		return r
 	}
@@ -316,14 +315,4 @@ func transportError(ctx context.Context, err error) dispatcher.Result {
 		}
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("twilio: %w", err)}
 	}
-}
-
-// parseRetryAfter reads a Retry-After header (delay-seconds only; Twilio
-// does not send dates), capped at an hour.
-func parseRetryAfter(v string) time.Duration {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return min(time.Duration(n)*time.Second, time.Hour)
 }

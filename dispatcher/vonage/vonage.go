@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -123,7 +122,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	}
 	if resp.StatusCode != http.StatusOK {
 		r := ClassifyHTTP(resp.StatusCode)
-		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		r.RetryAfter = dispatcher.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		r.Err = fmt.Errorf("vonage: HTTP %d", resp.StatusCode)
 		return r
 	}
@@ -206,12 +205,4 @@ func transportError(ctx context.Context, err error) dispatcher.Result {
 	default:
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("vonage: %w", err)}
 	}
-}
-
-func parseRetryAfter(v string) time.Duration {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n <= 0 {
-		return 0
-	}
-	return min(time.Duration(n)*time.Second, time.Hour)
 }
