@@ -1,0 +1,368 @@
+// Package app wires otphub's components from a config.Config into one
+// in-process service: the store, the log, the egress client, the token
+// issuer, the auth core, the WebSub hub, the SMS providers and the delivery
+// engine, behind one HTTP server. cmd/otphub runs it; tests start the
+// whole service in-process with it.
+package app
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/otphub/otphub/authcore"
+	"github.com/otphub/otphub/bus"
+	"github.com/otphub/otphub/bus/embedded"
+	"github.com/otphub/otphub/bus/kafka"
+	"github.com/otphub/otphub/config"
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/smsprovider"
+	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/store/postgres"
+	"github.com/otphub/otphub/store/sqlite"
+	"github.com/otphub/otphub/tenants"
+	"github.com/otphub/otphub/websub"
+)
+
+// Options are what the process gives the app besides its configuration.
+type Options struct {
+	Stdout  io.Writer // the console SMS provider and the first-start admin credentials go here
+	Stderr  io.Writer // JSON logs go here
+	Version string
+	// Registry, if set, receives the metrics (tests); default a new one.
+	Registry *prometheus.Registry
+}
+
+// eventLog is what the app needs of a log adapter.
+type eventLog interface {
+	bus.Publisher
+	bus.Subscriber
+	bus.Pinger
+}
+
+// App is one otphub process.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	store   store.Store
+	bus     eventLog
+	handler http.Handler
+	runners []func(context.Context) error
+	mu      sync.Mutex // guards closers
+	closers []func() error
+
+	// AdminClientID and AdminClientSecret are set when this start created
+	// the platform admin client (first embedded start); tests read them.
+	AdminClientID, AdminClientSecret string
+}
+
+// New builds the app from cfg. Resources opened before an error are closed.
+func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err error) {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	a = &App{cfg: cfg, reg: opts.Registry, log: newLogger(opts.Stderr, cfg.LogLevel)}
+	defer func() {
+		if err != nil {
+			_ = a.Close()
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	key := cfg.EncryptionKey
+	if cfg.Embedded() || len(key) == 0 {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		}
+	}
+	if len(key) == 0 {
+		if key, err = store.LoadOrCreateKey(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("encryption key: %w", err)
+		}
+	}
+	if err := a.openStore(ctx, key); err != nil {
+		return nil, err
+	}
+	if err := a.openLog(ctx); err != nil {
+		return nil, err
+	}
+
+	eg, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Timeout: cfg.DeliveryTimeout}, a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("egress client: %w", err)
+	}
+	a.closers = append(a.closers, func() error { eg.CloseIdleConnections(); return nil })
+
+	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL}, a.store, a.log.With("component", "oauth"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("token issuer: %w", err)
+	}
+	if err := a.ensureAdmin(ctx, issuer, opts.Stdout); err != nil {
+		return nil, err
+	}
+	tenantAPI, err := tenants.New(tenants.Config{OnClientDeleted: issuer.ForgetClient}, a.store, a.log.With("component", "tenants"))
+	if err != nil {
+		return nil, fmt.Errorf("tenants: %w", err)
+	}
+	core, err := authcore.New(authcore.Config{
+		PublicURL:         cfg.PublicURL,
+		HMACKey:           deriveKey(key, "otphub otp hmac v1"),
+		TrustProxyHeaders: cfg.TrustProxyHeaders,
+	}, a.store, a.bus, a.log.With("component", "authcore"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("auth core: %w", err)
+	}
+	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL}, a.store, a.bus, eg, issuer, a.log.With("component", "hub"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	providers, err := smsprovider.New(smsprovider.Config{AllowConsole: cfg.AllowConsoleProvider, Stdout: opts.Stdout},
+		a.store, eg.HTTP(), eg, a.log.With("component", "smsprovider"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("sms providers: %w", err)
+	}
+	engine, err := dispatcher.New(dispatcher.Config{
+		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
+		AttemptTimeout:         cfg.DeliveryTimeout,
+		PerEndpointConcurrency: cfg.EndpointConcurrency,
+	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log.With("component", "dispatcher"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	if cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub) {
+		issuer.Register(mux, issuer)
+		tenantAPI.Register(mux, issuer)
+		core.Register(mux, issuer)
+		providers.Register(mux, issuer)
+		hub.Register(mux, issuer)
+		engine.Register(mux, issuer)
+	}
+	mux.HandleFunc("/", notFound)
+	a.handler = instrument(mux, a.log, newHTTPMetrics(a.reg))
+
+	a.runners = append(a.runners, issuer.Run)
+	if cfg.Has(config.RoleHub) {
+		a.runners = append(a.runners, hub.Run)
+	}
+	if cfg.Has(config.RoleDispatcher) {
+		a.runners = append(a.runners, engine.Run)
+	}
+	return a, nil
+}
+
+func (a *App) openStore(ctx context.Context, key []byte) error {
+	opts := store.Options{EncryptionKey: key}
+	if a.cfg.Embedded() {
+		st, err := sqlite.Open(ctx, a.cfg.DataDir, opts)
+		if err != nil {
+			return fmt.Errorf("embedded store in %s: %w", a.cfg.DataDir, err)
+		}
+		a.store = st
+	} else {
+		st, err := postgres.Open(ctx, a.cfg.DatabaseURL, opts)
+		if err != nil {
+			return fmt.Errorf("postgresql store: %w", err)
+		}
+		a.store = st
+	}
+	a.closers = append(a.closers, a.store.Close)
+	return nil
+}
+
+func (a *App) openLog(ctx context.Context) error {
+	if len(a.cfg.KafkaBrokers) == 0 {
+		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{})
+		if err != nil {
+			return fmt.Errorf("embedded log: %w", err)
+		}
+		a.bus = l
+	} else {
+		k := a.cfg.Kafka
+		b, err := kafka.New(ctx, kafka.Config{
+			Brokers:           a.cfg.KafkaBrokers,
+			ClientID:          k.ClientID,
+			Partitions:        k.Partitions,
+			ReplicationFactor: k.ReplicationFactor,
+			TLS:               kafka.TLSConfig{Enabled: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
+			SASL:              kafka.SASLConfig{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: k.SASLPassword},
+		})
+		if err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		a.bus = b
+	}
+	a.closers = append(a.closers, a.bus.Close)
+	return nil
+}
+
+// ensureAdmin creates the platform admin client from the configuration, or
+// on a first embedded start generates one and prints its credentials once
+// (to stdout, never to the logs).
+func (a *App) ensureAdmin(ctx context.Context, issuer *oauth.Issuer, stdout io.Writer) error {
+	if a.cfg.AdminClientID == "" && !a.cfg.Embedded() {
+		return nil
+	}
+	id, secret, err := issuer.EnsurePlatformAdmin(ctx, a.cfg.AdminClientID, a.cfg.AdminClientSecret)
+	if err != nil {
+		return fmt.Errorf("platform admin client: %w", err)
+	}
+	if secret != "" && a.cfg.AdminClientSecret == "" {
+		a.AdminClientID, a.AdminClientSecret = id, secret
+		fmt.Fprintf(stdout, "\n=== otphub: platform admin client created (shown once; store it now) ===\n"+
+			"OTPHUB_ADMIN_CLIENT_ID=%s\nOTPHUB_ADMIN_CLIENT_SECRET=%s\n"+
+			"=========================================================================\n\n", id, secret)
+	}
+	return nil
+}
+
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	status := http.StatusOK
+	for name, ping := range map[string]func(context.Context) error{"store": a.store.Ping, "log": a.bus.Ping} {
+		if err := ping(ctx); err != nil {
+			checks[name] = "unavailable: " + err.Error()
+			status = http.StatusServiceUnavailable
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	httpx.JSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}
+
+// Handler is the app's HTTP handler (tests may serve it themselves).
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Logger is the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// Serve runs the background workers and serves HTTP on ln until ctx is
+// done, then shuts down gracefully: stops accepting, drains in-flight
+// requests and deliveries within the shutdown timeout, and closes the store
+// and log. It returns the first error that stopped it, or nil.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	defer a.Close()
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	g, gctx := errgroup.WithContext(workCtx)
+	for _, run := range a.runners {
+		g.Go(func() error {
+			if err := run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	a.log.Info("otphub serving", "addr", ln.Addr().String(), "public_url", a.cfg.PublicURL,
+		"roles", a.cfg.Roles, "store", map[bool]string{true: "sqlite", false: "postgres"}[a.cfg.Embedded()],
+		"log", map[bool]string{true: "embedded", false: "kafka"}[len(a.cfg.KafkaBrokers) == 0])
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case <-gctx.Done():
+	}
+	a.log.Info("otphub shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
+		err = fmt.Errorf("http shutdown: %w", serr)
+	}
+	stopWork()
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case werr := <-done:
+		if werr != nil && err == nil {
+			err = werr
+		}
+	case <-shutCtx.Done():
+		a.log.Warn("background workers did not stop within the shutdown timeout")
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ListenAndServe listens on the configured address and serves.
+func (a *App) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		_ = a.Close()
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Close releases the store, log and clients, in reverse order of opening.
+// It is safe to call more than once.
+func (a *App) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// deriveKey derives a purpose-bound key from the master key, so the OTP
+// HMAC key is never the encryption key itself.
+func deriveKey(master []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, master)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}

@@ -1,0 +1,128 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otphub/otphub/internal/httpx"
+)
+
+// maxHeaderBytes caps request headers; bodies are capped by each handler.
+const maxHeaderBytes = 32 << 10
+
+type requestIDKey struct{}
+
+// RequestID returns the request ID the middleware assigned.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// httpMetrics are the per-route request metrics. The route label is the
+// mux pattern (bounded), never the raw path.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otphub_http_requests_total",
+			Help: "HTTP requests served, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "otphub_http_request_duration_seconds",
+			Help:    "HTTP request duration, by route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += n
+	return n, err
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// instrument wraps the mux with request IDs, panic recovery, access logs
+// and metrics. It logs method, route pattern, status and duration — never
+// the query string or body, which may carry secrets.
+func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID.MatchString(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		rec := &statusRecorder{ResponseWriter: w}
+		_, route := mux.Handler(r)
+		if route == "" {
+			route = "unmatched"
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("handler panic", "request_id", id, "route", route, "panic", p)
+				if rec.status == 0 {
+					httpx.Error(rec, http.StatusInternalServerError, "internal_error", "internal error; request ID "+id)
+				}
+			}
+			d := time.Since(start)
+			code := rec.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+			m.duration.WithLabelValues(route).Observe(d.Seconds())
+			level := slog.LevelInfo
+			if route == "GET /healthz" || route == "GET /readyz" || route == "GET /metrics" {
+				level = slog.LevelDebug
+			}
+			log.Log(r.Context(), level, "http request", "request_id", id, "method", r.Method,
+				"route", route, "status", code, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+		}()
+		mux.ServeHTTP(rec, r)
+	})
+}
+
+// notFound answers unknown routes with a JSON error instead of text.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	httpx.Error(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+}
