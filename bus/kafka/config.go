@@ -34,6 +34,10 @@ type Config struct {
 	// ReplicationFactor of topics created at start-up. Default 1 (the Helm
 	// chart sets 3).
 	ReplicationFactor int
+	// MinInSyncReplicas is set as min.insync.replicas on topics created at
+	// start-up, so that acks=all means at least this many copies. Default
+	// 2 when ReplicationFactor >= 3, else 1 (then left to the broker).
+	MinInSyncReplicas int
 	// BatchTimeout bounds how long the writer waits to fill a batch before
 	// sending it; it is added to every Publish latency. Default 5ms (never
 	// kafka-go's 1s default).
@@ -64,8 +68,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// TLSConfig enables TLS to the brokers. TLS is on when Enabled is set, any
-// file is given, or Config is non-nil.
+// TLSConfig enables TLS to the brokers. TLS is on when Enabled or
+// InsecureSkipVerify is set, a CA or certificate file is given, or Config
+// is non-nil.
 type TLSConfig struct {
 	Enabled bool
 	// Config is used as is when set (the file fields are then ignored).
@@ -100,6 +105,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ReplicationFactor <= 0 {
 		c.ReplicationFactor = 1
+	}
+	if c.MinInSyncReplicas <= 0 {
+		c.MinInSyncReplicas = 1
+		if c.ReplicationFactor >= 3 {
+			c.MinInSyncReplicas = 2
+		}
 	}
 	if c.BatchTimeout <= 0 {
 		c.BatchTimeout = 5 * time.Millisecond
@@ -152,6 +163,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("kafka: SASL mechanism %q: want plain, scram-sha-256 or scram-sha-512", c.SASL.Mechanism))
+	}
+	if c.ReplicationFactor > 0 && c.MinInSyncReplicas > c.ReplicationFactor {
+		errs = append(errs, errors.New("kafka: MinInSyncReplicas exceeds ReplicationFactor; every publish would fail"))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("kafka: TLS cert file and key file go together"))

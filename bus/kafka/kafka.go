@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,7 +109,11 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 			}
 		}
 		if !exists {
-			missing = append(missing, kafkago.TopicConfig{Topic: name, NumPartitions: b.cfg.Partitions, ReplicationFactor: b.cfg.ReplicationFactor})
+			tc := kafkago.TopicConfig{Topic: name, NumPartitions: b.cfg.Partitions, ReplicationFactor: b.cfg.ReplicationFactor}
+			if b.cfg.MinInSyncReplicas > 1 {
+				tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(b.cfg.MinInSyncReplicas)}}
+			}
+			missing = append(missing, tc)
 		}
 	}
 	if len(missing) == 0 {

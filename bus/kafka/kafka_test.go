@@ -63,4 +63,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceThreeBrokers runs the suite against three brokers with
+// replicated topics, so partition leaders and the group coordinator live on
+// different brokers, as in a real cluster.
+func TestConformanceThreeBrokers(t *testing.T) {
+	bustest.Run(t, bustest.Features{}, func(t *testing.T, o bustest.Options) (bustest.Bus, func() bustest.Bus) {
+		c := newCluster(t, kfake.NumBrokers(3))
+		cfg := testConfig(c)
+		cfg.ReplicationFactor = 3
+		cfg.MaxInFlight = o.MaxInFlight
+		return newBus(t, cfg), func() bustest.Bus { return newBus(t, cfg) }
+	})
+}
+
 var _ bus.Pinger = (*kafka.Bus)(nil)

@@ -70,6 +70,21 @@ func TestCreatesMissingTopicsAndKeepsExistingOnes(t *testing.T) {
 	}
 }
 
+func TestReplicatedTopicsGetMinInSyncReplicas(t *testing.T) {
+	cluster := newCluster(t, kfake.NumBrokers(3))
+	cfg := testConfig(cluster)
+	cfg.ReplicationFactor = 3
+	b := newBus(t, cfg)
+	info := cluster.TopicInfo(bus.NotificationsTopic)
+	if info == nil || info.NumReplicas != 3 {
+		t.Fatalf("topic info %+v, want 3 replicas", info)
+	}
+	if v := info.Configs["min.insync.replicas"]; v == nil || *v != "2" {
+		t.Fatalf("min.insync.replicas = %v, want 2", v)
+	}
+	roundTrip(t, b)
+}
+
 func TestPingFailsWhenClusterIsGone(t *testing.T) {
 	cluster := newCluster(t)
 	b := newBus(t, testConfig(cluster))
@@ -106,6 +121,7 @@ func TestValidate(t *testing.T) {
 		{kafka.Config{Brokers: []string{"b:9092"}, SASL: kafka.SASLConfig{Mechanism: "plain"}}, "username"},
 		{kafka.Config{Brokers: []string{"b:9092"}, TLS: kafka.TLSConfig{CertFile: "c.pem"}}, "key file"},
 		{kafka.Config{Brokers: []string{"b:9092"}, HeartbeatInterval: time.Minute, SessionTimeout: time.Second}, "HeartbeatInterval"},
+		{kafka.Config{Brokers: []string{"b:9092"}, ReplicationFactor: 1, MinInSyncReplicas: 2}, "MinInSyncReplicas"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
