@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ var otpCases = []testCase{
 	{"BackupCodes", testBackupCodes},
 	{"HitCounter", testHitCounter},
 	{"SMSProviders", testSMSProviders},
+	{"Housekeeping", testHousekeeping},
 }
 
 func testOTPSettings(t *testing.T, s store.Store) {
@@ -306,4 +308,36 @@ func testSMSProviders(t *testing.T, s store.Store) {
 	if _, err := s.GetSMSProvider(c, a.ID, store.ProviderFallback); err != nil {
 		t.Fatalf("deleting the primary removed the fallback: %v", err)
 	}
+}
+
+// housekeepingCalls is how many calls the suite allows an adapter before it
+// must have purged expired challenges and counters (sqlstore purges every 512).
+const housekeepingCalls = 600
+
+func testHousekeeping(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	old := newChallenge(a.ID, "old")
+	must(t, s.CreateChallenge(c, old), "CreateChallenge(old)")
+	_, err := s.HitCounter(c, "old-key", at(0), at(time.Minute))
+	must(t, err, "HitCounter(old)")
+
+	later := at(72 * time.Hour)
+	for i := 0; i < housekeepingCalls; i++ {
+		ch := newChallenge(a.ID, fmt.Sprintf("new-%d", i))
+		ch.CreatedAt, ch.LastSentAt, ch.ExpiresAt = later, later, later.Add(5*time.Minute)
+		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		_, err := s.HitCounter(c, "new-key", later, later.Add(time.Minute))
+		must(t, err, "HitCounter")
+	}
+	_, err = s.GetChallenge(c, a.ID, "old")
+	wantErr(t, err, store.ErrNotFound, "a challenge expired for days, after housekeeping")
+	if _, err := s.GetChallenge(c, a.ID, "new-0"); err != nil {
+		t.Fatalf("a live challenge was purged: %v", err)
+	}
+	n, err := s.HitCounter(c, "old-key", at(0), at(time.Minute))
+	must(t, err, "HitCounter(old again)")
+	eq(t, n, int64(1), "an expired counter's value after housekeeping (purged, so it starts over)")
+	n, _ = s.HitCounter(c, "new-key", later, later.Add(time.Minute))
+	eq(t, n, int64(housekeepingCalls+1), "a live counter after housekeeping")
 }

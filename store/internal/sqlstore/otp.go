@@ -111,7 +111,8 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 }
 
 // CreateChallenge stores a new challenge; ErrConflict on a duplicate ID.
-// A zero CreatedAt is stamped with the current time.
+// A zero CreatedAt is stamped with the current time. Every purgeEvery
+// calls it also deletes challenges expired for over ChallengeRetention.
 func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 	if c.ID == "" {
 		return fmt.Errorf("store: create challenge: empty ID")
@@ -127,8 +128,22 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 		expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, micros(c.ExpiresAt), c.Resends,
 		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
-	return db.wrap("create challenge", err)
+	if err != nil {
+		return db.wrap("create challenge", err)
+	}
+	if db.challenges.Add(1)%purgeEvery == 0 {
+		// Best effort housekeeping: challenges past their expiry by more than
+		// ChallengeRetention can never be verified again.
+		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
+			micros(c.CreatedAt.Add(-ChallengeRetention)))
+	}
+	return nil
 }
+
+// ChallengeRetention is how long a challenge is kept after its expiry
+// (for GetChallenge to tell "expired" from "unknown"); older ones are purged
+// now and then by CreateChallenge.
+const ChallengeRetention = 24 * time.Hour
 
 // GetChallenge returns the org's challenge id.
 func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {

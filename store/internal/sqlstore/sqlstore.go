@@ -61,7 +61,8 @@ type DB struct {
 	rebindMu    sync.RWMutex
 	rebindCache map[string]string
 
-	hits atomic.Int64 // HitCounter calls, to purge expired counters now and then
+	hits       atomic.Int64 // HitCounter calls, to purge expired counters now and then
+	challenges atomic.Int64 // CreateChallenge calls, likewise for old challenges
 }
 
 // New returns a DB on the given handles. key must be 32 bytes. closer is
