@@ -512,6 +512,28 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+func TestIPv6LimitPer64(t *testing.T) {
+	e := newEnv(t, func(c *authcore.Config) {
+		c.Limits.PerIP = authcore.Limit{Max: 2, Window: time.Hour}
+		c.TrustProxyHeaders = true
+	})
+	start := func(mobile, ip string) resp {
+		return e.do("POST", challenges, e.otp, `{"mobile":"`+mobile+`","userId":"u","application":"myapp"}`, "X-Forwarded-For", ip)
+	}
+	for i, want := range []int{201, 201, 429} {
+		if r := start([]string{lkMobile, usMobile, ukMobile}[i], "2001:db8:1:2::"+strconv.Itoa(i+1)); r.status != want {
+			t.Fatalf("start %d: %d %v", i, r.status, r.body)
+		}
+	}
+	if r := start(ukMobile, "2001:db8:1:3::1"); r.status != 201 {
+		t.Fatalf("another /64: %d %v", r.status, r.body)
+	}
+	// Without a proxy header the TCP peer counts (127.0.0.1 here, fresh).
+	if r := e.do("POST", challenges, e.otp, `{"mobile":"+94712345678","userId":"u","application":"myapp"}`); r.status != 201 {
+		t.Fatalf("no header: %d %v", r.status, r.body)
+	}
+}
+
 func TestResendCountsAgainstLimits(t *testing.T) {
 	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerNumber = authcore.Limit{Max: 2, Window: time.Hour} })
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"resendIntervalSeconds":0}`, 200)

@@ -379,6 +379,10 @@ func (i *Issuer) EnsurePlatformAdmin(ctx context.Context, clientID, secret strin
 			return "", "", fmt.Errorf("oauth: get admin client: %w", err)
 		}
 		if err := i.createAdmin(ctx, clientID, secret); err != nil {
+			// Another replica starting with the same settings got there first.
+			if c, gerr := i.st.GetClient(ctx, clientID); errors.Is(err, store.ErrConflict) && gerr == nil && c.PlatformAdmin && CheckSecret(c.SecretHash, secret) {
+				return "", "", nil
+			}
 			return "", "", err
 		}
 		return "", "", nil
