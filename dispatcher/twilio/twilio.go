@@ -145,7 +145,6 @@ func (s *Sender) handler(ctx context.Context, rec *recorder) *twclient.RequestHa
 	hc := &http.Client{
 		Transport:     &ctxTransport{ctx: ctx, base: base, rec: rec},
 		CheckRedirect: s.client.CheckRedirect,
-		Jar:           nil,
 		Timeout:       s.client.Timeout,
 	}
 	if hc.CheckRedirect == nil {
@@ -263,8 +262,9 @@ func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err 
 		// An answer that is not Twilio's error JSON (a proxy's HTML 502,
 		// a truncated body…).
 		if status >= 200 && status < 300 {
-			return dispatcher.Result{Reason: dispatcher.ReasonServerError, Retry: true, StatusCode: status,
-				Err: fmt.Errorf("twilio: unreadable %d answer: %v", status, err)}
+			// Twilio created the message; only its description was lost.
+			// Retrying would send the OTP twice.
+			return dispatcher.Result{OK: true, StatusCode: status}
 		}
 		r := Classify(status, 0)
 		r.RetryAfter = dispatcher.ParseRetryAfter(retryAfter, time.Now())
