@@ -158,6 +158,11 @@ func (f *fakeTwilio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "error500":
 		twilioError(w, http.StatusInternalServerError, 20500, "Internal Server Error")
 		return
+	case "garbled201":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"sid": "SM`))
+		return
 	case "html502":
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusBadGateway)

@@ -106,6 +106,10 @@ func TestSendErrors(t *testing.T) {
 			}
 		})
 	}
+	f.setMode("garbled201")
+	if res := s.Send(context.Background(), testEvent("+94771234567")); !res.OK || res.StatusCode != 201 {
+		t.Fatalf("garbled 201 (the message exists; no retry): %+v", res)
+	}
 	f.setMode("")
 	bad := newSender(t, srv, Config{AccountSID: testSID, AuthToken: "ffffffffffffffffffffffffffffffff"})
 	if res := bad.Send(context.Background(), testEvent("+94771234567")); res.Reason != dispatcher.ReasonAuthError || res.Retry || res.StatusCode != 401 {
