@@ -35,8 +35,8 @@ func testConfig(c *kfake.Cluster) kafka.Config {
 		Brokers:           c.ListenAddrs(),
 		Partitions:        4,
 		HeartbeatInterval: 100 * time.Millisecond,
-		SessionTimeout:    2 * time.Second,
-		RebalanceTimeout:  2 * time.Second,
+		SessionTimeout:    10 * time.Second, // generous: a loaded CI machine must not drop a member
+		RebalanceTimeout:  5 * time.Second,
 		JoinGroupBackoff:  100 * time.Millisecond,
 		MaxWait:           100 * time.Millisecond,
 	}
