@@ -130,18 +130,7 @@ func (e *env) org(name string) store.Org {
 // real token endpoint (client credentials, HTTP Basic).
 func (e *env) token(org store.Org, scopes ...string) string {
 	e.t.Helper()
-	secret, err := oauth.NewSecret()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	hash, err := oauth.HashSecret(secret)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	id := "client-" + uuid.NewString()
-	if err := e.st.CreateClient(e.ctx, store.Client{ClientID: id, OrgID: org.ID, Name: id, SecretHash: hash, Scopes: scopes}); err != nil {
-		e.t.Fatal(err)
-	}
+	id, secret := e.client(org, scopes...)
 	req, _ := http.NewRequest(http.MethodPost, e.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(id, secret)
@@ -157,6 +146,25 @@ func (e *env) token(org store.Org, scopes ...string) string {
 		e.t.Fatalf("token endpoint: %d %v", resp.StatusCode, err)
 	}
 	return tok.AccessToken
+}
+
+// client registers an OAuth client of org with scopes and returns its
+// credentials.
+func (e *env) client(org store.Org, scopes ...string) (id, secret string) {
+	e.t.Helper()
+	secret, err := oauth.NewSecret()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hash, err := oauth.HashSecret(secret)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id = "client-" + uuid.NewString()
+	if err := e.st.CreateClient(e.ctx, store.Client{ClientID: id, OrgID: org.ID, Name: id, SecretHash: hash, Scopes: scopes}); err != nil {
+		e.t.Fatal(err)
+	}
+	return id, secret
 }
 
 // adminToken returns a platform admin token.
@@ -320,9 +328,9 @@ func (e *env) findSub(org store.Org, callback string) (store.Subscription, bool)
 	return s, true
 }
 
-// subscriber is a real WebSub subscriber endpoint: it answers
+// receiver is a real WebSub subscriber endpoint: it answers
 // verification GETs per its policy and records content POSTs.
-type subscriber struct {
+type receiver struct {
 	*httptest.Server
 	mu       sync.Mutex
 	gets     []url.Values
@@ -339,8 +347,8 @@ type delivery struct {
 	query  string
 }
 
-func newSubscriber(t *testing.T) *subscriber {
-	s := &subscriber{postCh: make(chan delivery, 100)}
+func newSubscriber(t *testing.T) *receiver {
+	s := &receiver{postCh: make(chan delivery, 100)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		answer, postCode := s.answer, s.postCode
@@ -384,21 +392,21 @@ func newSubscriber(t *testing.T) *subscriber {
 	return s
 }
 
-func (s *subscriber) setAnswer(f func(q url.Values) (int, string)) {
+func (s *receiver) setAnswer(f func(q url.Values) (int, string)) {
 	s.mu.Lock()
 	s.answer = f
 	s.mu.Unlock()
 }
 
 // verifications returns the GETs received so far.
-func (s *subscriber) verifications() []url.Values {
+func (s *receiver) verifications() []url.Values {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]url.Values(nil), s.gets...)
 }
 
 // waitPost waits for a content distribution request.
-func (s *subscriber) waitPost(t *testing.T) delivery {
+func (s *receiver) waitPost(t *testing.T) delivery {
 	t.Helper()
 	select {
 	case d := <-s.postCh:
