@@ -68,6 +68,13 @@ func Open(ctx context.Context, dir string, opts store.Options) (*Store, error) {
 		return nil, fmt.Errorf("store: sqlite: data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	// Create the file 0600 before SQLite does (with the umask's mode): the
+	// -wal and -shm files inherit its permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: sqlite: %w", err)
+	}
+	f.Close()
 
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))

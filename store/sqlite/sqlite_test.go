@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,3 +126,24 @@ func TestWrongKeyDoesNotOpenSecrets(t *testing.T) {
 func BenchmarkInsertDeliveryTasks(b *testing.B) { storetest.BenchInsertDeliveryTasks(b, openFresh(b)) }
 func BenchmarkCreateChallenge(b *testing.B)     { storetest.BenchCreateChallenge(b, openFresh(b)) }
 func BenchmarkLeaseDueTasks(b *testing.B)       { storetest.BenchLeaseDueTasks(b, openFresh(b)) }
+
+func TestFilePermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := openAt(t, dir, testKey(t))
+	if _, err := s.CreateOrg(context.Background(), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{sqlite.FileName, sqlite.FileName + "-wal"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s mode = %o, want no group/other access", name, perm)
+		}
+	}
+	fi, _ := os.Stat(dir)
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Errorf("data dir mode = %o, want 700", perm)
+	}
+}

@@ -17,6 +17,7 @@ var deliveryCases = []testCase{
 	{"DeliveriesDefer", testDeliveriesDefer},
 	{"DeliveriesRequeue", testDeliveriesRequeue},
 	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
+	{"InvalidInput", testInvalidInput},
 }
 
 func newTask(orgID int64, id, eventID string, created time.Time) store.DeliveryTask {
@@ -380,4 +381,60 @@ func testDeliveriesStatsAndPurge(t *testing.T, s store.Store) {
 	must(t, err, "InsertDeliveryTasks(again)")
 	_, log, _ := s.GetDelivery(c, a.ID, "d-old")
 	eq(t, len(log), 0, "attempts of a purged then re-inserted task")
+}
+
+// testInvalidInput: malformed calls fail with an error, write nothing, and
+// never panic.
+func testInvalidInput(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	if err := s.CreateClient(c, store.Client{OrgID: a.ID, Name: "x"}); err == nil {
+		t.Errorf("CreateClient without a client ID succeeded")
+	}
+	if err := s.CreateChallenge(c, store.Challenge{OrgID: a.ID}); err == nil {
+		t.Errorf("CreateChallenge without an ID succeeded")
+	}
+	if err := s.InsertSigningKey(c, store.SigningKey{Algorithm: "ES256"}); err == nil {
+		t.Errorf("InsertSigningKey without a KID succeeded")
+	}
+	if err := s.PutSMSProvider(c, store.SMSProvider{OrgID: a.ID, Type: "twilio"}); err == nil {
+		t.Errorf("PutSMSProvider without a slot succeeded")
+	}
+	if _, err := s.LeaseDueTasks(c, "", base, time.Minute, 10); err == nil {
+		t.Errorf("LeaseDueTasks without an owner succeeded")
+	}
+	if err := s.CompleteAttempt(c, "t", "", store.DeliveryAttempt{}, store.TaskUpdate{}); err == nil {
+		t.Errorf("CompleteAttempt without an owner succeeded")
+	}
+	if err := s.DeferDelivery(c, "t", "", base); err == nil {
+		t.Errorf("DeferDelivery without an owner succeeded")
+	}
+	if got, err := s.LeaseDueTasks(c, "w", base, time.Minute, -1); err != nil || len(got) != 0 {
+		t.Errorf("LeaseDueTasks(limit -1) = %v, %v; want nothing", got, err)
+	}
+	if clients, _ := s.ListClients(c, a.ID); len(clients) != 0 {
+		t.Errorf("a refused CreateClient wrote %+v", clients)
+	}
+
+	// A failing task in a batch rolls the whole batch back.
+	good := newTask(a.ID, "good", "ev-good", at(0))
+	clash := newTask(a.ID, "good", "ev-other", at(0)) // same ID, other key: a primary key conflict
+	_, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{good, clash}, []store.DeliveryAttempt{{TaskID: "good", Number: 1, Outcome: "retry"}})
+	wantErr(t, err, store.ErrConflict, "InsertDeliveryTasks with two tasks of one ID")
+	_, _, err = s.GetDelivery(c, a.ID, "good")
+	wantErr(t, err, store.ErrNotFound, "a task of a rolled-back batch")
+
+	// List limits: default 100, capped at 1000.
+	var many []store.DeliveryTask
+	for i := 0; i < 120; i++ {
+		many = append(many, newTask(a.ID, fmt.Sprintf("m%03d", i), fmt.Sprintf("ev-m%d", i), at(0)))
+	}
+	_, err = s.InsertDeliveryTasks(c, many, nil)
+	must(t, err, "InsertDeliveryTasks(120)")
+	if got, _ := s.ListDeliveries(c, a.ID, store.DeliveryFilter{}); len(got) != 100 {
+		t.Errorf("ListDeliveries with no limit returned %d, want the default 100", len(got))
+	}
+	if got, _ := s.ListDeliveries(c, a.ID, store.DeliveryFilter{Limit: 5000}); len(got) != 120 {
+		t.Errorf("ListDeliveries(limit 5000) returned %d, want all 120", len(got))
+	}
 }
