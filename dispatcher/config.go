@@ -29,13 +29,19 @@ type Config struct {
 	PerEndpointConcurrency int
 	// EndpointQueue bounds the first attempts waiting for a slot of one
 	// endpoint. When it is full, a new first attempt to that endpoint becomes
-	// a durable retry task at once instead of waiting. Default 64.
+	// a durable retry task at once instead of waiting. Queued attempts hold
+	// their log messages unacknowledged, so keep PerEndpointConcurrency +
+	// EndpointQueue well below the log consumer's in-flight limit (1024 by
+	// default): a hanging endpoint must not use up the window others need.
+	// Default 256.
 	EndpointQueue int
 
 	// AttemptTimeout bounds one attempt (connect, send, read). Default 10s.
 	AttemptTimeout time.Duration
 	// DrainTimeout bounds how long Run waits, after its context is done,
-	// for in-flight attempts to finish before cancelling them. Default 15s.
+	// for in-flight attempts to finish before cancelling them; recording
+	// the cancelled attempts then gets up to min(DrainTimeout, 5s) more.
+	// Default 15s.
 	DrainTimeout time.Duration
 
 	// RetryPolicy decides when failed deliveries are tried again.
@@ -85,7 +91,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Workers, 256)
 	setDefault(&c.RetryWorkers, 32)
 	setDefault(&c.PerEndpointConcurrency, 8)
-	setDefault(&c.EndpointQueue, 64)
+	setDefault(&c.EndpointQueue, 256)
 	setDefault(&c.AttemptTimeout, 10*time.Second)
 	setDefault(&c.DrainTimeout, 15*time.Second)
 	setDefault(&c.RetryPollInterval, 250*time.Millisecond)

@@ -35,7 +35,7 @@ func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // env is a real SQLite store and a real embedded log in a temp dir.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	st    *sqlite.Store
 	log   *embedded.Log
@@ -44,7 +44,11 @@ type env struct {
 	clock *clock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newBenchEnv(t) }
+
+func newReg() *prometheus.Registry { return prometheus.NewRegistry() }
+
+func newBenchEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), res: dt.NewResolver(), clock: &clock{}}
 	e.open()
@@ -88,7 +92,7 @@ func testConfig(c *clock) dispatcher.Config {
 			MaxRetryAfter: 300 * time.Millisecond,
 		},
 		Breaker:           dispatcher.BreakerConfig{FailureThreshold: -1},
-		RetryPollInterval: 10 * time.Millisecond,
+		RetryPollInterval: 50 * time.Millisecond,
 		StatsInterval:     20 * time.Millisecond,
 		RecordInterval:    10 * time.Millisecond,
 		Now:               c.Now,
@@ -118,7 +122,7 @@ func (e *env) start(cfg dispatcher.Config) *running {
 }
 
 // stop cancels Run and waits for it to return.
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
 	select {

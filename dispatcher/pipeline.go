@@ -384,7 +384,7 @@ func (e *Engine) refuse(d *delivery, a admission, retryAt time.Time) *delivery {
 		dec = Decision{Status: store.DeliveryPending, NextAttemptAt: retryAt.Add(e.jitter())}
 	default:
 		r = Result{Err: errors.New("not attempted: endpoint at its concurrency cap")}
-		dec = Decision{Status: store.DeliveryPending, NextAttemptAt: now.Add(e.cfg.RetryPolicy.Backoff(1, 0, nil))}
+		dec = Decision{Status: store.DeliveryPending, NextAttemptAt: now.Add(e.busyDelay())}
 	}
 	if r.Reason == ReasonCircuitOpen {
 		e.m.failures.WithLabelValues(destLabel(d.target.Type), string(ReasonCircuitOpen)).Inc()
@@ -400,6 +400,12 @@ func (e *Engine) refuse(d *delivery, a admission, retryAt time.Time) *delivery {
 		d.finish() // undo the fallback's hold; the primary's keeps the message unacknowledged
 	}
 	return nil
+}
+
+// busyDelay is how long a delivery refused by a busy endpoint waits: a
+// slot frees as soon as an attempt ends, so not the whole first backoff.
+func (e *Engine) busyDelay() time.Duration {
+	return min(e.cfg.RetryPolicy.Backoff(1, 0, nil), time.Second) + e.jitter()
 }
 
 // jitter spreads deferred tasks over a quarter of a second, so a circuit

@@ -96,7 +96,7 @@ func (e *Engine) retry(task store.DeliveryTask) {
 		e.m.failures.WithLabelValues(destLabel(target.Type), string(ReasonCircuitOpen)).Inc()
 		e.deferTask(d, retryAt.Add(e.jitter()))
 	default:
-		e.deferTask(d, e.cfg.Now().Add(e.cfg.RetryPolicy.Backoff(1, 0, nil)))
+		e.deferTask(d, e.cfg.Now().Add(e.busyDelay()))
 	}
 }
 
