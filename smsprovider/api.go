@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -194,6 +196,11 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.internalError(w, r, "load sms provider", err)
+		return
+	}
+	if ok, wait := s.allowTest(o.ID); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return
 	}
 	sender, _ := s.sender(pc)

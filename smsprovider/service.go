@@ -52,6 +52,9 @@ type Config struct {
 	CacheTTL time.Duration
 	// TestTimeout bounds a test send. Default 15 s.
 	TestTimeout time.Duration
+	// TestSendsPerMinute caps test sends per org and minute on this
+	// replica (each one is a real, billed SMS). Default 10.
+	TestSendsPerMinute int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -68,6 +71,36 @@ type Service struct {
 	mu    sync.Mutex
 	cache map[int64]*orgProviders
 	gen   uint64 // bumped by every invalidation
+
+	testMu      sync.Mutex
+	testWindows map[int64]testWindow
+}
+
+// testWindow counts an org's test sends in the minute starting at start.
+type testWindow struct {
+	start time.Time
+	n     int
+}
+
+// allowTest counts a test send of org and reports whether it is within
+// TestSendsPerMinute, and if not, when the window ends.
+func (s *Service) allowTest(orgID int64) (bool, time.Duration) {
+	now := s.cfg.Now()
+	s.testMu.Lock()
+	defer s.testMu.Unlock()
+	if len(s.testWindows) > maxCachedOrgs {
+		clear(s.testWindows)
+	}
+	w := s.testWindows[orgID]
+	if now.Sub(w.start) >= time.Minute || now.Before(w.start) {
+		w = testWindow{start: now}
+	}
+	if w.n >= s.cfg.TestSendsPerMinute {
+		return false, w.start.Add(time.Minute).Sub(now)
+	}
+	w.n++
+	s.testWindows[orgID] = w
+	return true, 0
 }
 
 // New returns a Service. client sends SMS (the egress client's HTTP());
@@ -85,6 +118,9 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 	if cfg.TestTimeout <= 0 {
 		cfg.TestTimeout = 15 * time.Second
 	}
+	if cfg.TestSendsPerMinute <= 0 {
+		cfg.TestSendsPerMinute = 10
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -92,7 +128,7 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, st: st, client: client, urls: urls, log: logger.With("component", "smsprovider"),
-		cache: map[int64]*orgProviders{}}
+		cache: map[int64]*orgProviders{}, testWindows: map[int64]testWindow{}}
 	s.tests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otphub_sms_provider_tests_total",
 		Help: "Test SMS sent through the provider config API, by outcome.",

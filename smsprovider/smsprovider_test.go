@@ -453,6 +453,19 @@ func TestTestSend(t *testing.T) {
 		t.Errorf("test of the empty primary slot: %d", code)
 	}
 
+	// Test sends are real SMS: at most TestSendsPerMinute per org.
+	for i := 1; i < 10; i++ {
+		if code, body := e.do(t, "POST", path+"/test", e.admin, map[string]any{"mobile": "+94771234567", "slot": "fallback"}); code != 200 {
+			t.Fatalf("test %d: %d %v", i, code, body)
+		}
+		<-reqs
+		<-bodies
+	}
+	if code, body := e.do(t, "POST", path+"/test", e.admin, map[string]any{"mobile": "+94771234567", "slot": "fallback"}); code != 429 || body["error"] != "rate_limited" {
+		t.Fatalf("11th test: %d %v", code, body)
+	}
+	e.clk.Advance(time.Minute)
+
 	// The console provider prints the SMS, clearly marked.
 	if code, body := e.do(t, "PUT", path, e.admin, map[string]any{"type": "console"}); code != 200 {
 		t.Fatalf("PUT console: %d %v", code, body)
