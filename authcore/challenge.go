@@ -145,7 +145,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.publish(ctx, org, mobile, body, now, c.ExpiresAt); err != nil {
-		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "err", err)
+		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "challenge_id", c.ID, "err", err)
 		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
 		}

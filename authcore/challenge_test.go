@@ -1,8 +1,11 @@
 package authcore_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -20,6 +23,19 @@ import (
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/store"
 )
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func base64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
@@ -272,12 +288,14 @@ func TestVerifyErrorsAndLockout(t *testing.T) {
 		"long code":   `{"code":"` + strings.Repeat("1", 33) + `"}`,
 		"number code": `{"code":123456}`,
 		"unknown":     `{"otp":"123456"}`,
+		"oversized":   `{"code":"` + strings.Repeat("1", 2000) + `"}`,
 	} {
 		r := e.do("POST", path, e.otp, body)
-		if r.status != 400 || r.body["error"] == "invalid_code" {
+		if (r.status != 400 && r.status != 413) || r.body["error"] == "invalid_code" {
 			t.Fatalf("%s: %d %v", name, r.status, r.body)
 		}
 	}
+	// None of those counted as a failed attempt.
 	wrong := "000000"
 	if wrong == code {
 		wrong = "111111"
@@ -436,7 +454,8 @@ func TestPublishFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed.Close()
-	down, err := authcore.New(e.cfg, e.st, closed, nil, nil)
+	var logs syncBuffer
+	down, err := authcore.New(e.cfg, e.st, closed, slog.New(slog.NewJSONHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,6 +470,24 @@ func TestPublishFailure(t *testing.T) {
 	wantError(t, r, 503, "log_unavailable")
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("503 without Retry-After")
+	}
+	// The challenge written before the publish was withdrawn.
+	var rec struct {
+		ChallengeID string `json:"challenge_id"`
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "challenge withdrawn") {
+			json.Unmarshal([]byte(line), &rec)
+		}
+	}
+	if rec.ChallengeID == "" {
+		t.Fatalf("no withdrawal logged: %s", logs.String())
+	}
+	if ch, err := e.st.GetChallenge(context.Background(), e.org.ID, rec.ChallengeID); err != nil || ch.ConsumedAt.IsZero() {
+		t.Fatalf("challenge of the failed start still usable: %+v %v", ch, err)
+	}
+	if strings.Contains(logs.String(), code) {
+		t.Fatal("an OTP in the logs")
 	}
 	// A failed resend uses no resend and keeps the previous OTP valid.
 	wantError(t, downEnv.do("POST", challenges+"/"+id+"/resend", e.otp, ""), 503, "log_unavailable")
