@@ -358,7 +358,9 @@ func latencies(rcv *receiver, acked []published, subs int) (p50, p99, max time.D
 		return 0, 0, 0, lost
 	}
 	slices.Sort(ds)
-	q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(10 * time.Microsecond) }
+	q := func(f float64) time.Duration {
+		return ds[min(len(ds)-1, int(f*float64(len(ds))))].Round(10 * time.Microsecond)
+	}
 	return q(0.50), q(0.99), ds[len(ds)-1].Round(10 * time.Microsecond), lost
 }
 
