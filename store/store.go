@@ -6,6 +6,8 @@
 // Secrets (SMS provider configs, subscription secrets, signing keys) are
 // encrypted at rest by the adapter with AES-GCM under Options.EncryptionKey:
 // callers pass and receive them in clear, the database never holds them so.
+// LoadOrCreateKey and ParseKey (key.go) provide that key. docs/store.md
+// describes the schema, durability and concurrency choices.
 package store
 
 import (
