@@ -316,7 +316,7 @@ func (s *suite) testContiguousPrefix(t *testing.T) {
 	got[0].Ack()
 }
 
-// awaitBothAssigned publishes probe records over many keys until each of
+// awaitAllAssigned publishes probe records over many keys until each of
 // cs has received one, so the group has settled with every member owning
 // partitions. Probes are acknowledged and dropped.
 func (s *suite) awaitAllAssigned(t *testing.T, b Bus, cs ...bus.Consumer) {
@@ -356,8 +356,7 @@ func (s *suite) awaitAllAssigned(t *testing.T, b Bus, cs ...bus.Consumer) {
 		}
 		if !slices.Contains(seen, false) {
 			// Drain late probes of earlier rounds.
-			for i, c := range cs {
-				_ = i
+			for _, c := range cs {
 				for {
 					select {
 					case m := <-c.Messages():
