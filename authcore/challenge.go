@@ -150,7 +150,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
 		}
 		retryAfter(w, time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; nothing was sent")
+		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; start a new challenge")
 		return
 	}
 	s.metrics.challengesStarted.Inc()
@@ -266,7 +266,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
 		retryAfter(w, time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; nothing was sent")
+		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; the previous OTP stays valid")
 		return
 	}
 	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, now.UTC())
