@@ -298,15 +298,15 @@ func (e *env) metric(name, label, value string) float64 {
 	return 0
 }
 
-// eventually polls cond until it holds or 10 s pass.
+// eventually polls cond until it holds or 30 s pass (generous: CI machines are busy).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -411,7 +411,7 @@ func (s *receiver) waitPost(t *testing.T) delivery {
 	select {
 	case d := <-s.postCh:
 		return d
-	case <-time.After(15 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("no content distribution request arrived")
 		return delivery{}
 	}

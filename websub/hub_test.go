@@ -23,6 +23,7 @@ import (
 )
 
 func TestSubscribeErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("myorg")
 	other := e.org("other")
@@ -133,6 +134,7 @@ func TestSubscribeErrors(t *testing.T) {
 }
 
 func TestLeaseBounds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("leases")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -156,6 +158,7 @@ func TestLeaseBounds(t *testing.T) {
 }
 
 func TestVerificationNotConfirmed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("refusals")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -196,6 +199,7 @@ func TestVerificationNotConfirmed(t *testing.T) {
 // TestFailedRenewalLeavesStateUnchanged: WebSub §5.1 — a re-subscription
 // or unsubscription the subscriber does not confirm changes nothing.
 func TestFailedRenewalLeavesStateUnchanged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("renewals")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -222,6 +226,7 @@ func TestFailedRenewalLeavesStateUnchanged(t *testing.T) {
 }
 
 func TestDenialAtOrgLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *websub.Config, _ *egress.Config) { c.MaxSubscriptionsPerOrg = 1 })
 	org := e.org("limited")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -247,6 +252,7 @@ func TestDenialAtOrgLimit(t *testing.T) {
 }
 
 func TestPendingVerificationLimits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *websub.Config, _ *egress.Config) { c.MaxPendingVerifications = 1 })
 	org := e.org("pending")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -270,6 +276,7 @@ func TestPendingVerificationLimits(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("pubs")
 	other := e.org("elsewhere")
@@ -355,6 +362,7 @@ func TestPublish(t *testing.T) {
 }
 
 func TestPublishLogUnavailable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("down")
 	tok := e.token(org, access.ScopePublish)
@@ -369,6 +377,7 @@ func TestPublishLogUnavailable(t *testing.T) {
 }
 
 func TestSubscriptionsAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("apiorg")
 	other := e.org("apiother")
@@ -435,6 +444,7 @@ func TestSubscriptionsAPI(t *testing.T) {
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.do(http.MethodGet, "/topics/myorg/NOTIFICATIONS", "", "", nil)
 	want := `<` + e.base + `/hub>; rel="hub", <` + e.base + `/topics/myorg/NOTIFICATIONS>; rel="self"`
@@ -447,6 +457,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestLeaseExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("expiring")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -471,6 +482,7 @@ func TestLeaseExpiry(t *testing.T) {
 }
 
 func TestResolverLookupAndGone(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("gone")
 	tok := e.token(org, access.ScopeSubscribe)
@@ -542,6 +554,7 @@ func TestResolverLookupAndGone(t *testing.T) {
 // TestDistributionFromLog drives content distribution by hand: publish
 // over HTTP, read the record back from the log, resolve and send.
 func TestDistributionFromLog(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	org := e.org("bylog")
 	tok := e.token(org, access.ScopeSubscribe, access.ScopePublish)
@@ -584,6 +597,7 @@ func TestDistributionFromLog(t *testing.T) {
 // TestSignedSETDistribution: set-jwt deliveries verify against the
 // issuer's published JWKS.
 func TestSignedSETDistribution(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("signed")
@@ -608,6 +622,7 @@ func TestSignedSETDistribution(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bad := []websub.Config{
 		{},
@@ -664,6 +679,7 @@ func BenchmarkResolve(b *testing.B) {
 // TestPublishedMetricSharedWithAuthcore: the auth core and the hub count
 // otphub_events_published_total in one family, whichever registers first.
 func TestPublishedMetricSharedWithAuthcore(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	reg := prometheus.NewRegistry()
 	if _, err := authcore.New(authcore.Config{PublicURL: e.base, HMACKey: make([]byte, 32)}, e.st, e.log, nil, reg); err != nil {
@@ -684,6 +700,7 @@ func TestPublishedMetricSharedWithAuthcore(t *testing.T) {
 // TestLoopbackCallbackWithoutAllowList: with no --egress-allow-cidrs, a
 // callback on this machine is refused at subscribe time.
 func TestLoopbackCallbackWithoutAllowList(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(_ *websub.Config, ec *egress.Config) { ec.AllowCIDRs = nil })
 	org := e.org("strict")
 	tok := e.token(org, access.ScopeSubscribe)

@@ -18,6 +18,7 @@ import (
 // the SDK checks the signatures and hands over the event, and Shutdown
 // unsubscribes.
 func TestSubscriberSDKEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, format := range event.Formats {
 		t.Run(string(format), func(t *testing.T) {
 			e := newEnv(t)
@@ -42,7 +43,7 @@ func TestSubscriberSDKEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			mux.Handle("/otp", l)
-			ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
+			ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 			defer cancel()
 			if err := l.Start(ctx); err != nil {
 				t.Fatalf("Start: %v", err)

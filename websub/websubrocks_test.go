@@ -69,6 +69,7 @@ func (e *env) checkDistribution(d delivery, ev *event.SmsOtpNotificationEvent, o
 
 // Test 100: typical subscriber request.
 func TestWebSubRocks100TypicalSubscription(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("rocks100")
@@ -104,6 +105,7 @@ func TestWebSubRocks100TypicalSubscription(t *testing.T) {
 
 // Test 101: subscriber request with a secret: distribution is signed.
 func TestWebSubRocks101SubscriptionWithSecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("rocks101")
@@ -125,6 +127,7 @@ func TestWebSubRocks101SubscriptionWithSecret(t *testing.T) {
 // Test 102: a callback with its own query string: kept in verification and
 // in distribution, the hub's parameters appended.
 func TestWebSubRocks102CallbackQueryPreserved(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("rocks102")
@@ -157,6 +160,7 @@ func TestWebSubRocks102CallbackQueryPreserved(t *testing.T) {
 // Test 103: re-subscription updates the subscription in place: new secret,
 // new lease, new options, same subscription.
 func TestWebSubRocks103Resubscription(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("rocks103")
@@ -202,6 +206,7 @@ func TestWebSubRocks103Resubscription(t *testing.T) {
 // Test 104: unsubscription is verified, then the subscription is gone and
 // nothing more is delivered.
 func TestWebSubRocks104Unsubscribe(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.startDispatcher()
 	org := e.org("rocks104")
