@@ -82,7 +82,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := websub.Config{PublicURL: e.base, Now: e.clock.Now, ExpiryInterval: 20 * time.Millisecond, VerifyTimeout: 5 * time.Second}
+	cfg := websub.Config{PublicURL: e.base, Now: e.clock.Now, ExpiryInterval: 20 * time.Millisecond, VerifyTimeout: 20 * time.Second}
 	ecfg := egress.Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 	for _, o := range opts {
 		o(&cfg, &ecfg)

@@ -34,7 +34,7 @@ func TestSubscriberSDKEndToEnd(t *testing.T) {
 			l, err := subscriber.New(subscriber.Config{
 				HubURL: e.base + "/hub", ClientID: id, ClientSecret: secret, Org: org.Name,
 				CallbackURL: cbSrv.URL + "/otp", Format: format, SignatureAlg: "sha384",
-				VerifyTimeout: 10 * time.Second,
+				VerifyTimeout: 25 * time.Second,
 			}, subscriber.HandlerFunc(func(_ context.Context, ev event.SmsOtpNotificationEvent) error {
 				got <- ev
 				return nil
