@@ -273,6 +273,8 @@ func (c *Client) CheckURL(ctx context.Context, raw string) error {
 		}
 	}
 	host := u.Hostname()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
 	if _, err := c.resolve(ctx, host); err != nil {
 		if IsRefused(err) {
 			c.refused.WithLabelValues(StageSubscribe).Inc()
