@@ -104,14 +104,14 @@ func (e *Engine) work(run ...*delivery) {
 		run = run[:len(run)-1]
 		res, fb := e.process(d)
 		next, refused, retryAt := e.eps.release(d.endpointKey(), d, res)
+		for next != nil && e.stopping.Err() != nil {
+			// Shutting down: leave queued ones unacknowledged rather than start them.
+			var more []*delivery
+			next, more, _ = e.eps.release(next.endpointKey(), next, nil)
+			refused = append(refused, more...)
+		}
 		if next != nil {
-			if e.stopping.Err() != nil {
-				// Shutting down: leave it unacknowledged rather than start it.
-				_, more, _ := e.eps.release(next.endpointKey(), next, nil)
-				refused = append(refused, more...)
-			} else {
-				run = append(run, next)
-			}
+			run = append(run, next)
 		}
 		for _, r := range refused {
 			if f := e.refuse(r, denyOpen, retryAt); f != nil {
