@@ -46,6 +46,7 @@ const (
 )
 
 func TestStartVerifyEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	r := e.do("POST", challenges, e.otp, `{"mobile":"`+lkMobile+`","userId":"alice","application":"myapp"}`)
 	if r.status != 201 {
@@ -102,6 +103,7 @@ func TestStartVerifyEndToEnd(t *testing.T) {
 }
 
 func TestStartValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) {})
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"allowedCountryCodes":[94,1]}`, 200)
 	ok := `"userId":"alice","application":"myapp"`
@@ -152,6 +154,7 @@ func TestStartValidation(t *testing.T) {
 }
 
 func TestAccessControl(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	id := e.start(lkMobile, "alice")
 	routes := []struct{ method, path, body string }{
@@ -197,6 +200,7 @@ func TestAccessControl(t *testing.T) {
 
 // TestForgedTokensRefused drives the API with tokens the issuer must refuse.
 func TestForgedTokensRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	// A token of an issuer with another audience, over the same keys.
@@ -224,6 +228,7 @@ func TestForgedTokensRefused(t *testing.T) {
 }
 
 func TestResend(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	id := e.start(lkMobile, "alice")
 	first := e.nextOTP()
@@ -276,6 +281,7 @@ func TestResend(t *testing.T) {
 }
 
 func TestVerifyErrorsAndLockout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"maxFailedAttempts":3}`, 200)
 	id := e.start(lkMobile, "alice")
@@ -343,6 +349,7 @@ func TestVerifyErrorsAndLockout(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"expirySeconds":60}`, 200)
 	id := e.start(lkMobile, "alice")
@@ -357,6 +364,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestConcurrentVerifySingleUse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	id := e.start(lkMobile, "alice")
 	code := e.nextOTP()
@@ -381,6 +389,7 @@ func TestConcurrentVerifySingleUse(t *testing.T) {
 }
 
 func TestConcurrentFailuresAllCounted(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"maxFailedAttempts":100}`, 200)
 	id := e.start(lkMobile, "alice")
@@ -419,6 +428,7 @@ func TestConcurrentFailuresAllCounted(t *testing.T) {
 }
 
 func TestAlphanumericOTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"numericOnly":false,"length":10}`, 200)
 	seen := ""
@@ -443,6 +453,7 @@ func TestAlphanumericOTP(t *testing.T) {
 // TestPublishFailure: when the log refuses the event, the API answers 503
 // and nothing changes that a user could see.
 func TestPublishFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	id := e.start(lkMobile, "alice")
 	code := e.nextOTP()
@@ -501,6 +512,7 @@ func TestPublishFailure(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) {
 		c.Limits.PerNumber = authcore.Limit{Max: 2, Window: time.Hour}
 		c.Limits.PerIP = authcore.Limit{Max: 3, Window: time.Hour}
@@ -550,6 +562,7 @@ func TestRateLimits(t *testing.T) {
 }
 
 func TestIPv6LimitPer64(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) {
 		c.Limits.PerIP = authcore.Limit{Max: 2, Window: time.Hour}
 		c.TrustProxyHeaders = true
@@ -572,6 +585,7 @@ func TestIPv6LimitPer64(t *testing.T) {
 }
 
 func TestResendCountsAgainstLimits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerNumber = authcore.Limit{Max: 2, Window: time.Hour} })
 	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"resendIntervalSeconds":0}`, 200)
 	id := e.start(lkMobile, "alice")
@@ -584,6 +598,7 @@ func TestResendCountsAgainstLimits(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	key := make([]byte, 32)
 	for name, cfg := range map[string]authcore.Config{
@@ -602,6 +617,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestMetricsExportedAtZero(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	for _, m := range []struct{ name, label, value string }{
 		{"otphub_otp_challenges_started_total", "", ""},

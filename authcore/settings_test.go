@@ -12,6 +12,7 @@ import (
 const settingsPath = "/api/v1/orgs/acme/sms-otp/settings"
 
 func TestSettings(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	// Defaults until saved; readable with the otp scope.
 	_, _, b := e.mustDo("GET", settingsPath, e.otp, "", 200)
@@ -82,12 +83,14 @@ func TestSettings(t *testing.T) {
 }
 
 func TestConfiguredMaxExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) { c.MaxExpiry = 30 * time.Minute })
 	e.mustDo("PUT", settingsPath, e.orgAdmin, `{"expirySeconds":1800}`, 200)
 	wantError(t, e.do("PUT", settingsPath, e.orgAdmin, `{"expirySeconds":1801}`), 400, "invalid_field")
 }
 
 func TestTemplates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	tp := "/api/v1/orgs/acme/sms-otp/templates"
 	wantError(t, e.do("GET", tp+"/fr", e.orgAdmin, ""), 404, "template_not_found")
@@ -157,6 +160,7 @@ func TestTemplates(t *testing.T) {
 }
 
 func TestBackupCodes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	bc := "/api/v1/orgs/acme/users/alice/backup-codes"
 	id := e.start(lkMobile, "alice")
@@ -206,6 +210,7 @@ func TestBackupCodes(t *testing.T) {
 }
 
 func TestConcurrentBackupCodeSingleUse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.mustDo("PUT", settingsPath, e.orgAdmin, `{"backupCodesEnabled":true,"maxFailedAttempts":100}`, 200)
 	_, _, b := e.mustDo("POST", "/api/v1/orgs/acme/users/alice/backup-codes", e.otp, "", 201)
