@@ -10,6 +10,8 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +61,8 @@ type Config struct {
 	UserAgent string
 	// Resolver resolves host names. Default net.DefaultResolver.
 	Resolver Resolver
+	// RootCAs verifies servers' certificates. Default: the system roots.
+	RootCAs *x509.CertPool
 }
 
 // Validate checks the configuration after defaults were applied.
@@ -184,6 +188,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Client, error) {
 		Proxy:                  nil, // never an environment proxy: it would dial for us, unguarded
 		DialContext:            c.dialContext,
 		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
 		MaxIdleConns:           1024,
 		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,

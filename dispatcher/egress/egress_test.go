@@ -2,6 +2,7 @@ package egress_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -402,5 +403,32 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := egress.New(egress.Config{}, reg); err == nil {
 		t.Error("second registration accepted")
+	}
+}
+
+// TestTLSDialByCheckedIP: TLS still verifies the certificate against the
+// URL's host although the guard dials the resolved IP.
+func TestTLSDialByCheckedIP(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls") }))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+
+	// httptest's certificate is for 127.0.0.1 and "example.com".
+	res := staticResolver{"example.com": {"127.0.0.1"}, "other.example": {"127.0.0.1"}}
+	c, _ := newClient(t, egress.Config{
+		Resolver: res, RootCAs: pool,
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	resp, err := c.HTTP().Get("https://example.com:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.ReadBody(resp); string(b) != "tls" {
+		t.Fatalf("body %q", b)
+	}
+	if _, err := c.HTTP().Get("https://other.example:" + port + "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a certificate for another name was accepted: %v", err)
 	}
 }
