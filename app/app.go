@@ -203,7 +203,7 @@ func (a *App) openStore(ctx context.Context, key []byte) error {
 
 func (a *App) openLog(ctx context.Context) error {
 	if len(a.cfg.KafkaBrokers) == 0 {
-		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{})
+		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{Logger: a.log.With("component", "log")})
 		if err != nil {
 			return fmt.Errorf("embedded log: %w", err)
 		}
@@ -213,6 +213,7 @@ func (a *App) openLog(ctx context.Context) error {
 		b, err := kafka.New(ctx, kafka.Config{
 			Brokers:           a.cfg.KafkaBrokers,
 			ClientID:          k.ClientID,
+			Logger:            a.log.With("component", "log"),
 			Partitions:        k.Partitions,
 			ReplicationFactor: k.ReplicationFactor,
 			TLS:               kafka.TLSConfig{Enabled: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},

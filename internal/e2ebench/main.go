@@ -20,9 +20,11 @@ import (
 	"log"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +46,22 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent publishers (and raw-loop posters)")
 	modes := flag.String("modes", "embedded,kafka", "log modes to measure")
 	subsList := flag.String("subs", "1,100", "subscriber counts to measure")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	pprofAddr := flag.String("pprof-addr", "", "serve net/http/pprof on this loopback address during the run")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	var rows []row
 	for _, mode := range strings.Split(*modes, ",") {
@@ -55,7 +72,9 @@ func main() {
 			}
 			r, err := measure(mode, n, *dur, *conc)
 			if err != nil {
-				log.Fatalf("%s/%d subscribers: %v", mode, n, err)
+				log.Printf("%s/%d subscribers: %v", mode, n, err)
+				pprof.StopCPUProfile()
+				os.Exit(1)
 			}
 			log.Printf("%s", r)
 			rows = append(rows, r)
