@@ -141,7 +141,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	providers, err := smsprovider.New(smsprovider.Config{AllowConsole: cfg.AllowConsoleProvider, Stdout: opts.Stdout},
+	providers, err := smsprovider.New(smsprovider.Config{
+		AllowConsole: cfg.AllowConsoleProvider,
+		// Plain http:// gateways only where the operator opened the egress
+		// guard (local gateways, tests); the public internet needs https.
+		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
+		Stdout:    opts.Stdout,
+	},
 		a.store, eg.HTTP(), eg, a.log.With("component", "smsprovider"), a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("sms providers: %w", err)
