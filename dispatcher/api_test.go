@@ -104,6 +104,7 @@ func (c *apiClient) wantError(method, path, body string, status int, code string
 }
 
 func TestDeliveriesAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	eng, err := dispatcher.New(testConfig(e.clock), e.log, e.log, e.st, nil, nil, prometheus.NewRegistry())
 	if err != nil {

@@ -128,6 +128,7 @@ func crashTest(t *testing.T, openBus func() logBus) {
 }
 
 func TestCrashSafetyEmbedded(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	crashTest(t, func() logBus {
 		var lg *embedded.Log
@@ -143,6 +144,7 @@ func TestCrashSafetyEmbedded(t *testing.T) {
 }
 
 func TestCrashSafetyKafka(t *testing.T) {
+	t.Parallel()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
