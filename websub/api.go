@@ -115,5 +115,6 @@ func (h *Hub) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.res.invalidate(org.Name)
+	h.markChanged()
 	w.WriteHeader(http.StatusNoContent)
 }

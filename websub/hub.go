@@ -166,7 +166,8 @@ type Hub struct {
 	wg      sync.WaitGroup
 	pending chan struct{} // semaphore of MaxPendingVerifications
 	stopMu  sync.Mutex
-	stopped bool // Run returned: no new verifications
+	stopped bool          // Run returned: no new verifications
+	changed chan struct{} // a subscription changed: Run recounts the gauges
 
 	res *resolver
 }
@@ -203,6 +204,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, eg *egress.Client, signe
 		log:     logger.With("component", "websub"),
 		m:       m,
 		pending: make(chan struct{}, max(cfg.MaxPendingVerifications, 1)),
+		changed: make(chan struct{}, 1),
 	}
 	h.hubURL = h.base + "/hub"
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -247,7 +249,16 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-h.changed:
 		}
+	}
+}
+
+// markChanged asks Run to recount the gauges soon (changes coalesce).
+func (h *Hub) markChanged() {
+	select {
+	case h.changed <- struct{}{}:
+	default:
 	}
 }
 

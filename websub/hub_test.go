@@ -714,3 +714,32 @@ func TestLoopbackCallbackWithoutAllowList(t *testing.T) {
 		t.Error("the refused callback was called")
 	}
 }
+
+// TestGaugesFollowChanges: the subscription gauges are recounted after each
+// change, not only every ExpiryInterval.
+func TestGaugesFollowChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *websub.Config, _ *egress.Config) { c.ExpiryInterval = time.Hour })
+	org := e.org("gauges")
+	tok := e.token(org, access.ScopeSubscribe)
+	sub := newSubscriber(t)
+	gauge := func(state string) float64 { return e.metric("otphub_websub_subscriptions", "state", state) }
+
+	e.subscribe(tok, e.topic(org.Name), sub.URL+"/cb", nil)
+	eventually(t, "active=1", func() bool { return gauge("active") == 1 })
+
+	s, _ := e.findSub(org, sub.URL+"/cb")
+	tg, _, err := e.hub.Resolver().Lookup(e.ctx, org.ID, dispatcher.TypeWebhook, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.OnGone(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "disabled=1, active=0", func() bool { return gauge("disabled") == 1 && gauge("active") == 0 })
+
+	if r := e.do(http.MethodDelete, "/api/v1/orgs/gauges/subscriptions/"+s.ID, tok, "", nil); r.code != 204 {
+		t.Fatalf("delete: %d", r.code)
+	}
+	eventually(t, "disabled=0", func() bool { return gauge("disabled") == 0 })
+}

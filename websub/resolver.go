@@ -166,6 +166,7 @@ func (r *resolver) target(s store.Subscription) dispatcher.Target {
 			// (subscribe again) reactivates it.
 			err := r.h.st.SetSubscriptionState(ctx, orgID, id, store.SubDisabled)
 			r.invalidateID(orgID)
+			r.h.markChanged()
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}

@@ -319,6 +319,7 @@ func (h *Hub) policy(ctx context.Context, req request) (string, error) {
 // updates secret, lease and options in place), unsubscribe deletes.
 func (h *Hub) apply(ctx context.Context, req request, verifiedAt time.Time) error {
 	defer h.res.invalidate(req.org.Name)
+	defer h.markChanged()
 	if req.mode == modeUnsubscribe {
 		s, err := h.st.FindSubscription(ctx, req.org.ID, req.canonical, req.callback)
 		if errors.Is(err, store.ErrNotFound) {
