@@ -5,8 +5,8 @@
 # settings fail with a clear message and that the schema refuses bad values.
 #
 # Needs Go (to build the checker and, the first time, helm itself) and
-# python3 (for the schema freshness check; skipped when absent). No cluster,
-# no network once helm is installed.
+# python3 with PyYAML (schema/README freshness and the PrometheusRule check;
+# skipped when absent). No cluster, no network once helm is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,11 +35,14 @@ echo "helm: $HELM ($("$HELM" version --short 2>/dev/null || echo unknown))"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if command -v python3 >/dev/null 2>&1; then
+have_pyyaml() { command -v python3 >/dev/null 2>&1 && python3 -c 'import yaml' 2>/dev/null; }
+if have_pyyaml; then
 	python3 hack/helm-schema.py --check
 	echo "ok: values.schema.json matches hack/helm-schema.py"
+	python3 hack/helm-docs.py --check
+	echo "ok: charts/otphub/README.md matches values.yaml"
 else
-	echo "skip: python3 not found, values.schema.json freshness not checked"
+	echo "skip: python3 with PyYAML not found, values.schema.json and README freshness not checked"
 fi
 
 go build -o "$tmp/k8svalidate" ./hack/k8svalidate
@@ -112,7 +115,7 @@ expect_failure "an unknown SASL mechanism" "/externalKafka/sasl/mechanism" --set
 
 # The PrometheusRule must hold rules Prometheus accepts, with the job
 # label the values ask for.
-if command -v promtool >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+if command -v promtool >/dev/null 2>&1 && have_pyyaml; then
 	"$HELM" template otphub-ci "$CHART" --kube-version "$KUBE_VERSION" --show-only templates/prometheusrule.yaml \
 		--set prometheusRule.enabled=true --set prometheusRule.job=otphub-prod >"$tmp/rule.yaml"
 	python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); yaml.safe_dump({"groups": d["spec"]["groups"]}, open(sys.argv[2], "w"))' \
@@ -126,7 +129,7 @@ if command -v promtool >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; th
 		fail=1
 	fi
 else
-	echo "skip: promtool or python3 missing, PrometheusRule contents not checked (make promtool installs promtool)"
+	echo "skip: promtool or python3/PyYAML missing, PrometheusRule contents not checked (make promtool installs promtool)"
 fi
 
 "$HELM" package "$CHART" --destination "$tmp" >/dev/null
