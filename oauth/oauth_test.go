@@ -618,3 +618,37 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value stri
 	t.Fatalf("series %s{%s=%q} not exported", name, label, value)
 	return 0
 }
+
+func TestRunStopsWithContext(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RefreshInterval = time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.iss.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
+// FuzzVerify: no input is accepted as a token and none panics.
+func FuzzVerify(f *testing.F) {
+	e := newEnv(f, nil)
+	good := e.token(f, e.id, e.sec)
+	f.Add(good[:len(good)-2])
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tok string) {
+		if tok == good {
+			return
+		}
+		if p, err := e.iss.Verify(context.Background(), tok); err == nil {
+			t.Fatalf("accepted %q as %+v", tok, p)
+		}
+	})
+}
