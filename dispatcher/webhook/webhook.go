@@ -251,7 +251,7 @@ func Classify(code int, header http.Header, now time.Time) dispatcher.Result {
 	if r.Retry {
 		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
 	}
-	r.Err = fmt.Errorf("callback answered %d %s", code, http.StatusText(code))
+	r.Err = fmt.Errorf("callback answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", code, http.StatusText(code))))
 	return r
 }
 
