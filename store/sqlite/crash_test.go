@@ -37,7 +37,7 @@ func TestKill9LosesNothingCommitted(t *testing.T) {
 	}
 	var committed []string
 	sc := bufio.NewScanner(out)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for sc.Scan() && time.Now().Before(deadline) {
 		line := sc.Text()
 		if id, ok := strings.CutPrefix(line, "committed "); ok {

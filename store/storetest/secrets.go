@@ -16,7 +16,7 @@ import (
 // any secret appears in clear, or if a sealed value copied into another row
 // still opens. s must be fresh.
 func CheckSecretsAtRest(t *testing.T, s store.Store, raw *sql.DB) {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
 	providerSecret := []byte("twilio-auth-token-0123456789")

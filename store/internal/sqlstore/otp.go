@@ -111,8 +111,8 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 }
 
 // CreateChallenge stores a new challenge; ErrConflict on a duplicate ID.
-// A zero CreatedAt is stamped with the current time. Every purgeEvery
-// calls it also deletes challenges expired for over ChallengeRetention.
+// A zero CreatedAt is stamped with the current time. Now and then (see
+// purger) it also deletes challenges expired for over ChallengeRetention.
 func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 	if c.ID == "" {
 		return fmt.Errorf("store: create challenge: empty ID")
@@ -131,7 +131,7 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 	if err != nil {
 		return db.wrap("create challenge", err)
 	}
-	if db.challenges.Add(1)%purgeEvery == 0 {
+	if db.challengePurge.due(c.CreatedAt) {
 		// Best effort housekeeping: challenges past their expiry by more than
 		// ChallengeRetention can never be verified again.
 		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
@@ -295,13 +295,9 @@ func (db *DB) UseBackupCode(ctx context.Context, orgID int64, userID string, id 
 		`SELECT 1 FROM backup_codes WHERE org_id = ? AND user_id = ? AND id = ?`, orgID, userID, id)
 }
 
-// purgeEvery is how many HitCounter calls pass between purges of expired
-// counter rows.
-const purgeEvery = 512
-
 // HitCounter adds one to the (key, windowStart) counter in one atomic upsert
-// and returns its new value. Every purgeEvery calls it also deletes the rows
-// that expired before windowStart.
+// and returns its new value. Now and then (see purger) it also deletes the
+// rows that expired before windowStart.
 func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error) {
 	var n int64
 	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
@@ -310,8 +306,8 @@ func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt
 	if err != nil {
 		return 0, db.wrap("hit counter", err)
 	}
-	if db.hits.Add(1)%purgeEvery == 0 {
-		// Best effort: a failed purge is retried after the next purgeEvery hits.
+	if db.counterPurge.due(windowStart) {
+		// Best effort: a failed purge is simply done again next time.
 		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
 	}
 	return n, nil

@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/otphub/otphub/store"
@@ -61,8 +60,8 @@ type DB struct {
 	rebindMu    sync.RWMutex
 	rebindCache map[string]string
 
-	hits       atomic.Int64 // HitCounter calls, to purge expired counters now and then
-	challenges atomic.Int64 // CreateChallenge calls, likewise for old challenges
+	counterPurge   purger // expired rate counters, from HitCounter
+	challengePurge purger // long-expired challenges, from CreateChallenge
 }
 
 // New returns a DB on the given handles. key must be 32 bytes. closer is
@@ -210,6 +209,35 @@ func affected(res sql.Result, what string) error {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
 	return nil
+}
+
+// Housekeeping piggybacks on writes: a purge runs on the first call, then
+// whenever purgeInterval has passed (by the callers' record clock) or
+// purgeEvery calls were made since the last one.
+const (
+	purgeInterval = 10 * time.Minute
+	purgeEvery    = 512
+)
+
+type purger struct {
+	mu    sync.Mutex
+	last  time.Time
+	calls int
+}
+
+// due tells whether a purge should run at now, and if so counts it as run.
+func (p *purger) due(now time.Time) bool {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.last.IsZero() || now.Sub(p.last) >= purgeInterval || p.calls >= purgeEvery {
+		p.last, p.calls = now, 0
+		return true
+	}
+	return false
 }
 
 // micros converts t to unix microseconds; the zero time is 0.

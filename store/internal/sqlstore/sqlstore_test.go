@@ -71,3 +71,27 @@ func TestTruncate(t *testing.T) {
 		t.Errorf("truncate cut to %d bytes, mid-rune or too long", len(got))
 	}
 }
+
+func TestPurger(t *testing.T) {
+	var p purger
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if !p.due(t0) {
+		t.Fatal("the first call is not due")
+	}
+	if p.due(t0.Add(time.Minute)) {
+		t.Fatal("due again within the interval")
+	}
+	if !p.due(t0.Add(purgeInterval)) {
+		t.Fatal("not due after the interval")
+	}
+	now := t0.Add(purgeInterval)
+	n := 0
+	for i := 0; i < purgeEvery; i++ {
+		if p.due(now) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d purges in purgeEvery calls at one instant, want 1", n)
+	}
+}
