@@ -606,6 +606,45 @@ func TestFallbackOnPermanentFailure(t *testing.T) {
 	}
 }
 
+func TestFallbackWhenCircuitOpen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	primary := dt.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ string, _ int) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	fallback := dt.NewReceiver(t, nil)
+	fb := dt.Webhook("fallback", fallback.URL)
+	fb.Type = dispatcher.TypeVonage
+	p := dt.Webhook("primary", primary.URL)
+	p.Type = dispatcher.TypeTwilio
+	p.Fallback = &fb
+	e.res.Set(org, p)
+	cfg := testConfig(e.clock)
+	cfg.Breaker = dispatcher.BreakerConfig{FailureThreshold: 1, OpenDuration: time.Hour}
+	e.start(cfg)
+
+	// The first failure opens the circuit; its retry finds it open and
+	// hands over to the fallback.
+	first := e.event(time.Hour)
+	e.publish(first)
+	e.waitTask(first.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
+	task := e.waitTask(first.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+	if !strings.Contains(task.LastError, "fallback") {
+		t.Errorf("primary task: %+v", task)
+	}
+	// A new event goes straight to the fallback.
+	second := e.event(time.Hour)
+	e.publish(second)
+	e.waitTask(second.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
+	e.waitTask(second.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+	if primary.Total() != 1 {
+		t.Errorf("primary received %d requests, want 1 (its circuit is open)", primary.Total())
+	}
+	if fallback.Delivered(first.ID) != 1 || fallback.Delivered(second.ID) != 1 {
+		t.Errorf("fallback deliveries: %d, %d", fallback.Delivered(first.ID), fallback.Delivered(second.ID))
+	}
+}
+
 func TestProviderIdempotencyByJTI(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
