@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -778,5 +779,32 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []dispatcher.Resolver{nil}, nil, prometheus.NewRegistry()); err == nil {
 		t.Error("nil resolver accepted")
+	}
+}
+
+func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	old, fresh := e.event(time.Hour), e.event(time.Hour)
+	now := time.Now()
+	var tasks []store.DeliveryTask
+	for _, x := range []struct {
+		ev      *event.SmsOtpNotificationEvent
+		updated time.Time
+	}{{old, now.Add(-8 * 24 * time.Hour)}, {fresh, now.Add(-time.Hour)}} {
+		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventID: x.ev.ID, DestinationType: dispatcher.TypeWebhook,
+			DestinationID: "sub-1", Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1,
+			CreatedAt: x.updated, UpdatedAt: x.updated})
+	}
+	if _, err := e.st.InsertDeliveryTasks(context.Background(), tasks, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.start(testConfig(e.clock))
+	dt.Eventually(t, 10*time.Second, func() bool {
+		_, err := e.st.FindDelivery(context.Background(), old.ID, dispatcher.TypeWebhook, "sub-1")
+		return errors.Is(err, store.ErrNotFound)
+	}, "the task past retention was not purged")
+	if _, err := e.st.FindDelivery(context.Background(), fresh.ID, dispatcher.TypeWebhook, "sub-1"); err != nil {
+		t.Errorf("a task within retention was purged: %v", err)
 	}
 }
