@@ -113,6 +113,30 @@ expect_failure "a broker without a port" "/externalKafka/brokers/0" --set 'exter
 expect_failure "a wrong-size encryption key" "/secrets/encryptionKey" --set secrets.encryptionKey=c2hvcnQ=
 expect_failure "an unknown SASL mechanism" "/externalKafka/sasl/mechanism" --set externalKafka.sasl.mechanism=gssapi
 
+# Renders that helm accepts but the offline checks must refuse: proof that
+# the checker looks at the chart's output and at otphub's own parser.
+expect_invalid() {
+	local what=$1 want=$2
+	shift 2
+	"$HELM" template otphub-ci "$CHART" --kube-version "$KUBE_VERSION" "$@" >"$tmp/inv.yaml"
+	if "$tmp/k8svalidate" "$tmp/inv.yaml" >"$tmp/inv.out" 2>&1; then
+		echo "FAIL: $what: accepted by k8svalidate, want an error containing: $want"
+		fail=1
+	elif ! grep -qF -- "$want" "$tmp/inv.out"; then
+		echo "FAIL: $what: k8svalidate error does not contain: $want"
+		cat "$tmp/inv.out"
+		fail=1
+	else
+		echo "ok: k8svalidate refuses $what"
+	fi
+}
+expect_invalid "an OTPHUB_ variable otphub does not read" "sets OTPHUB_TYPO, which otphub does not read" \
+	--set 'extraEnv[0].name=OTPHUB_TYPO' --set 'extraEnv[0].value=x'
+expect_invalid "a flag value otphub refuses" "otphub would refuse its configuration: invalid --delivery-timeout" \
+	--set 'extraArgs[0]=--delivery-timeout=forever'
+expect_invalid "a misspelt field in a pass-through structure" 'unknown field "spec.template.spec.tolerations[0].efect"' \
+	--set 'tolerations[0].key=a' --set 'tolerations[0].efect=NoSchedule'
+
 # The PrometheusRule must hold rules Prometheus accepts, with the job
 # label the values ask for.
 if command -v promtool >/dev/null 2>&1 && have_pyyaml; then

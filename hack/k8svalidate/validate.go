@@ -357,6 +357,7 @@ func checkSet(rep *Report) {
 			rep.addf("%s: ServiceMonitor %q selects no Service of this release", d.Source, d.Name)
 		}
 	}
+	checkOtphubConfig(rep, byKind)
 	for _, d := range sortedDocs(byKind["PrometheusRule"]) {
 		pr := d.Object.(*PrometheusRule)
 		for _, g := range pr.Spec.Groups {

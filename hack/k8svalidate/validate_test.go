@@ -34,6 +34,7 @@ metadata:
   name: r-otphub` + testLabels + `
 data:
   OTPHUB_ADDR: "0.0.0.0:8080"
+  OTPHUB_DATA_DIR: /tmp
 ---
 apiVersion: v1
 kind: Service
@@ -151,6 +152,12 @@ func TestRefusals(t *testing.T) {
 		{"service selects nothing", "    app.kubernetes.io/instance: r\n---\napiVersion: apps/v1", "    app.kubernetes.io/instance: x\n---\napiVersion: apps/v1", "selects no pod"},
 		{"missing label", "    app.kubernetes.io/managed-by: Helm\n    app.kubernetes.io/component: all\ndata", "    app.kubernetes.io/component: all\ndata", "lacks label app.kubernetes.io/managed-by"},
 		{"bad name", "  name: r-otphub" + testLabels + "\ndata", "  name: R_otphub" + testLabels + "\ndata", "name \"R_otphub\""},
+		{"unknown otphub variable", "  OTPHUB_DATA_DIR: /tmp", "  OTPHUB_DATA_DIR: /tmp\n  OTPHUB_ADRR: x", "sets OTPHUB_ADRR, which otphub does not read"},
+		{"value otphub refuses", "  OTPHUB_DATA_DIR: /tmp", "  OTPHUB_DATA_DIR: /tmp\n  OTPHUB_ROLES: hub,mailer", `otphub would refuse its configuration: invalid OTPHUB_ROLES`},
+		{"loopback listener", `OTPHUB_ADDR: "0.0.0.0:8080"`, `OTPHUB_ADDR: "127.0.0.1:8080"`, "not on every interface"},
+		{"wrong port", `OTPHUB_ADDR: "0.0.0.0:8080"`, `OTPHUB_ADDR: "0.0.0.0:9090"`, "port 9090, which is not a container port"},
+		{"embedded without a volume", "  OTPHUB_DATA_DIR: /tmp", "  OTPHUB_DATA_DIR: /var/lib/otphub", `data dir "/var/lib/otphub", which is not a writable volume mount`},
+		{"unknown flag", "          ports:\n            - name: http", "          args: [--rolez=hub]\n          ports:\n            - name: http", "flag provided but not defined: -rolez"},
 		{"ServiceMonitor typo", "      path: /metrics", "      pathh: /metrics", `unknown field "spec.endpoints[0].pathh"`},
 		{"ServiceMonitor duration", "interval: 30s", "interval: 30 seconds", "not a Prometheus duration"},
 		{"ServiceMonitor port", "    - port: http\n      path", "    - port: web\n      path", `port "web" is not a port`},
