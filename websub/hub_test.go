@@ -743,3 +743,37 @@ func TestGaugesFollowChanges(t *testing.T) {
 	}
 	eventually(t, "disabled=0", func() bool { return gauge("disabled") == 0 })
 }
+
+// TestStoreUnavailable: store failures are 503 JSON errors, never panics
+// or half-written state.
+func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := e.org("storedown")
+	tok := e.token(org, access.ScopeSubscribe, access.ScopePublish)
+	sub := newSubscriber(t)
+	_, body := eventFor(t, org)
+	// One authenticated request first, so the issuer has the client cached.
+	if r := e.do(http.MethodGet, "/api/v1/orgs/storedown/subscriptions", tok, "", nil); r.code != 200 {
+		t.Fatalf("list: %d", r.code)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checks := []response{
+		e.hubForm(tok, url.Values{"hub.mode": {"subscribe"}, "hub.topic": {e.topic(org.Name)}, "hub.callback": {sub.URL + "/cb"}}),
+		e.publish(tok, e.topic(org.Name), body),
+		e.do(http.MethodGet, "/api/v1/orgs/storedown/subscriptions", tok, "", nil),
+		e.do(http.MethodGet, "/api/v1/orgs/storedown/subscriptions/x", tok, "", nil),
+		e.do(http.MethodDelete, "/api/v1/orgs/storedown/subscriptions/x", tok, "", nil),
+	}
+	for i, r := range checks {
+		if r.code != http.StatusServiceUnavailable || r.errorCode() != "unavailable" {
+			t.Errorf("request %d: %d %s", i, r.code, r.body)
+		}
+	}
+	ev, _ := eventFor(t, org)
+	if _, err := e.hub.Resolver().Resolve(e.ctx, ev); err == nil {
+		t.Error("Resolve with the store down returned no error")
+	}
+}
