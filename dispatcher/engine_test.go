@@ -368,7 +368,7 @@ func TestExpiryEndsRetries(t *testing.T) {
 	cfg.RetryPolicy.MaxAttempts = 1000
 	r := e.start(cfg)
 
-	ev := e.event(150 * time.Millisecond)
+	ev := e.event(2 * time.Second)
 	e.publish(ev)
 	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryExpired)
 	if len(e.attempts(task)) == 0 {
