@@ -777,3 +777,34 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Error("Resolve with the store down returned no error")
 	}
 }
+
+// BenchmarkPublish measures POST /hub publish over loopback HTTP into the
+// embedded log (each 202 waits for the record to be durable).
+func BenchmarkPublish(b *testing.B) {
+	e := newEnv(b)
+	org := e.org("benchpub")
+	tok := e.token(org, access.ScopePublish)
+	q := url.Values{"hub.mode": {"publish"}, "hub.topic": {e.topic(org.Name)}}
+	target := e.base + "/hub?" + q.Encode()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.Cleanup(client.CloseIdleConnections)
+	b.SetParallelism(16) // concurrent publishers share the log's fsyncs
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_, body := eventFor(b, org)
+			req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
