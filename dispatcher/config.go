@@ -40,7 +40,7 @@ type Config struct {
 	AttemptTimeout time.Duration
 	// DrainTimeout bounds how long Run waits, after its context is done,
 	// for in-flight attempts to finish before cancelling them; recording
-	// the cancelled attempts then gets up to min(DrainTimeout, 5s) more.
+	// the cancelled attempts then gets DrainTimeout more, between 1s and 5s.
 	// Default 15s.
 	DrainTimeout time.Duration
 

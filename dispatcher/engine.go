@@ -157,7 +157,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancelWork()
 		select {
 		case <-drained:
-		case <-time.After(min(e.cfg.DrainTimeout, 5*time.Second)):
+		case <-time.After(min(max(e.cfg.DrainTimeout, time.Second), 5*time.Second)):
 			cancelWrite()
 			<-drained
 		}
