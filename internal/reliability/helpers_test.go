@@ -377,19 +377,20 @@ type publisher struct {
 	publicURL string
 	tn        tenant
 	mu        sync.Mutex
-	acked     map[string]bool
-	n         atomic.Int64 // acknowledged
-	failed    atomic.Int64 // transport errors and non-2xx answers
+	acked     map[string]time.Time // jti → when its publish was sent
+	n         atomic.Int64         // acknowledged
+	failed    atomic.Int64         // transport errors and non-2xx answers
 }
 
 func newPublisher(publicURL string, tn tenant) *publisher {
-	return &publisher{publicURL: publicURL, tn: tn, acked: map[string]bool{}}
+	return &publisher{publicURL: publicURL, tn: tn, acked: map[string]time.Time{}}
 }
 
 // publish sends one event through c and reports whether it was acked.
 func (p *publisher) publish(ctx context.Context, c *client) bool {
 	jti := uuid.NewString()
 	topic := topicURL(p.publicURL, p.tn.name)
+	sent := time.Now()
 	body := fmt.Sprintf(`{"iss":%q,"jti":%q,"iat":%d,"aud":%q,"event":{"urn:ietf:params:notifications:smsOtp":{"organizationId":%d,"organizationName":%q,"sendTo":"+94771234567","messageBody":"Your one-time password is 075052. This expires in 5 minutes."}}}`,
 		p.publicURL, jti, time.Now().UnixMilli(), topic, p.tn.orgID, p.tn.name)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost,
@@ -408,7 +409,7 @@ func (p *publisher) publish(ctx context.Context, c *client) bool {
 		return false
 	}
 	p.mu.Lock()
-	p.acked[jti] = true
+	p.acked[jti] = sent
 	p.mu.Unlock()
 	p.n.Add(1)
 	return true
@@ -441,6 +442,13 @@ func (p *publisher) run(ctx context.Context, conc int, clients ...*client) {
 	wg.Wait()
 }
 
+// sentAt returns when the acknowledged event jti was published.
+func (p *publisher) sentAt(jti string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.acked[jti]
+}
+
 // ackedIDs returns the acknowledged event IDs.
 func (p *publisher) ackedIDs() []string {
 	p.mu.Lock()
@@ -463,14 +471,15 @@ type receiver struct {
 	status func(jti string, nth int, seq int64) int
 
 	mu       sync.Mutex
-	accepted map[string]int // jti → 2xx answers
-	arrivals map[string]int // jti → POSTs
+	accepted map[string]int       // jti → 2xx answers
+	firstAt  map[string]time.Time // jti → first 2xx answer
+	arrivals map[string]int       // jti → POSTs
 	seq      atomic.Int64
 	refused  atomic.Int64
 }
 
 func newReceiver(t *testing.T, status func(jti string, nth int, seq int64) int) *receiver {
-	r := &receiver{status: status, accepted: map[string]int{}, arrivals: map[string]int{}}
+	r := &receiver{status: status, accepted: map[string]int{}, firstAt: map[string]time.Time{}, arrivals: map[string]int{}}
 	r.srv = httptest.NewServer(r)
 	r.URL = r.srv.URL
 	t.Cleanup(r.srv.Close)
@@ -495,7 +504,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if code/100 == 2 {
 		r.mu.Lock()
-		r.accepted[jti]++
+		if r.accepted[jti]++; r.accepted[jti] == 1 {
+			r.firstAt[jti] = time.Now()
+		}
 		r.mu.Unlock()
 	} else {
 		r.refused.Add(1)
@@ -514,6 +525,14 @@ func (r *receiver) missing(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// acceptedAt returns when jti was first accepted.
+func (r *receiver) acceptedAt(jti string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.firstAt[jti]
+	return at, ok
 }
 
 // tally counts, over the receiver's accepted deliveries, the distinct
