@@ -118,14 +118,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	a.closers = append(a.closers, func() error { eg.CloseIdleConnections(); return nil })
 
-	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL}, a.store, a.log.With("component", "oauth"), a.reg)
+	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL}, a.store, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
 	if err := a.ensureAdmin(ctx, issuer, opts.Stdout); err != nil {
 		return nil, err
 	}
-	tenantAPI, err := tenants.New(tenants.Config{OnClientDeleted: issuer.ForgetClient}, a.store, a.log.With("component", "tenants"))
+	tenantAPI, err := tenants.New(tenants.Config{OnClientDeleted: issuer.ForgetClient}, a.store, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
@@ -133,11 +133,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		PublicURL:         cfg.PublicURL,
 		HMACKey:           deriveKey(key, "otphub otp hmac v1"),
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
-	}, a.store, a.bus, a.log.With("component", "authcore"), a.reg)
+	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
 	}
-	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL}, a.store, a.bus, eg, issuer, a.log.With("component", "hub"), a.reg)
+	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL}, a.store, a.bus, eg, issuer, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
 	},
-		a.store, eg.HTTP(), eg, a.log.With("component", "smsprovider"), a.reg)
+		a.store, eg.HTTP(), eg, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("sms providers: %w", err)
 	}
@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 		AttemptTimeout:         cfg.DeliveryTimeout,
 		PerEndpointConcurrency: cfg.EndpointConcurrency,
-	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log.With("component", "dispatcher"), a.reg)
+	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher: %w", err)
 	}

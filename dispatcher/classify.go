@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,24 +10,24 @@ import (
 
 // ClassifyHTTP classifies an HTTP answer for destinations that speak plain
 // HTTP status codes (webhooks, custom gateways): any 2xx is success; 408,
-// 429 and 5xx are worth retrying (429 and 503 with their Retry-After);
-// 410 is gone for good; 401/403 are credential errors; other 4xx and any
-// 3xx (redirects are never followed) are permanent.
+// 425, 429 and 5xx are worth retrying, honouring their Retry-After; 410 is
+// gone for good; 401/403 are credential errors; other 4xx and any 3xx
+// (redirects are never followed) are permanent. It is the one HTTP
+// classifier: destinations adjust its answer rather than write another.
 func ClassifyHTTP(status int, header http.Header, now time.Time) Result {
 	r := Result{StatusCode: status}
 	switch {
 	case status >= 200 && status < 300:
 		r.OK = true
+		return r
 	case status == http.StatusTooManyRequests:
 		r.Retry, r.Reason = true, ReasonRateLimited
-		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
 	case status >= 500:
 		r.Retry, r.Reason = true, ReasonServerError
-		if status == http.StatusServiceUnavailable {
-			r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
-		}
 	case status == http.StatusRequestTimeout:
 		r.Retry, r.Reason = true, ReasonTimeout
+	case status == http.StatusTooEarly:
+		r.Retry, r.Reason = true, ReasonClientError
 	case status == http.StatusGone:
 		r.Reason = ReasonGone
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -38,6 +39,10 @@ func ClassifyHTTP(status int, header http.Header, now time.Time) Result {
 	default: // 1xx or nonsense: the endpoint misbehaves, perhaps for a while
 		r.Retry, r.Reason = true, ReasonServerError
 	}
+	if r.Retry {
+		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
+	}
+	r.Err = fmt.Errorf("the endpoint answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", status, http.StatusText(status))))
 	return r
 }
 

@@ -25,6 +25,8 @@ func TestClassifyHTTPEveryStatus(t *testing.T) {
 			wantRetry, wantReason = true, dispatcher.ReasonServerError
 		case code == 408:
 			wantRetry, wantReason = true, dispatcher.ReasonTimeout
+		case code == 425:
+			wantRetry, wantReason = true, dispatcher.ReasonClientError
 		case code == 410:
 			wantReason = dispatcher.ReasonGone
 		case code == 401 || code == 403:
@@ -39,6 +41,9 @@ func TestClassifyHTTPEveryStatus(t *testing.T) {
 		if r.OK != wantOK || r.Retry != wantRetry || r.Reason != wantReason || r.StatusCode != code {
 			t.Errorf("%d: got ok=%v retry=%v reason=%q, want ok=%v retry=%v reason=%q", code, r.OK, r.Retry, r.Reason, wantOK, wantRetry, wantReason)
 		}
+		if !wantOK && r.Err == nil {
+			t.Errorf("%d: no Err for the attempt log", code)
+		}
 	}
 }
 
@@ -51,7 +56,9 @@ func TestClassifyHTTPRetryAfter(t *testing.T) {
 	}{
 		{429, "7", 7 * time.Second},
 		{503, "7", 7 * time.Second},
-		{500, "7", 0}, // only 429 and 503 carry a meaningful Retry-After
+		{500, "7", 7 * time.Second},
+		{400, "7", 0}, // permanent: no retry, no delay
+		{301, "7", 0},
 		{429, "", 0},
 		{429, "-3", 0},
 		{429, "soon", 0},

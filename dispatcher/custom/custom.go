@@ -151,7 +151,7 @@ func sameName(hs []Header, name string) bool {
 }
 
 // Classify maps a gateway's answer with dispatcher.ClassifyHTTP (2xx
-// success; 408, 429 and 5xx retry, honouring Retry-After; 401/403
+// success; 408, 425, 429 and 5xx retry, honouring Retry-After; 401/403
 // credential errors; 3xx a redirect, never followed; other 4xx permanent),
 // except that 410 is an ordinary client error: "gone" ends WebSub
 // subscriptions, not SMS gateways.

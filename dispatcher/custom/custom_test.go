@@ -258,6 +258,8 @@ func TestClassify(t *testing.T) {
 			retry, reason = true, dispatcher.ReasonServerError
 		case code == 408:
 			retry, reason = true, dispatcher.ReasonTimeout
+		case code == 425:
+			retry, reason = true, dispatcher.ReasonClientError
 		case code == 401 || code == 403:
 			reason = dispatcher.ReasonAuthError
 		case code >= 400:
@@ -268,7 +270,7 @@ func TestClassify(t *testing.T) {
 			retry, reason = true, dispatcher.ReasonServerError
 		}
 		wantAfter := time.Duration(0)
-		if code == 429 || code == 503 {
+		if retry {
 			wantAfter = 5 * time.Second
 		}
 		if r.OK != ok || r.Retry != retry || r.Reason != reason || r.StatusCode != code || r.RetryAfter != wantAfter {

@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/otphub/otphub/dispatcher"
@@ -133,7 +132,7 @@ func New(sub store.Subscription, o Options) *Sender {
 var _ dispatcher.Sender = (*Sender)(nil)
 
 // Send renders, signs and POSTs ev to the callback once, and classifies the
-// answer (see Classify).
+// answer with dispatcher.ClassifyHTTP.
 func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
 	req, err := s.Request(ctx, ev)
 	if err != nil {
@@ -144,7 +143,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 		return classifyError(ctx, err)
 	}
 	egress.Discard(resp, s.o.MaxResponseBytes)
-	return Classify(resp.StatusCode, resp.Header, s.o.Now())
+	return dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
 }
 
 // Request builds the content distribution request of ev.
@@ -205,76 +204,4 @@ func classifyError(ctx context.Context, err error) dispatcher.Result {
 		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: err}
 	}
 	return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: err}
-}
-
-// Classify turns a callback's status code into a Result:
-//
-//	2xx            OK
-//	1xx            server_error, retry (a final 1xx is the receiver misbehaving)
-//	3xx            redirect, permanent (never followed; WebSub §7 counts it a failure,
-//	               and a moved callback does not come back within an OTP's lifetime)
-//	408            timeout, retry
-//	410            gone, permanent: the engine calls Target.OnGone, ending the subscription
-//	425            client_error, retry (Too Early asks to come back)
-//	429            rate_limited, retry after Retry-After
-//	401, 403       auth_error, permanent
-//	other 4xx      client_error, permanent
-//	5xx            server_error, retry (after Retry-After when given, e.g. 503)
-//
-// RetryAfter is the callback's Retry-After (delta seconds or HTTP date
-// relative to now), unbounded here: the engine bounds it.
-func Classify(code int, header http.Header, now time.Time) dispatcher.Result {
-	r := dispatcher.Result{StatusCode: code}
-	switch {
-	case code >= 200 && code <= 299:
-		r.OK = true
-		return r
-	case code >= 100 && code <= 199:
-		r.Reason, r.Retry = dispatcher.ReasonServerError, true
-	case code >= 300 && code <= 399:
-		r.Reason = dispatcher.ReasonRedirect
-	case code == http.StatusRequestTimeout:
-		r.Reason, r.Retry = dispatcher.ReasonTimeout, true
-	case code == http.StatusGone:
-		r.Reason = dispatcher.ReasonGone
-	case code == http.StatusTooEarly:
-		r.Reason, r.Retry = dispatcher.ReasonClientError, true
-	case code == http.StatusTooManyRequests:
-		r.Reason, r.Retry = dispatcher.ReasonRateLimited, true
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		r.Reason = dispatcher.ReasonAuthError
-	case code >= 400 && code <= 499:
-		r.Reason = dispatcher.ReasonClientError
-	default: // 5xx and anything outside 100–599
-		r.Reason, r.Retry = dispatcher.ReasonServerError, true
-	}
-	if r.Retry {
-		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
-	}
-	r.Err = fmt.Errorf("callback answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", code, http.StatusText(code))))
-	return r
-}
-
-// ParseRetryAfter reads a Retry-After value, delta seconds or an HTTP
-// date; 0 when absent, malformed or in the past.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(365*24*time.Hour/time.Second) {
-			n = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
