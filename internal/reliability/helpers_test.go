@@ -420,6 +420,18 @@ func (p *publisher) publish(ctx context.Context, c *client) bool {
 // publish (a killed server) is followed by a short pause so a dead
 // server is not hammered.
 func (p *publisher) run(ctx context.Context, conc int, clients ...*client) {
+	p.runPaced(ctx, conc, 0, clients...)
+}
+
+// runPaced is run with the publishes of all goroutines together paced to
+// rate per second (0: as fast as they are acknowledged).
+func (p *publisher) runPaced(ctx context.Context, conc int, rate float64, clients ...*client) {
+	var tick <-chan time.Time
+	if rate > 0 {
+		tk := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer tk.Stop()
+		tick = tk.C
+	}
 	var wg sync.WaitGroup
 	for i := range conc {
 		c := clients[i%len(clients)]
@@ -429,6 +441,13 @@ func (p *publisher) run(ctx context.Context, conc int, clients ...*client) {
 			pause := time.NewTimer(0)
 			defer pause.Stop()
 			for ctx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-ctx.Done():
+						return
+					}
+				}
 				if !p.publish(ctx, c) {
 					pause.Reset(20 * time.Millisecond)
 					select {
