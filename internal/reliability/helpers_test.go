@@ -138,6 +138,29 @@ type proc struct {
 // logs are shown when the test fails.
 func startProc(t *testing.T, name, addr string, args ...string) *proc {
 	t.Helper()
+	p := startProcNoWait(t, name, addr, args...)
+	waitFor(t, 60*time.Second, name+" ready", func() bool {
+		if !p.alive() {
+			t.Fatalf("%s exited during start-up:\n%s", name, tail(p.stderr.String(), 4096))
+		}
+		return p.ready()
+	})
+	return p
+}
+
+// ready reports whether /readyz answers 200.
+func (p *proc) ready() bool {
+	resp, err := http.Get(p.URL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// startProcNoWait is startProc without waiting for readiness.
+func startProcNoWait(t *testing.T, name, addr string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, URL: "http://" + addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(otphubBinary(t), append([]string{"serve", "--addr", addr, "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
@@ -151,19 +174,6 @@ func startProc(t *testing.T, name, addr string, args ...string) *proc {
 		if t.Failed() {
 			t.Logf("%s stderr (last 4 KiB):\n%s", p.name, tail(p.stderr.String(), 4096))
 		}
-	})
-	waitFor(t, 60*time.Second, name+" ready", func() bool {
-		select {
-		case <-p.exited:
-			t.Fatalf("%s exited during start-up:\n%s", name, tail(p.stderr.String(), 4096))
-		default:
-		}
-		resp, err := http.Get(p.URL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
 	})
 	return p
 }
