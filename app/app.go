@@ -195,13 +195,13 @@ func (a *App) openStore(ctx context.Context, key []byte) error {
 		if err != nil {
 			return fmt.Errorf("embedded store in %s: %w", a.cfg.DataDir, err)
 		}
-		a.store = st
+		a.store = store.CacheOrgs(st)
 	} else {
 		st, err := postgres.Open(ctx, a.cfg.DatabaseURL, opts)
 		if err != nil {
 			return fmt.Errorf("postgresql store: %w", err)
 		}
-		a.store = st
+		a.store = store.CacheOrgs(st)
 	}
 	a.closers = append(a.closers, a.store.Close)
 	return nil

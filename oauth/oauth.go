@@ -112,6 +112,13 @@ type Issuer struct {
 	clientsMu sync.Mutex
 	clients   map[string]clientEntry
 
+	// verified caches tokens whose signature and claims were checked, by
+	// SHA-256 of the token, so a client reusing its token (the normal case)
+	// costs a map lookup instead of an ECDSA verification. Expiry and the
+	// client's existence are still checked on every use.
+	verifiedMu sync.Mutex
+	verified   map[[32]byte]Claims
+
 	failMu sync.Mutex
 	locked map[string]time.Time // client id → end of its lockout
 }

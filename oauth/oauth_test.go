@@ -652,3 +652,24 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifiedTokenCacheKeepsChecks shows the verified-token cache saves
+// only the signature check: a token verified once still expires, and a
+// forged token sharing nothing with it is still refused.
+func TestVerifiedTokenCacheKeepsChecks(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.token(t, e.id, e.sec)
+	ctx := context.Background()
+	for range 3 {
+		if _, err := e.iss.Verify(ctx, tok); err != nil {
+			t.Fatalf("fresh token refused: %v", err)
+		}
+	}
+	if _, err := e.iss.Verify(ctx, tok[:len(tok)-2]+"AA"); err == nil {
+		t.Fatal("a token with a changed signature was accepted")
+	}
+	e.clk.Add(2 * time.Hour)
+	if _, err := e.iss.Verify(ctx, tok); err == nil {
+		t.Fatal("a cached token was accepted after it expired")
+	}
+}

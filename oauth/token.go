@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -233,8 +234,47 @@ func (i *Issuer) Verify(ctx context.Context, token string) (access.Principal, er
 	if len(token) > maxTokenLen {
 		return access.Principal{}, errInvalidToken
 	}
-	var claims Claims
-	_, err := jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+	sum := sha256.Sum256([]byte(token))
+	i.verifiedMu.Lock()
+	claims, cached := i.verified[sum]
+	i.verifiedMu.Unlock()
+	if cached {
+		// Signature, issuer and audience were checked when it was cached;
+		// time moves on, so expiry is checked again with the same leeway.
+		if exp := claims.ExpiresAt; exp == nil || !i.cfg.Now().Before(exp.Add(30*time.Second)) {
+			return access.Principal{}, fmt.Errorf("%w: token is expired", errInvalidToken)
+		}
+	} else if err := i.parse(ctx, token, &claims); err != nil {
+		return access.Principal{}, err
+	} else {
+		i.verifiedMu.Lock()
+		if i.verified == nil || len(i.verified) >= maxCacheEntries {
+			i.verified = make(map[[32]byte]Claims)
+		}
+		i.verified[sum] = claims
+		i.verifiedMu.Unlock()
+	}
+	c, err := i.clientOf(ctx, claims.Subject)
+	if err != nil {
+		return access.Principal{}, err
+	}
+	if c.PlatformAdmin != claims.PlatformAdmin || (!c.PlatformAdmin && c.OrgID != claims.OrgID) {
+		return access.Principal{}, fmt.Errorf("%w: client does not match", errInvalidToken)
+	}
+	p := access.Principal{
+		ClientID:      claims.Subject,
+		Scopes:        strings.Fields(claims.Scope),
+		PlatformAdmin: claims.PlatformAdmin,
+	}
+	if !p.PlatformAdmin {
+		p.OrgID, p.OrgName = claims.OrgID, claims.Org
+	}
+	return p, nil
+}
+
+// parse verifies token's signature and claims into claims.
+func (i *Issuer) parse(ctx context.Context, token string, claims *Claims) error {
+	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			return nil, errors.New("no kid")
@@ -254,27 +294,12 @@ func (i *Issuer) Verify(ctx context.Context, token string) (access.Principal, er
 		jwt.WithTimeFunc(i.cfg.Now),
 	)
 	if err != nil {
-		return access.Principal{}, fmt.Errorf("%w: %v", errInvalidToken, err)
+		return fmt.Errorf("%w: %v", errInvalidToken, err)
 	}
 	if claims.Subject == "" || (!claims.PlatformAdmin && (claims.Org == "" || claims.OrgID == 0)) {
-		return access.Principal{}, fmt.Errorf("%w: incomplete claims", errInvalidToken)
+		return fmt.Errorf("%w: incomplete claims", errInvalidToken)
 	}
-	c, err := i.clientOf(ctx, claims.Subject)
-	if err != nil {
-		return access.Principal{}, err
-	}
-	if c.PlatformAdmin != claims.PlatformAdmin || (!c.PlatformAdmin && c.OrgID != claims.OrgID) {
-		return access.Principal{}, fmt.Errorf("%w: client does not match", errInvalidToken)
-	}
-	p := access.Principal{
-		ClientID:      claims.Subject,
-		Scopes:        strings.Fields(claims.Scope),
-		PlatformAdmin: claims.PlatformAdmin,
-	}
-	if !p.PlatformAdmin {
-		p.OrgID, p.OrgName = claims.OrgID, claims.Org
-	}
-	return p, nil
+	return nil
 }
 
 // clientOf returns the client, from the cache when checked within

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/otphub/otphub/bus"
 )
@@ -149,6 +150,11 @@ func (g *group) flusher() {
 		case <-g.kick:
 			if err := g.write(); err != nil {
 				g.l.log.Error("embedded: persist group offsets", "group", g.name, "topic", g.t.name, "err", err)
+			}
+			select {
+			case <-time.After(g.l.cfg.CommitInterval):
+			case <-g.l.done:
+				return
 			}
 		case <-g.l.done:
 			return

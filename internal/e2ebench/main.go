@@ -193,6 +193,9 @@ func measure(mode string, subs int, dur time.Duration, conc int) (row, error) {
 		return r, err
 	}
 	args := []string{"--addr", ln.Addr().String(), "--data-dir", dataDir, "--egress-allow-cidrs", "127.0.0.0/8", "--log-level", "error"}
+	if extra := os.Getenv("E2EBENCH_ARGS"); extra != "" {
+		args = append(args, strings.Fields(extra)...)
+	}
 	if mode == "kafka" {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
