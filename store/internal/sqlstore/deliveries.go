@@ -83,6 +83,22 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 	var inserted int
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		inserted = 0
+		// One prepared statement per batch: preparing is most of the cost
+		// of a small insert.
+		insTask, err := tx.PrepareContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (event_id, destination_type, destination_id) DO NOTHING`))
+		if err != nil {
+			return db.wrap("insert delivery task", err)
+		}
+		defer insTask.Close()
+		var insAttempt *sql.Stmt
+		if len(attempts) > 0 {
+			if insAttempt, err = tx.PrepareContext(ctx, db.q(insertAttemptSQL)); err != nil {
+				return db.wrap("insert delivery attempt", err)
+			}
+			defer insAttempt.Close()
+		}
 		for _, t := range tasks {
 			if t.ID == "" {
 				t.ID = uuid.NewString()
@@ -100,9 +116,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 			if err != nil {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (event_id, destination_type, destination_id) DO NOTHING`),
+			res, err := insTask.ExecContext(ctx,
 				t.ID, t.OrgID, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
 				micros(t.NextAttemptAt), micros(t.ExpiresAt), t.LeaseOwner, micros(t.LeaseUntil),
 				truncate(t.LastError), t.LastStatusCode, micros(t.CreatedAt), micros(t.UpdatedAt))
@@ -118,8 +132,8 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 			}
 			inserted++
 			for _, a := range byTask[t.ID] {
-				if err := db.insertAttempt(ctx, tx, t.ID, a); err != nil {
-					return err
+				if err := execAttempt(ctx, insAttempt, t.ID, a); err != nil {
+					return db.wrap("insert delivery attempt", err)
 				}
 			}
 		}
@@ -131,11 +145,21 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 	return inserted, nil
 }
 
+const insertAttemptSQL = `INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+
 func (db *DB) insertAttempt(ctx context.Context, tx *sql.Tx, taskID string, a store.DeliveryAttempt) error {
-	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		taskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
-	return db.wrap("insert delivery attempt", err)
+	stmt, err := tx.PrepareContext(ctx, db.q(insertAttemptSQL))
+	if err != nil {
+		return db.wrap("insert delivery attempt", err)
+	}
+	defer stmt.Close()
+	return db.wrap("insert delivery attempt", execAttempt(ctx, stmt, taskID, a))
+}
+
+func execAttempt(ctx context.Context, stmt *sql.Stmt, taskID string, a store.DeliveryAttempt) error {
+	_, err := stmt.ExecContext(ctx, taskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
+	return err
 }
 
 // LeaseDueTasks leases up to limit pending tasks due at now whose lease is
