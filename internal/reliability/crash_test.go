@@ -18,6 +18,7 @@ import (
 // once. Duplicates are counted and logged. The soak form repeats the
 // kill/restart cycle with more load.
 func TestCrashEmbeddedKill9(t *testing.T) {
+	t.Parallel() // mostly waiting (leases, group sessions): overlaps the other long test
 	var (
 		rounds      = pick(1, 5)
 		perRound    = pick(int64(300), int64(3000)) // acknowledged before each kill

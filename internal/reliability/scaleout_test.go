@@ -64,6 +64,7 @@ func freshSchema(t *testing.T) string {
 // lapses; its leased retry tasks when their leases (30 s) do. The soak form
 // restarts the killed process and kills the other one, for several rounds.
 func TestScaleOutKafkaPostgres(t *testing.T) {
+	t.Parallel() // mostly waiting (leases, group sessions): overlaps the other long test
 	var (
 		rounds      = pick(1, 4)
 		perRound    = pick(int64(400), int64(4000))

@@ -21,14 +21,16 @@ func TestProviderThrottling(t *testing.T) {
 	throttleTest(t, 6, 3)
 }
 
-// TestSoakProviderThrottling is the long form: more challenges, and enough
-// throttled requests in a row to open the provider's circuit breaker (five
-// consecutive failures); the SMS go out once it half-opens (30 s later).
+// TestSoakProviderThrottling is the long form: more challenges, and six
+// throttled requests in a row: five open the provider's circuit breaker,
+// the sixth is its first half-open probe (30 s later), which opens it again;
+// the second probe (30 s after that) succeeds and the SMS go out. Each
+// throttled request beyond five costs one 30 s open period.
 func TestSoakProviderThrottling(t *testing.T) {
 	if !soak {
 		t.Skip("soak test: set OTPHUB_SOAK=1 (make soak)")
 	}
-	throttleTest(t, 60, 12)
+	throttleTest(t, 60, 6)
 }
 
 const (
@@ -142,6 +144,19 @@ func throttleTest(t *testing.T, challenges, throttle int) {
 	var list struct {
 		Deliveries []deliveryView `json:"deliveries"`
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		states := map[string]int{}
+		for _, d := range list.Deliveries {
+			states[fmt.Sprintf("%s/%s/attempts=%d", d.DestinationType, d.Status, d.Attempts)]++
+		}
+		tw.mu.Lock()
+		defer tw.mu.Unlock()
+		t.Logf("deliveries API (last poll): %v; fake Twilio: %d requests, %d throttled, %d numbers sent to",
+			states, tw.requests, tw.throttled, len(tw.sent))
+	})
 	waitFor(t, pick(60*time.Second, 3*time.Minute), "every SMS delivered", func() bool {
 		if c.do(t, http.MethodGet, "/api/v1/orgs/throttle/deliveries?limit=1000", tn.token, nil, &list) != http.StatusOK {
 			return false
