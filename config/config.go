@@ -6,8 +6,6 @@
 package config
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +20,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/otphub/otphub/store"
 )
 
 // Roles a process can run.
@@ -221,9 +221,9 @@ var settings = []setting{
 		if v == "" {
 			return nil
 		}
-		k, err := ParseKey(v)
+		k, err := store.ParseKey(v)
 		if err != nil {
-			return err
+			return errors.New(strings.TrimPrefix(err.Error(), "store: "))
 		}
 		c.EncryptionKey = k
 		return nil
@@ -362,24 +362,6 @@ func (c *Config) validate() error {
 		return &Error{Setting: "kafka-tls-cert-file", Source: "flag", Err: errors.New("a client certificate needs its key (--kafka-tls-key-file) and vice versa")}
 	}
 	return nil
-}
-
-// ParseKey decodes a 32-byte key given as base64 (standard or URL, padded
-// or not) or hex.
-func ParseKey(s string) ([]byte, error) {
-	s = strings.TrimSpace(s)
-	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil {
-			if len(b) != 32 {
-				return nil, fmt.Errorf("must decode to 32 bytes, got %d", len(b))
-			}
-			return b, nil
-		}
-	}
-	return nil, errors.New("must be 32 bytes encoded as base64 or hex")
 }
 
 // Usage writes the serve usage (for `otphub --help`).

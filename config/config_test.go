@@ -119,14 +119,3 @@ func TestHelpListsEveryFlagAndEnv(t *testing.T) {
 		}
 	}
 }
-
-func TestParseKey(t *testing.T) {
-	for _, s := range []string{strings.Repeat("0f", 32), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"} {
-		if k, err := ParseKey(s); err != nil || len(k) != 32 {
-			t.Errorf("%s: %v", s, err)
-		}
-	}
-	if _, err := ParseKey("AAEC"); err == nil {
-		t.Error("short key accepted")
-	}
-}
