@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +67,7 @@ type App struct {
 	store   store.Store
 	bus     eventLog
 	handler http.Handler
+	routes  []string
 	runners []func(context.Context) error
 	mu      sync.Mutex // guards closers
 	closers []func() error
@@ -161,7 +163,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, fmt.Errorf("dispatcher: %w", err)
 	}
 
-	mux := http.NewServeMux()
+	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
 	})
@@ -175,8 +177,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		hub.Register(mux, issuer)
 		engine.Register(mux, issuer)
 	}
-	mux.HandleFunc("/", notFound)
-	a.handler = instrument(mux, a.log, newHTTPMetrics(a.reg))
+	a.routes = mux.patterns
+	mux.ServeMux.HandleFunc("/", notFound)
+	a.handler = instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg))
 
 	a.runners = append(a.runners, issuer.Run)
 	if cfg.Has(config.RoleHub) {
@@ -269,6 +272,9 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.JSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
 }
+
+// Routes lists the patterns of every route served ("METHOD /path/{var}").
+func (a *App) Routes() []string { return slices.Clone(a.routes) }
 
 // Handler is the app's HTTP handler (tests may serve it themselves).
 func (a *App) Handler() http.Handler { return a.handler }

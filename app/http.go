@@ -126,3 +126,20 @@ func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handl
 func notFound(w http.ResponseWriter, r *http.Request) {
 	httpx.Error(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 }
+
+// routeRecorder registers routes on a ServeMux and remembers their
+// patterns, so the served API can be checked against docs/openapi.yaml.
+type routeRecorder struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (r *routeRecorder) Handle(pattern string, h http.Handler) {
+	r.patterns = append(r.patterns, pattern)
+	r.ServeMux.Handle(pattern, h)
+}
+
+func (r *routeRecorder) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	r.patterns = append(r.patterns, pattern)
+	r.ServeMux.HandleFunc(pattern, h)
+}

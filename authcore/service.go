@@ -60,7 +60,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, logger *slog.Logger, reg
 // Register adds the SMS OTP routes to mux. Scopes: challenges, backup code
 // generation and reading settings need otp; changing settings and
 // templates needs admin (which implies otp).
-func (s *Service) Register(mux *http.ServeMux, v access.Verifier) {
+func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route := func(pattern, scope string, h http.HandlerFunc) {
 		mux.Handle(pattern, access.Authenticate(v, access.Require(scope, tenants.WithOrg(s.st, h))))
 	}

@@ -26,7 +26,7 @@ import (
 //
 // Responses never carry the event itself (it holds the OTP and the mobile
 // number).
-func (e *Engine) Register(mux *http.ServeMux, v access.Verifier) {
+func (e *Engine) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
 		return access.Authenticate(v, access.Require(access.ScopeAdmin, tenants.WithOrg(e.st, h)))
 	}

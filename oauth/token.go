@@ -39,7 +39,7 @@ type Claims struct {
 // Register adds POST /oauth2/token and GET /.well-known/jwks.json to mux.
 // Neither takes a bearer token, so v is unused; the parameter keeps the
 // shape every component shares.
-func (i *Issuer) Register(mux *http.ServeMux, _ access.Verifier) {
+func (i *Issuer) Register(mux httpx.Mux, _ access.Verifier) {
 	mux.HandleFunc("POST /oauth2/token", i.handleToken)
 	mux.HandleFunc("GET /.well-known/jwks.json", i.handleJWKS)
 }

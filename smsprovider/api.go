@@ -31,7 +31,7 @@ var mobilePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 //	PUT|GET|DELETE /api/v1/orgs/{org}/sms-provider           the primary slot
 //	PUT|GET|DELETE /api/v1/orgs/{org}/sms-provider/fallback  the fallback slot
 //	POST           /api/v1/orgs/{org}/sms-provider/test      send a test SMS
-func (s *Service) Register(mux *http.ServeMux, v access.Verifier) {
+func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
 		return access.Authenticate(v, access.Require(access.ScopeAdmin, tenants.WithOrg(s.st, h)))
 	}

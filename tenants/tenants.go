@@ -112,7 +112,7 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*API, error) {
 }
 
 // Register adds the orgs and clients routes to mux.
-func (a *API) Register(mux *http.ServeMux, v access.Verifier) {
+func (a *API) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
 		return access.Authenticate(v, access.Require(access.ScopeAdmin, WithOrg(a.st, h)))
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
 
@@ -222,7 +223,7 @@ func (h *Hub) HubURL() string { return h.hubURL }
 //	GET    /api/v1/orgs/{org}/subscriptions         list (subscribe or admin scope)
 //	GET    /api/v1/orgs/{org}/subscriptions/{id}    one
 //	DELETE /api/v1/orgs/{org}/subscriptions/{id}    remove at once, no verification
-func (h *Hub) Register(mux *http.ServeMux, v access.Verifier) {
+func (h *Hub) Register(mux httpx.Mux, v access.Verifier) {
 	mux.Handle("POST /hub", access.Authenticate(v, http.HandlerFunc(h.handleHub)))
 	mux.HandleFunc("GET /topics/{org}/NOTIFICATIONS", h.handleDiscovery)
 	mux.Handle("GET /api/v1/orgs/{org}/subscriptions", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(h.handleList))))

@@ -98,3 +98,11 @@ func WriteDecodeError(w http.ResponseWriter, err error) {
 	}
 	Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 }
+
+// Mux is what a component registers its routes on: an *http.ServeMux, or
+// the app's recorder that also lists every pattern (checked against
+// docs/openapi.yaml).
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
