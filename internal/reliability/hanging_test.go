@@ -106,7 +106,7 @@ func hangingTest(t *testing.T, events int64) {
 	cancel()
 	<-done
 	acked := pub.ackedIDs()
-	waitDelivered(t, healthy, acked, pick(60*time.Second, 5*time.Minute))
+	waitDelivered(t, healthy, acked, pick(60*time.Second, 5*time.Minute), deliveryDiag(t, c, tn))
 	elapsed, endedBefore := time.Since(began), hang.ended.Load()
 
 	if hang.started.Load() == 0 {

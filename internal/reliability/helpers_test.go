@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,15 @@ import (
 
 // soak selects the long forms (make soak sets OTPHUB_SOAK=1).
 var soak = os.Getenv("OTPHUB_SOAK") == "1"
+
+// soakRate is the soak forms' paced publish rate (events/s):
+// OTPHUB_SOAK_RATE, default 100; 0 publishes as fast as acknowledged.
+func soakRate() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("OTPHUB_SOAK_RATE"), 64); err == nil && v >= 0 {
+		return v
+	}
+	return 100
+}
 
 // pick returns the short or the soak value.
 func pick[T any](short, long T) T {
@@ -584,8 +594,45 @@ func (r *receiver) tally(acked []string) (distinct, duplicates, unacked int) {
 	return distinct, duplicates, unacked
 }
 
-// waitDelivered waits until every acked ID was accepted by r.
-func waitDelivered(t *testing.T, r *receiver, acked []string, timeout time.Duration) {
+// deliveryDiag returns a diagnostic for a failed waitDelivered: how many
+// of the missing events the deliveries API lists, by status (expired
+// deliveries are an OTP lifetime exceeded, not a loss of the log).
+func deliveryDiag(t *testing.T, c *client, tn tenant) func(missing []string) string {
+	return func(missing []string) string {
+		want := make(map[string]bool, len(missing))
+		for _, id := range missing {
+			want[id] = true
+		}
+		byStatus := map[string]int{}
+		path := "/api/v1/orgs/" + tn.name + "/deliveries?limit=1000"
+		for page := 0; page < 200; page++ {
+			var list struct {
+				Deliveries []struct {
+					EventID string `json:"eventId"`
+					Status  string `json:"status"`
+				} `json:"deliveries"`
+				NextCursor string `json:"nextCursor"`
+			}
+			if code := c.do(t, http.MethodGet, path, tn.token, nil, &list); code != http.StatusOK {
+				return fmt.Sprintf("deliveries API answered %d", code)
+			}
+			for _, d := range list.Deliveries {
+				if want[d.EventID] {
+					byStatus[d.Status]++
+				}
+			}
+			if list.NextCursor == "" {
+				break
+			}
+			path = "/api/v1/orgs/" + tn.name + "/deliveries?limit=1000&before=" + url.QueryEscape(list.NextCursor)
+		}
+		return fmt.Sprintf("deliveries API records of the missing events, by status: %v", byStatus)
+	}
+}
+
+// waitDelivered waits until every acked ID was accepted by r. diag, if
+// set, explains a failure.
+func waitDelivered(t *testing.T, r *receiver, acked []string, timeout time.Duration, diag func(missing []string) string) {
 	t.Helper()
 	var miss []string
 	deadline := time.Now().Add(timeout)
@@ -596,8 +643,12 @@ func waitDelivered(t *testing.T, r *receiver, acked []string, timeout time.Durat
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("LOST: %d of %d acknowledged events never delivered within %v (e.g. %v)",
-				len(miss), len(acked), timeout, miss[:min(5, len(miss))])
+			why := ""
+			if diag != nil {
+				why = "; " + diag(miss)
+			}
+			t.Fatalf("LOST: %d of %d acknowledged events never delivered within %v (e.g. %v)%s",
+				len(miss), len(acked), timeout, miss[:min(5, len(miss))], why)
 		}
 		<-tick.C
 	}

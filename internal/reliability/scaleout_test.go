@@ -64,12 +64,15 @@ func freshSchema(t *testing.T) string {
 // lapses; its leased retry tasks when their leases (30 s) do. The soak form
 // restarts the killed process and kills the other one, for several rounds.
 func TestScaleOutKafkaPostgres(t *testing.T) {
-	t.Parallel() // mostly waiting (leases, group sessions): overlaps the other long test
+	if !soak {
+		t.Parallel() // mostly waiting (leases, group sessions): overlaps the other long test
+	}
 	var (
 		rounds      = pick(1, 4)
 		perRound    = pick(int64(400), int64(4000))
 		afterKill   = pick(int64(200), int64(2000))
 		publishers  = 8
+		rate        = pick(0, soakRate()) // see TestCrashEmbeddedKill9
 		deliverWait = pick(3*time.Minute, 10*time.Minute)
 	)
 	otphubBinary(t)
@@ -82,6 +85,9 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 	began := time.Now()
 
 	addrs := []string{freeAddr(t), freeAddr(t)}
+	for i := 0; addrs[1] == addrs[0] && i < 10; i++ {
+		addrs[1] = freeAddr(t)
+	}
 	// One public URL for both, as behind a load balancer: topic URLs and
 	// the token issuer are the same whichever process serves a request.
 	publicURL := "http://" + addrs[0]
@@ -116,7 +122,7 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 		target, refused := pub.n.Load()+perRound, rcv.refused.Load()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { pub.run(ctx, publishers, clients...); close(done) }()
+		go func() { pub.runPaced(ctx, publishers, rate, clients...); close(done) }()
 		waitFor(t, 2*time.Minute, "load through both processes", func() bool {
 			return pub.n.Load() >= target && rcv.refused.Load() >= refused+5
 		})
@@ -136,7 +142,7 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 
 	acked := pub.ackedIDs()
 	loadDone := time.Now()
-	waitDelivered(t, rcv, acked, deliverWait)
+	waitDelivered(t, rcv, acked, deliverWait, deliveryDiag(t, clients[rounds%2], tn)) // the last survivor
 	t.Logf("all acknowledged events delivered %v after the load ended", time.Since(loadDone).Round(100*time.Millisecond))
 	distinct, dups, unacked := rcv.tally(acked)
 	t.Logf("scale-out kill -9 (Kafka + PostgreSQL, 2 processes): %d rounds, %d acknowledged events all delivered; %d distinct received (%d unacknowledged), "+
