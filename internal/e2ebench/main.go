@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,8 +48,19 @@ func main() {
 	modes := flag.String("modes", "embedded,kafka", "log modes to measure")
 	subsList := flag.String("subs", "1,100", "subscriber counts to measure")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	blockProfile := flag.String("blockprofile", "", "write a blocking profile (waits over 1ms) of the whole run to this file")
 	pprofAddr := flag.String("pprof-addr", "", "serve net/http/pprof on this loopback address during the run")
 	flag.Parse()
+	if *blockProfile != "" {
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		defer func() {
+			f, err := os.Create(*blockProfile)
+			if err == nil {
+				_ = pprof.Lookup("block").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	if *pprofAddr != "" {
 		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
 	}
@@ -101,12 +113,14 @@ type row struct {
 	halfMax          time.Duration
 	halfRate         float64
 	peakRSSMiB       float64
+	cpuCores         float64       // CPU used during the full-load phase, in cores
+	ackMean          time.Duration // mean publish acknowledgement at full load
 	receivers        []string
 }
 
 func (r row) String() string {
-	return fmt.Sprintf("%s subs=%d raw=%.0f/s publish=%.0f/s delivered=%.0f/s (%.2f× raw) p50=%v p99=%v | half load %.0f/s p50=%v p99=%v max=%v | rss=%.0fMiB lost=%d",
-		r.mode, r.subs, r.rawRate, r.publishRate, r.deliverRate, r.deliverRate/r.rawRate, r.p50, r.p99,
+	return fmt.Sprintf("%s subs=%d raw=%.0f/s publish=%.0f/s delivered=%.0f/s (%.2f× raw) cpu=%.2f cores ack=%v p50=%v p99=%v | half load %.0f/s p50=%v p99=%v max=%v | rss=%.0fMiB lost=%d",
+		r.mode, r.subs, r.rawRate, r.publishRate, r.deliverRate, r.deliverRate/r.rawRate, r.cpuCores, r.ackMean, r.p50, r.p99,
 		r.halfRate, r.halfP50, r.halfP99, r.halfMax, r.peakRSSMiB, r.lost)
 }
 
@@ -273,12 +287,14 @@ func measure(mode string, subs int, dur time.Duration, conc int) (row, error) {
 	// so the figure is what the pipeline sustains, not a backlog.
 	pub.run(time.Second, conc, 0)
 	t.reset()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	acked := pub.run(dur, conc, 0)
 	elapsed := time.Since(start)
+	r.cpuCores = (cpuTime() - cpu0).Seconds() / elapsed.Seconds()
 	r.publishRate = float64(len(acked)) / elapsed.Seconds()
 	r.deliverRate = float64(t.count.Load()) / elapsed.Seconds()
 	r.p50, r.p99, r.max, r.lost = latencies(t, acked)
+	r.ackMean = meanAck(acked)
 
 	// Half the delivered event rate, paced: the latency an operator sees
 	// with headroom.
@@ -296,8 +312,9 @@ func measure(mode string, subs int, dur time.Duration, conc int) (row, error) {
 
 // published is one acknowledged event and what became of it.
 type published struct {
-	at time.Time
-	e  *tracked
+	at    time.Time // publish sent
+	acked time.Time // publish acknowledged (durable in the log)
+	e     *tracked
 }
 
 type publisher struct {
@@ -357,7 +374,7 @@ func (p publisher) run(dur time.Duration, conc int, rate float64) []published {
 					continue
 				}
 				mu.Lock()
-				acked = append(acked, published{now, e})
+				acked = append(acked, published{now, time.Now(), e})
 				mu.Unlock()
 				select {
 				case <-e.done:
@@ -394,6 +411,19 @@ func rawLoop(client *http.Client, target string, dur time.Duration, conc int) fl
 	}
 	wg.Wait()
 	return float64(n.Load()) / dur.Seconds()
+}
+
+// meanAck is the mean time from sending a publish to its acknowledgement
+// (the event durable in the log).
+func meanAck(acked []published) time.Duration {
+	if len(acked) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, p := range acked {
+		sum += p.acked.Sub(p.at)
+	}
+	return (sum / time.Duration(len(acked))).Round(10 * time.Microsecond)
 }
 
 // latencies are publish → delivery for every delivery of the acknowledged
@@ -527,6 +557,15 @@ func waitActive(client *http.Client, base, tok string, n int) error {
 	return fmt.Errorf("subscriptions not active within 30s")
 }
 
+// cpuTime is the CPU time (user+system) this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 func peakRSSMiB() float64 {
@@ -551,11 +590,11 @@ func render(rows []row, dur time.Duration, conc int) string {
 	b.WriteString("A delivery is one event POSTed (signed) to one subscriber; with 100 subscribers each published event becomes 100 deliveries.\n")
 	b.WriteString("Each publisher keeps one event in flight end to end: it publishes, waits until every subscriber received it, then publishes the next; so the figures are what the pipeline sustains, not a backlog. Each subscriber is its own endpoint (its own port).\n")
 	b.WriteString("*Raw loopback* is the same HTTP client POSTing to the same kind of receiver with the same concurrency, measured in the same run: the ceiling for one HTTP hop on this machine.\n\n")
-	b.WriteString("| log | subscribers | raw loopback POST/s | events published/s | deliveries/s | delivered ÷ raw | p50 | p99 | max | half load deliveries/s | p50 | p99 | max | peak RSS MiB | lost |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| log | subscribers | raw loopback POST/s | events published/s | deliveries/s | delivered ÷ raw | CPU cores used | publish ack (mean) | p50 | p99 | max | half load deliveries/s | p50 | p99 | max | peak RSS MiB | lost |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %.2f | %v | %v | %v | %.0f | %v | %v | %v | %.0f | %d |\n",
-			r.mode, r.subs, r.rawRate, r.publishRate, r.deliverRate, r.deliverRate/r.rawRate, r.p50, r.p99, r.max,
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %v | %v | %v | %v | %.0f | %v | %v | %v | %.0f | %d |\n",
+			r.mode, r.subs, r.rawRate, r.publishRate, r.deliverRate, r.deliverRate/r.rawRate, r.cpuCores, r.ackMean, r.p50, r.p99, r.max,
 			r.halfRate, r.halfP50, r.halfP99, r.halfMax, r.peakRSSMiB, r.lost)
 	}
 	b.WriteString("\nLatency is from the publisher sending `POST /hub?hub.mode=publish` to the subscriber receiving the delivery. " +
