@@ -78,7 +78,7 @@ type App struct {
 }
 
 // New builds the app from cfg. Resources opened before an error are closed.
-func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err error) {
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	a = &App{cfg: cfg, reg: opts.Registry, log: newLogger(opts.Stderr, cfg.LogLevel)}
+	a := &App{cfg: cfg, reg: opts.Registry, log: newLogger(opts.Stderr, cfg.LogLevel)}
 	defer func() {
 		if err != nil {
 			_ = a.Close()

@@ -1,13 +1,16 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/otphub/otphub/app"
 	"github.com/otphub/otphub/app/apptest"
+	"github.com/otphub/otphub/config"
 )
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
@@ -77,5 +80,20 @@ func TestDispatcherOnlyServesNoAPI(t *testing.T) {
 	resp, _ = get(t, srv.URL+"/readyz")
 	if resp.StatusCode != 200 {
 		t.Fatalf("readyz: %d", resp.StatusCode)
+	}
+}
+
+// TestNewFailsCleanly shows a dependency that cannot be reached fails
+// start-up with an error naming it (and closes what was opened), not a panic.
+func TestNewFailsCleanly(t *testing.T) {
+	cfg, err := config.Parse([]string{"--data-dir", t.TempDir(),
+		"--database-url", "postgres://otphub@127.0.0.1:1/none?sslmode=disable&connect_timeout=2",
+		"--encryption-key", strings.Repeat("ab", 32)}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.New(context.Background(), cfg, app.Options{Stdout: io.Discard, Stderr: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "postgresql store") {
+		t.Fatalf("want a postgresql store error, got %v", err)
 	}
 }

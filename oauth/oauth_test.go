@@ -665,7 +665,13 @@ func TestVerifiedTokenCacheKeepsChecks(t *testing.T) {
 			t.Fatalf("fresh token refused: %v", err)
 		}
 	}
-	if _, err := e.iss.Verify(ctx, tok[:len(tok)-2]+"AA"); err == nil {
+	dot := strings.LastIndex(tok, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(tok[dot+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[len(sig)/2] ^= 0xff
+	if _, err := e.iss.Verify(ctx, tok[:dot+1]+base64.RawURLEncoding.EncodeToString(sig)); err == nil {
 		t.Fatal("a token with a changed signature was accepted")
 	}
 	e.clk.Add(2 * time.Hour)
