@@ -155,8 +155,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return nil, fmt.Errorf("sms providers: %w", err)
 	}
 	engine, err := dispatcher.New(dispatcher.Config{
-		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
-		AttemptTimeout:         cfg.DeliveryTimeout,
+		RetryPolicy:    dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
+		AttemptTimeout: cfg.DeliveryTimeout,
+		// A leased retry must outlive its attempt, whatever the timeout.
+		LeaseDuration:          max(30*time.Second, 2*cfg.DeliveryTimeout+5*time.Second),
 		PerEndpointConcurrency: cfg.EndpointConcurrency,
 	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
 	if err != nil {
