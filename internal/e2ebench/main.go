@@ -598,6 +598,7 @@ func render(rows []row, dur time.Duration, conc int) string {
 			r.halfRate, r.halfP50, r.halfP99, r.halfMax, r.peakRSSMiB, r.lost)
 	}
 	b.WriteString("\nLatency is from the publisher sending `POST /hub?hub.mode=publish` to the subscriber receiving the delivery. " +
-		"Targets (issue 9): delivered ≥ 0.35× raw; p99 < 50 ms at half load; memory bounded. `lost` counts acknowledged deliveries never received and must be 0.\n")
+		"Targets (issue 9): delivered ≥ 0.35× raw; p99 < 50 ms at half load; memory bounded. `lost` counts acknowledged deliveries never received and must be 0.\n\n" +
+		"What limits these figures, what profiling found and what was changed: `docs/performance.md`.\n")
 	return b.String()
 }
