@@ -1,11 +1,17 @@
 package dispatcher
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/otphub/otphub/dispatcher/egress"
 )
 
 // ClassifyHTTP classifies an HTTP answer for destinations that speak plain
@@ -69,4 +75,26 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		return min(max(0, t.Sub(now)), maxRetryAfter)
 	}
 	return 0
+}
+
+// ClassifyTransport classifies a request that got no HTTP answer: a refusal
+// by the egress guard is permanent; timeouts (or ctx ending) and connection
+// failures are worth retrying. The request URL is dropped from the error
+// (a callback's query may hold a capability token); name (the destination
+// type) prefixes it. It is the one transport classifier of the senders.
+func ClassifyTransport(ctx context.Context, name string, err error) Result {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	err = fmt.Errorf("%s: %w", name, err)
+	var ne net.Error
+	switch {
+	case egress.IsRefused(err):
+		return Result{Reason: ReasonEgressRefused, Err: err}
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
+		return Result{Retry: true, Reason: ReasonTimeout, Err: err}
+	default:
+		return Result{Retry: true, Reason: ReasonConnection, Err: err}
+	}
 }

@@ -1,12 +1,16 @@
 package dispatcher_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/store"
 )
 
@@ -178,5 +182,33 @@ func BenchmarkRetryPolicy(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		_ = p.Decide(res, i%12+1, now, now.Add(5*time.Minute), nil)
+	}
+}
+
+func TestClassifyTransport(t *testing.T) {
+	refused := &url.Error{Op: "Post", URL: "http://10.0.0.1/cb?token=s3cret", Err: &egress.RefusedError{Host: "10.0.0.1", Reason: "private address"}}
+	timeout := &url.Error{Op: "Post", URL: "http://x/cb?token=s3cret", Err: context.DeadlineExceeded}
+	conn := &url.Error{Op: "Post", URL: "http://x/cb?token=s3cret", Err: errors.New("connect: connection refused")}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name   string
+		ctx    context.Context
+		err    error
+		retry  bool
+		reason dispatcher.Reason
+	}{
+		{"egress refused", context.Background(), refused, false, dispatcher.ReasonEgressRefused},
+		{"timeout", context.Background(), timeout, true, dispatcher.ReasonTimeout},
+		{"context ended", expired, conn, true, dispatcher.ReasonTimeout},
+		{"connection", context.Background(), conn, true, dispatcher.ReasonConnection},
+	} {
+		r := dispatcher.ClassifyTransport(tc.ctx, "webhook", tc.err)
+		if r.OK || r.Retry != tc.retry || r.Reason != tc.reason {
+			t.Errorf("%s: %+v", tc.name, r)
+		}
+		if msg := r.Err.Error(); strings.Contains(msg, "s3cret") || !strings.HasPrefix(msg, "webhook: ") {
+			t.Errorf("%s: error %q must name the destination and drop the URL", tc.name, msg)
+		}
 	}
 }

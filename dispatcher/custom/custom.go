@@ -9,14 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -130,7 +128,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return transportError(ctx, err)
+		return dispatcher.ClassifyTransport(ctx, "custom", err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
@@ -161,16 +159,4 @@ func Classify(status int, header http.Header, now time.Time) dispatcher.Result {
 		r.Reason = dispatcher.ReasonClientError
 	}
 	return r
-}
-
-func transportError(ctx context.Context, err error) dispatcher.Result {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("custom: %w", err)}
-	case egress.IsRefused(err):
-		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("custom: %w", err)}
-	default:
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("custom: %w", err)}
-	}
 }

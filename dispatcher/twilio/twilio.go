@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,7 +26,6 @@ import (
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -301,18 +299,12 @@ func Classify(status, code int) dispatcher.Result {
 	return r
 }
 
+// transportError classifies a send that got no usable answer; an
+// unreadable error body from Twilio is its server's fault, worth a retry.
 func transportError(ctx context.Context, err error) dispatcher.Result {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("twilio: %w", err)}
-	case egress.IsRefused(err):
-		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("twilio: %w", err)}
-	default:
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError, Err: fmt.Errorf("twilio: %w", err)}
-		}
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("twilio: %w", err)}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError, Err: fmt.Errorf("twilio: %w", err)}
 	}
+	return dispatcher.ClassifyTransport(ctx, "twilio", err)
 }

@@ -9,14 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/event"
 )
 
@@ -111,12 +109,12 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return transportError(ctx, err)
+		return dispatcher.ClassifyTransport(ctx, "vonage", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	if err != nil {
-		r := transportError(ctx, err)
+		r := dispatcher.ClassifyTransport(ctx, "vonage", err)
 		r.StatusCode = resp.StatusCode
 		return r
 	}
@@ -193,16 +191,4 @@ func ClassifyHTTP(status int) dispatcher.Result {
 		r.Retry, r.Reason = true, dispatcher.ReasonServerError
 	}
 	return r
-}
-
-func transportError(ctx context.Context, err error) dispatcher.Result {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()):
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: fmt.Errorf("vonage: %w", err)}
-	case egress.IsRefused(err):
-		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: fmt.Errorf("vonage: %w", err)}
-	default:
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: fmt.Errorf("vonage: %w", err)}
-	}
 }

@@ -19,9 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -140,7 +138,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	}
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
-		return classifyError(ctx, err)
+		return dispatcher.ClassifyTransport(ctx, "webhook", err)
 	}
 	egress.Discard(resp, s.o.MaxResponseBytes)
 	return dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
@@ -187,21 +185,4 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 		h.Set("Webhook-Signature", StandardSignature(s.sub.Secret, ev.ID, ts, body))
 	}
 	return req, nil
-}
-
-// classifyError classifies a request that got no HTTP answer. The URL is
-// dropped from the error: a callback's query may hold a capability token.
-func classifyError(ctx context.Context, err error) dispatcher.Result {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	if egress.IsRefused(err) {
-		return dispatcher.Result{Reason: dispatcher.ReasonEgressRefused, Err: err}
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) || ctx.Err() != nil {
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: err}
-	}
-	return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: err}
 }
