@@ -12,10 +12,9 @@ import (
 // PostgreSQL is unreachable), it must say why and exit non-zero, not crash
 // with a nil-pointer panic.
 //
-// BUG (app/app.go, New): the deferred cleanup `if err != nil { _ = a.Close() }`
-// runs after `return nil, err` has set the named result a to nil, so every
-// error returned by New after that defer dereferences a nil *App
-// (app.(*App).Close, app.go Close → a.mu.Lock) and the process panics.
+// Regression test: app.New's deferred cleanup used to run after
+// `return nil, err` had set its named result to nil, so every start-up
+// error became a nil-pointer panic in (*App).Close (fixed in da36111).
 func TestStartupErrorIsReportedNotPanic(t *testing.T) {
 	out, err := runOtphub(t, "serve", "--addr", freeAddr(t), "--data-dir", t.TempDir(),
 		"--database-url", "postgres://postgres@127.0.0.1:1/unreachable?sslmode=disable&connect_timeout=2",
@@ -34,12 +33,9 @@ func TestStartupErrorIsReportedNotPanic(t *testing.T) {
 // (otphub serve --help, config validation), so otphub must start with any
 // value in that range.
 //
-// BUG (app/app.go wiring + dispatcher.Config): the dispatcher requires
-// LeaseDuration (default 30 s, not set by the app) to exceed
-// AttemptTimeout, so any --delivery-timeout of 30 s or more makes
-// dispatcher.New fail, and (see TestStartupErrorIsReportedNotPanic) the
-// process panics. Either derive LeaseDuration from the timeout or bound
-// the flag below 30 s.
+// Regression test: the dispatcher requires its retry lease to outlive the
+// attempt timeout, and the app used to leave the lease at 30 s, so any
+// --delivery-timeout of 30 s or more failed the start (fixed in f199c61).
 func TestDeliveryTimeoutFlagRange(t *testing.T) {
 	p := startProcNoWait(t, "otphub", freeAddr(t), "--data-dir", t.TempDir(), "--delivery-timeout", "45s")
 	waitFor(t, 60*time.Second, "otphub ready with --delivery-timeout 45s", func() bool {
