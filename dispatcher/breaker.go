@@ -147,26 +147,21 @@ func (es *endpoints) admit(key string, d *delivery) (a admission, retryAt time.T
 	return admitRun, time.Time{}
 }
 
-// tryAcquire takes a slot of key for a retry without queueing: retries
-// that find the endpoint busy or its circuit open are deferred instead.
-func (es *endpoints) tryAcquire(key string, d *delivery) (a admission, retryAt time.Time) {
+// admitRetry is admit for a leased retry task. A retry may wait in the
+// endpoint's queue like a first attempt (a busy but healthy endpoint then
+// drains its retries at its own pace, instead of each one going back to
+// the store and being leased again a second later), but only in the first
+// half of the queue: the other half is kept for first attempts, which must
+// never wait behind retries.
+func (es *endpoints) admitRetry(key string, d *delivery) (a admission, retryAt time.Time) {
 	es.mu.Lock()
 	ep := es.get(key)
-	if ep.running >= es.cap {
+	if ep.running >= es.cap && ep.state == StateClosed && len(ep.queue) >= es.queueCap/2 {
 		es.mu.Unlock()
 		return denyBusy, time.Time{}
 	}
-	ok, probe, at := es.gate(ep)
-	if !ok {
-		es.mu.Unlock()
-		es.notify(probe)
-		return denyOpen, at
-	}
-	ep.running++
-	d.probe = probe
 	es.mu.Unlock()
-	es.notify(probe)
-	return admitRun, time.Time{}
+	return es.admit(key, d)
 }
 
 // release returns d's slot of key after an attempt with result res (nil

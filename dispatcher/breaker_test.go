@@ -21,9 +21,20 @@ func TestEndpointGateQueueAndCap(t *testing.T) {
 			t.Fatalf("delivery %d: admission %d, want %d", i, a, want[i])
 		}
 	}
-	// A retry never queues.
-	if a, _ := es.tryAcquire("e", &delivery{}); a != denyBusy {
+	// A retry queues only in the first half of the queue (here: none of it).
+	if a, _ := es.admitRetry("e", &delivery{}); a != denyBusy {
 		t.Errorf("retry at cap: %d, want denyBusy", a)
+	}
+	// With room in the first half of the queue, a retry waits there.
+	wide := newEndpoints(1, 4, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	wide.admit("w", &delivery{})
+	for i, want := range []admission{admitQueued, admitQueued, denyBusy} {
+		if a, _ := wide.admitRetry("w", &delivery{}); a != want {
+			t.Errorf("retry %d at a busy endpoint: %d, want %d", i, a, want)
+		}
+	}
+	if a, _ := wide.admit("w", &delivery{}); a != admitQueued {
+		t.Errorf("a first attempt must still find room in the queue: %d", a)
 	}
 	// Another endpoint is unaffected.
 	if a, _ := es.admit("other", &delivery{}); a != admitRun {
@@ -74,7 +85,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 		t.Fatalf("states %v, want one half-open", st)
 	}
 	probe := &delivery{}
-	if a, _ := es.tryAcquire("e", probe); a != admitRun || !probe.probe {
+	if a, _ := es.admitRetry("e", probe); a != admitRun || !probe.probe {
 		t.Fatalf("probe: %d (probe=%v)", a, probe.probe)
 	}
 	if a, _ := es.admit("e", &delivery{}); a != denyOpen {
@@ -82,7 +93,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	}
 	// The probe fails: open again for a full OpenDuration.
 	es.release("e", probe, fail)
-	if a, at := es.tryAcquire("e", &delivery{}); a != denyOpen || !at.Equal(clk.now().Add(time.Minute)) {
+	if a, at := es.admitRetry("e", &delivery{}); a != denyOpen || !at.Equal(clk.now().Add(time.Minute)) {
 		t.Fatalf("after failed probe: %d until %v", a, at)
 	}
 	// The next probe succeeds: closed.

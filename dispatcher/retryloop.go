@@ -56,7 +56,8 @@ func (e *Engine) leaseDue(ctx context.Context) (leased, free int) {
 }
 
 // retry runs a leased task: load (decode its event, rebuild its target),
-// gate (its endpoint's circuit and concurrency cap), then the pipeline.
+// gate (its endpoint's circuit, concurrency cap and queue), then the
+// pipeline.
 func (e *Engine) retry(task store.DeliveryTask) {
 	d := &delivery{task: &task, target: Target{Type: task.DestinationType, ID: task.DestinationID}}
 	ev, err := decodeTaskEvent(task.Event)
@@ -82,10 +83,12 @@ func (e *Engine) retry(task store.DeliveryTask) {
 	}
 	d.target = target
 
-	a, retryAt := e.eps.tryAcquire(d.endpointKey(), d)
+	a, retryAt := e.eps.admitRetry(d.endpointKey(), d)
 	switch {
 	case a == admitRun:
 		e.work(d)
+	case a == admitQueued:
+		// It runs, still leased, when the endpoint frees a slot.
 	case a == denyOpen && target.Fallback != nil:
 		fb := d.fallback()
 		if e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil,
