@@ -201,6 +201,13 @@ type TaskUpdate struct {
 	LastStatusCode int
 }
 
+// AttemptCompletion is one task's completed attempt, for CompleteAttempts.
+type AttemptCompletion struct {
+	TaskID  string
+	Attempt DeliveryAttempt
+	Update  TaskUpdate
+}
+
 // DeliveryFilter selects deliveries to list.
 type DeliveryFilter struct {
 	Status string // "" for all
@@ -343,6 +350,12 @@ type Deliveries interface {
 	// whose endpoint is at its concurrency cap). ErrPrecondition if owner no
 	// longer holds the lease.
 	DeferDelivery(ctx context.Context, taskID, owner string, nextAttemptAt time.Time) error
+	// CompleteAttempts applies CompleteAttempt to each item, for owner, in
+	// one transaction (one commit, however many items: the retry path's
+	// group commit). errs[i] is items[i]'s outcome: nil, ErrPrecondition or
+	// ErrNotFound, which do not stop the others. A non-nil err means the
+	// transaction failed and nothing was applied.
+	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
 	// FindDelivery returns the task of (eventID, destType, destID).
 	FindDelivery(ctx context.Context, eventID, destType, destID string) (DeliveryTask, error)

@@ -14,6 +14,7 @@ var deliveryCases = []testCase{
 	{"DeliveriesList", testDeliveriesList},
 	{"DeliveriesLease", testDeliveriesLease},
 	{"DeliveriesComplete", testDeliveriesComplete},
+	{"DeliveriesCompleteBatch", testDeliveriesCompleteBatch},
 	{"DeliveriesDefer", testDeliveriesDefer},
 	{"DeliveriesRequeue", testDeliveriesRequeue},
 	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
@@ -254,6 +255,60 @@ func testDeliveriesComplete(t *testing.T, s store.Store) {
 	}
 	if leased, _ := s.LeaseDueTasks(c, "w3", later.Add(time.Hour), time.Minute, 10); len(leased) != 0 {
 		t.Fatalf("a delivered task was leased: %v", leasedIDs(leased))
+	}
+}
+
+// testDeliveriesCompleteBatch: CompleteAttempts applies each item as
+// CompleteAttempt would, in one transaction, and an item whose lease is
+// gone or whose task is unknown fails alone.
+func testDeliveriesCompleteBatch(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	now := at(time.Hour)
+	var tasks []store.DeliveryTask
+	for i, id := range []string{"b1", "b2", "b3"} {
+		tasks = append(tasks, newTask(a.ID, id, fmt.Sprintf("ev-b%d", i), at(0)))
+	}
+	_, err := s.InsertDeliveryTasks(c, tasks, nil)
+	must(t, err, "InsertDeliveryTasks")
+	got, err := s.LeaseDueTasks(c, "w1", now, time.Minute, 2) // b1 and b2 (oldest due first), not b3
+	must(t, err, "LeaseDueTasks")
+	eq(t, len(got), 2, "tasks leased")
+	leased := leasedIDs(got)
+
+	done := store.TaskUpdate{Status: store.DeliveryDelivered, LastStatusCode: 200}
+	items := []store.AttemptCompletion{
+		{TaskID: leased[0], Attempt: store.DeliveryAttempt{StartedAt: now, StatusCode: 200, Outcome: "success"}, Update: done},
+		{TaskID: "missing", Attempt: store.DeliveryAttempt{StartedAt: now, Outcome: "success"}, Update: done},
+		{TaskID: "b3", Attempt: store.DeliveryAttempt{StartedAt: now, Outcome: "success"}, Update: done},
+		{TaskID: leased[1], Attempt: store.DeliveryAttempt{StartedAt: now, StatusCode: 503, Outcome: "retry"},
+			Update: store.TaskUpdate{Status: store.DeliveryPending, NextAttemptAt: now.Add(time.Second), LastStatusCode: 503}},
+	}
+	errs, err := s.CompleteAttempts(c, "w1", items)
+	must(t, err, "CompleteAttempts")
+	eq(t, len(errs), len(items), "outcomes")
+	must(t, errs[0], "CompleteAttempts item 0")
+	wantErr(t, errs[1], store.ErrNotFound, "CompleteAttempts of an unknown task")
+	wantErr(t, errs[2], store.ErrPrecondition, "CompleteAttempts of an unleased task")
+	must(t, errs[3], "CompleteAttempts item 3")
+
+	first, atts, err := s.GetDelivery(c, a.ID, leased[0])
+	must(t, err, "GetDelivery")
+	if first.Status != store.DeliveryDelivered || first.Attempts != tasks[0].Attempts+1 || first.LeaseOwner != "" ||
+		len(atts) != 1 || atts[0].Number != first.Attempts {
+		t.Fatalf("completed task = %+v, attempts %+v", first, atts)
+	}
+	second, _, err := s.GetDelivery(c, a.ID, leased[1])
+	must(t, err, "GetDelivery")
+	if second.Status != store.DeliveryPending || !second.NextAttemptAt.Equal(now.Add(time.Second)) || second.LastStatusCode != 503 {
+		t.Fatalf("retried task = %+v", second)
+	}
+	untouched, _, err := s.GetDelivery(c, a.ID, "b3")
+	must(t, err, "GetDelivery")
+	eq(t, untouched.Attempts, tasks[2].Attempts, "attempts of the task not leased")
+	_, err = s.CompleteAttempts(c, "", items)
+	if err == nil {
+		t.Fatal("CompleteAttempts with an empty owner succeeded")
 	}
 }
 

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -211,6 +212,37 @@ func (db *DB) CompleteAttempt(ctx context.Context, taskID, owner string, attempt
 	if owner == "" {
 		return fmt.Errorf("store: complete attempt: empty owner")
 	}
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		return db.completeIn(ctx, tx, taskID, owner, attempt, u)
+	})
+}
+
+// CompleteAttempts applies CompleteAttempt to each item in one transaction;
+// an item's ErrPrecondition or ErrNotFound is its own outcome and does not
+// stop the others.
+func (db *DB) CompleteAttempts(ctx context.Context, owner string, items []store.AttemptCompletion) ([]error, error) {
+	if owner == "" {
+		return nil, fmt.Errorf("store: complete attempts: empty owner")
+	}
+	errs := make([]error, len(items))
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		for i, it := range items {
+			err := db.completeIn(ctx, tx, it.TaskID, owner, it.Attempt, it.Update)
+			if err != nil && !errors.Is(err, store.ErrPrecondition) && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			errs[i] = err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// completeIn is CompleteAttempt's work inside tx.
+func (db *DB) completeIn(ctx context.Context, tx *sql.Tx, taskID, owner string, attempt store.DeliveryAttempt, u store.TaskUpdate) error {
 	updated := db.nowUTC()
 	if !attempt.StartedAt.IsZero() {
 		updated = attempt.StartedAt.Add(attempt.Duration)
@@ -219,31 +251,29 @@ func (db *DB) CompleteAttempt(ctx context.Context, taskID, owner string, attempt
 	if status == "" {
 		status = store.DeliveryPending
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		var attempts int
-		err := tx.QueryRowContext(ctx, db.q(`UPDATE delivery_tasks SET status = ?, next_attempt_at = ?, last_error = ?,
-			last_status_code = ?, attempts = attempts + 1, lease_owner = '', lease_until = 0, updated_at = ?
-			WHERE id = ? AND lease_owner = ? RETURNING attempts`),
-			status, micros(u.NextAttemptAt), truncate(u.LastError), u.LastStatusCode, micros(updated), taskID, owner).Scan(&attempts)
+	var attempts int
+	err := tx.QueryRowContext(ctx, db.q(`UPDATE delivery_tasks SET status = ?, next_attempt_at = ?, last_error = ?,
+		last_status_code = ?, attempts = attempts + 1, lease_owner = '', lease_until = 0, updated_at = ?
+		WHERE id = ? AND lease_owner = ? RETURNING attempts`),
+		status, micros(u.NextAttemptAt), truncate(u.LastError), u.LastStatusCode, micros(updated), taskID, owner).Scan(&attempts)
+	if err == sql.ErrNoRows {
+		var one int
+		err = tx.QueryRowContext(ctx, db.q(`SELECT 1 FROM delivery_tasks WHERE id = ?`), taskID).Scan(&one)
 		if err == sql.ErrNoRows {
-			var one int
-			err = tx.QueryRowContext(ctx, db.q(`SELECT 1 FROM delivery_tasks WHERE id = ?`), taskID).Scan(&one)
-			if err == sql.ErrNoRows {
-				return fmt.Errorf("complete attempt: delivery %s: %w", taskID, store.ErrNotFound)
-			}
-			if err != nil {
-				return db.wrap("complete attempt", err)
-			}
-			return fmt.Errorf("complete attempt: delivery %s not leased by %s: %w", taskID, owner, store.ErrPrecondition)
+			return fmt.Errorf("complete attempt: delivery %s: %w", taskID, store.ErrNotFound)
 		}
 		if err != nil {
 			return db.wrap("complete attempt", err)
 		}
-		if attempt.Number <= 0 {
-			attempt.Number = attempts
-		}
-		return db.insertAttempt(ctx, tx, taskID, attempt)
-	})
+		return fmt.Errorf("complete attempt: delivery %s not leased by %s: %w", taskID, owner, store.ErrPrecondition)
+	}
+	if err != nil {
+		return db.wrap("complete attempt", err)
+	}
+	if attempt.Number <= 0 {
+		attempt.Number = attempts
+	}
+	return db.insertAttempt(ctx, tx, taskID, attempt)
 }
 
 // DeferDelivery releases owner's lease on a pending task and makes it due
