@@ -31,6 +31,10 @@ type Engine struct {
 	retrySlots chan struct{} // retries in flight (Config.RetryWorkers)
 	inflight   sync.WaitGroup
 	rec        *recorder
+	// inserts and completions group the synchronous store writes of
+	// concurrent deliveries into shared transactions.
+	inserts     *groupCommit[insertWrite]
+	completions *groupCommit[store.AttemptCompletion]
 
 	// Set by Run before any goroutine starts.
 	stopping context.Context // done when Run's context is: take no new work
@@ -126,6 +130,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancelWrite()
 	e.stopping, e.workCtx, e.writeCtx = runCtx, workCtx, writeCtx
 	e.rec = newRecorder(e)
+	e.newWriters()
+	go e.inserts.run(writeCtx)
+	go e.completions.run(writeCtx)
 
 	var loops sync.WaitGroup
 	var runErr error

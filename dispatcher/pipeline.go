@@ -305,7 +305,7 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 		}
 		u := store.TaskUpdate{Status: dec.Status, NextAttemptAt: dec.NextAttemptAt, LastError: lastErr, LastStatusCode: r.StatusCode}
 		err = e.durably("complete attempt", func(ctx context.Context) error {
-			return e.st.CompleteAttempt(ctx, d.task.ID, e.cfg.Owner, a, u)
+			return e.completions.do(ctx, store.AttemptCompletion{TaskID: d.task.ID, Attempt: a, Update: u})
 		})
 	} else {
 		var enc []byte
@@ -337,8 +337,7 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 				e.rec.add(task, atts)
 			} else {
 				err = e.durably("insert delivery task", func(ctx context.Context) error {
-					_, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{task}, atts)
-					return err
+					return e.inserts.do(ctx, insertWrite{task, atts})
 				})
 			}
 		}
