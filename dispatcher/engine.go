@@ -31,9 +31,8 @@ type Engine struct {
 	retrySlots chan struct{} // retries in flight (Config.RetryWorkers)
 	inflight   sync.WaitGroup
 	rec        *recorder
-	// inserts and completions group the synchronous store writes of
-	// concurrent deliveries into shared transactions.
-	inserts     *groupCommit[insertWrite]
+	// completions groups the attempt completions of concurrent retries
+	// into shared transactions.
 	completions *groupCommit[store.AttemptCompletion]
 
 	// Set by Run before any goroutine starts.
@@ -130,8 +129,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancelWrite()
 	e.stopping, e.workCtx, e.writeCtx = runCtx, workCtx, writeCtx
 	e.rec = newRecorder(e)
-	e.newWriters()
-	go e.inserts.run(writeCtx)
+	e.newCompletions()
 	go e.completions.run(writeCtx)
 
 	var loops sync.WaitGroup

@@ -30,8 +30,8 @@ func newGroupCommit[T any](max int, flush func(ctx context.Context, items []T) [
 
 // do writes v in the next transaction and returns its outcome. When ctx
 // ends first it returns ctx's error; the write may still be committed, so
-// callers retry only idempotent writes (both users are: inserts skip
-// existing tasks, completions fail with ErrPrecondition once applied).
+// callers retry only idempotent writes (a completion, once applied, fails
+// with ErrPrecondition).
 func (g *groupCommit[T]) do(ctx context.Context, v T) error {
 	it := gcItem[T]{v: v, done: make(chan error, 1)}
 	select {
@@ -78,55 +78,20 @@ func (g *groupCommit[T]) run(ctx context.Context) {
 	}
 }
 
-// sameError is a flush result giving every item the same outcome.
-func sameError(n int, err error) []error {
-	errs := make([]error, n)
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
-}
-
 // flushTimeout bounds one group transaction.
 const flushTimeout = 10 * time.Second
 
-// insertWrite is one synchronous task insert (a retry task, a failure, a
-// provider delivery) for the insert group commit.
-type insertWrite struct {
-	task     store.DeliveryTask
-	attempts []store.DeliveryAttempt
-}
-
-// newWriters builds the engine's two group commits: task inserts and
-// retry-attempt completions.
-func (e *Engine) newWriters() {
-	e.inserts = newGroupCommit(e.cfg.RecordBatch, func(ctx context.Context, ws []insertWrite) []error {
-		ctx, cancel := context.WithTimeout(ctx, flushTimeout)
-		defer cancel()
-		tasks := make([]store.DeliveryTask, 0, len(ws))
-		var atts []store.DeliveryAttempt
-		for _, w := range ws {
-			tasks = append(tasks, w.task)
-			atts = append(atts, w.attempts...)
-		}
-		if _, err := e.st.InsertDeliveryTasks(ctx, tasks, atts); err == nil || len(ws) == 1 {
-			return sameError(len(ws), err)
-		}
-		// One bad write must not fail the others: retry them one by one.
-		errs := make([]error, len(ws))
-		for i, w := range ws {
-			_, errs[i] = e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{w.task}, w.attempts)
-		}
-		return errs
-	})
+// newCompletions builds the group commit of retry-attempt completions: the
+// retry path's one store write per attempt. (Task inserts of failed first
+// attempts stay one transaction each on purpose: under an overload that
+// cost paces how fast the router moves a saturated endpoint's backlog from
+// the log into the store, leaving CPU for the deliveries themselves.)
+func (e *Engine) newCompletions() {
 	e.completions = newGroupCommit(e.cfg.RecordBatch, func(ctx context.Context, items []store.AttemptCompletion) []error {
 		ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		defer cancel()
 		errs, err := e.st.CompleteAttempts(ctx, e.cfg.Owner, items)
-		if err == nil || len(items) == 1 {
-			if err != nil {
-				return sameError(len(items), err)
-			}
+		if err == nil {
 			return errs
 		}
 		// The transaction failed: one by one, so one bad item fails alone.

@@ -337,7 +337,8 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 				e.rec.add(task, atts)
 			} else {
 				err = e.durably("insert delivery task", func(ctx context.Context) error {
-					return e.inserts.do(ctx, insertWrite{task, atts})
+					_, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{task}, atts)
+					return err
 				})
 			}
 		}
