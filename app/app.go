@@ -131,15 +131,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
+	backlog, err := dispatcher.NewBacklog(a.store, int64(cfg.MaxPendingPerOrg), 0, a.log, a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("delivery backlog gate: %w", err)
+	}
 	core, err := authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
+		Backlog:           backlog,
 		HMACKey:           deriveKey(key, "otphub otp hmac v1"),
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
 	}
-	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL}, a.store, a.bus, eg, issuer, a.log, a.reg)
+	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog}, a.store, a.bus, eg, issuer, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
@@ -178,6 +183,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
 		engine.Register(mux, issuer)
+		a.runners = append(a.runners, backlog.Run)
 	}
 	a.routes = mux.patterns
 	mux.ServeMux.HandleFunc("/", notFound)

@@ -111,6 +111,9 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
 		return
 	}
+	if s.backlogged(w, org.ID) {
+		return
+	}
 	if scope, wait, err := s.spend(ctx, org, mobile, s.clientIP(r), now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
@@ -235,6 +238,10 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.metrics.resends.WithLabelValues("too_soon").Inc()
 		retryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently")
+		return
+	}
+	if s.backlogged(w, org.ID) {
+		s.metrics.resends.WithLabelValues("backlogged").Inc()
 		return
 	}
 	if scope, wait, err := s.spend(ctx, org, c.Mobile, s.clientIP(r), now); err != nil {
@@ -387,4 +394,20 @@ func (s *Service) failVerification(w http.ResponseWriter, r *http.Request, org s
 	s.metrics.verifications.WithLabelValues("invalid_code").Inc()
 	httpx.ErrorWith(w, http.StatusBadRequest, "invalid_code", "the code is not valid",
 		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-n)})
+}
+
+// backlogged answers 503 delivery_backlog, with Retry-After, when the org's
+// delivery backlog is over its limit: the OTP would likely expire before it
+// could be delivered, and the caller can fall back at once.
+func (s *Service) backlogged(w http.ResponseWriter, orgID int64) bool {
+	if s.cfg.Backlog == nil {
+		return false
+	}
+	over, wait := s.cfg.Backlog.Over(orgID)
+	if !over {
+		return false
+	}
+	retryAfter(w, wait)
+	httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's SMS deliveries are backed up; retry later")
+	return true
 }

@@ -32,11 +32,20 @@ type Limits struct {
 	PerOrg Limit
 }
 
+// BacklogGate tells whether an org's pending deliveries are over their
+// limit, and how long to wait before trying again.
+type BacklogGate interface {
+	Over(orgID int64) (bool, time.Duration)
+}
+
 // Config configures the Service.
 type Config struct {
 	// PublicURL is otphub's public base URL: the events' iss and the base of
 	// their aud (the topic URL). Required.
 	PublicURL string
+	// Backlog, if set, refuses an org's sends (503 delivery_backlog) while
+	// its delivery backlog is over its limit (dispatcher.Backlog).
+	Backlog BacklogGate
 	// HMACKey keys the OTP and backup code HMACs; at least 32 bytes.
 	// Required. Changing it invalidates every pending OTP and backup code.
 	HMACKey []byte

@@ -16,7 +16,7 @@ type metrics struct {
 }
 
 var (
-	resendOutcomes      = []string{"sent", "limit_exceeded", "too_soon", "rate_limited", "failed"}
+	resendOutcomes      = []string{"sent", "limit_exceeded", "too_soon", "rate_limited", "backlogged", "failed"}
 	verificationResults = []string{"verified", "invalid_code", "expired", "too_many_attempts", "backup_code"}
 	limitScopes         = []string{"number", "ip", "org"}
 )

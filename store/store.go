@@ -222,6 +222,8 @@ type DeliveryFilter struct {
 type DeliveryStats struct {
 	ByStatus        map[string]int64
 	OldestPendingAt time.Time // zero when none pending
+	// PendingByOrg counts pending tasks per org (orgs with none are absent).
+	PendingByOrg map[int64]int64
 }
 
 // Store is the state-of-record port. Methods are safe for concurrent use by

@@ -58,10 +58,19 @@ const (
 )
 
 // Config configures the hub.
+// BacklogGate tells whether an org's pending deliveries are over their
+// limit, and how long to wait before trying again (dispatcher.Backlog).
+type BacklogGate interface {
+	Over(orgID int64) (bool, time.Duration)
+}
+
 type Config struct {
 	// PublicURL is the base URL the hub is reached at (--public-url);
 	// topic URLs and the hub URL (<PublicURL>/hub) derive from it. Required.
 	PublicURL string
+	// Backlog, if set, refuses publishing for an org (503 delivery_backlog)
+	// while its delivery backlog is over its limit.
+	Backlog BacklogGate
 	// DefaultLeaseSeconds is the lease when a subscriber asks for none.
 	// Default 864000 (10 days).
 	DefaultLeaseSeconds int

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/bus"
@@ -63,6 +65,13 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if ev.OrganizationID != org.ID {
 		httpx.Error(w, http.StatusBadRequest, "organization_mismatch", fmt.Sprintf("organizationId %d is not the id of %q (%d)", ev.OrganizationID, org.Name, org.ID))
 		return
+	}
+	if h.cfg.Backlog != nil {
+		if over, wait := h.cfg.Backlog.Over(org.ID); over {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up; the event was not accepted, retry later")
+			return
+		}
 	}
 	// The audience of an event the hub distributes is its topic.
 	ev.Audience = canonical

@@ -418,6 +418,8 @@ func testDeliveriesStatsAndPurge(t *testing.T, s store.Store) {
 		}
 	}
 	eqTime(t, st.OldestPendingAt, at(0), "OldestPendingAt")
+	eq(t, len(st.PendingByOrg), 1, "orgs with pending tasks")
+	eq(t, st.PendingByOrg[a.ID], int64(2), "PendingByOrg of org-a")
 
 	n, err := s.PurgeDeliveries(c, at(time.Hour))
 	must(t, err, "PurgeDeliveries")

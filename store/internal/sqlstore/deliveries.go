@@ -427,7 +427,20 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 	if oldest.Valid {
 		st.OldestPendingAt = fromMicros(oldest.Int64)
 	}
-	return st, nil
+	st.PendingByOrg = map[int64]int64{}
+	byOrg, err := db.r.QueryContext(ctx, `SELECT org_id, COUNT(*) FROM delivery_tasks WHERE status = 'pending' GROUP BY org_id`)
+	if err != nil {
+		return st, db.wrap("delivery stats", err)
+	}
+	defer byOrg.Close()
+	for byOrg.Next() {
+		var org, n int64
+		if err := byOrg.Scan(&org, &n); err != nil {
+			return st, db.wrap("delivery stats", err)
+		}
+		st.PendingByOrg[org] = n
+	}
+	return st, db.wrap("delivery stats", byOrg.Err())
 }
 
 // PurgeDeliveries deletes finished tasks updated before cutoff, with their
