@@ -110,6 +110,7 @@ schema = {
             "deliveryMaxAttempts": i(1, 100),
             "deliveryTimeout": DURATION,
             "endpointConcurrency": i(1, 1000),
+            "maxPendingPerOrg": i(0, 10000000),
         }, required=["logLevel", "shutdownTimeout", "deliveryMaxAttempts", "deliveryTimeout", "endpointConcurrency"]),
         "extraEnv": arr(obj({"name": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), "value": s(), "valueFrom": ANY_OBJ}, required=["name"])),
         "extraEnvFrom": arr(ANY_OBJ),
