@@ -97,11 +97,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	key := cfg.EncryptionKey
-	if cfg.Embedded() || len(key) == 0 {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
-		}
-	}
 	if len(key) == 0 {
 		if key, err = store.LoadOrCreateKey(cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("encryption key: %w", err)
@@ -160,10 +155,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return nil, fmt.Errorf("sms providers: %w", err)
 	}
 	engine, err := dispatcher.New(dispatcher.Config{
-		RetryPolicy:    dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
-		AttemptTimeout: cfg.DeliveryTimeout,
-		// A leased retry must outlive its attempt, whatever the timeout.
-		LeaseDuration:          max(30*time.Second, 2*cfg.DeliveryTimeout+5*time.Second),
+		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
+		AttemptTimeout:         cfg.DeliveryTimeout,
 		PerEndpointConcurrency: cfg.EndpointConcurrency,
 	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
 	if err != nil {
@@ -286,9 +279,6 @@ func (a *App) Routes() []string { return slices.Clone(a.routes) }
 
 // Handler is the app's HTTP handler (tests may serve it themselves).
 func (a *App) Handler() http.Handler { return a.handler }
-
-// Logger is the app's logger.
-func (a *App) Logger() *slog.Logger { return a.log }
 
 // Serve runs the background workers and serves HTTP on ln until ctx is
 // done, then shuts down gracefully: stops accepting, drains in-flight

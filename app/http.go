@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -17,14 +16,6 @@ import (
 
 // maxHeaderBytes caps request headers; bodies are capped by each handler.
 const maxHeaderBytes = 32 << 10
-
-type requestIDKey struct{}
-
-// RequestID returns the request ID the middleware assigned.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
@@ -88,7 +79,6 @@ func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handl
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w}
 		_, route := mux.Handler(r)
 		if route == "" {

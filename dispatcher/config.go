@@ -54,7 +54,7 @@ type Config struct {
 	RetryPollInterval time.Duration
 	// LeaseDuration is how long a leased retry task stays with this process
 	// before another may take it over. It must exceed AttemptTimeout.
-	// Default 30s.
+	// Default max(30s, 2×AttemptTimeout+5s).
 	LeaseDuration time.Duration
 	// Retention is how long finished tasks (delivered, failed, expired,
 	// dead) are kept for the deliveries API before they are purged.
@@ -95,7 +95,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.AttemptTimeout, 10*time.Second)
 	setDefault(&c.DrainTimeout, 15*time.Second)
 	setDefault(&c.RetryPollInterval, 250*time.Millisecond)
-	setDefault(&c.LeaseDuration, 30*time.Second)
+	// A leased retry must outlive its attempt, whatever the timeout.
+	setDefault(&c.LeaseDuration, max(30*time.Second, 2*c.AttemptTimeout+5*time.Second))
 	setDefault(&c.Retention, 7*24*time.Hour)
 	setDefault(&c.ReplayWindow, 10*time.Minute)
 	setDefault(&c.StatsInterval, 5*time.Second)

@@ -241,7 +241,7 @@ func (i *Issuer) Verify(ctx context.Context, token string) (access.Principal, er
 	if cached {
 		// Signature, issuer and audience were checked when it was cached;
 		// time moves on, so expiry is checked again with the same leeway.
-		if exp := claims.ExpiresAt; exp == nil || !i.cfg.Now().Before(exp.Add(30*time.Second)) {
+		if exp := claims.ExpiresAt; exp == nil || !i.cfg.Now().Before(exp.Add(leeway)) {
 			return access.Principal{}, fmt.Errorf("%w: token is expired", errInvalidToken)
 		}
 	} else if err := i.parse(ctx, token, &claims); err != nil {
@@ -272,6 +272,9 @@ func (i *Issuer) Verify(ctx context.Context, token string) (access.Principal, er
 	return p, nil
 }
 
+// leeway is the clock skew tolerated on exp, iat and nbf.
+const leeway = 30 * time.Second
+
 // parse verifies token's signature and claims into claims.
 func (i *Issuer) parse(ctx context.Context, token string, claims *Claims) error {
 	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
@@ -290,7 +293,7 @@ func (i *Issuer) parse(ctx context.Context, token string, claims *Claims) error 
 		jwt.WithAudience(i.cfg.Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(30*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(i.cfg.Now),
 	)
 	if err != nil {

@@ -115,7 +115,6 @@ type row struct {
 	peakRSSMiB       float64
 	cpuCores         float64       // CPU used during the full-load phase, in cores
 	ackMean          time.Duration // mean publish acknowledgement at full load
-	receivers        []string
 }
 
 func (r row) String() string {
@@ -228,13 +227,14 @@ func measure(mode string, subs int, dur time.Duration, conc int) (row, error) {
 	raw.srv.Close()
 
 	t := newTracker()
+	var receivers []string
 	for range subs {
 		rcv, err := newReceiver(t)
 		if err != nil {
 			return r, err
 		}
 		defer rcv.srv.Close()
-		r.receivers = append(r.receivers, rcv.url)
+		receivers = append(receivers, rcv.url)
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -272,7 +272,7 @@ func measure(mode string, subs int, dur time.Duration, conc int) (row, error) {
 	if err != nil {
 		return r, err
 	}
-	for i, u := range r.receivers {
+	for i, u := range receivers {
 		if err := subscribe(client, base, token, fmt.Sprintf("%s/cb?sub=%d", u, i)); err != nil {
 			return r, err
 		}
