@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -286,8 +287,15 @@ func (a *App) Handler() http.Handler { return a.handler }
 // and log. It returns the first error that stopped it, or nil.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer a.Close()
+	// inflight counts requests being handled, so that shutdown can tell
+	// them from connections that never sent one (see below).
+	var inflight atomic.Int64
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inflight.Add(1)
+			defer inflight.Add(-1)
+			a.handler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -321,8 +329,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("otphub shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
-		err = fmt.Errorf("http shutdown: %w", serr)
+	if serr := srv.Shutdown(shutCtx); serr != nil {
+		// net/http waits up to 5 s for a connection that was opened but has
+		// not sent a request yet (a client that dialed and then gave up
+		// keeps such a connection in its idle pool). Only requests that were
+		// still being handled make the shutdown unclean.
+		n := inflight.Load()
+		_ = srv.Close()
+		if n > 0 && err == nil {
+			err = fmt.Errorf("http shutdown: %d requests still in flight after %v: %w", n, a.cfg.ShutdownTimeout, serr)
+		}
 	}
 	stopWork()
 	done := make(chan error, 1)

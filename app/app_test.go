@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otphub/otphub/app"
 	"github.com/otphub/otphub/app/apptest"
@@ -96,4 +98,67 @@ func TestNewFailsCleanly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "postgresql store") {
 		t.Fatalf("want a postgresql store error, got %v", err)
 	}
+}
+
+// TestShutdownIgnoresConnectionsWithoutRequests: a connection that was
+// opened and never sent a request (a client that dialed, then gave up and
+// pooled it) does not make the shutdown unclean; a request still being
+// handled when the shutdown timeout ends does.
+func TestShutdownIgnoresConnectionsWithoutRequests(t *testing.T) {
+	serve := func(t *testing.T) (addr string, stop func() error) {
+		cfg, err := config.Parse([]string{"--data-dir", t.TempDir(), "--shutdown-timeout", "1s"},
+			func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.New(context.Background(), cfg, app.Options{Stdout: io.Discard, Stderr: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Serve(ctx, ln) }()
+		return ln.Addr().String(), func() error {
+			cancel()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(10 * time.Second):
+				t.Fatal("Serve did not return")
+				return nil
+			}
+		}
+	}
+	dial := func(t *testing.T, addr, send string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, send); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("idle new connection", func(t *testing.T) {
+		addr, stop := serve(t)
+		dial(t, addr, "")
+		time.Sleep(100 * time.Millisecond) // let the server accept it
+		if err := stop(); err != nil {
+			t.Fatalf("shutdown with a connection that sent nothing: %v", err)
+		}
+	})
+	t.Run("request in flight", func(t *testing.T) {
+		addr, stop := serve(t)
+		// Headers and half the announced body: the handler waits for the rest.
+		dial(t, addr, "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=")
+		time.Sleep(100 * time.Millisecond) // let the server start handling it
+		if err := stop(); err == nil || !strings.Contains(err.Error(), "1 requests still in flight") {
+			t.Fatalf("shutdown with a request in flight: want an error naming it, got %v", err)
+		}
+	})
 }
