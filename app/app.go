@@ -131,10 +131,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("delivery backlog gate: %w", err)
 	}
+	hmacKey, err := a.store.DataKey(ctx, "otp-hmac", func() ([]byte, error) {
+		if len(cfg.PreviousEncryptionKeys) > 0 {
+			// Versions before data keys derived it from the encryption key
+			// in use; during a rotation that is not --encryption-key.
+			return nil, errors.New("it is not stored yet (first start of this version) and a key rotation is under way: " +
+				"start once with the key in use until now as --encryption-key and without --previous-encryption-keys, then rotate")
+		}
+		return deriveKey(key, "otphub otp hmac v1"), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("OTP HMAC key: %w", err)
+	}
+	resealer, err := store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("resealer: %w", err)
+	}
+	a.runners = append(a.runners, resealer.Run)
 	core, err := authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
 		Backlog:           backlog,
-		HMACKey:           deriveKey(key, "otphub otp hmac v1"),
+		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
@@ -194,7 +211,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 }
 
 func (a *App) openStore(ctx context.Context, key []byte) error {
-	opts := store.Options{EncryptionKey: key}
+	opts := store.Options{EncryptionKey: key, PreviousEncryptionKeys: a.cfg.PreviousEncryptionKeys}
 	if a.cfg.Embedded() {
 		st, err := sqlite.Open(ctx, a.cfg.DataDir, opts)
 		if err != nil {

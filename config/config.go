@@ -6,6 +6,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +62,10 @@ type Config struct {
 	// EncryptionKey is the 32-byte key for secrets at rest (and OTP HMACs).
 	// Required with DatabaseURL; otherwise generated into DataDir.
 	EncryptionKey []byte
+	// PreviousEncryptionKeys were EncryptionKey before a rotation: what they
+	// sealed still opens and is re-encrypted under EncryptionKey in the
+	// background. Requires EncryptionKey.
+	PreviousEncryptionKeys [][]byte
 	// AllowConsoleProvider lets orgs choose the development-only console
 	// SMS provider, which prints SMS to standard output. Default false.
 	AllowConsoleProvider bool
@@ -235,6 +240,20 @@ var settings = []setting{
 		c.EncryptionKey = k
 		return nil
 	}},
+	{name: "previous-encryption-keys", usage: "comma-separated keys that were --encryption-key before a rotation: still opened, re-encrypted under --encryption-key in the background", set: func(c *Config, v string) error {
+		c.PreviousEncryptionKeys = nil
+		for i, part := range strings.Split(v, ",") {
+			if strings.TrimSpace(part) == "" {
+				continue
+			}
+			k, err := store.ParseKey(part)
+			if err != nil {
+				return fmt.Errorf("key %d: %s", i+1, strings.TrimPrefix(err.Error(), "store: "))
+			}
+			c.PreviousEncryptionKeys = append(c.PreviousEncryptionKeys, k)
+		}
+		return nil
+	}},
 	{name: "allow-console-provider", boolean: true, def: "false", usage: "let orgs choose the development-only console SMS provider (prints SMS to stdout)", set: func(c *Config, v string) error {
 		return boolVal(&c.AllowConsoleProvider, v)
 	}},
@@ -361,6 +380,16 @@ func (c *Config) validate() error {
 	}
 	if c.DatabaseURL != "" && len(c.EncryptionKey) == 0 {
 		return &Error{Setting: "encryption-key", Source: "flag", Err: errors.New("is required with --database-url: every replica must share one key (32 bytes, base64 or hex)")}
+	}
+	if len(c.PreviousEncryptionKeys) > 0 && len(c.EncryptionKey) == 0 {
+		return &Error{Setting: "previous-encryption-keys", Source: "flag", Err: errors.New("needs --encryption-key, the new key to rotate to")}
+	}
+	for i, k := range c.PreviousEncryptionKeys {
+		for _, o := range append([][]byte{c.EncryptionKey}, c.PreviousEncryptionKeys[:i]...) {
+			if bytes.Equal(k, o) {
+				return &Error{Setting: "previous-encryption-keys", Source: "flag", Err: fmt.Errorf("key %d is the current --encryption-key or listed twice", i+1)}
+			}
+		}
 	}
 	if (c.AdminClientID == "") != (c.AdminClientSecret == "") {
 		return &Error{Setting: "admin-client-secret", Source: "flag", Err: errors.New("--admin-client-id and --admin-client-secret must be given together")}

@@ -73,6 +73,10 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{nil, map[string]string{"OTPHUB_SHUTDOWN_TIMEOUT": "forever"}, "OTPHUB_SHUTDOWN_TIMEOUT"},
 		{[]string{"--kafka-sasl-mechanism", "plain"}, nil, "SASL needs both"},
 		{[]string{"--database-url", "postgres://x/db", "--encryption-key", key}, nil, ""},
+		{[]string{"--previous-encryption-keys", key}, nil, "--previous-encryption-keys: needs --encryption-key"},
+		{[]string{"--encryption-key", key, "--previous-encryption-keys", strings.Repeat("cd", 32) + ",short"}, nil, "--previous-encryption-keys: key 2"},
+		{[]string{"--encryption-key", key, "--previous-encryption-keys", key}, nil, "--previous-encryption-keys: key 1 is the current --encryption-key"},
+		{nil, map[string]string{"OTPHUB_ENCRYPTION_KEY": key, "OTPHUB_PREVIOUS_ENCRYPTION_KEYS": strings.Repeat("cd", 32) + ", " + strings.Repeat("ef", 32)}, ""},
 	}
 	for _, tc := range cases {
 		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
@@ -89,9 +93,11 @@ func TestInvalidNamesSetting(t *testing.T) {
 }
 
 func TestSecretsNotEchoed(t *testing.T) {
-	_, err := Parse([]string{"--encryption-key", "hunter2-is-my-password"}, env(nil), &bytes.Buffer{})
-	if err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("error must not echo the key: %v", err)
+	for _, flag := range []string{"--encryption-key", "--previous-encryption-keys"} {
+		_, err := Parse([]string{flag, "hunter2-is-my-password"}, env(nil), &bytes.Buffer{})
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("%s: error must not echo the key: %v", flag, err)
+		}
 	}
 }
 

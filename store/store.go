@@ -30,7 +30,12 @@ var (
 // Options configure an adapter.
 type Options struct {
 	// EncryptionKey is the 32-byte AES-256-GCM key for secrets at rest. Required.
+	// Every value is written under it.
 	EncryptionKey []byte
+	// PreviousEncryptionKeys are keys that were current before (rotation):
+	// values sealed under them still open, and Reseal moves them to
+	// EncryptionKey.
+	PreviousEncryptionKeys [][]byte
 }
 
 // Org is a tenant.
@@ -238,6 +243,7 @@ type Store interface {
 	Subscriptions
 	Deliveries
 	SigningKeys
+	Keys
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -372,6 +378,30 @@ type Deliveries interface {
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Keys keeps data keys and moves secrets to the current encryption key
+// after a rotation.
+type Keys interface {
+	// DataKey returns the data key stored (sealed) under name. The first call
+	// for a name stores initial()'s result; of concurrent first calls, in any
+	// process, one value wins and every caller gets it.
+	DataKey(ctx context.Context, name string, initial func() ([]byte, error)) ([]byte, error)
+	// Reseal re-encrypts under the current encryption key every stored
+	// secret sealed under a previous one, in small transactions that never
+	// overwrite a concurrent change. It makes one pass and reports what it
+	// did and what is left (values written meanwhile under an old key by a
+	// process still configured with it, or values no configured key opens).
+	Reseal(ctx context.Context) (ResealResult, error)
+}
+
+// ResealResult reports one Reseal pass.
+type ResealResult struct {
+	Resealed int64 // values re-encrypted under the current key
+	// Remaining counts values still not under the current key after the
+	// pass; Unreadable of them open under no configured key.
+	Remaining  int64
+	Unreadable int64
 }
 
 // SigningKeys keeps the token issuer's keys.

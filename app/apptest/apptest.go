@@ -49,11 +49,20 @@ type TestServer struct {
 }
 
 // Start starts otphub in-process with args (flags as on the command
-// line; --addr and, unless given, --data-dir are chosen by the test) and
-// stops it in t.Cleanup. Logs go to the test log only when the test fails.
+// line; unless given, --addr is a free loopback port and --data-dir a
+// temporary directory) and stops it in t.Cleanup. A test restarting a
+// server on the same data gives the previous one's --addr too, so that
+// its public URL (and topic URLs) stay the same. Logs go to the test log
+// only when the test fails.
 func Start(t testing.TB, args ...string) *TestServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	for i, a := range args[:max(len(args)-1, 0)] {
+		if a == "--addr" {
+			addr = args[i+1]
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -331,9 +331,10 @@ func (c *client) mustDo(t *testing.T, method, path, tok string, in, out any) {
 
 // tenant is an org with a client holding the given scopes.
 type tenant struct {
-	name  string
-	orgID int64
-	token string
+	name                   string
+	orgID                  int64
+	token                  string
+	clientID, clientSecret string
 }
 
 func setupTenant(t *testing.T, c *client, adminID, adminSecret, name string, scopes ...string) tenant {
@@ -345,7 +346,7 @@ func setupTenant(t *testing.T, c *client, adminID, adminSecret, name string, sco
 	c.mustDo(t, http.MethodPost, "/api/v1/orgs", admin, map[string]any{"name": name}, &org)
 	var cl struct{ ClientID, ClientSecret string }
 	c.mustDo(t, http.MethodPost, "/api/v1/orgs/"+name+"/clients", admin, map[string]any{"name": name + "-app", "scopes": scopes}, &cl)
-	return tenant{name: name, orgID: org.ID, token: c.token(t, cl.ClientID, cl.ClientSecret)}
+	return tenant{name: name, orgID: org.ID, token: c.token(t, cl.ClientID, cl.ClientSecret), clientID: cl.ClientID, clientSecret: cl.ClientSecret}
 }
 
 // topicURL is the org's WebSub topic under the public URL base.
@@ -652,4 +653,11 @@ func waitDelivered(t *testing.T, r *receiver, acked []string, timeout time.Durat
 		}
 		<-tick.C
 	}
+}
+
+// acceptedCount is how many distinct deliveries were accepted.
+func (r *receiver) acceptedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.accepted)
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/internal/sqlstore"
 )
 
@@ -61,7 +62,7 @@ func TestMigrateWithoutLockIsSafe(t *testing.T) {
 				return
 			}
 			defer db.Close()
-			s, err := sqlstore.New(dialect, db, db, make([]byte, 32), nil)
+			s, err := sqlstore.New(dialect, db, db, store.Options{EncryptionKey: make([]byte, 32)}, nil)
 			if err != nil {
 				errs[i] = err
 				return

@@ -71,7 +71,7 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 	db.SetConnMaxLifetime(connMaxLifetime)
 	db.SetConnMaxIdleTime(connMaxIdleTime)
 
-	s, err := sqlstore.New(dialect, db, db, opts.EncryptionKey, db.Close)
+	s, err := sqlstore.New(dialect, db, db, opts, db.Close)
 	if err != nil {
 		db.Close()
 		return nil, err

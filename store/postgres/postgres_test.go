@@ -270,3 +270,15 @@ func TestWrongKeyDoesNotOpenSecrets(t *testing.T) {
 func BenchmarkInsertDeliveryTasks(b *testing.B) { storetest.BenchInsertDeliveryTasks(b, openFresh(b)) }
 func BenchmarkCreateChallenge(b *testing.B)     { storetest.BenchCreateChallenge(b, openFresh(b)) }
 func BenchmarkLeaseDueTasks(b *testing.B)       { storetest.BenchLeaseDueTasks(b, openFresh(b)) }
+
+func TestKeyRotation(t *testing.T) {
+	u, _ := freshSchema(t)
+	storetest.CheckKeyRotation(t, func(t *testing.T, opts store.Options) store.Store {
+		s, err := postgres.Open(context.Background(), u, opts)
+		if err != nil {
+			t.Fatalf("postgres.Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -110,7 +110,7 @@ func Open(ctx context.Context, dir string, opts store.Options) (*Store, error) {
 	r.SetMaxIdleConns(readConns)
 
 	closeBoth := func() error { return errors.Join(r.Close(), w.Close()) }
-	db, err := sqlstore.New(dialect, w, r, opts.EncryptionKey, closeBoth)
+	db, err := sqlstore.New(dialect, w, r, opts, closeBoth)
 	if err != nil {
 		closeBoth()
 		return nil, err

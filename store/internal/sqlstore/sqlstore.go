@@ -64,10 +64,11 @@ type DB struct {
 	challengePurge purger // long-expired challenges, from CreateChallenge
 }
 
-// New returns a DB on the given handles. key must be 32 bytes. closer is
-// called by Close (it should close the handles).
-func New(d Dialect, w, r *sql.DB, key []byte, closer func() error) (*DB, error) {
-	s, err := newSealer(key)
+// New returns a DB on the given handles, sealing secrets under
+// opts.EncryptionKey (32 bytes) and opening them under it or a previous key.
+// closer is called by Close (it should close the handles).
+func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB, error) {
+	s, err := newSealer(opts.EncryptionKey, opts.PreviousEncryptionKeys...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,11 @@ package sqlstore
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,6 +56,70 @@ func TestSealer(t *testing.T) {
 	}
 	if p, err := s.open(nil, "x"); err != nil || p != nil {
 		t.Errorf("open(empty) = %x, %v", p, err)
+	}
+}
+
+// sealV1Value builds a value in the format written before keys could
+// rotate (no key id), as an existing database holds it.
+func sealV1Value(t *testing.T, key, plain []byte, ad string) []byte {
+	t.Helper()
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCM(block)
+	out := make([]byte, 1+aead.NonceSize())
+	out[0] = sealV1
+	_, _ = rand.Read(out[1:])
+	return aead.Seal(out, out[1:], plain, []byte(ad))
+}
+
+func TestSealerRotation(t *testing.T) {
+	oldKey, newKey, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
+	if _, err := newSealer(newKey, oldKey, oldKey); err == nil {
+		t.Error("a previous key listed twice was accepted")
+	}
+	if _, err := newSealer(newKey, make([]byte, 16)); err == nil || !strings.Contains(err.Error(), "previous encryption key 1") {
+		t.Errorf("a short previous key: %v", err)
+	}
+	before, _ := newSealer(oldKey)
+	after, err := newSealer(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := []byte("secret")
+	v2old, _ := before.seal(plain, "row")
+	v1old := sealV1Value(t, oldKey, plain, "row")
+	for name, v := range map[string][]byte{"v2 under the previous key": v2old, "v1 under the previous key": v1old} {
+		if got, err := after.open(v, "row"); err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: open = %q, %v", name, got, err)
+		}
+		out, ok, err := after.reseal(v, "row")
+		if err != nil || !ok || !bytes.HasPrefix(out, after.currentPrefix()) {
+			t.Fatalf("%s: reseal = %x, %v, %v", name, out, ok, err)
+		}
+		if got, err := after.open(out, "row"); err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: resealed value opens as %q, %v", name, got, err)
+		}
+		if _, ok, _ := after.reseal(out, "row"); ok {
+			t.Errorf("%s: a value under the current key was resealed again", name)
+		}
+		if _, _, err := after.reseal(v, "other-row"); err == nil {
+			t.Errorf("%s: resealing for another row succeeded", name)
+		}
+	}
+	// Once the previous key is dropped, what it sealed no longer opens, and
+	// the error names the missing key rather than blaming tampering.
+	only, _ := newSealer(newKey)
+	if _, err := only.open(v2old, "row"); err == nil || !strings.Contains(err.Error(), "--previous-encryption-keys") {
+		t.Errorf("v2 value under a dropped key: %v", err)
+	}
+	if _, err := only.open(v1old, "row"); !errors.Is(err, errSealed) {
+		t.Errorf("v1 value under a dropped key: %v", err)
+	}
+	wrong, _ := newSealer(other)
+	if _, err := wrong.open(v1old, "row"); err == nil {
+		t.Error("a v1 value opened under an unrelated key")
+	}
+	if out, ok, err := after.reseal(nil, "row"); ok || err != nil || len(out) != 0 {
+		t.Errorf("reseal(empty) = %x, %v, %v", out, ok, err)
 	}
 }
 
