@@ -244,6 +244,10 @@ func (a *App) openLog(ctx context.Context) error {
 			Logger:            a.log.With("component", "log"),
 			Partitions:        k.Partitions,
 			ReplicationFactor: k.ReplicationFactor,
+			SessionTimeout:    k.SessionTimeout,
+			// A third of the session at most, as Kafka recommends, so that
+			// two lost heartbeats do not cost a live consumer its partitions.
+			HeartbeatInterval: min(3*time.Second, k.SessionTimeout/3),
 			TLS:               kafka.TLSConfig{Enabled: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
 			SASL:              kafka.SASLConfig{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: k.SASLPassword},
 		})

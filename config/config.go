@@ -102,6 +102,10 @@ type KafkaConfig struct {
 	SASLMechanism     string // "", plain, scram-sha-256, scram-sha-512
 	SASLUsername      string
 	SASLPassword      string
+	// SessionTimeout is how long the group waits for a silent consumer
+	// (a crashed dispatcher) before handing its partitions to the others:
+	// the failover time of first attempts. Default 30s.
+	SessionTimeout time.Duration
 }
 
 // Has reports whether role is enabled.
@@ -177,6 +181,9 @@ var settings = []setting{
 	}},
 	{name: "kafka-replication-factor", def: "1", usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
 		return intIn(&c.Kafka.ReplicationFactor, v, 1, 100)
+	}},
+	{name: "kafka-session-timeout", def: "30s", usage: "how long a silent consumer keeps its partitions before the group hands them to another dispatcher (failover time after a crash); 6s to 30m, within the brokers' group.min/max.session.timeout.ms", set: func(c *Config, v string) error {
+		return durationIn(&c.Kafka.SessionTimeout, v, 6*time.Second, 30*time.Minute)
 	}},
 	{name: "kafka-tls", boolean: true, def: "false", usage: "connect to Kafka over TLS", set: func(c *Config, v string) error { return boolVal(&c.Kafka.TLS, v) }},
 	{name: "kafka-tls-ca-file", usage: "PEM CA bundle for Kafka TLS", set: fileVal(func(c *Config) *string { return &c.Kafka.TLSCAFile })},

@@ -70,6 +70,7 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--admin-client-id", "admin"}, nil, "must be given together"},
 		{[]string{"--delivery-max-attempts", "0"}, nil, "--delivery-max-attempts"},
 		{[]string{"--kafka-tls=maybe"}, nil, "--kafka-tls"},
+		{[]string{"--kafka-session-timeout", "1s"}, nil, "--kafka-session-timeout"},
 		{nil, map[string]string{"OTPHUB_SHUTDOWN_TIMEOUT": "forever"}, "OTPHUB_SHUTDOWN_TIMEOUT"},
 		{[]string{"--kafka-sasl-mechanism", "plain"}, nil, "SASL needs both"},
 		{[]string{"--database-url", "postgres://x/db", "--encryption-key", key}, nil, ""},

@@ -145,6 +145,7 @@ schema = {
             "clientId": s(minLength=1),
             "partitions": i(1, 10000),
             "replicationFactor": i(1, 100),
+            "sessionTimeout": DURATION,
             "tls": obj({
                 "enabled": b(),
                 "caSecret": obj({"name": s(), "key": s(minLength=1)}, required=["name", "key"]),

@@ -60,8 +60,9 @@ func freshSchema(t *testing.T) string {
 // subscriber refuses every fourth first delivery, kills one with SIGKILL
 // mid-load, keeps publishing through the survivor, and checks that every
 // acknowledged event reaches the subscriber at least once. The killed
-// member's partitions move to the survivor when its group session (30 s)
-// lapses; its leased retry tasks when their leases (30 s) do. The soak form
+// member's partitions move to the survivor when its group session
+// (--kafka-session-timeout, 6 s here) lapses; its leased retry tasks when
+// their leases (30 s) do. The soak form
 // restarts the killed process and kills the other one, for several rounds.
 func TestScaleOutKafkaPostgres(t *testing.T) {
 	if !soak {
@@ -94,7 +95,7 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 	adminID, adminSecret := "admin-reliability", "reliability-admin-secret-"+randomHex(8)
 	args := []string{
 		"--public-url", publicURL,
-		"--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "6",
+		"--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "6", "--kafka-session-timeout", "6s",
 		"--database-url", dbURL, "--encryption-key", randomHex(32),
 		"--admin-client-id", adminID, "--admin-client-secret", adminSecret,
 		"--egress-allow-cidrs", "127.0.0.0/8",
