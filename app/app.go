@@ -51,6 +51,10 @@ type Options struct {
 	Version string
 	// Registry, if set, receives the metrics (tests); default a new one.
 	Registry *prometheus.Registry
+	// BacklogInterval, if set, is how often the publish back-pressure gate
+	// rereads the pending counts (tests); default
+	// dispatcher.DefaultBacklogInterval.
+	BacklogInterval time.Duration
 }
 
 // eventLog is what the app needs of a log adapter.
@@ -127,7 +131,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
-	backlog, err := dispatcher.NewBacklog(a.store, int64(cfg.MaxPendingPerOrg), 0, a.log, a.reg)
+	backlog, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{
+		Limit:    int64(cfg.MaxPendingPerDestination),
+		Interval: opts.BacklogInterval,
+	}, a.store, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("delivery backlog gate: %w", err)
 	}
@@ -172,6 +179,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("sms providers: %w", err)
 	}
+	// The gate sees an org's destinations as the router resolves them.
+	backlog.UseResolvers(hub.Resolver(), providers.Resolver())
 	engine, err := dispatcher.New(dispatcher.Config{
 		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 		AttemptTimeout:         cfg.DeliveryTimeout,

@@ -111,7 +111,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
 		return
 	}
-	if s.backlogged(w, org.ID) {
+	if s.backlogged(ctx, w, org) {
 		return
 	}
 	if scope, wait, err := s.spend(ctx, org, mobile, s.clientIP(r), now); err != nil {
@@ -240,7 +240,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently")
 		return
 	}
-	if s.backlogged(w, org.ID) {
+	if s.backlogged(ctx, w, org) {
 		s.metrics.resends.WithLabelValues("backlogged").Inc()
 		return
 	}
@@ -396,18 +396,18 @@ func (s *Service) failVerification(w http.ResponseWriter, r *http.Request, org s
 		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-n)})
 }
 
-// backlogged answers 503 delivery_backlog, with Retry-After, when the org's
-// delivery backlog is over its limit: the OTP would likely expire before it
-// could be delivered, and the caller can fall back at once.
-func (s *Service) backlogged(w http.ResponseWriter, orgID int64) bool {
+// backlogged answers 503 delivery_backlog, with Retry-After, when every
+// destination of the org is backed up: the OTP would likely expire before
+// it could be delivered, and the caller can fall back at once.
+func (s *Service) backlogged(ctx context.Context, w http.ResponseWriter, org store.Org) bool {
 	if s.cfg.Backlog == nil {
 		return false
 	}
-	over, wait := s.cfg.Backlog.Over(orgID)
+	over, wait := s.cfg.Backlog.Over(ctx, org.ID, org.Name)
 	if !over {
 		return false
 	}
 	retryAfter(w, wait)
-	httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's SMS deliveries are backed up; retry later")
+	httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every delivery destination of this organization is backed up; the OTP was not sent, retry later")
 	return true
 }

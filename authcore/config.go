@@ -1,6 +1,7 @@
 package authcore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -32,10 +33,11 @@ type Limits struct {
 	PerOrg Limit
 }
 
-// BacklogGate tells whether an org's pending deliveries are over their
-// limit, and how long to wait before trying again.
+// BacklogGate tells whether an org's next event should be refused because
+// every destination it would go to is backed up, and how long to wait
+// before trying again.
 type BacklogGate interface {
-	Over(orgID int64) (bool, time.Duration)
+	Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration)
 }
 
 // Config configures the Service.
@@ -44,7 +46,7 @@ type Config struct {
 	// their aud (the topic URL). Required.
 	PublicURL string
 	// Backlog, if set, refuses an org's sends (503 delivery_backlog) while
-	// its delivery backlog is over its limit (dispatcher.Backlog).
+	// every one of its destinations is backed up (dispatcher.Backlog).
 	Backlog BacklogGate
 	// HMACKey keys the OTP and backup code HMACs; at least 32 bytes.
 	// Required. Changing it invalidates every pending OTP and backup code.

@@ -81,13 +81,12 @@ type Config struct {
 	DeliveryTimeout time.Duration
 	// EndpointConcurrency caps concurrent deliveries per endpoint. Default 8.
 	EndpointConcurrency int
-	// MaxPendingPerOrg refuses an org's new events (503 delivery_backlog)
-	// while it has more pending deliveries than this; 0 (the default)
-	// disables it. Opt-in because pending deliveries are counted per org,
-	// not per destination: with a dead webhook beside a working SMS
-	// provider, the webhook's backlog would refuse OTPs the provider
-	// delivers.
-	MaxPendingPerOrg int
+	// MaxPendingPerDestination: a destination (webhook subscription or SMS
+	// provider slot) with more pending deliveries than this is backed up,
+	// and an org whose every destination is backed up gets its new events
+	// refused (503 delivery_backlog). Default 1000 (see
+	// dispatcher.DefaultMaxPendingPerDestination for why); 0 disables.
+	MaxPendingPerDestination int
 }
 
 // KafkaConfig holds the Kafka client settings.
@@ -287,8 +286,8 @@ var settings = []setting{
 	{name: "endpoint-concurrency", def: "8", usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
 		return intIn(&c.EndpointConcurrency, v, 1, 1000)
 	}},
-	{name: "max-pending-per-org", def: "0", usage: "refuse an org's new events and OTPs (503 delivery_backlog) while it has more pending deliveries than this; 0 disables (counts every destination of the org together)", set: func(c *Config, v string) error {
-		return intIn(&c.MaxPendingPerOrg, v, 0, 10_000_000)
+	{name: "max-pending-per-destination", def: "1000", usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
+		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)
 	}},
 }
 

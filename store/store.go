@@ -227,8 +227,15 @@ type DeliveryFilter struct {
 type DeliveryStats struct {
 	ByStatus        map[string]int64
 	OldestPendingAt time.Time // zero when none pending
-	// PendingByOrg counts pending tasks per org (orgs with none are absent).
-	PendingByOrg map[int64]int64
+}
+
+// Destination is one destination of an org's deliveries, as its tasks
+// name it: the unit back-pressure counts in (a dead webhook must not hold
+// back the org's working SMS provider).
+type Destination struct {
+	OrgID int64
+	Type  string // DeliveryTask.DestinationType
+	ID    string // DeliveryTask.DestinationID
 }
 
 // Store is the state-of-record port. Methods are safe for concurrent use by
@@ -375,6 +382,11 @@ type Deliveries interface {
 	// statuses created at or after since; returns how many.
 	RequeueDeliveries(ctx context.Context, orgID int64, statuses []string, since, now, expiresAt time.Time) (int, error)
 	DeliveryStats(ctx context.Context) (DeliveryStats, error)
+	// PendingByDestination counts pending tasks per destination and returns
+	// the destinations with more than over of them (over 0: every
+	// destination with any). One GROUP BY over the pending tasks: the
+	// publish back-pressure gate runs it every few seconds.
+	PendingByDestination(ctx context.Context, over int64) (map[Destination]int64, error)
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)

@@ -57,19 +57,20 @@ const (
 	maxFormBytes = 16 << 10
 )
 
-// Config configures the hub.
-// BacklogGate tells whether an org's pending deliveries are over their
-// limit, and how long to wait before trying again (dispatcher.Backlog).
+// BacklogGate tells whether an org's next event should be refused because
+// every destination it would go to is backed up, and how long to wait
+// before trying again (dispatcher.Backlog).
 type BacklogGate interface {
-	Over(orgID int64) (bool, time.Duration)
+	Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration)
 }
 
+// Config configures the hub.
 type Config struct {
 	// PublicURL is the base URL the hub is reached at (--public-url);
 	// topic URLs and the hub URL (<PublicURL>/hub) derive from it. Required.
 	PublicURL string
 	// Backlog, if set, refuses publishing for an org (503 delivery_backlog)
-	// while its delivery backlog is over its limit.
+	// while every one of its destinations is backed up.
 	Backlog BacklogGate
 	// DefaultLeaseSeconds is the lease when a subscriber asks for none.
 	// Default 864000 (10 days).

@@ -67,9 +67,9 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.cfg.Backlog != nil {
-		if over, wait := h.cfg.Backlog.Over(org.ID); over {
+		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
 			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up; the event was not accepted, retry later")
+			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every destination of this organization is backed up; the event was not accepted, retry later")
 			return
 		}
 	}

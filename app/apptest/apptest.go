@@ -48,6 +48,13 @@ type TestServer struct {
 	once     sync.Once
 }
 
+// Options tune what flags cannot: knobs only tests need.
+type Options struct {
+	// BacklogInterval is how often the back-pressure gate rereads the
+	// pending counts; default 2 s.
+	BacklogInterval time.Duration
+}
+
 // Start starts otphub in-process with args (flags as on the command
 // line; unless given, --addr is a free loopback port and --data-dir a
 // temporary directory) and stops it in t.Cleanup. A test restarting a
@@ -55,6 +62,12 @@ type TestServer struct {
 // its public URL (and topic URLs) stay the same. Logs go to the test log
 // only when the test fails.
 func Start(t testing.TB, args ...string) *TestServer {
+	t.Helper()
+	return StartWith(t, Options{}, args...)
+}
+
+// StartWith is Start with opts.
+func StartWith(t testing.TB, opts Options, args ...string) *TestServer {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	for i, a := range args[:max(len(args)-1, 0)] {
@@ -76,7 +89,8 @@ func Start(t testing.TB, args ...string) *TestServer {
 	stdout, logs := &SyncBuffer{}, &SyncBuffer{}
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{Stdout: stdout, Stderr: logs, Version: "test", Registry: reg})
+	a, err := app.New(ctx, cfg, app.Options{Stdout: stdout, Stderr: logs, Version: "test", Registry: reg,
+		BacklogInterval: opts.BacklogInterval})
 	if err != nil {
 		cancel()
 		ln.Close()

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ var deliveryCases = []testCase{
 	{"DeliveriesDefer", testDeliveriesDefer},
 	{"DeliveriesRequeue", testDeliveriesRequeue},
 	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
+	{"DeliveriesPendingByDestination", testDeliveriesPendingByDestination},
 	{"InvalidInput", testInvalidInput},
 }
 
@@ -418,8 +420,6 @@ func testDeliveriesStatsAndPurge(t *testing.T, s store.Store) {
 		}
 	}
 	eqTime(t, st.OldestPendingAt, at(0), "OldestPendingAt")
-	eq(t, len(st.PendingByOrg), 1, "orgs with pending tasks")
-	eq(t, st.PendingByOrg[a.ID], int64(2), "PendingByOrg of org-a")
 
 	n, err := s.PurgeDeliveries(c, at(time.Hour))
 	must(t, err, "PurgeDeliveries")
@@ -442,6 +442,54 @@ func testDeliveriesStatsAndPurge(t *testing.T, s store.Store) {
 
 // testInvalidInput: malformed calls fail with an error, write nothing, and
 // never panic.
+// testDeliveriesPendingByDestination: pending tasks are counted per (org,
+// type, id), never mixing orgs that use the same destination ID or a
+// destination's finished tasks, and over keeps only the larger counts.
+func testDeliveriesPendingByDestination(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	got, err := s.PendingByDestination(c, 0)
+	must(t, err, "PendingByDestination(empty)")
+	eq(t, len(got), 0, "destinations with pending tasks (empty store)")
+
+	var tasks []store.DeliveryTask
+	add := func(org store.Org, typ, id, status string, n int) {
+		for range n {
+			tk := newTask(org.ID, fmt.Sprintf("t%d", len(tasks)), fmt.Sprintf("ev-%d", len(tasks)), at(0))
+			tk.DestinationType, tk.DestinationID, tk.Status = typ, id, status
+			tasks = append(tasks, tk)
+		}
+	}
+	add(a, "webhook", "sub-1", store.DeliveryPending, 3)
+	add(a, "webhook", "sub-1", store.DeliveryDelivered, 2)
+	add(a, "webhook", "sub-2", store.DeliveryDead, 4)
+	add(a, "twilio", "primary", store.DeliveryPending, 1)
+	add(a, "vonage", "primary", store.DeliveryPending, 2) // the slot's provider type changed
+	add(b, "webhook", "sub-1", store.DeliveryPending, 2)
+	_, err = s.InsertDeliveryTasks(c, tasks, nil)
+	must(t, err, "InsertDeliveryTasks")
+
+	dest := func(org store.Org, typ, id string) store.Destination {
+		return store.Destination{OrgID: org.ID, Type: typ, ID: id}
+	}
+	for _, tc := range []struct {
+		over int64
+		want map[store.Destination]int64
+	}{
+		{0, map[store.Destination]int64{dest(a, "webhook", "sub-1"): 3, dest(a, "twilio", "primary"): 1,
+			dest(a, "vonage", "primary"): 2, dest(b, "webhook", "sub-1"): 2}},
+		{1, map[store.Destination]int64{dest(a, "webhook", "sub-1"): 3, dest(a, "vonage", "primary"): 2, dest(b, "webhook", "sub-1"): 2}},
+		{2, map[store.Destination]int64{dest(a, "webhook", "sub-1"): 3}},
+		{3, map[store.Destination]int64{}},
+	} {
+		got, err := s.PendingByDestination(c, tc.over)
+		must(t, err, "PendingByDestination")
+		if !maps.Equal(got, tc.want) {
+			t.Fatalf("PendingByDestination(over %d) = %v, want %v", tc.over, got, tc.want)
+		}
+	}
+}
+
 func testInvalidInput(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a := mustOrg(t, s, "org-a")

@@ -427,20 +427,33 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 	if oldest.Valid {
 		st.OldestPendingAt = fromMicros(oldest.Int64)
 	}
-	st.PendingByOrg = map[int64]int64{}
-	byOrg, err := db.r.QueryContext(ctx, `SELECT org_id, COUNT(*) FROM delivery_tasks WHERE status = 'pending' GROUP BY org_id`)
+	return st, nil
+}
+
+// PendingByDestination counts pending tasks per destination, keeping those
+// with more than over. The status filter matches the partial index
+// delivery_tasks_due, so only pending rows are read (normally few: first
+// attempts run from memory); HAVING keeps the answer to the backed-up ones.
+func (db *DB) PendingByDestination(ctx context.Context, over int64) (map[store.Destination]int64, error) {
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT org_id, destination_type, destination_id, COUNT(*) FROM delivery_tasks
+		WHERE status = 'pending' GROUP BY org_id, destination_type, destination_id HAVING COUNT(*) > ?`), over)
 	if err != nil {
-		return st, db.wrap("delivery stats", err)
+		return nil, db.wrap("pending by destination", err)
 	}
-	defer byOrg.Close()
-	for byOrg.Next() {
-		var org, n int64
-		if err := byOrg.Scan(&org, &n); err != nil {
-			return st, db.wrap("delivery stats", err)
+	defer rows.Close()
+	out := map[store.Destination]int64{}
+	for rows.Next() {
+		var d store.Destination
+		var n int64
+		if err := rows.Scan(&d.OrgID, &d.Type, &d.ID, &n); err != nil {
+			return nil, db.wrap("pending by destination", err)
 		}
-		st.PendingByOrg[org] = n
+		out[d] = n
 	}
-	return st, db.wrap("delivery stats", byOrg.Err())
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("pending by destination", err)
+	}
+	return out, nil
 }
 
 // PurgeDeliveries deletes finished tasks updated before cutoff, with their

@@ -1,0 +1,174 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/otphub/otphub/dispatcher"
+	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+const backlogInterval = 10 * time.Millisecond
+
+// addPending stores n pending retry tasks of (destType, destID) for orgID.
+func (e *env) addPending(orgID int64, destType, destID string, n int) {
+	e.t.Helper()
+	now := time.Now()
+	tasks := make([]store.DeliveryTask, n)
+	for i := range tasks {
+		id := uuid.NewString()
+		tasks[i] = store.DeliveryTask{ID: id, OrgID: orgID, EventID: "ev-" + id, DestinationType: destType, DestinationID: destID,
+			Event: []byte(`{}`), Status: store.DeliveryPending, Attempts: 1, NextAttemptAt: now.Add(time.Hour),
+			ExpiresAt: now.Add(2 * time.Hour), CreatedAt: now, UpdatedAt: now}
+	}
+	if _, err := e.st.InsertDeliveryTasks(context.Background(), tasks, nil); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// startBacklog runs a gate of limit over e's store and resolvers rs.
+func (e *env) startBacklog(t *testing.T, limit int64, rs ...dispatcher.TargetResolver) (*dispatcher.Backlog, func() float64) {
+	t.Helper()
+	reg := newReg()
+	b, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{Limit: limit, Interval: backlogInterval}, e.st, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.UseResolvers(rs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return b, func() float64 { return metric(t, reg, "otphub_publish_backpressure_total", nil) }
+}
+
+func provider(typ, slot string) dispatcher.Target {
+	return dispatcher.Target{Type: typ, ID: slot, Sender: dt.NewSender("http://127.0.0.1:1")}
+}
+
+// TestBacklogGateCountsPerDestination: an org is refused only when every
+// destination its next event would go to is backed up; a dead webhook
+// beside a working provider refuses nothing, and the counts of one org
+// never refuse another (even one whose destination has the same ID).
+func TestBacklogGateCountsPerDestination(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := e.st.CreateOrg(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 3
+	dead, twilio := dt.Webhook("sub-dead", "http://127.0.0.1:1/cb"), provider(dispatcher.TypeTwilio, store.ProviderPrimary)
+	e.res.Set(org, dead, twilio)
+	e.res.Set(other.Name, dt.Webhook("sub-dead", "http://127.0.0.1:2/cb"))
+	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", limit+1)
+	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, limit) // at the limit: not over it
+	e.addPending(other.ID, dispatcher.TypeWebhook, "sub-dead", limit)
+	b, refusals := e.startBacklog(t, limit, e.res)
+
+	// Only the webhook is backed up: once the gate has read the counts
+	// (shown by refusing the org when the provider is gone), the org with
+	// its provider is accepted.
+	e.res.Set(org, dead)
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
+		"the org whose only destination is backed up was never refused")
+	over, wait := b.Over(ctx, e.orgID, org)
+	if !over || wait != backlogInterval {
+		t.Fatalf("only destination backed up: Over = %v, %v; want true, %v", over, wait, backlogInterval)
+	}
+	e.res.Set(org, dead, twilio)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("a dead webhook beside a working provider refused the org")
+	}
+	if over, _ := b.Over(ctx, other.ID, other.Name); over {
+		t.Fatal("another org (same destination ID, at the limit) was refused")
+	}
+
+	// Every destination backed up: refused, with Retry-After, and counted.
+	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, 1)
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
+		"the org whose every destination is backed up was never refused")
+	before := refusals()
+	if over, wait := b.Over(ctx, e.orgID, org); !over || wait != backlogInterval {
+		t.Fatalf("every destination backed up: Over = %v, %v; want true, %v", over, wait, backlogInterval)
+	}
+	if got := refusals() - before; got != 1 {
+		t.Fatalf("otphub_publish_backpressure_total grew by %v for one refusal, want 1", got)
+	}
+	if over, _ := b.Over(ctx, other.ID, other.Name); over {
+		t.Fatal("another org was refused")
+	}
+
+	// A new destination has nothing pending: the org publishes again.
+	e.res.Set(org, dead, twilio, dt.Webhook("sub-new", "http://127.0.0.1:3/cb"))
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("an org with a new, empty destination was refused")
+	}
+	// No destination at all: the event joins no backlog.
+	e.res.Set(org)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("an org without destinations was refused")
+	}
+}
+
+// TestBacklogGateFallback: a provider whose primary is backed up still
+// takes events when its fallback is not (an open circuit hands first
+// attempts over to it).
+func TestBacklogGateFallback(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	primary, fallback := provider(dispatcher.TypeTwilio, store.ProviderPrimary), provider(dispatcher.TypeVonage, store.ProviderFallback)
+	primary.Fallback = &fallback
+	dead := dt.Webhook("sub-dead", "http://127.0.0.1:1/cb")
+	e.res.Set(org, dead)
+	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", 2)
+	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, 2)
+	b, _ := e.startBacklog(t, 1, e.res)
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
+		"the gate never read the counts")
+
+	e.res.Set(org, dead, primary)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("refused although the provider's fallback is not backed up")
+	}
+	e.addPending(e.orgID, dispatcher.TypeVonage, store.ProviderFallback, 2)
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
+		"primary, fallback and webhook all backed up, yet not refused")
+}
+
+type failingResolver struct{}
+
+func (failingResolver) Resolve(context.Context, *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+	return nil, errors.New("store unreachable")
+}
+
+// TestBacklogGateFailsOpen: when the org's destinations cannot be resolved
+// the gate cannot tell whether one still works, so it does not refuse;
+// and a limit of 0 disables the gate.
+func TestBacklogGateFailsOpen(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.res.Set(org, dt.Webhook("sub-dead", "http://127.0.0.1:1/cb"))
+	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", 3)
+
+	b, _ := e.startBacklog(t, 1, e.res)
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
+		"the gate never read the counts")
+	b.UseResolvers(e.res, failingResolver{})
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("refused although the org's destinations could not be resolved")
+	}
+	off, _ := e.startBacklog(t, 0, e.res)
+	if over, _ := off.Over(ctx, e.orgID, org); over {
+		t.Fatal("a disabled gate refused")
+	}
+	if _, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{Limit: -1}, e.st, nil, nil); err == nil {
+		t.Fatal("a negative limit was accepted")
+	}
+}
