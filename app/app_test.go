@@ -13,6 +13,7 @@ import (
 	"github.com/otphub/otphub/app"
 	"github.com/otphub/otphub/app/apptest"
 	"github.com/otphub/otphub/config"
+	"github.com/otphub/otphub/dispatcher"
 )
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
@@ -161,4 +162,28 @@ func TestShutdownIgnoresConnectionsWithoutRequests(t *testing.T) {
 			t.Fatalf("shutdown with a request in flight: want an error naming it, got %v", err)
 		}
 	})
+}
+
+// TestBackpressureOnByDefault: the flag's default is the gate's documented
+// default (written twice: config cannot import the dispatcher's constant
+// into its flag table without a dependency it has no other use for), and
+// its environment twin sets it.
+func TestBackpressureOnByDefault(t *testing.T) {
+	cfg, err := config.Parse(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxPendingPerDestination != dispatcher.DefaultMaxPendingPerDestination {
+		t.Fatalf("--max-pending-per-destination defaults to %d, dispatcher.DefaultMaxPendingPerDestination is %d",
+			cfg.MaxPendingPerDestination, dispatcher.DefaultMaxPendingPerDestination)
+	}
+	cfg, err = config.Parse(nil, func(k string) string {
+		if k == "OTPHUB_MAX_PENDING_PER_DESTINATION" {
+			return "0"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil || cfg.MaxPendingPerDestination != 0 {
+		t.Fatalf("OTPHUB_MAX_PENDING_PER_DESTINATION=0: %v, %d", err, cfg.MaxPendingPerDestination)
+	}
 }
