@@ -265,34 +265,57 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "render message", err)
 		return
 	}
+	// Claim this resend's turn before sending anything: of concurrent
+	// resends (a double click) one claims it and sends; the others answer
+	// 429 and send nothing, so the user never holds an SMS whose code will
+	// not verify. The previous OTP stays valid until the new one replaces it.
+	sentAt := now.UTC()
+	if err := s.st.ClaimResend(ctx, org.ID, c.ID, c.Resends, c.LastSentAt, sentAt); err != nil {
+		s.resendRaced(ctx, w, org, c.ID, interval, err)
+		return
+	}
 	// The event is published before the code is replaced: if the log is
-	// down nothing changes (the previous OTP stays valid, no resend is
-	// used). A concurrent resend that wins the replace makes this one's
-	// SMS carry a code that never verifies, and this request a 429.
+	// down the turn is given back and nothing changes (the previous OTP
+	// stays valid, no resend is used).
 	if err := s.publish(ctx, org, c.Mobile, body, now, expiresAt); err != nil {
+		if rerr := s.st.ClaimResend(context.WithoutCancel(ctx), org.ID, c.ID, c.Resends, sentAt, c.LastSentAt); rerr != nil {
+			s.log.Warn("giving back a failed resend's turn failed; the next resend waits the resend interval", "org", org.Name, "err", rerr)
+		}
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
 		retryAfter(w, time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; the previous OTP stays valid")
 		return
 	}
-	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, now.UTC())
-	if errors.Is(err, store.ErrPrecondition) {
-		if cur, gerr := s.st.GetChallenge(ctx, org.ID, c.ID); gerr == nil && !cur.ConsumedAt.IsZero() {
-			alreadyVerified(w)
-			return
-		}
-		s.metrics.resends.WithLabelValues("too_soon").Inc()
-		retryAfter(w, max(interval, time.Second))
-		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time")
-		return
-	}
+	// Under the claim, only a verification (or, with no resend interval, a
+	// later resend claiming after this one) can come between.
+	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, sentAt)
 	if err != nil {
-		s.internal(w, "replace challenge code", err)
+		s.resendRaced(ctx, w, org, c.ID, interval, err)
 		return
 	}
 	s.metrics.resends.WithLabelValues("sent").Inc()
 	httpx.JSON(w, http.StatusOK, challengeJSON{c.ID, expiresAt, max(0, settings.MaxResends-c.Resends-1)})
+}
+
+// resendRaced answers a resend whose conditional write found the challenge
+// changed: verified meanwhile, or another resend took the turn.
+func (s *Service) resendRaced(ctx context.Context, w http.ResponseWriter, org store.Org, id string, interval time.Duration, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound): // purged meanwhile
+		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
+		return
+	case !errors.Is(err, store.ErrPrecondition):
+		s.internal(w, "resend", err)
+		return
+	}
+	if cur, gerr := s.st.GetChallenge(ctx, org.ID, id); gerr == nil && !cur.ConsumedAt.IsZero() {
+		alreadyVerified(w)
+		return
+	}
+	s.metrics.resends.WithLabelValues("too_soon").Inc()
+	retryAfter(w, max(interval, time.Second))
+	httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time")
 }
 
 func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {

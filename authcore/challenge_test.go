@@ -584,6 +584,43 @@ func TestIPv6LimitPer64(t *testing.T) {
 	}
 }
 
+// TestConcurrentResendsSendOneSMS: a double (or octuple) click on "resend"
+// sends one SMS, and its code is the one that verifies; the other requests
+// answer 429 and send nothing.
+func TestConcurrentResendsSendOneSMS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	id := e.start(lkMobile, "alice")
+	e.nextOTP()
+	e.clk.Add(30 * time.Second) // the resend interval has passed for every click
+	const clicks = 8
+	statuses := make([]int, clicks)
+	var wg sync.WaitGroup
+	for i := range clicks {
+		wg.Go(func() { statuses[i] = e.do("POST", challenges+"/"+id+"/resend", e.otp, "").status })
+	}
+	wg.Wait()
+	ok := 0
+	for _, st := range statuses {
+		switch st {
+		case 200:
+			ok++
+		case 429:
+		default:
+			t.Fatalf("resend answered %d", st)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d of %d concurrent resends succeeded (statuses %v), want 1", ok, clicks, statuses)
+	}
+	if v := e.metric("otphub_events_published_total", "source", "authcore"); v != 2 {
+		t.Fatalf("events published %v, want 2 (the start and one resend)", v)
+	}
+	if r := e.verify(id, e.nextOTP()); r.status != 200 {
+		t.Fatalf("the resent OTP: %d %v", r.status, r.body)
+	}
+}
+
 func TestResendCountsAgainstLimits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerNumber = authcore.Limit{Max: 2, Window: time.Hour} })

@@ -288,9 +288,16 @@ type OTP interface {
 
 	CreateChallenge(ctx context.Context, c Challenge) error
 	GetChallenge(ctx context.Context, orgID int64, id string) (Challenge, error)
+	// ClaimResend moves LastSentAt from from to to if the challenge still
+	// has resends resends used, LastSentAt from, and is not consumed (else
+	// ErrPrecondition). A resend claims its turn so before it sends (a
+	// concurrent resend then finds the turn taken and sends nothing) and
+	// gives it back the same way if the send fails. Of concurrent claims
+	// of one turn at most one succeeds.
+	ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error
 	// ReplaceChallengeCode installs a resent OTP if the challenge still has
-	// prevResends resends used and is not consumed (else ErrPrecondition):
-	// Resends becomes prevResends+1, LastSentAt sentAt.
+	// prevResends resends used, LastSentAt sentAt (the resend's claim) and
+	// is not consumed (else ErrPrecondition): Resends becomes prevResends+1.
 	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error
 	// ConsumeChallenge marks the challenge consumed at now if it is not
 	// consumed yet and its code is still codeHMAC (else ErrPrecondition).

@@ -13,6 +13,7 @@ import (
 var concurrencyCases = []testCase{
 	{"ConcurrentLeasing", testConcurrentLeasing},
 	{"ConcurrentConsumeChallenge", testConcurrentConsume},
+	{"ConcurrentClaimResend", testConcurrentClaimResend},
 	{"ConcurrentUseBackupCode", testConcurrentBackupCode},
 	{"ConcurrentCounters", testConcurrentCounters},
 	{"ConcurrentUpsertSubscription", testConcurrentUpsert},
@@ -112,6 +113,23 @@ func countOutcomes(t *testing.T, errs []error, what string) int {
 		}
 	}
 	return ok
+}
+
+// testConcurrentClaimResend: of concurrent resends of one challenge (a
+// double click), one claims the turn; the others send nothing.
+func testConcurrentClaimResend(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	for round := 0; round < 3; round++ {
+		ch := newChallenge(a.ID, fmt.Sprintf("c-%d", round))
+		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		errs := parallel(12, func(i int) error {
+			return s.ClaimResend(c, a.ID, ch.ID, 0, ch.LastSentAt, at(time.Duration(i+1)*time.Microsecond))
+		})
+		if n := countOutcomes(t, errs, "ClaimResend"); n != 1 {
+			t.Fatalf("round %d: %d concurrent ClaimResend calls succeeded, want exactly 1", round, n)
+		}
+	}
 }
 
 func testConcurrentConsume(t *testing.T, s store.Store) {

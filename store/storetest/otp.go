@@ -119,8 +119,17 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	ch := newChallenge(a.ID, "c-resend")
 	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
 
-	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
+	// A resend claims its turn, then installs its code under that claim.
+	must(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute)), "ClaimResend")
+	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute+time.Second)), store.ErrPrecondition, "ClaimResend of a turn already claimed")
+	wantErr(t, s.ClaimResend(c, b.ID, ch.ID, 0, at(time.Minute), at(2*time.Minute)), store.ErrNotFound, "ClaimResend through another org")
+	wantErr(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute+time.Second)), store.ErrPrecondition,
+		"ReplaceChallengeCode under another resend's claim")
 	got, _ := s.GetChallenge(c, a.ID, ch.ID)
+	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after a claim")
+	eqBytes(t, got.CodeHMAC, []byte("hmac-1"), "CodeHMAC after a claim (the old code stays valid)")
+	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
+	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eq(t, got.Resends, 1, "Resends after one resend")
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after resend")
 	eqTime(t, got.ExpiresAt, at(10*time.Minute), "ExpiresAt after resend")
@@ -136,11 +145,18 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after refused resends")
 
+	// A claim given back (the send failed) restores the turn.
+	must(t, s.ClaimResend(c, a.ID, ch.ID, 1, at(time.Minute), at(90*time.Second)), "ClaimResend (second turn)")
+	must(t, s.ClaimResend(c, a.ID, ch.ID, 1, at(90*time.Second), at(time.Minute)), "ClaimResend (given back)")
+	got, _ = s.GetChallenge(c, a.ID, ch.ID)
+	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after a claim given back")
+
 	// The old code no longer consumes it; the new one does, once.
 	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-1"), at(2*time.Minute)), store.ErrPrecondition, "ConsumeChallenge with the replaced code")
 	must(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-2"), at(2*time.Minute)), "ConsumeChallenge")
-	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), at(10*time.Minute), at(3*time.Minute))
+	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode of a consumed challenge")
+	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 1, at(time.Minute), at(3*time.Minute)), store.ErrPrecondition, "ClaimResend of a consumed challenge")
 }
 
 func testChallengeConsume(t *testing.T, s store.Store) {

@@ -164,13 +164,26 @@ func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.C
 // prevResends resends used and is not consumed; ErrPrecondition otherwise,
 // ErrNotFound when the org has no such challenge.
 func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, expires_at = ?, last_sent_at = ?, resends = resends + 1
-		WHERE org_id = ? AND id = ? AND resends = ? AND consumed_at = 0`),
-		codeHMAC, micros(expiresAt), micros(sentAt), orgID, id, prevResends)
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, expires_at = ?, resends = resends + 1
+		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
+		codeHMAC, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
 	if err != nil {
 		return db.wrap("replace challenge code", err)
 	}
 	return db.conditional(ctx, res, "replace challenge code",
+		`SELECT 1 FROM challenges WHERE org_id = ? AND id = ?`, orgID, id)
+}
+
+// ClaimResend is one conditional UPDATE: of concurrent claims of a turn
+// the database lets exactly one change the row.
+func (db *DB) ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET last_sent_at = ?
+		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
+		micros(to), orgID, id, resends, micros(from))
+	if err != nil {
+		return db.wrap("claim resend", err)
+	}
+	return db.conditional(ctx, res, "claim resend",
 		`SELECT 1 FROM challenges WHERE org_id = ? AND id = ?`, orgID, id)
 }
 
