@@ -503,7 +503,7 @@ func TestResolver(t *testing.T) {
 		t.Fatalf("resolve: %v %v", ts, err)
 	}
 	p := ts[0]
-	if p.Type != dispatcher.TypeTwilio || p.ID != "primary" || p.Endpoint != tw.URL || p.Fallback == nil ||
+	if p.Type != dispatcher.TypeTwilio || p.ID != "primary" || p.Endpoint != tw.URL+"#"+twSID || p.Fallback == nil ||
 		p.Fallback.Type != dispatcher.TypeCustom || p.Fallback.ID != "fallback" || p.Fallback.Endpoint != gw.URL {
 		t.Fatalf("target %+v fallback %+v", p, p.Fallback)
 	}

@@ -95,11 +95,13 @@ func New(cfg Config, client *http.Client, now func() time.Time) (*Sender, error)
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Endpoint returns the scheme://host the Sender talks to (the circuit
-// breaker's key).
+// Endpoint keys the circuit breaker and concurrency cap: the host and the
+// account, since Twilio throttles (429, 20429) and fails per account. Orgs
+// with their own accounts never share a breaker, however many use
+// api.twilio.com. (The account SID is an identifier, not a secret.)
 func (s *Sender) Endpoint() string {
 	u, _ := url.Parse(s.base)
-	return u.Scheme + "://" + u.Host
+	return u.Scheme + "://" + u.Host + "#" + s.cfg.AccountSID
 }
 
 // Send creates one Message for ev. ProviderID is the message SID.

@@ -232,3 +232,24 @@ func TestFakeValidates(t *testing.T) {
 		t.Fatalf("status %d, invalid %v", resp.StatusCode, f.invalid)
 	}
 }
+
+// TestEndpointIsPerAccount: the breaker and concurrency cap are per
+// Twilio account, so one org's throttled account never holds back another
+// org's on the same host.
+func TestEndpointIsPerAccount(t *testing.T) {
+	const token = "f00df00df00df00df00df00df00df00d"
+	mk := func(sid string) string {
+		s, err := New(Config{AccountSID: sid, AuthToken: token, From: testFrom}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Endpoint()
+	}
+	a, a2, b := mk(testSID), mk(testSID), mk("AC"+strings.Repeat("f", 32))
+	if a != a2 || a == b || !strings.HasPrefix(a, "https://api.twilio.com#") {
+		t.Fatalf("endpoints %q %q %q", a, a2, b)
+	}
+	if strings.Contains(a, token) {
+		t.Fatal("the endpoint key holds the auth token")
+	}
+}

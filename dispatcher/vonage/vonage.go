@@ -39,7 +39,7 @@ type Config struct {
 type Sender struct {
 	cfg      Config
 	endpoint string // <base>/sms/json
-	origin   string // scheme://host
+	origin   string // scheme://host#apikey: the breaker key
 	client   *http.Client
 }
 
@@ -60,10 +60,13 @@ func New(cfg Config, client *http.Client) (*Sender, error) {
 	if client == nil {
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
 	}
-	return &Sender{cfg: cfg, endpoint: base + "/sms/json", origin: u.Scheme + "://" + u.Host, client: client}, nil
+	return &Sender{cfg: cfg, endpoint: base + "/sms/json", origin: u.Scheme + "://" + u.Host + "#" + cfg.APIKey, client: client}, nil
 }
 
-// Endpoint returns the scheme://host the Sender talks to.
+// Endpoint keys the circuit breaker and concurrency cap: the host and the
+// API key, since Vonage throttles per account. Orgs with their own
+// accounts never share a breaker. (The API key is an identifier; the
+// secret is never part of it.)
 func (s *Sender) Endpoint() string { return s.origin }
 
 // Form returns the form fields Send posts for ev.

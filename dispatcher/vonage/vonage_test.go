@@ -205,3 +205,19 @@ func TestIsGSM7(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointIsPerAccount: the breaker and concurrency cap are per Vonage
+// account (API key), and the key never carries the secret.
+func TestEndpointIsPerAccount(t *testing.T) {
+	mk := func(key string) string {
+		s, err := New(Config{APIKey: key, APISecret: testSecret, From: "MyApp"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Endpoint()
+	}
+	a, a2, b := mk(testKey), mk(testKey), mk("other123")
+	if a != a2 || a == b || !strings.HasPrefix(a, "https://rest.nexmo.com#") || strings.Contains(a, testSecret) {
+		t.Fatalf("endpoints %q %q %q", a, a2, b)
+	}
+}
