@@ -240,7 +240,13 @@ func (a *App) openStore(ctx context.Context, key []byte) error {
 
 func (a *App) openLog(ctx context.Context) error {
 	if len(a.cfg.KafkaBrokers) == 0 {
-		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{Logger: a.log.With("component", "log")})
+		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{
+			Logger:    a.log.With("component", "log"),
+			Retention: a.cfg.LogRetention,
+			// Segments are sealed (and so deletable) at a 24th of the
+			// retention: no event outlives it by more than that.
+			SegmentMaxAge: a.cfg.LogRetention / 24,
+		})
 		if err != nil {
 			return fmt.Errorf("embedded log: %w", err)
 		}
@@ -253,6 +259,7 @@ func (a *App) openLog(ctx context.Context) error {
 			Logger:            a.log.With("component", "log"),
 			Partitions:        k.Partitions,
 			ReplicationFactor: k.ReplicationFactor,
+			Retention:         a.cfg.LogRetention,
 			SessionTimeout:    k.SessionTimeout,
 			// A third of the session at most, as Kafka recommends, so that
 			// two lost heartbeats do not cost a live consumer its partitions.

@@ -71,6 +71,7 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--delivery-max-attempts", "0"}, nil, "--delivery-max-attempts"},
 		{[]string{"--kafka-tls=maybe"}, nil, "--kafka-tls"},
 		{[]string{"--kafka-session-timeout", "1s"}, nil, "--kafka-session-timeout"},
+		{[]string{"--log-retention", "10m"}, nil, "--log-retention"},
 		{nil, map[string]string{"OTPHUB_SHUTDOWN_TIMEOUT": "forever"}, "OTPHUB_SHUTDOWN_TIMEOUT"},
 		{[]string{"--kafka-sasl-mechanism", "plain"}, nil, "SASL needs both"},
 		{[]string{"--database-url", "postgres://x/db", "--encryption-key", key}, nil, ""},

@@ -107,6 +107,7 @@ schema = {
             "trustProxyHeaders": b(),
             "allowConsoleProvider": b(),
             "shutdownTimeout": DURATION,
+            "logRetention": DURATION,
             "deliveryMaxAttempts": i(1, 100),
             "deliveryTimeout": DURATION,
             "endpointConcurrency": i(1, 1000),

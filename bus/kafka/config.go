@@ -38,6 +38,10 @@ type Config struct {
 	// start-up, so that acks=all means at least this many copies. Default
 	// 2 when ReplicationFactor >= 3, else 1 (then left to the broker).
 	MinInSyncReplicas int
+	// Retention is set as retention.ms on topics created at start-up.
+	// Records carry OTPs in clear, so keep it as short as the longest
+	// dispatcher outage to survive. 0 leaves the broker's default.
+	Retention time.Duration
 	// BatchTimeout bounds how long the writer waits to fill a batch before
 	// sending it; it is added to every Publish latency. Default 5ms (never
 	// kafka-go's 1s default).

@@ -111,7 +111,10 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 		if !exists {
 			tc := kafkago.TopicConfig{Topic: name, NumPartitions: b.cfg.Partitions, ReplicationFactor: b.cfg.ReplicationFactor}
 			if b.cfg.MinInSyncReplicas > 1 {
-				tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(b.cfg.MinInSyncReplicas)}}
+				tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(b.cfg.MinInSyncReplicas)})
+			}
+			if b.cfg.Retention > 0 {
+				tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(b.cfg.Retention.Milliseconds(), 10)})
 			}
 			missing = append(missing, tc)
 		}

@@ -85,6 +85,22 @@ func TestReplicatedTopicsGetMinInSyncReplicas(t *testing.T) {
 	roundTrip(t, b)
 }
 
+func TestCreatedTopicsGetRetention(t *testing.T) {
+	cluster := newCluster(t)
+	cfg := testConfig(cluster)
+	cfg.Retention = 6 * time.Hour
+	newBus(t, cfg)
+	for _, topic := range []string{bus.NotificationsTopic, bus.DeadLetterTopic} {
+		info := cluster.TopicInfo(topic)
+		if info == nil {
+			t.Fatalf("%s was not created", topic)
+		}
+		if v := info.Configs["retention.ms"]; v == nil || *v != "21600000" {
+			t.Fatalf("%s retention.ms = %v, want 21600000", topic, v)
+		}
+	}
+}
+
 func TestPingFailsWhenClusterIsGone(t *testing.T) {
 	cluster := newCluster(t)
 	b := newBus(t, testConfig(cluster))

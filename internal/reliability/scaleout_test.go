@@ -13,6 +13,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/otphub/otphub/bus"
 )
 
 // postgresURL is the test PostgreSQL (make test needs it; .ci/postgres.sh
@@ -96,6 +98,7 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 	args := []string{
 		"--public-url", publicURL,
 		"--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "--kafka-partitions", "6", "--kafka-session-timeout", "6s",
+		"--log-retention", "6h",
 		"--database-url", dbURL, "--encryption-key", randomHex(32),
 		"--admin-client-id", adminID, "--admin-client-secret", adminSecret,
 		"--egress-allow-cidrs", "127.0.0.0/8",
@@ -104,6 +107,10 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 		return startProc(t, fmt.Sprintf("otphub-%c#%d", 'A'+i, gen), addrs[i], append([]string{"--data-dir", t.TempDir()}, args...)...)
 	}
 	procs := []*proc{start(0, 1), start(1, 1)}
+	// The topics otphub created keep events (OTPs in clear) for --log-retention only.
+	if info := cluster.TopicInfo(bus.NotificationsTopic); info == nil || info.Configs["retention.ms"] == nil || *info.Configs["retention.ms"] != "21600000" {
+		t.Fatalf("%s was not created with retention.ms 21600000 (--log-retention 6h): %+v", bus.NotificationsTopic, info)
+	}
 	clients := []*client{newClient(procs[0].URL), newClient(procs[1].URL)}
 	tn := setupTenant(t, clients[0], adminID, adminSecret, "scale", "publish", "subscribe", "admin")
 
