@@ -268,12 +268,14 @@ func (d *delivery) expiresAt() time.Time {
 	return d.ev.Expiry()
 }
 
-// alreadyRecorded reports whether a task of d's (event, destination)
-// exists: its delivery was made or is in the retry loop's hands.
+// alreadyRecorded reports whether a task of d's (org, event, destination)
+// exists: its delivery was made or is in the retry loop's hands. The org is
+// part of the key: jtis come from publishers, and a provider destination's
+// ID is its slot name, the same in every org.
 func (e *Engine) alreadyRecorded(d *delivery) (bool, error) {
 	var found bool
 	err := e.durably("find delivery", func(ctx context.Context) error {
-		_, err := e.st.FindDelivery(ctx, d.ev.ID, d.target.Type, d.target.ID)
+		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.ID, d.target.Type, d.target.ID)
 		found = err == nil
 		return err
 	})

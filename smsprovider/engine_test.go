@@ -54,12 +54,12 @@ func startEngine(t *testing.T, e *env) *embedded.Log {
 	return lg
 }
 
-func waitTask(t *testing.T, st store.Store, jti, destType, destID, status string) store.DeliveryTask {
+func waitTask(t *testing.T, st store.Store, orgID int64, jti, destType, destID, status string) store.DeliveryTask {
 	t.Helper()
 	var task store.DeliveryTask
 	dt.Eventually(t, 20*time.Second, func() bool {
 		var err error
-		task, err = st.FindDelivery(context.Background(), jti, destType, destID)
+		task, err = st.FindDelivery(context.Background(), orgID, jti, destType, destID)
 		return err == nil && task.Status == status
 	}, "task of %s to %s/%s never became %s (last: %+v)", jti, destType, destID, status, &task)
 	return task
@@ -85,11 +85,11 @@ func TestEngineFallsBackToSecondProvider(t *testing.T) {
 	if err := dt.Publish(context.Background(), lg, ev); err != nil {
 		t.Fatal(err)
 	}
-	task := waitTask(t, e.st, ev.ID, dispatcher.TypeTwilio, store.ProviderPrimary, store.DeliveryFailed)
+	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeTwilio, store.ProviderPrimary, store.DeliveryFailed)
 	if task.LastError == "" {
 		t.Error("the Twilio refusal was not recorded")
 	}
-	waitTask(t, e.st, ev.ID, dispatcher.TypeCustom, store.ProviderFallback, store.DeliveryDelivered)
+	waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeCustom, store.ProviderFallback, store.DeliveryDelivered)
 	var p struct{ To, Text string }
 	if err := json.Unmarshal(<-bodies, &p); err != nil || p.To != ev.SendTo || p.Text != ev.MessageBody {
 		t.Fatalf("gateway got %+v %v", p, err)
@@ -120,7 +120,7 @@ func TestEngineRetriesThrottledVonage(t *testing.T) {
 	if err := dt.Publish(context.Background(), lg, ev); err != nil {
 		t.Fatal(err)
 	}
-	task := waitTask(t, e.st, ev.ID, dispatcher.TypeVonage, store.ProviderPrimary, store.DeliveryDelivered)
+	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeVonage, store.ProviderPrimary, store.DeliveryDelivered)
 	if task.Attempts != 2 || calls.Load() != 2 {
 		t.Fatalf("attempts %d, calls %d", task.Attempts, calls.Load())
 	}

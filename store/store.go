@@ -171,7 +171,7 @@ const (
 type DeliveryTask struct {
 	ID              string // UUID
 	OrgID           int64
-	EventID         string // jti; (EventID, DestinationType, DestinationID) is unique
+	EventID         string // jti; (OrgID, EventID, DestinationType, DestinationID) is unique
 	DestinationType string // webhook | twilio | vonage | custom | console
 	DestinationID   string // subscription ID, or provider slot
 	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
@@ -352,8 +352,10 @@ type Subscriptions interface {
 // Deliveries keeps delivery tasks and their attempt log.
 type Deliveries interface {
 	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
-	// transaction; a task whose (EventID, DestinationType, DestinationID)
-	// exists already is skipped. Returns how many were inserted.
+	// transaction; a task whose (OrgID, EventID, DestinationType,
+	// DestinationID) exists already is skipped. Returns how many were
+	// inserted. The key includes the org: jtis are chosen by publishers and
+	// provider destination IDs are slot names, so two orgs may share both.
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
@@ -379,8 +381,9 @@ type Deliveries interface {
 	// transaction failed and nothing was applied.
 	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
-	// FindDelivery returns the task of (eventID, destType, destID).
-	FindDelivery(ctx context.Context, eventID, destType, destID string) (DeliveryTask, error)
+	// FindDelivery returns the org's task of (eventID, destType, destID)
+	// (ErrNotFound when there is none, even if another org has one).
+	FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (DeliveryTask, error)
 	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
 	// RequeueDelivery makes a non-pending task pending again, due at now,
 	// with expiresAt as its new bound.

@@ -12,6 +12,7 @@ import (
 
 var deliveryCases = []testCase{
 	{"DeliveriesInsert", testDeliveriesInsert},
+	{"DeliveriesScopedByOrg", testDeliveriesScopedByOrg},
 	{"DeliveriesList", testDeliveriesList},
 	{"DeliveriesLease", testDeliveriesLease},
 	{"DeliveriesComplete", testDeliveriesComplete},
@@ -76,16 +77,62 @@ func testDeliveriesInsert(t *testing.T, s store.Store) {
 	must(t, err, "InsertDeliveryTasks(none)")
 	eq(t, n, 0, "inserted of none")
 
-	found, err := s.FindDelivery(c, "ev-1", "twilio", store.ProviderPrimary)
+	found, err := s.FindDelivery(c, a.ID, "ev-1", "twilio", store.ProviderPrimary)
 	must(t, err, "FindDelivery")
 	eq(t, found.ID, "t2", "FindDelivery ID")
-	_, err = s.FindDelivery(c, "ev-1", "twilio", store.ProviderFallback)
+	_, err = s.FindDelivery(c, a.ID, "ev-1", "twilio", store.ProviderFallback)
 	wantErr(t, err, store.ErrNotFound, "FindDelivery(unknown)")
+	_, err = s.FindDelivery(c, b.ID, "ev-1", "twilio", store.ProviderPrimary)
+	wantErr(t, err, store.ErrNotFound, "FindDelivery with another org's ID")
 
 	_, _, err = s.GetDelivery(c, b.ID, "t1")
 	wantErr(t, err, store.ErrNotFound, "GetDelivery with another org's ID")
 	_, _, err = s.GetDelivery(c, a.ID, "nope")
 	wantErr(t, err, store.ErrNotFound, "GetDelivery(unknown)")
+}
+
+// testDeliveriesScopedByOrg: idempotency is per org. Two orgs publishing
+// the same jti to their own provider slot (the same destination type and ID
+// in every org) each get their own task, found separately.
+func testDeliveriesScopedByOrg(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	ta := newTask(a.ID, "ta", "ev-shared", at(0))
+	ta.DestinationType, ta.DestinationID = "console", store.ProviderPrimary
+	tb := newTask(b.ID, "tb", "ev-shared", at(time.Second))
+	tb.DestinationType, tb.DestinationID = "console", store.ProviderPrimary
+	tb.Status = store.DeliveryDelivered
+	n, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{ta}, nil)
+	must(t, err, "InsertDeliveryTasks(org A)")
+	eq(t, n, 1, "inserted for org A")
+	n, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{tb},
+		[]store.DeliveryAttempt{{TaskID: "tb", Number: 1, StartedAt: at(time.Second), StatusCode: 200, Outcome: "success"}})
+	must(t, err, "InsertDeliveryTasks(org B, same event and destination)")
+	eq(t, n, 1, "inserted for org B with org A's event ID and destination")
+
+	for _, want := range []store.DeliveryTask{ta, tb} {
+		got, err := s.FindDelivery(c, want.OrgID, "ev-shared", "console", store.ProviderPrimary)
+		must(t, err, "FindDelivery")
+		if got.ID != want.ID || got.OrgID != want.OrgID || got.Status != want.Status {
+			t.Fatalf("FindDelivery(org %d) = %s of org %d (%s), want %s of org %d (%s)",
+				want.OrgID, got.ID, got.OrgID, got.Status, want.ID, want.OrgID, want.Status)
+		}
+		list, err := s.ListDeliveries(c, want.OrgID, store.DeliveryFilter{})
+		must(t, err, "ListDeliveries")
+		if len(list) != 1 || list[0].ID != want.ID {
+			t.Fatalf("ListDeliveries(org %d) = %+v, want only %s", want.OrgID, list, want.ID)
+		}
+	}
+	_, atts, err := s.GetDelivery(c, b.ID, "tb")
+	must(t, err, "GetDelivery(org B)")
+	eq(t, len(atts), 1, "attempts of org B's task")
+
+	// Within one org the key still holds.
+	dup := newTask(b.ID, "tb-dup", "ev-shared", at(2*time.Second))
+	dup.DestinationType, dup.DestinationID = "console", store.ProviderPrimary
+	n, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{dup}, nil)
+	must(t, err, "InsertDeliveryTasks(duplicate in org B)")
+	eq(t, n, 0, "inserted of a duplicate within one org")
 }
 
 func testDeliveriesList(t *testing.T, s store.Store) {

@@ -7,7 +7,8 @@
 //	}
 //
 // Beyond Run, CheckSecretsAtRest inspects an adapter's raw tables to prove
-// secrets are never stored in clear, and the Bench* functions are shared
+// secrets are never stored in clear, CheckDeliveryKeyMigration checks a
+// migration on a database holding data, and the Bench* functions are shared
 // benchmarks.
 package storetest
 

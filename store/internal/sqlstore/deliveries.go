@@ -67,8 +67,8 @@ func (db *DB) scanTasks(rows *sql.Rows, op string) ([]store.DeliveryTask, error)
 }
 
 // InsertDeliveryTasks stores tasks and the attempts of the tasks it inserted
-// in one transaction; a task whose (EventID, DestinationType, DestinationID)
-// exists is skipped with its attempts. An empty task ID is generated (its
+// in one transaction; a task whose (OrgID, EventID, DestinationType,
+// DestinationID) exists is skipped with its attempts. An empty task ID is generated (its
 // attempts then cannot name it, so such tasks carry no attempts); zero
 // CreatedAt/UpdatedAt are stamped with the current time; an empty Status is
 // pending.
@@ -88,7 +88,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 		// of a small insert.
 		insTask, err := tx.PrepareContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (event_id, destination_type, destination_id) DO NOTHING`))
+				ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`))
 		if err != nil {
 			return db.wrap("insert delivery task", err)
 		}
@@ -321,10 +321,10 @@ func (db *DB) GetDelivery(ctx context.Context, orgID int64, id string) (store.De
 	return t, out, nil
 }
 
-// FindDelivery returns the task of (eventID, destType, destID).
-func (db *DB) FindDelivery(ctx context.Context, eventID, destType, destID string) (store.DeliveryTask, error) {
+// FindDelivery returns the org's task of (eventID, destType, destID).
+func (db *DB) FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (store.DeliveryTask, error) {
 	t, err := db.scanTask(db.r.QueryRowContext(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks
-		WHERE event_id = ? AND destination_type = ? AND destination_id = ?`), eventID, destType, destID))
+		WHERE org_id = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`), orgID, eventID, destType, destID))
 	return t, db.wrap("delivery", err)
 }
 

@@ -1,0 +1,61 @@
+-- Delivery idempotency is per organization: a provider destination's ID is
+-- its slot name (primary, fallback), the same in every org, and a jti is
+-- chosen by the publisher, so two orgs may share one. Keyed without the org,
+-- the second org's task was taken for a duplicate and its event never sent.
+--
+-- SQLite cannot drop a table constraint, so delivery_tasks is rebuilt (the
+-- documented create-copy-drop-rename procedure). It runs inside the
+-- migration's transaction with foreign keys on, where dropping
+-- delivery_tasks would cascade into delivery_attempts: so delivery_attempts
+-- is rebuilt too, pointing at the new table, and the old attempts table is
+-- dropped before the old tasks table.
+
+CREATE TABLE delivery_tasks_new (
+    id               TEXT    PRIMARY KEY,
+    org_id           BIGINT  NOT NULL,
+    event_id         TEXT    NOT NULL,
+    destination_type TEXT    NOT NULL,
+    destination_id   TEXT    NOT NULL,
+    event            BLOB    NOT NULL,
+    status           TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL,
+    next_attempt_at  BIGINT  NOT NULL,
+    expires_at       BIGINT  NOT NULL,
+    lease_owner      TEXT    NOT NULL,
+    lease_until      BIGINT  NOT NULL,
+    last_error       TEXT    NOT NULL,
+    last_status_code INTEGER NOT NULL,
+    created_at       BIGINT  NOT NULL,
+    updated_at       BIGINT  NOT NULL,
+    UNIQUE (org_id, event_id, destination_type, destination_id)
+);
+INSERT INTO delivery_tasks_new (id, org_id, event_id, destination_type, destination_id, event, status, attempts,
+        next_attempt_at, expires_at, lease_owner, lease_until, last_error, last_status_code, created_at, updated_at)
+    SELECT id, org_id, event_id, destination_type, destination_id, event, status, attempts,
+        next_attempt_at, expires_at, lease_owner, lease_until, last_error, last_status_code, created_at, updated_at
+    FROM delivery_tasks;
+
+CREATE TABLE delivery_attempts_new (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id     TEXT    NOT NULL REFERENCES delivery_tasks_new (id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    started_at  BIGINT  NOT NULL,
+    duration_us BIGINT  NOT NULL,
+    status_code INTEGER NOT NULL,
+    outcome     TEXT    NOT NULL,
+    error       TEXT    NOT NULL
+);
+INSERT INTO delivery_attempts_new (id, task_id, number, started_at, duration_us, status_code, outcome, error)
+    SELECT id, task_id, number, started_at, duration_us, status_code, outcome, error
+    FROM delivery_attempts;
+
+DROP TABLE delivery_attempts;
+DROP TABLE delivery_tasks;
+-- Renaming rewrites delivery_attempts_new's REFERENCES to delivery_tasks.
+ALTER TABLE delivery_tasks_new RENAME TO delivery_tasks;
+ALTER TABLE delivery_attempts_new RENAME TO delivery_attempts;
+
+CREATE INDEX delivery_tasks_due ON delivery_tasks (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX delivery_tasks_org ON delivery_tasks (org_id, created_at, id);
+CREATE INDEX delivery_tasks_finished ON delivery_tasks (updated_at) WHERE status <> 'pending';
+CREATE INDEX delivery_attempts_task ON delivery_attempts (task_id, number);
