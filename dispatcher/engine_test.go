@@ -623,10 +623,14 @@ func TestFallbackWhenCircuitOpen(t *testing.T) {
 	e.res.Set(org, p)
 	cfg := testConfig(e.clock)
 	cfg.Breaker = dispatcher.BreakerConfig{FailureThreshold: 1, OpenDuration: time.Hour}
-	e.start(cfg)
+	r := e.start(cfg)
+	circuitOpen := func() float64 {
+		return metric(t, r.reg, "otphub_delivery_failures_total", map[string]string{"destination": "twilio", "reason": "circuit_open"})
+	}
 
 	// The first failure opens the circuit; its retry finds it open and
-	// hands over to the fallback.
+	// hands over to the fallback, counting a circuit_open failure as a
+	// first attempt's handover does.
 	first := e.event(time.Hour)
 	e.publish(first)
 	e.waitTask(first.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
@@ -634,16 +638,101 @@ func TestFallbackWhenCircuitOpen(t *testing.T) {
 	if !strings.Contains(task.LastError, "fallback") {
 		t.Errorf("primary task: %+v", task)
 	}
+	if got := circuitOpen(); got != 1 {
+		t.Errorf("circuit_open failures after the retry's handover = %v, want 1", got)
+	}
 	// A new event goes straight to the fallback.
 	second := e.event(time.Hour)
 	e.publish(second)
 	e.waitTask(second.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
 	e.waitTask(second.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+	if got := circuitOpen(); got != 2 {
+		t.Errorf("circuit_open failures after the first attempt's handover = %v, want 2", got)
+	}
 	if primary.Total() != 1 {
 		t.Errorf("primary received %d requests, want 1 (its circuit is open)", primary.Total())
 	}
 	if fallback.Delivered(first.ID) != 1 || fallback.Delivered(second.ID) != 1 {
 		t.Errorf("fallback deliveries: %d, %d", fallback.Delivered(first.ID), fallback.Delivered(second.ID))
+	}
+}
+
+// TestFallbackOfReplayedPrimaryGetsItsExpiry: a replay moves a dead
+// primary's expiry bound to now + ReplayWindow, past the OTP's own; when the
+// replayed primary then hands over (it fails permanently, or its circuit is
+// open), the fallback is bounded by that same expiry and is delivered, not
+// ended as expired on the OTP's original one.
+func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		breaker dispatcher.BreakerConfig
+		answer  int // the primary's answer after the replay
+	}{
+		{"permanent failure", dispatcher.BreakerConfig{FailureThreshold: -1}, http.StatusBadRequest},
+		// Two failures open the circuit for two days: the replayed retry
+		// finds it open and hands over without an attempt.
+		{"circuit open", dispatcher.BreakerConfig{FailureThreshold: 2, OpenDuration: 48 * time.Hour}, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			var replayed atomic.Bool
+			primary := dt.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ string, _ int) {
+				if replayed.Load() {
+					w.WriteHeader(tc.answer)
+					return
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+			})
+			fallback := dt.NewReceiver(t, nil)
+			fb := dt.Webhook("fallback", fallback.URL)
+			fb.Type = dispatcher.TypeVonage
+			p := dt.Webhook("primary", primary.URL)
+			p.Type = dispatcher.TypeTwilio
+			p.Fallback = &fb
+			e.res.Set(org, p)
+			cfg := testConfig(e.clock)
+			cfg.Breaker = tc.breaker
+			cfg.RetryPolicy.MaxAttempts = 2
+			r := e.start(cfg)
+			api := newAPI(t, e, r.Engine)
+
+			// Retries exhausted (dead: no handover), then the OTP expires.
+			ev := e.event(time.Hour)
+			e.publish(ev)
+			e.waitTask(ev.ID, dispatcher.TypeTwilio, "primary", store.DeliveryDead)
+			e.clock.Advance(2 * time.Hour)
+
+			replayed.Store(true)
+			var out struct{ Requeued int }
+			api.do(http.MethodPost, "/api/v1/orgs/acme/deliveries/replay", `{"status":"dead"}`, http.StatusOK, &out)
+			if out.Requeued != 1 {
+				t.Fatalf("requeued = %d, want 1", out.Requeued)
+			}
+			prim := e.waitTask(ev.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+			if !prim.ExpiresAt.After(ev.ExpiresAt) {
+				t.Fatalf("replayed primary's expiry %v is not past the OTP's %v", prim.ExpiresAt, ev.ExpiresAt)
+			}
+			dt.Eventually(t, 20*time.Second, func() bool {
+				task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+				return err == nil && task.Status != store.DeliveryPending
+			}, "the fallback never finished")
+			got, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != store.DeliveryDelivered || !got.ExpiresAt.Equal(prim.ExpiresAt) {
+				t.Errorf("fallback task: status %s, expires %v (last error %q); want delivered, expiring with the replayed primary at %v",
+					got.Status, got.ExpiresAt, got.LastError, prim.ExpiresAt)
+			}
+			if fallback.Delivered(ev.ID) != 1 {
+				t.Errorf("fallback delivered %d times, want 1", fallback.Delivered(ev.ID))
+			}
+			if tc.breaker.FailureThreshold > 0 && primary.Total() != 2 {
+				t.Errorf("primary received %d requests, want 2 (none after the replay: its circuit is open)", primary.Total())
+			}
+		})
 	}
 }
 

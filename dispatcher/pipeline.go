@@ -33,6 +33,9 @@ type delivery struct {
 	task   *store.DeliveryTask // the leased task of a retry; nil for a first attempt
 	msg    *tracker            // the log message of a first attempt; nil for a retry
 	probe  bool                // this attempt is its circuit's half-open probe
+	// expires is the expiry bound a fallback inherits from its primary (a
+	// replayed primary's is later than the OTP's); zero: the event's own.
+	expires time.Time
 }
 
 func (d *delivery) endpointKey() string {
@@ -51,7 +54,9 @@ func (d *delivery) finish() {
 
 // fallback returns the delivery of ev to the target's fallback, counted in
 // the same log message (before the primary finishes, so the message cannot
-// be acknowledged in between).
+// be acknowledged in between). It is bounded by the primary's expiry: a
+// retry or replay of the primary moved it to now + ReplayWindow, and its
+// fallback must not end expired on the OTP's original one.
 func (d *delivery) fallback() *delivery {
 	if d.target.Fallback == nil {
 		return nil
@@ -59,7 +64,7 @@ func (d *delivery) fallback() *delivery {
 	if d.msg != nil {
 		d.msg.add()
 	}
-	return &delivery{ev: d.ev, enc: d.enc, target: *d.target.Fallback, msg: d.msg}
+	return &delivery{ev: d.ev, enc: d.enc, target: *d.target.Fallback, msg: d.msg, expires: d.expiresAt()}
 }
 
 // tracker acknowledges a log message once every delivery of it is done.
@@ -265,6 +270,9 @@ func (d *delivery) expiresAt() time.Time {
 	if d.task != nil && !d.task.ExpiresAt.IsZero() {
 		return d.task.ExpiresAt
 	}
+	if !d.expires.IsZero() {
+		return d.expires
+	}
 	return d.ev.Expiry()
 }
 
@@ -322,7 +330,7 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 				Event:           enc,
 				Status:          dec.Status,
 				NextAttemptAt:   dec.NextAttemptAt,
-				ExpiresAt:       d.ev.Expiry(),
+				ExpiresAt:       d.expiresAt(),
 				LastError:       lastErr,
 				LastStatusCode:  r.StatusCode,
 				CreatedAt:       now,

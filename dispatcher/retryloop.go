@@ -84,6 +84,10 @@ func (e *Engine) retry(task store.DeliveryTask) {
 	d.target = target
 
 	a, retryAt := e.eps.admitRetry(d.endpointKey(), d)
+	if a == denyOpen {
+		// Counted as on a first attempt's refusal, handed over or deferred.
+		e.m.failures.WithLabelValues(destLabel(target.Type), string(ReasonCircuitOpen)).Inc()
+	}
 	switch {
 	case a == admitRun:
 		e.work(d)
@@ -96,7 +100,6 @@ func (e *Engine) retry(task store.DeliveryTask) {
 			e.work(e.admit(nil, fb)...)
 		}
 	case a == denyOpen:
-		e.m.failures.WithLabelValues(destLabel(target.Type), string(ReasonCircuitOpen)).Inc()
 		e.deferTask(d, retryAt.Add(e.jitter()))
 	default:
 		e.deferTask(d, e.cfg.Now().Add(e.busyDelay()))
