@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	}
 	a.closers = append(a.closers, func() error { eg.CloseIdleConnections(); return nil })
 
-	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL}, a.store, a.log, a.reg)
+	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}

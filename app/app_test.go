@@ -187,3 +187,35 @@ func TestBackpressureOnByDefault(t *testing.T) {
 		t.Fatalf("OTPHUB_MAX_PENDING_PER_DESTINATION=0: %v, %d", err, cfg.MaxPendingPerDestination)
 	}
 }
+
+// TestTokenGuardCannotLockOutTheAdmin: the chart's admin id is well known;
+// failed authentications from one address (X-Forwarded-For behind a
+// trusted proxy) lock out that address only, never the real admin.
+func TestTokenGuardCannotLockOutTheAdmin(t *testing.T) {
+	const id, secret = "otphub-admin", "a-long-enough-admin-secret"
+	srv := apptest.Start(t, "--admin-client-id", id, "--admin-client-secret", secret, "--trust-proxy-headers")
+	token := func(from, secret string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", from)
+		req.SetBasicAuth(id, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 10; i++ {
+		if code := token("198.51.100.7", "wrong"); code != 401 {
+			t.Fatalf("wrong secret %d: %d", i, code)
+		}
+	}
+	if code := token("198.51.100.7", secret); code != 429 {
+		t.Fatalf("the attacking address after 10 failures: %d, want 429", code)
+	}
+	if code := token("203.0.113.5", secret); code != 200 {
+		t.Fatalf("the real admin from another address: %d, want 200", code)
+	}
+}

@@ -114,7 +114,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 	if s.backlogged(ctx, w, org) {
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, mobile, s.clientIP(r), now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, mobile, httpx.ClientIP(r, s.cfg.TrustProxyHeaders), now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {
@@ -244,7 +244,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.metrics.resends.WithLabelValues("backlogged").Inc()
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, c.Mobile, s.clientIP(r), now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, c.Mobile, httpx.ClientIP(r, s.cfg.TrustProxyHeaders), now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {

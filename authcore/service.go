@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -131,34 +130,6 @@ func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, n
 		}
 	}
 	return "", 0, nil
-}
-
-// clientIP is the address the per-IP limit counts. An IPv6 address counts
-// as its /64, the block one host can usually draw addresses from.
-func (s *Service) clientIP(r *http.Request) string {
-	if s.cfg.TrustProxyHeaders {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
-				return limitKeyIP(ip)
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return limitKeyIP(ip)
-	}
-	return ""
-}
-
-func limitKeyIP(ip net.IP) string {
-	if v4 := ip.To4(); v4 != nil {
-		return v4.String()
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // messageBody renders the OTP message: the org's override for the locale,

@@ -51,11 +51,17 @@ type Config struct {
 	// Default 30 s.
 	ClientCacheTTL time.Duration
 	// MaxClientFailures is how many failed authentications of one client id
-	// within FailureWindow make the token endpoint answer 429 until the
-	// window ends. Default 10; negative disables the guard.
+	// from one source (see TrustProxyHeaders) within FailureWindow make the
+	// token endpoint answer 429 to that source, for that id, until the
+	// window ends. Other sources are not affected, so failures cannot lock
+	// the real client out. Default 10; negative disables the guard.
 	MaxClientFailures int
 	// FailureWindow is the fixed window of MaxClientFailures. Default 5 min.
 	FailureWindow time.Duration
+	// TrustProxyHeaders makes the source of a failed authentication the
+	// right-most address of X-Forwarded-For (the one the trusted proxy in
+	// front of otphub saw) instead of the TCP peer. Default false.
+	TrustProxyHeaders bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -120,7 +126,7 @@ type Issuer struct {
 	verified   map[[32]byte]Claims
 
 	failMu sync.Mutex
-	locked map[string]time.Time // client id → end of its lockout
+	locked map[string]time.Time // failureKey → end of its lockout
 }
 
 type signingKey struct {

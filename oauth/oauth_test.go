@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -406,6 +408,86 @@ func TestBruteForceGuard(t *testing.T) {
 	e.clk.Add(5 * time.Minute)
 	if r := e.post(t, form, "grant_type=client_credentials", e.id, e.sec); r.status != 200 {
 		t.Fatalf("after the window: %d %v", r.status, r.body)
+	}
+}
+
+// postFrom is post over a connection from the loopback address src, so
+// the server sees src as the TCP peer.
+func (e *env) postFrom(t testing.TB, src, id, secret string, header http.Header) tokenResp {
+	t.Helper()
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", form)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.SetBasicAuth(id, secret)
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+		t.Fatalf("non-JSON answer %d: %v", res.StatusCode, err)
+	}
+	return tokenResp{res.StatusCode, res.Header, m}
+}
+
+// Failures from one source lock out only that source: an attacker who
+// knows a client id (the chart's otphub-admin) cannot keep the real client
+// from getting tokens.
+func TestBruteForceGuardIsPerSource(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := 0; i < 3; i++ {
+		if r := e.postFrom(t, "127.0.0.2", e.id, "wrong", nil); r.status != 401 {
+			t.Fatalf("attempt %d: %d %v", i, r.status, r.body)
+		}
+	}
+	if r := e.postFrom(t, "127.0.0.2", e.id, e.sec, nil); r.status != 429 || r.body["error"] != "rate_limited" {
+		t.Fatalf("the failing source after 3 failures: %d %v", r.status, r.body)
+	}
+	if r := e.postFrom(t, "127.0.0.1", e.id, e.sec, nil); r.status != 200 {
+		t.Fatalf("another source with the right secret: %d %v", r.status, r.body)
+	}
+	// Another source's failures count on their own.
+	for i := 0; i < 2; i++ {
+		if r := e.postFrom(t, "127.0.0.1", e.id, "wrong", nil); r.status != 401 {
+			t.Fatalf("other source attempt %d: %d %v", i, r.status, r.body)
+		}
+	}
+	if r := e.postFrom(t, "127.0.0.1", e.id, e.sec, nil); r.status != 200 {
+		t.Fatalf("other source after 2 failures: %d %v", r.status, r.body)
+	}
+}
+
+// With TrustProxyHeaders the source is the right-most X-Forwarded-For
+// entry; without, the header is ignored and the TCP peer counts.
+func TestBruteForceGuardSourceFromProxyHeader(t *testing.T) {
+	xff := func(v string) http.Header { return http.Header{"X-Forwarded-For": {v}} }
+	e := newEnv(t, func(c *Config) { c.TrustProxyHeaders = true })
+	for i := 0; i < 3; i++ {
+		// The left-most entry is client-supplied and must not matter.
+		if r := e.postFrom(t, "127.0.0.1", e.id, "wrong", xff(fmt.Sprintf("10.9.9.%d, 198.51.100.7", i))); r.status != 401 {
+			t.Fatalf("attempt %d: %d %v", i, r.status, r.body)
+		}
+	}
+	if r := e.postFrom(t, "127.0.0.1", e.id, e.sec, xff("198.51.100.7")); r.status != 429 {
+		t.Fatalf("the failing source: %d %v", r.status, r.body)
+	}
+	if r := e.postFrom(t, "127.0.0.1", e.id, e.sec, xff("203.0.113.5")); r.status != 200 {
+		t.Fatalf("another source behind the same proxy: %d %v", r.status, r.body)
+	}
+
+	e = newEnv(t, nil)
+	for i := 0; i < 3; i++ {
+		if r := e.postFrom(t, "127.0.0.1", e.id, "wrong", xff(fmt.Sprintf("198.51.100.%d", i))); r.status != 401 {
+			t.Fatalf("untrusted header, attempt %d: %d %v", i, r.status, r.body)
+		}
+	}
+	if r := e.postFrom(t, "127.0.0.1", e.id, e.sec, xff("203.0.113.5")); r.status != 429 {
+		t.Fatalf("an untrusted header must not dodge the guard: %d %v", r.status, r.body)
 	}
 }
 

@@ -100,10 +100,13 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := i.cfg.Now()
-	if until, ok := i.lockedUntil(req.ClientID, now); ok {
+	// The guard counts per (client id, source): checked before the secret,
+	// a per-id count would let anyone lock the real client out.
+	guardKey := failureKey(req.ClientID, httpx.ClientIP(r, i.cfg.TrustProxyHeaders))
+	if until, ok := i.lockedUntil(guardKey, now); ok {
 		secs := int(until.Sub(now)/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client; retry later")
+		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client from this address; retry later")
 		return
 	}
 	client, err := i.st.GetClient(r.Context(), req.ClientID)
@@ -116,7 +119,7 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			CheckSecret(nil, req.ClientSecret) // same work for unknown ids
 		}
-		i.recordFailure(r.Context(), req.ClientID, now)
+		i.recordFailure(r.Context(), guardKey, now)
 		i.oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	}
@@ -335,31 +338,39 @@ func (i *Issuer) clientOf(ctx context.Context, id string) (store.Client, error) 
 	return e.client, nil
 }
 
-// lockedUntil reports whether clientID is locked out of the token endpoint.
-func (i *Issuer) lockedUntil(clientID string, now time.Time) (time.Time, bool) {
+// failureKey is the brute-force guard's key for clientID from the source
+// address ip (httpx.ClientIP). An address never contains "|", so the key
+// is unambiguous whatever the id holds.
+func failureKey(clientID, ip string) string {
+	return ip + "|" + clientID
+}
+
+// lockedUntil reports whether key (failureKey) is locked out of the token
+// endpoint.
+func (i *Issuer) lockedUntil(key string, now time.Time) (time.Time, bool) {
 	if i.cfg.MaxClientFailures < 0 {
 		return time.Time{}, false
 	}
 	i.failMu.Lock()
 	defer i.failMu.Unlock()
-	until, ok := i.locked[clientID]
+	until, ok := i.locked[key]
 	if ok && !now.Before(until) {
-		delete(i.locked, clientID)
+		delete(i.locked, key)
 		return time.Time{}, false
 	}
 	return until, ok
 }
 
-// recordFailure counts a failed authentication of clientID in the store's
-// fixed-window counter (shared by replicas) and locks the id out locally
-// for the rest of the window once it reaches MaxClientFailures.
-func (i *Issuer) recordFailure(ctx context.Context, clientID string, now time.Time) {
+// recordFailure counts a failed authentication of key (failureKey) in the
+// store's fixed-window counter (shared by replicas) and locks the key out
+// locally for the rest of the window once it reaches MaxClientFailures.
+func (i *Issuer) recordFailure(ctx context.Context, key string, now time.Time) {
 	if i.cfg.MaxClientFailures < 0 {
 		return
 	}
 	start := now.Truncate(i.cfg.FailureWindow)
 	end := start.Add(i.cfg.FailureWindow)
-	n, err := i.st.HitCounter(ctx, "oauth-fail:"+clientID, start, end)
+	n, err := i.st.HitCounter(ctx, "oauth-fail:"+key, start, end)
 	if err != nil {
 		i.log.Warn("token: counting a failed authentication failed", "err", err)
 		return
@@ -370,13 +381,13 @@ func (i *Issuer) recordFailure(ctx context.Context, clientID string, now time.Ti
 	i.failMu.Lock()
 	defer i.failMu.Unlock()
 	if len(i.locked) >= maxCacheEntries {
-		for id, until := range i.locked {
+		for k, until := range i.locked {
 			if !now.Before(until) {
-				delete(i.locked, id)
+				delete(i.locked, k)
 			}
 		}
 	}
 	if len(i.locked) < maxCacheEntries {
-		i.locked[clientID] = end
+		i.locked[key] = end
 	}
 }

@@ -1,5 +1,5 @@
-// Package httpx holds the one way otphub writes JSON responses and errors
-// and reads JSON request bodies.
+// Package httpx holds the one way otphub writes JSON responses and errors,
+// reads JSON request bodies and tells which client a request came from.
 package httpx
 
 import (
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -105,4 +106,36 @@ func WriteDecodeError(w http.ResponseWriter, err error) {
 type Mux interface {
 	Handle(pattern string, handler http.Handler)
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// ClientIP is the client address that per-source limits count: the TCP
+// peer, or with trustProxyHeaders the right-most X-Forwarded-For entry (the
+// one the trusted proxy in front of otphub saw; entries to its left are
+// client-supplied and never trusted). An IPv6 address counts as its /64,
+// the block one host can usually draw addresses from. It is "" when no
+// address can be parsed.
+func ClientIP(r *http.Request, trustProxyHeaders bool) string {
+	if trustProxyHeaders {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
+				return limitKeyIP(ip)
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return limitKeyIP(ip)
+	}
+	return ""
+}
+
+func limitKeyIP(ip net.IP) string {
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
