@@ -7,6 +7,7 @@ import (
 
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/tenants"
 )
 
 // SubscriptionView is a subscription as the API shows it: never its secret.
@@ -43,11 +44,14 @@ func viewOf(s store.Subscription) SubscriptionView {
 	return v
 }
 
-// orgOf loads the {org} of the path; on failure it has written the error.
+// orgOf loads the {org} of the path with tenants.ResolveOrg, so an unknown
+// org is the 404 org_not_found of every org API; a store failure is 503
+// like every other store failure of the hub. On failure it has written
+// the error.
 func (h *Hub) orgOf(w http.ResponseWriter, r *http.Request) (store.Org, bool) {
-	org, err := h.st.GetOrg(r.Context(), r.PathValue("org"))
-	if errors.Is(err, store.ErrNotFound) {
-		httpx.Error(w, http.StatusNotFound, "not_found", "no such organization")
+	org, err := tenants.ResolveOrg(r.Context(), h.st, r.PathValue("org"))
+	if errors.Is(err, tenants.ErrOrgNotFound) {
+		tenants.WriteOrgError(w, err)
 		return store.Org{}, false
 	}
 	if err != nil {

@@ -334,7 +334,7 @@ func (h *Hub) topicOrg(topic string) (org, canonical string, ok bool) {
 func (h *Hub) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	org := r.PathValue("org")
 	if !event.ValidOrgName(org) {
-		http.NotFound(w, r)
+		httpx.Error(w, http.StatusNotFound, "unknown_topic", fmt.Sprintf("no topic for %q: an organization name is [a-z0-9][a-z0-9-]{0,62}", org))
 		return
 	}
 	topic := event.TopicURL(h.base, org)

@@ -437,8 +437,15 @@ func TestSubscriptionsAPI(t *testing.T) {
 	if ts, _ := e.hub.Resolver().Resolve(e.ctx, ev); len(ts) != 0 {
 		t.Error("a deleted subscription still resolves")
 	}
-	if r := e.do(http.MethodGet, "/api/v1/orgs/nosuch/subscriptions", e.adminToken(), "", nil); r.code != 404 {
-		t.Errorf("unknown org: %d", r.code)
+	// The code every API answers an unknown org with (tenants.WithOrg).
+	for _, req := range [][2]string{
+		{http.MethodGet, "/api/v1/orgs/nosuch/subscriptions"},
+		{http.MethodGet, "/api/v1/orgs/nosuch/subscriptions/" + s.ID},
+		{http.MethodDelete, "/api/v1/orgs/nosuch/subscriptions/" + s.ID},
+	} {
+		if r := e.do(req[0], req[1], e.adminToken(), "", nil); r.code != 404 || r.errorCode() != "org_not_found" {
+			t.Errorf("unknown org, %s %s: %d %s", req[0], req[1], r.code, r.body)
+		}
 	}
 }
 
@@ -450,8 +457,11 @@ func TestDiscovery(t *testing.T) {
 	if r.code != 200 || r.header.Get("Link") != want {
 		t.Errorf("discovery: %d Link %q", r.code, r.header.Get("Link"))
 	}
-	if r := e.do(http.MethodGet, "/topics/Not_Valid/NOTIFICATIONS", "", "", nil); r.code != 404 {
-		t.Errorf("invalid org: %d", r.code)
+	for _, org := range []string{"Not_Valid", "BAD"} {
+		r := e.do(http.MethodGet, "/topics/"+org+"/NOTIFICATIONS", "", "", nil)
+		if r.code != 404 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") || r.errorCode() != "unknown_topic" {
+			t.Errorf("invalid org %s: %d %s %s", org, r.code, r.header.Get("Content-Type"), r.body)
+		}
 	}
 }
 
