@@ -206,7 +206,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		a.runners = append(a.runners, backlog.Run)
 	}
 	a.routes = mux.patterns
-	mux.ServeMux.HandleFunc("/", notFound)
 	a.handler = instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg))
 
 	a.runners = append(a.runners, issuer.Run)

@@ -65,12 +65,48 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 }
 
-func TestUnknownRouteIsJSON404(t *testing.T) {
+// TestMuxErrorsAreJSON: what no route takes is a JSON error like every
+// other: 404 for an unknown path, 405 with Allow for a known path asked
+// with another method.
+func TestMuxErrorsAreJSON(t *testing.T) {
 	srv := apptest.Start(t)
-	resp, body := get(t, srv.URL+"/no/such/thing")
-	if resp.StatusCode != 404 || !strings.Contains(resp.Header.Get("Content-Type"), "application/json") ||
-		!strings.Contains(string(body), `"error":"not_found"`) {
-		t.Fatalf("got %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/no/such/thing", 404, "not_found", ""},
+		{"DELETE", "/no/such/thing", 404, "not_found", ""},
+		{"DELETE", "/healthz", 405, "method_not_allowed", "GET, HEAD"},
+		{"PUT", "/oauth2/token", 405, "method_not_allowed", "POST"},
+		{"GET", "/api/v1/orgs/acme/sms-otp/challenges", 405, "method_not_allowed", "POST"},
+		{"GET", "/topics/BAD/NOTIFICATIONS", 404, "unknown_topic", ""},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error, Message string }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+			err != nil || body.Error != c.code || body.Message == "" {
+			t.Errorf("%s %s: %d %s %+v (%v)", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, err)
+		}
+		if c.status == 405 && resp.Header.Get("Allow") == "" || c.allow != "" && resp.Header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, resp.Header.Get("Allow"), c.allow)
+		}
+	}
+	// The mux's redirect to a cleaned path is not an error and passes through.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(srv.URL + "/x/../healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 3 || resp.Header.Get("Location") != "/healthz" {
+		t.Errorf("cleaned path: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
 

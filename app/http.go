@@ -108,13 +108,45 @@ func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handl
 			log.Log(r.Context(), level, "http request", "request_id", id, "method", r.Method,
 				"route", route, "status", code, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
 		}()
-		mux.ServeHTTP(rec, r)
+		var out http.ResponseWriter = rec
+		if route == "unmatched" {
+			out = &muxErrorWriter{ResponseWriter: rec, r: r}
+		}
+		mux.ServeHTTP(out, r)
 	})
 }
 
-// notFound answers unknown routes with a JSON error instead of text.
-func notFound(w http.ResponseWriter, r *http.Request) {
-	httpx.Error(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+// muxErrorWriter turns the mux's own plain-text answers to a request no
+// route takes into the JSON errors every otphub answer uses: 404 not_found
+// for an unknown path, 405 method_not_allowed (with the mux's Allow header)
+// for a known path asked with another method. Anything else the mux
+// answers (a redirect to the cleaned path) passes through.
+type muxErrorWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	replied bool
+}
+
+func (w *muxErrorWriter) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		w.replied = true
+		httpx.Error(w.ResponseWriter, code, "not_found", "no such endpoint: "+w.r.Method+" "+w.r.URL.Path)
+	case http.StatusMethodNotAllowed:
+		w.replied = true
+		httpx.Error(w.ResponseWriter, code, "method_not_allowed",
+			"method "+w.r.Method+" is not allowed on "+w.r.URL.Path+"; allowed: "+w.Header().Get("Allow"))
+	default:
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+// Write drops the mux's text body once the JSON error is written.
+func (w *muxErrorWriter) Write(b []byte) (int, error) {
+	if w.replied {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // routeRecorder registers routes on a ServeMux and remembers their
