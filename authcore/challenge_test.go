@@ -114,9 +114,10 @@ func TestStartValidation(t *testing.T) {
 	}{
 		{"malformed", `{"mobile":`, 400, "invalid_json", "malformed"},
 		{"empty", ``, 400, "invalid_json", "empty"},
-		{"array", `[]`, 400, "invalid_json", ""},
+		{"array", `[]`, 400, "invalid_json", "the body must be a JSON object"},
+		{"string", `"+94771234567"`, 400, "invalid_json", "the body must be a JSON object"},
 		{"unknown field", `{"mobile":"` + lkMobile + `",` + ok + `,"admin":true}`, 400, "invalid_json", "admin"},
-		{"wrong type", `{"mobile":94771234567,` + ok + `}`, 400, "invalid_json", "mobile"},
+		{"wrong type", `{"mobile":94771234567,` + ok + `}`, 400, "invalid_json", `field "mobile" has a number where a string is expected`},
 		{"trailing data", `{"mobile":"` + lkMobile + `",` + ok + `}{}`, 400, "invalid_json", ""},
 		{"oversized", `{"mobile":"` + lkMobile + `",` + ok + `,"locale":"` + strings.Repeat("a", 5000) + `"}`, 413, "body_too_large", ""},
 		{"no mobile", `{` + ok + `}`, 400, "invalid_field", "mobile"},
@@ -137,6 +138,9 @@ func TestStartValidation(t *testing.T) {
 			wantError(t, r, c.status, c.code)
 			if !strings.Contains(r.body["message"].(string), c.msg) {
 				t.Fatalf("message %q does not name %q", r.body["message"], c.msg)
+			}
+			if strings.Contains(r.body["message"].(string), "struct") {
+				t.Fatalf("message %q names a Go type", r.body["message"])
 			}
 		})
 	}

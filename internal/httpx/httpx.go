@@ -3,12 +3,16 @@
 package httpx
 
 import (
+	"bufio"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
+	"regexp"
 	"strings"
 )
 
@@ -53,9 +57,11 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Msg }
 
-// DecodeJSON reads a JSON object from r's body into dst, refusing unknown
-// fields, trailing data and bodies larger than limit (MaxJSONBody when
-// limit <= 0). Errors are *RequestError; write them with WriteDecodeError.
+// DecodeJSON reads a JSON object from r's body into dst, refusing any
+// other JSON value, unknown fields, trailing data and bodies larger than
+// limit (MaxJSONBody when limit <= 0). Errors are *RequestError, whose
+// messages name JSON fields and types, never Go types; write them with
+// WriteDecodeError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if limit <= 0 {
 		limit = MaxJSONBody
@@ -63,9 +69,17 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return &RequestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json"}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	body := bufio.NewReader(http.MaxBytesReader(w, r.Body, limit))
+	first, err := firstNonSpace(body)
+	if err == nil && first != '{' {
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
+	}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	if err == nil {
+		err = dec.Decode(dst)
+	}
+	if err != nil {
 		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
@@ -76,12 +90,17 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 			return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
 		case errors.As(err, &se):
 			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+		case errors.As(err, &te) && te.Field == "":
+			return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
 		case errors.As(err, &te):
-			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must be %s", te.Field, te.Type)}
+			return &RequestError{http.StatusBadRequest, "invalid_json",
+				fmt.Sprintf("field %q has %s where %s is expected", te.Field, jsonValue(te.Value), jsonType(te.Type, te.Value))}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
 		default:
-			return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + err.Error()}
+			// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
+			msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
+			return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
 		}
 	}
 	if dec.More() {
@@ -89,6 +108,81 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	}
 	return nil
 }
+
+// firstNonSpace returns the first byte of b after JSON whitespace, and
+// leaves it unread.
+func firstNonSpace(b *bufio.Reader) (byte, error) {
+	for {
+		c, err := b.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return c, b.UnreadByte()
+		}
+	}
+}
+
+// jsonValue describes the JSON value of a json.UnmarshalTypeError:
+// "string", "number", "number 1.5", "bool", "array" or "object".
+func jsonValue(v string) string {
+	switch v {
+	case "string", "number":
+		return "a " + v
+	case "object", "array":
+		return "an " + v
+	case "bool":
+		return "a boolean"
+	}
+	if lit, ok := strings.CutPrefix(v, "number "); ok {
+		return lit
+	}
+	return v
+}
+
+// jsonType names the JSON type that decodes into t. An integer that got
+// a number (out of range or with a fraction) is told its range.
+func jsonType(t reflect.Type, value string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "a string"
+	}
+	number := strings.HasPrefix(value, "number")
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if number {
+			bits := t.Bits()
+			return fmt.Sprintf("an integer from %d to %d", int64(-1)<<(bits-1), int64(1<<(bits-1)-1))
+		}
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if number {
+			return fmt.Sprintf("an integer from 0 to %d", uint64(1<<t.Bits()-1))
+		}
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "an array"
+	}
+	return "another JSON type"
+}
+
+var (
+	textUnmarshaler   = reflect.TypeFor[encoding.TextUnmarshaler]()
+	unmarshalerPrefix = regexp.MustCompile(`^\w+\.Unmarshal(JSON|Text): `)
+)
 
 // WriteDecodeError writes err from DecodeJSON (or any *RequestError).
 func WriteDecodeError(w http.ResponseWriter, err error) {
