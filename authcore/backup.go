@@ -59,14 +59,11 @@ func (s *Service) generateBackupCodes(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyBackupCode completes challenge c with one of its user's backup
-// codes. The code is used (single use, of concurrent uses one wins) before
-// the challenge is consumed.
-func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, code string, failures int, now time.Time) {
+// codes, the user's attempt-th attempt (reserved by the caller). The code
+// is used (single use, of concurrent uses one wins) before the challenge is
+// consumed.
+func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, code string, settings store.OTPSettings, attempt int, now time.Time) {
 	ctx := r.Context()
-	if !settings.BackupCodesEnabled {
-		backupCodesDisabled(w)
-		return
-	}
 	list, err := s.st.ListBackupCodes(ctx, org.ID, c.UserID)
 	if err != nil {
 		s.internal(w, "list backup codes", err)
@@ -81,12 +78,12 @@ func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org s
 		}
 	}
 	if match == nil {
-		s.failVerification(w, r, org, c, settings, now)
+		s.invalidCode(w, settings, attempt)
 		return
 	}
 	switch err := s.st.UseBackupCode(ctx, org.ID, c.UserID, match.ID, now.UTC()); {
 	case errors.Is(err, store.ErrPrecondition):
-		s.failVerification(w, r, org, c, settings, now)
+		s.invalidCode(w, settings, attempt)
 		return
 	case err != nil:
 		s.internal(w, "use backup code", err)
@@ -105,6 +102,8 @@ func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org s
 			break
 		}
 		if !cur.ConsumedAt.IsZero() {
+			// The backup code was right (and is used): reset as a success.
+			s.resetFailedAttempts(ctx, org, c)
 			alreadyVerified(w)
 			return
 		}
@@ -114,5 +113,5 @@ func (s *Service) verifyBackupCode(w http.ResponseWriter, r *http.Request, org s
 		s.internal(w, "consume challenge", err)
 		return
 	}
-	s.succeed(w, r, org, c, failures, "backup_code")
+	s.succeed(w, r, org, c, "backup_code")
 }

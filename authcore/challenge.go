@@ -103,7 +103,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, _, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
+	if locked, wait, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
 		s.internal(w, "check lockout", err)
 		return
 	} else if locked {
@@ -220,7 +220,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, _, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
+	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
 		s.internal(w, "check lockout", err)
 		return
 	} else if locked {
@@ -354,15 +354,13 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	locked, wait, failures, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now)
+	locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now)
 	if err != nil {
 		s.internal(w, "check lockout", err)
 		return
 	}
 	if locked {
-		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+		s.tooManyAttempts(w, wait)
 		return
 	}
 	if !now.Before(c.ExpiresAt) {
@@ -370,53 +368,94 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusGone, "expired", "the OTP has expired; resend or start a new challenge")
 		return
 	}
+	if req.BackupCode != nil && !settings.BackupCodesEnabled {
+		backupCodesDisabled(w)
+		return
+	}
+	attempt, ok := s.reserveAttempt(w, r, org, c, settings, now)
+	if !ok {
+		return
+	}
 	if req.BackupCode != nil {
-		s.verifyBackupCode(w, r, org, c, settings, *req.BackupCode, failures, now)
+		s.verifyBackupCode(w, r, org, c, *req.BackupCode, settings, attempt, now)
 		return
 	}
 	if !hmacEqual(c.CodeHMAC, s.codeHMAC(org.ID, c.ID, normalizeCode(*req.Code))) {
-		s.failVerification(w, r, org, c, settings, now)
+		s.invalidCode(w, settings, attempt)
 		return
 	}
 	switch err := s.st.ConsumeChallenge(ctx, org.ID, c.ID, c.CodeHMAC, now.UTC()); {
 	case errors.Is(err, store.ErrPrecondition):
 		// Consumed by a concurrent verify, or its code replaced by a resend.
 		if cur, gerr := s.st.GetChallenge(ctx, org.ID, c.ID); gerr == nil && !cur.ConsumedAt.IsZero() {
+			// The right code all the same: it resets the count as the
+			// success did.
+			s.resetFailedAttempts(ctx, org, c)
 			alreadyVerified(w)
 			return
 		}
-		s.failVerification(w, r, org, c, settings, now)
+		s.invalidCode(w, settings, attempt)
 		return
 	case err != nil:
 		s.internal(w, "consume challenge", err)
 		return
 	}
-	s.succeed(w, r, org, c, failures, "verified")
+	s.succeed(w, r, org, c, "verified")
 }
 
-// succeed resets the user's failed attempts (when there were any at the
-// lockout check) and answers 200.
-func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, failures int, result string) {
-	if failures > 0 {
-		if err := s.st.ResetFailedAttempts(r.Context(), org.ID, c.UserID); err != nil {
-			s.log.Error("resetting failed attempts failed", "err", err)
+// reserveAttempt counts this verification as a failed attempt of the user
+// before any code is compared, or answers 429 too_many_attempts when
+// maxFailedAttempts are already counted. A burst of parallel guesses so
+// gets at most maxFailedAttempts of them compared per lockout window; the
+// lockout check above only answers early. A correct code resets the count
+// (succeed), so the reservation only stays for a wrong one. It returns the
+// user's count with this attempt.
+func (s *Service) reserveAttempt(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, now time.Time) (int, bool) {
+	ctx := r.Context()
+	n, err := s.st.ReserveFailedAttempt(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now.UTC(), now.Add(-s.cfg.LockoutDuration).UTC())
+	if errors.Is(err, store.ErrPrecondition) {
+		_, last, ferr := s.st.FailedAttempts(ctx, org.ID, c.UserID)
+		if ferr != nil {
+			s.internal(w, "check lockout", ferr)
+			return 0, false
 		}
+		s.tooManyAttempts(w, last.Add(s.cfg.LockoutDuration).Sub(now))
+		return 0, false
 	}
+	if err != nil {
+		s.internal(w, "count failed attempt", err)
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Service) tooManyAttempts(w http.ResponseWriter, wait time.Duration) {
+	s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
+	retryAfter(w, wait)
+	httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+}
+
+// succeed resets the user's failed attempts (the reserved one included)
+// and answers 200.
+func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, result string) {
+	s.resetFailedAttempts(r.Context(), org, c)
 	s.metrics.verifications.WithLabelValues(result).Inc()
 	httpx.JSON(w, http.StatusOK, map[string]bool{"verified": true})
 }
 
-// failVerification counts a failed attempt for the user (across
-// challenges; resends never reset it) and answers 400 invalid_code.
-func (s *Service) failVerification(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, now time.Time) {
-	n, err := s.st.IncrementFailedAttempts(r.Context(), org.ID, c.UserID, now.UTC())
-	if err != nil {
-		s.internal(w, "count failed attempt", err)
-		return
+func (s *Service) resetFailedAttempts(ctx context.Context, org store.Org, c store.Challenge) {
+	if err := s.st.ResetFailedAttempts(context.WithoutCancel(ctx), org.ID, c.UserID); err != nil {
+		s.log.Error("resetting failed attempts failed", "org", org.Name, "err", err)
 	}
+}
+
+// invalidCode answers 400 invalid_code for a wrong code whose attempt,
+// the user's attempt-th (across challenges; resends never reset it), was
+// reserved before the comparison.
+func (s *Service) invalidCode(w http.ResponseWriter, settings store.OTPSettings, attempt int) {
 	s.metrics.verifications.WithLabelValues("invalid_code").Inc()
 	httpx.ErrorWith(w, http.StatusBadRequest, "invalid_code", "the code is not valid",
-		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-n)})
+		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-attempt)})
 }
 
 // backlogged answers 503 delivery_backlog, with Retry-After, when every

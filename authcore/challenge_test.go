@@ -387,8 +387,15 @@ func TestConcurrentVerifySingleUse(t *testing.T) {
 	for s := range statuses {
 		counts[s]++
 	}
-	if counts[200] != 1 || counts[409] != 19 {
-		t.Fatalf("statuses %v, want one 200 and 19 409", counts)
+	// Each verify reserves an attempt before comparing, so past the first
+	// maxFailedAttempts in flight the rest may be refused (429) before
+	// the success resets the count; none is a 400.
+	if counts[200] != 1 || counts[409]+counts[429] != 19 || counts[409] < 4 {
+		t.Fatalf("statuses %v, want one 200 and the rest 409 (at least 4) or 429", counts)
+	}
+	// Every reservation was a right code: none is left counted.
+	if n, _, err := e.st.FailedAttempts(context.Background(), e.org.ID, "alice"); err != nil || n != 0 {
+		t.Fatalf("failed attempts after the burst %d %v", n, err)
 	}
 }
 
@@ -428,6 +435,79 @@ func TestConcurrentFailuresAllCounted(t *testing.T) {
 	n, _, err := e.st.FailedAttempts(context.Background(), e.org.ID, "alice")
 	if err != nil || n != 20 {
 		t.Fatalf("stored count %d %v", n, err)
+	}
+}
+
+// TestParallelGuessesCappedAtMaxFailedAttempts: a burst of wrong codes,
+// however large and whatever challenges of the user it targets, gets at
+// most maxFailedAttempts of them compared (400 invalid_code); the rest are
+// refused (429) and, after them, so is the right code. Backup codes go
+// through the same reservation.
+func TestParallelGuessesCappedAtMaxFailedAttempts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	const max, burst = 3, 100
+	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"maxFailedAttempts":3,"backupCodesEnabled":true}`, 200)
+	fire := func(body func(i int) (id, json string)) (answers map[string]int, remaining map[float64]int) {
+		t.Helper()
+		rs := make([]resp, burst)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range burst {
+			wg.Go(func() {
+				id, b := body(i)
+				<-start
+				rs[i] = e.do("POST", challenges+"/"+id+"/verify", e.otp, b)
+			})
+		}
+		close(start)
+		wg.Wait()
+		answers, remaining = map[string]int{}, map[float64]int{}
+		for _, r := range rs {
+			answers[strconv.Itoa(r.status)+" "+r.body["error"].(string)]++
+			if r.status == 429 && r.header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After: %v", r.body)
+			}
+			if left, ok := r.body["attemptsRemaining"].(float64); ok {
+				remaining[left]++
+			}
+		}
+		return answers, remaining
+	}
+
+	// Two users, so that a lucky schedule cannot hide an overshoot.
+	for _, user := range []string{"alice", "carol"} {
+		ids := []string{e.start(lkMobile, user), e.start(lkMobile, user)}
+		codes := []string{e.nextOTP(), e.nextOTP()}
+		wrong := "000000"
+		for _, w := range []string{"111111", "222222"} {
+			if wrong == codes[0] || wrong == codes[1] {
+				wrong = w
+			}
+		}
+		answers, remaining := fire(func(i int) (string, string) { return ids[i%2], `{"code":"` + wrong + `"}` })
+		if answers["400 invalid_code"] != max || answers["429 too_many_attempts"] != burst-max {
+			t.Fatalf("%s: %d parallel wrong codes, maxFailedAttempts %d: answers %v, want %d × 400 invalid_code and the rest 429", user, burst, max, answers, max)
+		}
+		if remaining[0] != 1 || remaining[1] != 1 || remaining[2] != 1 {
+			t.Fatalf("%s: attemptsRemaining %v, want 2, 1 and 0 once each", user, remaining)
+		}
+		// The right code, after the burst exhausted the limit, is refused.
+		for i, id := range ids {
+			wantError(t, e.verify(id, codes[i]), 429, "too_many_attempts")
+		}
+		if n, _, err := e.st.FailedAttempts(context.Background(), e.org.ID, user); err != nil || n != max {
+			t.Fatalf("%s: stored count %d %v, want %d", user, n, err, max)
+		}
+	}
+
+	// Backup codes: bob's burst of wrong ones is capped the same way.
+	e.mustDo("POST", "/api/v1/orgs/acme/users/bob/backup-codes", e.otp, "", 201)
+	bob := e.start(usMobile, "bob")
+	e.nextOTP()
+	answers, _ := fire(func(int) (string, string) { return bob, `{"backupCode":"AAAAA-AAAAA"}` })
+	if answers["400 invalid_code"] != max || answers["429 too_many_attempts"] != burst-max {
+		t.Fatalf("%d parallel wrong backup codes: answers %v, want %d × 400 invalid_code and the rest 429", burst, answers, max)
 	}
 }
 

@@ -88,19 +88,18 @@ func (s *Service) settings(ctx context.Context, orgID int64) (store.OTPSettings,
 }
 
 // lockout reports whether userID is locked out by failed verifications,
-// for how long, and the current failure count. Failures stop counting
-// LockoutDuration after the last one: the count is then reset.
-func (s *Service) lockout(ctx context.Context, orgID int64, userID string, max int, now time.Time) (locked bool, wait time.Duration, failures int, err error) {
+// and for how long. Failures stop counting LockoutDuration after the last
+// one; such a count is only read as 0 here (the next reservation starts it
+// over atomically: deleting it here could erase a concurrent reservation).
+func (s *Service) lockout(ctx context.Context, orgID int64, userID string, max int, now time.Time) (locked bool, wait time.Duration, err error) {
 	n, last, err := s.st.FailedAttempts(ctx, orgID, userID)
 	if err != nil || n == 0 {
-		return false, 0, 0, err
+		return false, 0, err
 	}
-	if until := last.Add(s.cfg.LockoutDuration); !now.Before(until) {
-		return false, 0, 0, s.st.ResetFailedAttempts(ctx, orgID, userID)
-	} else if n >= max {
-		return true, until.Sub(now), n, nil
+	if until := last.Add(s.cfg.LockoutDuration); now.Before(until) && n >= max {
+		return true, until.Sub(now), nil
 	}
-	return false, 0, n, nil
+	return false, 0, nil
 }
 
 // spend charges one send to the number, IP and org budgets; the first one

@@ -307,6 +307,15 @@ type OTP interface {
 	// IncrementFailedAttempts adds one to the user's failed-attempt count
 	// and returns the new count. Concurrent increments are never lost.
 	IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error)
+	// ReserveFailedAttempt counts one verification attempt for the user
+	// before its code is compared, if fewer than max (at least 1) are
+	// counted, and returns the new count; a count whose last attempt is at
+	// or before forgetAt (the lockout window ended) starts over at 1. The
+	// attempt's time, now, becomes the last failure. When max are already
+	// counted it changes nothing and returns ErrPrecondition. Of concurrent
+	// reservations at most max succeed per window, so a burst of guesses
+	// cannot outrun the lockout; a correct code then resets the count.
+	ReserveFailedAttempt(ctx context.Context, orgID int64, userID string, max int, now, forgetAt time.Time) (int, error)
 	// FailedAttempts returns 0 and the zero time (no error) for a user
 	// without recorded failures.
 	FailedAttempts(ctx context.Context, orgID int64, userID string) (count int, lastFailure time.Time, err error)

@@ -16,6 +16,7 @@ var concurrencyCases = []testCase{
 	{"ConcurrentClaimResend", testConcurrentClaimResend},
 	{"ConcurrentUseBackupCode", testConcurrentBackupCode},
 	{"ConcurrentCounters", testConcurrentCounters},
+	{"ConcurrentReserveFailedAttempt", testConcurrentReserveFailedAttempt},
 	{"ConcurrentUpsertSubscription", testConcurrentUpsert},
 }
 
@@ -199,6 +200,36 @@ func testConcurrentCounters(t *testing.T, s store.Store) {
 	h, err := s.HitCounter(c, "org:1", at(0), at(time.Minute))
 	must(t, err, "HitCounter")
 	eq(t, h, int64(workers*each+1), "hits after concurrent increments (+1)")
+}
+
+// testConcurrentReserveFailedAttempt: of a burst of reservations for one
+// user, exactly max succeed, whether the user had no row, a live count, or
+// a count whose window ended (which starts over).
+func testConcurrentReserveFailedAttempt(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	const max, burst = 3, 24
+	rounds := []struct {
+		name          string
+		now, forgetAt time.Time
+		wantOK        int
+	}{
+		{"no row", at(time.Minute), at(0), max},
+		{"live count", at(2 * time.Minute), at(0), 0},
+		{"window ended", at(time.Hour), at(59 * time.Minute), max},
+	}
+	for _, r := range rounds {
+		errs := parallel(burst, func(i int) error {
+			_, err := s.ReserveFailedAttempt(c, a.ID, "alice", max, r.now, r.forgetAt)
+			return err
+		})
+		if n := countOutcomes(t, errs, "ReserveFailedAttempt"); n != r.wantOK {
+			t.Fatalf("%s: %d of %d concurrent reservations succeeded, want %d", r.name, n, burst, r.wantOK)
+		}
+		n, _, err := s.FailedAttempts(c, a.ID, "alice")
+		must(t, err, "FailedAttempts")
+		eq(t, n, max, r.name+": count after the burst")
+	}
 }
 
 func testConcurrentUpsert(t *testing.T, s store.Store) {

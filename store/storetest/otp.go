@@ -17,6 +17,7 @@ var otpCases = []testCase{
 	{"ChallengeResend", testChallengeResend},
 	{"ChallengeConsume", testChallengeConsume},
 	{"FailedAttempts", testFailedAttempts},
+	{"ReserveFailedAttempt", testReserveFailedAttempt},
 	{"BackupCodes", testBackupCodes},
 	{"HitCounter", testHitCounter},
 	{"SMSProviders", testSMSProviders},
@@ -215,6 +216,56 @@ func testFailedAttempts(t *testing.T, s store.Store) {
 	eq(t, n, 1, "org B's count after org A's reset")
 	n, _ = mustInc(t, s, a.ID, "alice")
 	eq(t, n, 1, "first failure after reset")
+}
+
+// testReserveFailedAttempt: a reservation counts an attempt only while
+// fewer than max are counted in the window, and a window that ended
+// starts over.
+func testReserveFailedAttempt(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	forget := at(-time.Hour) // nothing is old enough to forget
+	for i := 1; i <= 3; i++ {
+		n, err := s.ReserveFailedAttempt(c, a.ID, "alice", 3, at(time.Duration(i)*time.Second), forget)
+		must(t, err, "ReserveFailedAttempt %d", i)
+		eq(t, n, i, "ReserveFailedAttempt result")
+	}
+	_, err := s.ReserveFailedAttempt(c, a.ID, "alice", 3, at(4*time.Second), forget)
+	wantErr(t, err, store.ErrPrecondition, "ReserveFailedAttempt past max")
+	n, last, err := s.FailedAttempts(c, a.ID, "alice")
+	must(t, err, "FailedAttempts")
+	eq(t, n, 3, "count after a refused reservation")
+	eqTime(t, last, at(3*time.Second), "last failure after a refused reservation")
+	// A higher max (the org raised maxFailedAttempts) admits more.
+	n, err = s.ReserveFailedAttempt(c, a.ID, "alice", 5, at(5*time.Second), forget)
+	must(t, err, "ReserveFailedAttempt under a higher max")
+	eq(t, n, 4, "count under a higher max")
+	// Increments from elsewhere count against max too.
+	mustInc(t, s, a.ID, "alice")
+	_, err = s.ReserveFailedAttempt(c, a.ID, "alice", 5, at(6*time.Second), forget)
+	wantErr(t, err, store.ErrPrecondition, "ReserveFailedAttempt after increments reached max")
+	_, err = s.ReserveFailedAttempt(c, a.ID, "carol", 0, at(0), forget)
+	wantErr(t, err, store.ErrPrecondition, "ReserveFailedAttempt with max 0")
+	n, _, _ = s.FailedAttempts(c, a.ID, "carol")
+	eq(t, n, 0, "count after a max-0 reservation")
+
+	// Other users and orgs count apart.
+	n, err = s.ReserveFailedAttempt(c, b.ID, "alice", 3, at(0), forget)
+	must(t, err, "ReserveFailedAttempt in org B")
+	eq(t, n, 1, "org B's alice")
+
+	// Once the last attempt is at or before forgetAt the count starts over.
+	n, err = s.ReserveFailedAttempt(c, a.ID, "alice", 5, at(time.Hour), at(6*time.Second))
+	must(t, err, "ReserveFailedAttempt after the window")
+	eq(t, n, 1, "count after the window")
+	n, last, _ = s.FailedAttempts(c, a.ID, "alice")
+	eq(t, n, 1, "stored count after the window")
+	eqTime(t, last, at(time.Hour), "last failure after the window")
+
+	must(t, s.ResetFailedAttempts(c, a.ID, "alice"), "ResetFailedAttempts")
+	n, err = s.ReserveFailedAttempt(c, a.ID, "alice", 1, at(time.Hour), forget)
+	must(t, err, "ReserveFailedAttempt after reset")
+	eq(t, n, 1, "count after reset")
 }
 
 func mustInc(t *testing.T, s store.Store, orgID int64, user string) (int, error) {

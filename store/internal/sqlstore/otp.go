@@ -234,6 +234,26 @@ func (db *DB) IncrementFailedAttempts(ctx context.Context, orgID int64, userID s
 	return n, db.wrap("increment failed attempts", err)
 }
 
+// ReserveFailedAttempt is one conditional upsert: the database serializes
+// concurrent reservations of a user's row, and the WHERE clause sees the
+// count the previous one left, so at most max of them return a row.
+func (db *DB) ReserveFailedAttempt(ctx context.Context, orgID int64, userID string, max int, now, forgetAt time.Time) (int, error) {
+	if max < 1 {
+		return 0, fmt.Errorf("reserve failed attempt: %w", store.ErrPrecondition)
+	}
+	var n int
+	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO failed_attempts (org_id, user_id, attempts, last_failure_at) VALUES (?, ?, 1, ?)
+		ON CONFLICT (org_id, user_id) DO UPDATE SET
+			attempts = CASE WHEN failed_attempts.last_failure_at <= ? THEN 1 ELSE failed_attempts.attempts + 1 END,
+			last_failure_at = excluded.last_failure_at
+		WHERE failed_attempts.last_failure_at <= ? OR failed_attempts.attempts < ?
+		RETURNING attempts`), orgID, userID, micros(now), micros(forgetAt), micros(forgetAt), max).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("reserve failed attempt: %w", store.ErrPrecondition)
+	}
+	return n, db.wrap("reserve failed attempt", err)
+}
+
 // FailedAttempts returns the user's count and last failure; 0 and the zero
 // time (no error) for a user without failures.
 func (db *DB) FailedAttempts(ctx context.Context, orgID int64, userID string) (int, time.Time, error) {
