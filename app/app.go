@@ -160,6 +160,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		Backlog:           backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		Limits: authcore.Limits{
+			PerNumber: sendLimit(cfg.OTPLimitPerNumber),
+			PerIP:     sendLimit(cfg.OTPLimitPerIP),
+			PerOrg:    sendLimit(cfg.OTPLimitPerOrg),
+		},
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
@@ -428,4 +433,13 @@ func deriveKey(master []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, master)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
+}
+
+// sendLimit is a --otp-limit-* budget as authcore takes it: there a zero
+// Max means the default, a negative one disabled.
+func sendLimit(l config.SendLimit) authcore.Limit {
+	if l.Max == 0 {
+		return authcore.Limit{Max: -1}
+	}
+	return authcore.Limit{Max: l.Max, Window: l.Window}
 }

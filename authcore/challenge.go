@@ -73,6 +73,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		UserID      string `json:"userId"`
 		Application string `json:"application"`
 		Locale      string `json:"locale"`
+		ClientIP    string `json:"clientIp"`
 	}
 	if err := httpx.DecodeJSON(w, r, &req, maxChallengeBody); err != nil {
 		httpx.WriteDecodeError(w, err)
@@ -98,6 +99,10 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 			msg = "locale: not a BCP 47 language tag (e.g. en, fr-CA)"
 		}
 	}
+	ip, ipMsg := s.limitIP(r, req.ClientIP)
+	if msg == "" {
+		msg = ipMsg
+	}
 	if msg != "" {
 		httpx.Error(w, http.StatusBadRequest, "invalid_field", msg)
 		return
@@ -114,7 +119,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 	if s.backlogged(ctx, w, org) {
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, mobile, httpx.ClientIP(r, s.cfg.TrustProxyHeaders), now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, mobile, ip, now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {
@@ -187,10 +192,12 @@ func alreadyVerified(w http.ResponseWriter) {
 func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	org := orgOf(r)
 	ctx := r.Context()
-	// The body is optional: {"locale"} selects the message template, as
-	// when starting (the challenge does not keep it).
+	// The body is optional: {"locale"} selects the message template and
+	// {"clientIp"} the per-IP budget, as when starting (the challenge
+	// keeps neither).
 	var req struct {
-		Locale string `json:"locale"`
+		Locale   string `json:"locale"`
+		ClientIP string `json:"clientIp"`
 	}
 	if r.ContentLength != 0 {
 		if err := httpx.DecodeJSON(w, r, &req, 1<<10); err != nil {
@@ -205,6 +212,11 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 			httpx.Error(w, http.StatusBadRequest, "invalid_field", "locale: not a BCP 47 language tag (e.g. en, fr-CA)")
 			return
 		}
+	}
+	ip, msg := s.limitIP(r, req.ClientIP)
+	if msg != "" {
+		httpx.Error(w, http.StatusBadRequest, "invalid_field", msg)
+		return
 	}
 	c, ok := s.loadChallenge(w, r, org.ID)
 	if !ok {
@@ -244,7 +256,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.metrics.resends.WithLabelValues("backlogged").Inc()
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, c.Mobile, httpx.ClientIP(r, s.cfg.TrustProxyHeaders), now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, c.Mobile, ip, now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {

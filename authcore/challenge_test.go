@@ -668,6 +668,64 @@ func TestIPv6LimitPer64(t *testing.T) {
 	}
 }
 
+// TestClientIPBudget: a login server (one caller IP for all its users)
+// passes each end user's address as clientIp; each address gets its own
+// per-IP budget, the same address is limited, and without clientIp the
+// caller's address counts as before.
+func TestClientIPBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerIP = authcore.Limit{Max: 2, Window: time.Hour} })
+	e.mustDo("PUT", "/api/v1/orgs/acme/sms-otp/settings", e.orgAdmin, `{"resendIntervalSeconds":0}`, 200)
+	mobiles := []string{lkMobile, usMobile, ukMobile, "+94712345678"}
+	n := 0
+	start := func(clientIP string) resp {
+		t.Helper()
+		n++
+		body := `{"mobile":"` + mobiles[n%len(mobiles)] + `","userId":"u` + strconv.Itoa(n) + `","application":"myapp"`
+		if clientIP != "" {
+			body += `,"clientIp":"` + clientIP + `"`
+		}
+		return e.do("POST", challenges, e.otp, body+"}")
+	}
+	for _, ip := range []string{"203.0.113.1", "203.0.113.2", "2001:db8:1:1::1", "203.0.113.1", "203.0.113.2", "2001:db8:1:1::2"} {
+		if r := start(ip); r.status != 201 {
+			t.Fatalf("start for clientIp %s: %d %v", ip, r.status, r.body)
+		}
+	}
+	for _, ip := range []string{"203.0.113.1", "203.0.113.2", "2001:db8:1:1::3", "::ffff:203.0.113.1"} {
+		r := start(ip)
+		wantError(t, r, 429, "rate_limited")
+		if !strings.Contains(r.body["message"].(string), "ip") {
+			t.Fatalf("clientIp %s limited for %q, want the ip budget", ip, r.body["message"])
+		}
+	}
+	// A resend's clientIp is charged too.
+	id := start("203.0.113.9").body["id"].(string)
+	e.mustDo("POST", challenges+"/"+id+"/resend", e.otp, `{"clientIp":"203.0.113.9"}`, 200)
+	wantError(t, e.do("POST", challenges+"/"+id+"/resend", e.otp, `{"clientIp":"203.0.113.9"}`), 429, "rate_limited")
+	e.mustDo("POST", challenges+"/"+id+"/resend", e.otp, `{"clientIp":"203.0.113.10"}`, 200)
+	// Without clientIp the caller's address (127.0.0.1) counts, apart.
+	for i, want := range []int{201, 201, 429} {
+		if r := start(""); r.status != want {
+			t.Fatalf("start %d without clientIp: %d %v", i, r.status, r.body)
+		}
+	}
+	if v := e.metric("otphub_otp_send_limited_total", "scope", "ip"); v != 6 {
+		t.Fatalf("send_limited{ip} = %v, want 6", v)
+	}
+	// Not an IP address: 400 invalid_field naming clientIp, nothing sent.
+	for _, bad := range []string{"localhost", "203.0.113.300", "203.0.113.1:443", "fe80::1%eth0", "203.0.113.0/24", " 203.0.113.1"} {
+		r := start(bad)
+		wantError(t, r, 400, "invalid_field")
+		if !strings.Contains(r.body["message"].(string), "clientIp") {
+			t.Fatalf("clientIp %q: message %q", bad, r.body["message"])
+		}
+		r = e.do("POST", challenges+"/"+id+"/resend", e.otp, `{"clientIp":"`+bad+`"}`)
+		wantError(t, r, 400, "invalid_field")
+	}
+	wantError(t, e.do("POST", challenges, e.otp, `{"mobile":"`+lkMobile+`","userId":"u","application":"a","clientIp":7}`), 400, "invalid_json")
+}
+
 // TestConcurrentResendsSendOneSMS: a double (or octuple) click on "resend"
 // sends one SMS, and its code is the one that verifies; the other requests
 // answer 429 and send nothing.

@@ -26,11 +26,20 @@ type Limit struct {
 type Limits struct {
 	// PerNumber limits sends to one mobile number. Default 10 per hour.
 	PerNumber Limit
-	// PerIP limits sends requested from one client IP (see
-	// Config.TrustProxyHeaders). Default 100 per 10 min.
+	// PerIP limits sends for one client IP: the request body's clientIp
+	// (the end user's address, as the login server saw it), else the
+	// caller's (see Config.TrustProxyHeaders). Default 100 per 10 min.
 	PerIP Limit
 	// PerOrg limits every send of one org. Default 1000 per minute.
 	PerOrg Limit
+}
+
+// DefaultLimits are what a zero Limit (Max 0, Window 0) of Config.Limits
+// takes.
+var DefaultLimits = Limits{
+	PerNumber: Limit{Max: 10, Window: time.Hour},
+	PerIP:     Limit{Max: 100, Window: 10 * time.Minute},
+	PerOrg:    Limit{Max: 1000, Window: time.Minute},
 }
 
 // BacklogGate tells whether an org's next event should be refused because
@@ -110,9 +119,9 @@ func (c *Config) defaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	setLimit(&c.Limits.PerNumber, 10, time.Hour)
-	setLimit(&c.Limits.PerIP, 100, 10*time.Minute)
-	setLimit(&c.Limits.PerOrg, 1000, time.Minute)
+	setLimit(&c.Limits.PerNumber, DefaultLimits.PerNumber)
+	setLimit(&c.Limits.PerIP, DefaultLimits.PerIP)
+	setLimit(&c.Limits.PerOrg, DefaultLimits.PerOrg)
 	if c.DefaultSettings.Length == 0 {
 		c.DefaultSettings = BuiltinSettings
 	}
@@ -122,12 +131,12 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-func setLimit(l *Limit, max int, window time.Duration) {
+func setLimit(l *Limit, def Limit) {
 	if l.Max == 0 {
-		l.Max = max
+		l.Max = def.Max
 	}
 	if l.Window <= 0 {
-		l.Window = window
+		l.Window = def.Window
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -129,6 +130,21 @@ func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, n
 		}
 	}
 	return "", 0, nil
+}
+
+// limitIP is the key the per-IP limit counts: clientIP, the end user's
+// address a login server passes in the body (it is the caller, so without
+// it all its users would share one budget), else the caller's address.
+// msg says what is wrong with a clientIP that is not an IP address.
+func (s *Service) limitIP(r *http.Request, clientIP string) (ip, msg string) {
+	if clientIP == "" {
+		return httpx.ClientIP(r, s.cfg.TrustProxyHeaders), ""
+	}
+	addr := net.ParseIP(clientIP)
+	if addr == nil {
+		return "", "clientIp: not an IP address (e.g. 203.0.113.7 or 2001:db8::1)"
+	}
+	return httpx.LimitKeyIP(addr), ""
 }
 
 // messageBody renders the OTP message: the org's override for the locale,

@@ -91,6 +91,19 @@ type Config struct {
 	// refused (503 delivery_backlog). Default 1000 (see
 	// dispatcher.DefaultMaxPendingPerDestination for why); 0 disables.
 	MaxPendingPerDestination int
+	// OTPLimitPerNumber, OTPLimitPerIP and OTPLimitPerOrg are the auth
+	// core's SMS send budgets (starts and resends) per mobile number, per
+	// client IP and per org. Defaults 10/1h, 100/10m and 1000/1m.
+	OTPLimitPerNumber SendLimit
+	OTPLimitPerIP     SendLimit
+	OTPLimitPerOrg    SendLimit
+}
+
+// SendLimit is a fixed-window budget: at most Max sends per Window. Max 0
+// disables it.
+type SendLimit struct {
+	Max    int
+	Window time.Duration
 }
 
 // KafkaConfig holds the Kafka client settings.
@@ -296,6 +309,15 @@ var settings = []setting{
 	{name: "max-pending-per-destination", def: "1000", usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
 		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)
 	}},
+	{name: "otp-limit-per-number", def: "10/1h", usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {
+		return sendLimit(&c.OTPLimitPerNumber, v)
+	}},
+	{name: "otp-limit-per-ip", def: "100/10m", usage: "SMS OTP sends requested for one client IP (the request's clientIp, else the caller's address): N/duration; 0 disables", set: func(c *Config, v string) error {
+		return sendLimit(&c.OTPLimitPerIP, v)
+	}},
+	{name: "otp-limit-per-org", def: "1000/1m", usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
+		return sendLimit(&c.OTPLimitPerOrg, v)
+	}},
 }
 
 // Error is a configuration error naming the setting.
@@ -484,6 +506,26 @@ func durationIn(dst *time.Duration, v string, lo, hi time.Duration) error {
 		return fmt.Errorf("must be a duration from %s to %s (e.g. 20s), got %q", lo, hi, v)
 	}
 	*dst = d
+	return nil
+}
+
+// sendLimit parses N/duration (N sends per fixed window of 1s to 168h),
+// or 0 (or 0/duration) to disable the limit.
+func sendLimit(dst *SendLimit, v string) error {
+	n, w, hasWindow := strings.Cut(v, "/")
+	max, err := strconv.Atoi(n)
+	if err == nil && max == 0 && !hasWindow {
+		*dst = SendLimit{}
+		return nil
+	}
+	d, derr := time.ParseDuration(w)
+	if err != nil || max < 0 || max > 10_000_000 || !hasWindow || derr != nil || d < time.Second || d > 168*time.Hour {
+		return fmt.Errorf("must be N/duration, e.g. 10/1h for at most 10 sends per hour (N from 0 to 10000000, duration from 1s to 168h), or 0 to disable; got %q", v)
+	}
+	*dst = SendLimit{Max: max, Window: d}
+	if max == 0 {
+		*dst = SendLimit{}
+	}
 	return nil
 }
 

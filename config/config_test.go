@@ -79,6 +79,15 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--encryption-key", key, "--previous-encryption-keys", strings.Repeat("cd", 32) + ",short"}, nil, "--previous-encryption-keys: key 2"},
 		{[]string{"--encryption-key", key, "--previous-encryption-keys", key}, nil, "--previous-encryption-keys: key 1 is the current --encryption-key"},
 		{nil, map[string]string{"OTPHUB_ENCRYPTION_KEY": key, "OTPHUB_PREVIOUS_ENCRYPTION_KEYS": strings.Repeat("cd", 32) + ", " + strings.Repeat("ef", 32)}, ""},
+		{[]string{"--otp-limit-per-number", "10"}, nil, "--otp-limit-per-number: must be N/duration"},
+		{[]string{"--otp-limit-per-ip", "100/10"}, nil, "--otp-limit-per-ip: must be N/duration"},
+		{[]string{"--otp-limit-per-org", "-1/1m"}, nil, "--otp-limit-per-org"},
+		{[]string{"--otp-limit-per-org", "many/1m"}, nil, "--otp-limit-per-org"},
+		{[]string{"--otp-limit-per-number", "10/500ms"}, nil, "--otp-limit-per-number"},
+		{[]string{"--otp-limit-per-number", "10/169h"}, nil, "--otp-limit-per-number"},
+		{[]string{"--otp-limit-per-number", "10000001/1h"}, nil, "--otp-limit-per-number"},
+		{[]string{"--otp-limit-per-number", "0/never"}, nil, "--otp-limit-per-number"},
+		{nil, map[string]string{"OTPHUB_OTP_LIMIT_PER_IP": "100 per 10m"}, "OTPHUB_OTP_LIMIT_PER_IP: must be N/duration"},
 	}
 	for _, tc := range cases {
 		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
@@ -125,5 +134,43 @@ func TestHelpListsEveryFlagAndEnv(t *testing.T) {
 		if !strings.Contains(out.String(), "-"+s.name) || !strings.Contains(out.String(), Env(s.name)) {
 			t.Errorf("help lacks %s / %s", s.name, Env(s.name))
 		}
+	}
+}
+
+func TestOTPSendLimits(t *testing.T) {
+	c, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OTPLimitPerNumber != (SendLimit{10, time.Hour}) || c.OTPLimitPerIP != (SendLimit{100, 10 * time.Minute}) ||
+		c.OTPLimitPerOrg != (SendLimit{1000, time.Minute}) {
+		t.Fatalf("defaults: %v %v %v", c.OTPLimitPerNumber, c.OTPLimitPerIP, c.OTPLimitPerOrg)
+	}
+	for v, want := range map[string]SendLimit{
+		"3/1s":        {3, time.Second},
+		"20/24h":      {20, 24 * time.Hour},
+		"5000/1h30m":  {5000, 90 * time.Minute},
+		"1/168h":      {1, 168 * time.Hour},
+		"0":           {},
+		"0/1h":        {},
+		" 10/1h ":     {10, time.Hour},
+		"10000000/1m": {10_000_000, time.Minute},
+	} {
+		c, err := Parse([]string{"--otp-limit-per-number", v}, env(map[string]string{"OTPHUB_OTP_LIMIT_PER_ORG": v}), &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%q: %v", v, err)
+			continue
+		}
+		if c.OTPLimitPerNumber != want || c.OTPLimitPerOrg != want {
+			t.Errorf("%q: got %v (flag) and %v (env), want %v", v, c.OTPLimitPerNumber, c.OTPLimitPerOrg, want)
+		}
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "otphub.yaml")
+	if err := os.WriteFile(file, []byte("otp-limit-per-ip: 1000/10m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Parse([]string{"--config", file}, env(nil), &bytes.Buffer{}); err != nil || c.OTPLimitPerIP != (SendLimit{1000, 10 * time.Minute}) {
+		t.Fatalf("config file: %v %v", err, c)
 	}
 }

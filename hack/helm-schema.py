@@ -57,6 +57,8 @@ RESOURCES = obj({
 }, desc="Kubernetes ResourceRequirements")
 INT_OR_PERCENT = {"type": ["integer", "string"], "pattern": r"^[0-9]+%$", "minimum": 0}
 CIDR = s(pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$")
+# A --otp-limit-* budget: N/duration (N sends per fixed window), or 0 (off).
+SEND_LIMIT = {"type": ["string", "integer"], "pattern": r"^0$|^[0-9]+/([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$", "minimum": 0, "maximum": 0}
 HOSTPORT = s(pattern=r"^[^\s:/]+:[0-9]{1,5}$|^\[[0-9a-fA-F:]+\]:[0-9]{1,5}$")
 
 def autoscaling(max_default=10):
@@ -112,7 +114,11 @@ schema = {
             "deliveryTimeout": DURATION,
             "endpointConcurrency": i(1, 1000),
             "maxPendingPerDestination": i(0, 10000000),
-        }, required=["logLevel", "shutdownTimeout", "deliveryMaxAttempts", "deliveryTimeout", "endpointConcurrency", "maxPendingPerDestination"]),
+            "otpLimitPerNumber": SEND_LIMIT,
+            "otpLimitPerIP": SEND_LIMIT,
+            "otpLimitPerOrg": SEND_LIMIT,
+        }, required=["logLevel", "shutdownTimeout", "deliveryMaxAttempts", "deliveryTimeout", "endpointConcurrency", "maxPendingPerDestination",
+                     "otpLimitPerNumber", "otpLimitPerIP", "otpLimitPerOrg"]),
         "extraEnv": arr(obj({"name": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), "value": s(), "valueFrom": ANY_OBJ}, required=["name"])),
         "extraEnvFrom": arr(ANY_OBJ),
         "extraArgs": arr(s()),

@@ -112,6 +112,7 @@ expect_failure "an unknown log level" "/config/logLevel" --set config.logLevel=v
 expect_failure "a broker without a port" "/externalKafka/brokers/0" --set 'externalKafka.brokers={kafka}'
 expect_failure "a wrong-size encryption key" "/secrets/encryptionKey" --set secrets.encryptionKey=c2hvcnQ=
 expect_failure "an unknown SASL mechanism" "/externalKafka/sasl/mechanism" --set externalKafka.sasl.mechanism=gssapi
+expect_failure "an OTP send limit without a window" "/config/otpLimitPerIP" --set config.otpLimitPerIP=500
 
 # Renders that helm accepts but the offline checks must refuse: proof that
 # the checker looks at the chart's output and at otphub's own parser.

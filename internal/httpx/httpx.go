@@ -213,7 +213,7 @@ func ClientIP(r *http.Request, trustProxyHeaders bool) string {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			parts := strings.Split(xff[len(xff)-1], ",")
 			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
-				return limitKeyIP(ip)
+				return LimitKeyIP(ip)
 			}
 		}
 	}
@@ -222,12 +222,15 @@ func ClientIP(r *http.Request, trustProxyHeaders bool) string {
 		host = r.RemoteAddr
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return limitKeyIP(ip)
+		return LimitKeyIP(ip)
 	}
 	return ""
 }
 
-func limitKeyIP(ip net.IP) string {
+// LimitKeyIP is the key an address counts under in per-address limits: an
+// IPv4 address itself, an IPv6 address its /64 (the block one host can
+// usually draw addresses from).
+func LimitKeyIP(ip net.IP) string {
 	if v4 := ip.To4(); v4 != nil {
 		return v4.String()
 	}
