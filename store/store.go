@@ -304,9 +304,6 @@ type OTP interface {
 	// Of concurrent calls at most one succeeds.
 	ConsumeChallenge(ctx context.Context, orgID int64, id string, codeHMAC []byte, now time.Time) error
 
-	// IncrementFailedAttempts adds one to the user's failed-attempt count
-	// and returns the new count. Concurrent increments are never lost.
-	IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error)
 	// ReserveFailedAttempt counts one verification attempt for the user
 	// before its code is compared, if fewer than max (at least 1) are
 	// counted, and returns the new count; a count whose last attempt is at

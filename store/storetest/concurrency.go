@@ -173,7 +173,7 @@ func testConcurrentCounters(t *testing.T, s store.Store) {
 	seenHits := map[int64]bool{}
 	errs := parallel(workers, func(i int) error {
 		for j := 0; j < each; j++ {
-			n, err := s.IncrementFailedAttempts(c, a.ID, "alice", at(time.Duration(j)*time.Millisecond))
+			n, err := s.ReserveFailedAttempt(c, a.ID, "alice", noMax, at(time.Duration(j)*time.Millisecond), time.Time{})
 			if err != nil {
 				return err
 			}

@@ -189,9 +189,9 @@ func testFailedAttempts(t *testing.T, s store.Store) {
 		t.Fatalf("FailedAttempts before any failure = %d, %v; want 0 and the zero time", n, last)
 	}
 	for i := 1; i <= 3; i++ {
-		n, err := s.IncrementFailedAttempts(c, a.ID, "alice", at(time.Duration(i)*time.Second))
-		must(t, err, "IncrementFailedAttempts")
-		eq(t, n, i, "IncrementFailedAttempts result")
+		n, err := s.ReserveFailedAttempt(c, a.ID, "alice", noMax, at(time.Duration(i)*time.Second), time.Time{})
+		must(t, err, "ReserveFailedAttempt")
+		eq(t, n, i, "ReserveFailedAttempt result")
 	}
 	n, last, err = s.FailedAttempts(c, a.ID, "alice")
 	must(t, err, "FailedAttempts")
@@ -268,10 +268,14 @@ func testReserveFailedAttempt(t *testing.T, s store.Store) {
 	eq(t, n, 1, "count after reset")
 }
 
+// noMax is a ReserveFailedAttempt max no test reaches: the reservation
+// then only counts.
+const noMax = 1 << 30
+
 func mustInc(t *testing.T, s store.Store, orgID int64, user string) (int, error) {
 	t.Helper()
-	n, err := s.IncrementFailedAttempts(ctx(t), orgID, user, at(0))
-	must(t, err, "IncrementFailedAttempts")
+	n, err := s.ReserveFailedAttempt(ctx(t), orgID, user, noMax, at(0), time.Time{})
+	must(t, err, "ReserveFailedAttempt")
 	return n, err
 }
 

@@ -225,15 +225,6 @@ func (db *DB) conditional(ctx context.Context, res sql.Result, op, exists string
 	return fmt.Errorf("%s: %w", op, store.ErrPrecondition)
 }
 
-// IncrementFailedAttempts adds one to the user's count in one atomic upsert.
-func (db *DB) IncrementFailedAttempts(ctx context.Context, orgID int64, userID string, now time.Time) (int, error) {
-	var n int
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO failed_attempts (org_id, user_id, attempts, last_failure_at) VALUES (?, ?, 1, ?)
-		ON CONFLICT (org_id, user_id) DO UPDATE SET attempts = failed_attempts.attempts + 1, last_failure_at = excluded.last_failure_at
-		RETURNING attempts`), orgID, userID, micros(now)).Scan(&n)
-	return n, db.wrap("increment failed attempts", err)
-}
-
 // ReserveFailedAttempt is one conditional upsert: the database serializes
 // concurrent reservations of a user's row, and the WHERE clause sees the
 // count the previous one left, so at most max of them return a row.
