@@ -256,15 +256,6 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.metrics.resends.WithLabelValues("backlogged").Inc()
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, c.Mobile, ip, now); err != nil {
-		s.internal(w, "abuse limits", err)
-		return
-	} else if scope != "" {
-		s.metrics.resends.WithLabelValues("rate_limited").Inc()
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
-		return
-	}
 	code, err := newOTP(settings.NumericOnly, settings.Length)
 	if err != nil {
 		s.internal(w, "generate otp", err)
@@ -286,13 +277,30 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		s.resendRaced(ctx, w, org, c.ID, interval, err)
 		return
 	}
+	// giveBack undoes the claim when nothing is sent after all.
+	giveBack := func() {
+		if err := s.st.ClaimResend(context.WithoutCancel(ctx), org.ID, c.ID, c.Resends, sentAt, c.LastSentAt); err != nil {
+			s.log.Warn("giving back a resend's turn failed; the next resend waits the resend interval", "org", org.Name, "err", err)
+		}
+	}
+	// The send budgets are charged only by the resend that holds the turn,
+	// so the losers of a double click cost the user nothing.
+	if scope, wait, err := s.spend(ctx, org, c.Mobile, ip, now); err != nil {
+		giveBack()
+		s.internal(w, "abuse limits", err)
+		return
+	} else if scope != "" {
+		giveBack()
+		s.metrics.resends.WithLabelValues("rate_limited").Inc()
+		retryAfter(w, wait)
+		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
+		return
+	}
 	// The event is published before the code is replaced: if the log is
 	// down the turn is given back and nothing changes (the previous OTP
 	// stays valid, no resend is used).
 	if err := s.publish(ctx, org, c.Mobile, body, now, expiresAt); err != nil {
-		if rerr := s.st.ClaimResend(context.WithoutCancel(ctx), org.ID, c.ID, c.Resends, sentAt, c.LastSentAt); rerr != nil {
-			s.log.Warn("giving back a failed resend's turn failed; the next resend waits the resend interval", "org", org.Name, "err", rerr)
-		}
+		giveBack()
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
 		retryAfter(w, time.Second)

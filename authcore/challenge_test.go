@@ -728,10 +728,11 @@ func TestClientIPBudget(t *testing.T) {
 
 // TestConcurrentResendsSendOneSMS: a double (or octuple) click on "resend"
 // sends one SMS, and its code is the one that verifies; the other requests
-// answer 429 and send nothing.
+// answer 429, send nothing and charge no send budget.
 func TestConcurrentResendsSendOneSMS(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	// The start, the burst's one resend and one more: 3 sends to the number.
+	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerNumber = authcore.Limit{Max: 3, Window: time.Hour} })
 	id := e.start(lkMobile, "alice")
 	e.nextOTP()
 	e.clk.Add(30 * time.Second) // the resend interval has passed for every click
@@ -761,6 +762,8 @@ func TestConcurrentResendsSendOneSMS(t *testing.T) {
 	if r := e.verify(id, e.nextOTP()); r.status != 200 {
 		t.Fatalf("the resent OTP: %d %v", r.status, r.body)
 	}
+	// The losers charged nothing: the number has one send left.
+	e.start(lkMobile, "alice")
 }
 
 func TestResendCountsAgainstLimits(t *testing.T) {
