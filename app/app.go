@@ -224,7 +224,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 }
 
 func (a *App) openStore(ctx context.Context, key []byte) error {
-	opts := store.Options{EncryptionKey: key, PreviousEncryptionKeys: a.cfg.PreviousEncryptionKeys}
+	opts := store.Options{EncryptionKey: key, PreviousEncryptionKeys: a.cfg.PreviousEncryptionKeys, NextEncryptionKey: a.cfg.NextEncryptionKey}
 	if a.cfg.Embedded() {
 		st, err := sqlite.Open(ctx, a.cfg.DataDir, opts)
 		if err != nil {

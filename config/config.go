@@ -66,6 +66,11 @@ type Config struct {
 	// sealed still opens and is re-encrypted under EncryptionKey in the
 	// background. Requires EncryptionKey.
 	PreviousEncryptionKeys [][]byte
+	// NextEncryptionKey is the key a rotation will switch to, given to
+	// every process before any seals with it: opened, never written, and
+	// nothing is re-encrypted while it is set. Requires EncryptionKey; not
+	// with PreviousEncryptionKeys.
+	NextEncryptionKey []byte
 	// AllowConsoleProvider lets orgs choose the development-only console
 	// SMS provider, which prints SMS to standard output. Default false.
 	AllowConsoleProvider bool
@@ -263,6 +268,18 @@ var settings = []setting{
 		c.EncryptionKey = k
 		return nil
 	}},
+	{name: "next-encryption-key", usage: "the key a rotation will switch to (base64 or hex): opened but never written; give it to every process before any gets it as --encryption-key", set: func(c *Config, v string) error {
+		if v == "" {
+			c.NextEncryptionKey = nil
+			return nil
+		}
+		k, err := store.ParseKey(v)
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "store: "))
+		}
+		c.NextEncryptionKey = k
+		return nil
+	}},
 	{name: "previous-encryption-keys", usage: "comma-separated keys that were --encryption-key before a rotation: still opened, re-encrypted under --encryption-key in the background", set: func(c *Config, v string) error {
 		c.PreviousEncryptionKeys = nil
 		for i, part := range strings.Split(v, ",") {
@@ -418,6 +435,16 @@ func (c *Config) validate() error {
 	}
 	if len(c.PreviousEncryptionKeys) > 0 && len(c.EncryptionKey) == 0 {
 		return &Error{Setting: "previous-encryption-keys", Source: "flag", Err: errors.New("needs --encryption-key, the new key to rotate to")}
+	}
+	if len(c.NextEncryptionKey) > 0 {
+		switch {
+		case len(c.EncryptionKey) == 0:
+			return &Error{Setting: "next-encryption-key", Source: "flag", Err: errors.New("needs --encryption-key, the key in use until the rotation")}
+		case len(c.PreviousEncryptionKeys) > 0:
+			return &Error{Setting: "next-encryption-key", Source: "flag", Err: errors.New("cannot start a rotation while --previous-encryption-keys are still being re-encrypted: finish that one first")}
+		case bytes.Equal(c.NextEncryptionKey, c.EncryptionKey):
+			return &Error{Setting: "next-encryption-key", Source: "flag", Err: errors.New("is the current --encryption-key")}
+		}
 	}
 	for i, k := range c.PreviousEncryptionKeys {
 		for _, o := range append([][]byte{c.EncryptionKey}, c.PreviousEncryptionKeys[:i]...) {

@@ -78,6 +78,10 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--previous-encryption-keys", key}, nil, "--previous-encryption-keys: needs --encryption-key"},
 		{[]string{"--encryption-key", key, "--previous-encryption-keys", strings.Repeat("cd", 32) + ",short"}, nil, "--previous-encryption-keys: key 2"},
 		{[]string{"--encryption-key", key, "--previous-encryption-keys", key}, nil, "--previous-encryption-keys: key 1 is the current --encryption-key"},
+		{[]string{"--next-encryption-key", key}, nil, "--next-encryption-key: needs --encryption-key"},
+		{[]string{"--encryption-key", key, "--next-encryption-key", key}, nil, "--next-encryption-key: is the current --encryption-key"},
+		{[]string{"--encryption-key", key, "--next-encryption-key", strings.Repeat("cd", 32), "--previous-encryption-keys", strings.Repeat("ef", 32)}, nil, "--next-encryption-key: cannot start a rotation"},
+		{[]string{"--encryption-key", key, "--next-encryption-key", strings.Repeat("cd", 32)}, nil, ""},
 		{nil, map[string]string{"OTPHUB_ENCRYPTION_KEY": key, "OTPHUB_PREVIOUS_ENCRYPTION_KEYS": strings.Repeat("cd", 32) + ", " + strings.Repeat("ef", 32)}, ""},
 		{[]string{"--otp-limit-per-number", "10"}, nil, "--otp-limit-per-number: must be N/duration"},
 		{[]string{"--otp-limit-per-ip", "100/10"}, nil, "--otp-limit-per-ip: must be N/duration"},
@@ -104,7 +108,7 @@ func TestInvalidNamesSetting(t *testing.T) {
 }
 
 func TestSecretsNotEchoed(t *testing.T) {
-	for _, flag := range []string{"--encryption-key", "--previous-encryption-keys"} {
+	for _, flag := range []string{"--encryption-key", "--previous-encryption-keys", "--next-encryption-key"} {
 		_, err := Parse([]string{flag, "hunter2-is-my-password"}, env(nil), &bytes.Buffer{})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Fatalf("%s: error must not echo the key: %v", flag, err)

@@ -169,6 +169,8 @@ schema = {
             "adminClientSecret": s(maxLength=200),
             "encryptionKey": s(pattern=r"^$|^[A-Za-z0-9+/]{43}=$|^[A-Za-z0-9_-]{43}=?$|^[0-9a-fA-F]{64}$",
                               description="32 bytes, base64 (44 characters) or hex (64 characters)"),
+            "nextEncryptionKey": s(pattern=r"^$|^[A-Za-z0-9+/]{43}=$|^[A-Za-z0-9_-]{43}=?$|^[0-9a-fA-F]{64}$",
+                                  description="32 bytes, base64 (44 characters) or hex (64 characters)"),
             "previousEncryptionKeys": arr(s(pattern=r"^[A-Za-z0-9+/]{43}=$|^[A-Za-z0-9_-]{43}=?$|^[0-9a-fA-F]{64}$",
                                             description="32 bytes, base64 (44 characters) or hex (64 characters)")),
             "keepOnUninstall": b(),

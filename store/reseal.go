@@ -11,8 +11,9 @@ import (
 // Resealer finishes an encryption-key rotation: while previous keys are
 // configured it runs Keys.Reseal at start-up and then every interval, so
 // that values written meanwhile by a process still sealing under an old key
-// are moved too, and reports what is left. Once the gauge it exports is 0
-// on every replica, the previous keys can be removed.
+// are moved too, and reports what is left. Once a pass that started after
+// the last process with the old key stopped reports 0, the previous keys
+// can be removed.
 type Resealer struct {
 	st       Keys
 	enabled  bool
@@ -20,6 +21,7 @@ type Resealer struct {
 	log      *slog.Logger
 
 	remaining prometheus.Gauge
+	lastPass  prometheus.Gauge
 	resealed  prometheus.Counter
 }
 
@@ -38,13 +40,17 @@ func NewResealer(st Keys, enabled bool, interval time.Duration, logger *slog.Log
 			Name: "otphub_sealed_values_previous_key",
 			Help: "Secrets at rest not yet under the current encryption key after the last reseal pass (0: previous keys can be removed).",
 		}),
+		lastPass: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "otphub_sealed_values_last_pass_start_timestamp_seconds",
+			Help: "When the last completed reseal pass started (Unix time); its count is otphub_sealed_values_previous_key. 0 before the first.",
+		}),
 		resealed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otphub_sealed_values_resealed_total",
 			Help: "Secrets at rest re-encrypted under the current encryption key after a key rotation.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.remaining, r.resealed} {
+		for _, c := range []prometheus.Collector{r.remaining, r.lastPass, r.resealed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -83,6 +89,7 @@ func (r *Resealer) pass(ctx context.Context) {
 		return
 	}
 	r.remaining.Set(float64(res.Remaining))
+	r.lastPass.Set(float64(start.UnixNano()) / 1e9)
 	switch {
 	case res.Unreadable > 0:
 		r.log.Error("secrets at rest that no configured encryption key opens: they stay unreadable until the key that sealed them is given in --previous-encryption-keys",

@@ -36,6 +36,10 @@ type Options struct {
 	// values sealed under them still open, and Reseal moves them to
 	// EncryptionKey.
 	PreviousEncryptionKeys [][]byte
+	// NextEncryptionKey is the key a rotation is about to make current:
+	// values sealed under it open, nothing is sealed under it, and Reseal
+	// refuses to run (it would move them back). Not with previous keys.
+	NextEncryptionKey []byte
 }
 
 // Org is a tenant.

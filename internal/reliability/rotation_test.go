@@ -16,11 +16,11 @@ import (
 )
 
 // TestEncryptionKeyRotation rotates the encryption key of a server with
-// state under it: SMS provider credentials, a WebSub subscription secret,
-// token signing keys, delivery records, a pending OTP and backup codes.
-// After a restart with the new key (the old one as previous) everything
-// works and the background pass moves every secret to the new key; after a
-// restart with the new key alone everything still works.
+// state under it (SMS provider credentials, a WebSub subscription secret,
+// token signing keys, delivery records, a pending OTP and backup codes)
+// through the documented steps: the new key as next, then as current with
+// the old one as previous (the background pass moves every secret to the
+// new key), then alone. Everything works at every step.
 func TestEncryptionKeyRotation(t *testing.T) {
 	keyA, keyB := randomKey(t), randomKey(t)
 	dir := t.TempDir()
@@ -39,14 +39,25 @@ func TestEncryptionKeyRotation(t *testing.T) {
 	waitFor(t, 10*time.Second, "webhook delivery", func() bool { return webhook.acceptedCount() == 1 })
 	s1.Stop(t)
 
-	// The new key, the old one still accepted.
+	// Step 1: the new key is known (opened) but not used.
+	s1b := apptest.Start(t, "--addr", addr, "--data-dir", dir, "--encryption-key", keyA, "--next-encryption-key", keyB)
+	c = newClient(s1b.URL)
+	tn.token = c.token(t, tn.clientID, tn.clientSecret)
+	checkServes(t, c, s1b, tn, webhook, 2, backup.Codes[2])
+	if v := metric(t, c, "otphub_sealed_values_last_pass_start_timestamp_seconds"); v != 0 {
+		t.Errorf("a reseal pass ran with a next key configured (started at %v)", v)
+	}
+	s1b.Stop(t)
+
+	// Step 2: the new key, the old one still accepted.
 	s2 := apptest.Start(t, "--addr", addr, "--data-dir", dir, "--encryption-key", keyB, "--previous-encryption-keys", keyA)
 	c = newClient(s2.URL)
 	tn.token = c.token(t, tn.clientID, tn.clientSecret) // the signing key opens
 	verify(t, c, tn, pending, map[string]any{"code": pendingCode})
-	checkServes(t, c, s2, tn, webhook, 2, backup.Codes[0])
+	checkServes(t, c, s2, tn, webhook, 4, backup.Codes[0])
 	waitFor(t, 10*time.Second, "a reseal pass leaving nothing under the old key", func() bool {
-		return metric(t, c, "otphub_sealed_values_resealed_total") > 0 && metric(t, c, "otphub_sealed_values_previous_key") == 0
+		return metric(t, c, "otphub_sealed_values_resealed_total") > 0 && metric(t, c, "otphub_sealed_values_previous_key") == 0 &&
+			metric(t, c, "otphub_sealed_values_last_pass_start_timestamp_seconds") > 0
 	})
 	s2.Stop(t)
 
@@ -54,7 +65,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 	s3 := apptest.Start(t, "--addr", addr, "--data-dir", dir, "--encryption-key", keyB)
 	c = newClient(s3.URL)
 	tn.token = c.token(t, tn.clientID, tn.clientSecret)
-	checkServes(t, c, s3, tn, webhook, 4, backup.Codes[1])
+	checkServes(t, c, s3, tn, webhook, 6, backup.Codes[1])
 }
 
 func randomKey(t *testing.T) string {

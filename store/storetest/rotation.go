@@ -17,10 +17,13 @@ import (
 // earlier and again.
 type Reopener func(t *testing.T, opts store.Options) store.Store
 
-// CheckKeyRotation writes one secret of every sealed kind under key A,
-// reopens the database with key B (A as previous) and checks everything
-// still opens; Reseal then moves every value to B, after which B alone
-// opens them all, and A alone opens none. It also checks DataKey.
+// CheckKeyRotation writes one secret of every sealed kind under key A and
+// runs the rotation procedure: A current with B as next (every process can
+// read B before any writes with it; Reseal refuses), then B current with A
+// as previous, while a process still on the first step reads what B
+// sealed and moves nothing back; Reseal then moves every value to B, after
+// which B alone opens them all, and A alone opens none. It also checks
+// DataKey.
 func CheckKeyRotation(t *testing.T, open Reopener) {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -81,10 +84,24 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 		return nil
 	}
 
+	step1 := store.Options{EncryptionKey: keyA, NextEncryptionKey: keyB}
+	s = open(t, step1)
+	must(t, readAll(s, "A with B as next"), "read")
+	if _, err := s.Reseal(c); err == nil {
+		t.Error("Reseal ran with a next key configured")
+	}
+	must(t, s.Close(), "Close")
+
 	s = open(t, store.Options{EncryptionKey: keyB, PreviousEncryptionKeys: [][]byte{keyA}})
 	must(t, readAll(s, "B with A as previous, before Reseal"), "read")
 	// A value written now is sealed under B.
 	must(t, s.PutSMSProvider(c, store.SMSProvider{OrgID: org.ID, Slot: store.ProviderFallback, Type: "vonage", Config: []byte(`{"apiSecret":"x"}`)}), "PutSMSProvider(fallback)")
+	// A process still on step 1 reads it.
+	old := open(t, step1)
+	p, err := old.GetSMSProvider(c, org.ID, store.ProviderFallback)
+	must(t, err, "a step-1 process reading a value sealed under the next key")
+	eqBytes(t, p.Config, []byte(`{"apiSecret":"x"}`), "fallback config read by a step-1 process")
+	must(t, old.Close(), "Close")
 	// Two replicas resealing at once: both succeed, nothing is resealed twice
 	// over the other's work, and the database ends with every value under B.
 	var wg sync.WaitGroup

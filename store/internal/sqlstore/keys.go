@@ -86,33 +86,51 @@ const resealBatch = 200
 
 // Reseal re-encrypts, under the current key, every sealed value that is
 // not under it yet. Values under the current key start with its prefix
-// (format and key id), so the database finds the others itself. Each
-// update is conditional on the value being unchanged, so a concurrent
-// write (or another replica resealing) is never overwritten.
+// (format and key id), so the database finds the others itself; the pass
+// pages through them in key order (keyset pagination: each batch starts
+// after the last key seen, so a large table costs one scan, and values it
+// cannot or may not reseal are simply passed). Each update is conditional
+// on the value being unchanged, so a concurrent write (or another replica
+// resealing) is never overwritten; a value changed meanwhile is left for
+// the next pass and counted in Remaining.
 func (db *DB) Reseal(ctx context.Context) (store.ResealResult, error) {
 	var res store.ResealResult
+	if db.seal.hasNext {
+		// Values already sealed under the next key (by processes that
+		// made it current) must not be moved back to this one.
+		return res, errors.New("store: reseal: a next encryption key is configured; nothing is resealed until it is the current key")
+	}
 	prefix := db.seal.currentPrefix()
 	for _, c := range sealedColumns {
 		stale := fmt.Sprintf(`length(%[1]s) > 0 AND substr(%[1]s, 1, %[2]d) <> ?`, c.column, len(prefix))
 		cols := strings.Join(append(append(append([]string(nil), c.key...), c.extra...), c.column), ", ")
-		sel := db.q(fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT ? OFFSET ?`,
-			cols, c.table, stale, strings.Join(c.key, ", ")))
+		keys := strings.Join(c.key, ", ")
+		first := db.q(fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT ?`, cols, c.table, stale, keys))
+		next := db.q(fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND (%s) > (%s) ORDER BY %s LIMIT ?`,
+			cols, c.table, stale, keys, strings.TrimSuffix(strings.Repeat("?, ", len(c.key)), ", "), keys))
 		where := make([]string, len(c.key))
 		for i, k := range c.key {
 			where[i] = k + " = ?"
 		}
 		upd := db.q(fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s AND %s = ?`, c.table, c.column, strings.Join(where, " AND "), c.column))
-		// Values no key opens stay in place and stay first in the order:
-		// skipping that many keeps the pass moving.
-		var unreadable int64
+		var after []string // key of the last row of the previous batch
 		for {
-			rows, err := db.batch(ctx, sel, len(c.key)+len(c.extra), prefix, unreadable)
+			args := []any{prefix}
+			query := first
+			if after != nil {
+				query = next
+				for _, v := range after {
+					args = append(args, v)
+				}
+			}
+			rows, err := db.batch(ctx, query, len(c.key)+len(c.extra), append(args, resealBatch)...)
 			if err != nil {
 				return res, fmt.Errorf("store: reseal %s.%s: %w", c.table, c.column, err)
 			}
 			if len(rows) == 0 {
 				break
 			}
+			after = rows[len(rows)-1].vals[:len(c.key)]
 			// Counted inside the transaction, which may run more than once.
 			var resealed, failed int64
 			err = db.tx(ctx, func(tx *sql.Tx) error {
@@ -144,18 +162,13 @@ func (db *DB) Reseal(ctx context.Context) (store.ResealResult, error) {
 				return res, fmt.Errorf("store: reseal %s.%s: %w", c.table, c.column, db.wrap("update", err))
 			}
 			res.Resealed += resealed
-			unreadable += failed
-			if resealed+failed == 0 {
-				// Every row changed under us: the next pass takes them.
-				break
-			}
+			res.Unreadable += failed
 		}
 		var left int64
 		if err := db.r.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM `+c.table+` WHERE `+stale), prefix).Scan(&left); err != nil {
 			return res, fmt.Errorf("store: reseal %s.%s: %w", c.table, c.column, db.wrap("count", err))
 		}
 		res.Remaining += left
-		res.Unreadable += unreadable
 	}
 	return res, nil
 }
@@ -165,8 +178,8 @@ type sealedRow struct {
 	sealed []byte
 }
 
-func (db *DB) batch(ctx context.Context, query string, nvals int, prefix []byte, offset int64) ([]sealedRow, error) {
-	rows, err := db.r.QueryContext(ctx, query, prefix, resealBatch, offset)
+func (db *DB) batch(ctx context.Context, query string, nvals int, args ...any) ([]sealedRow, error) {
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,10 @@ const (
 // org fails to open.
 type sealer struct {
 	current sealKey
-	keys    []sealKey // current first, then previous ones
+	keys    []sealKey // current first, then previous ones, then the next one
+	// hasNext: a next key is configured (rotation step 1), so values may
+	// already be sealed under a key newer than current.
+	hasNext bool
 }
 
 type sealKey struct {
@@ -47,11 +50,20 @@ func keyID(key []byte) (id [keyIDSize]byte) {
 	return id
 }
 
-func newSealer(current []byte, previous ...[]byte) (*sealer, error) {
-	s := &sealer{}
-	for i, key := range append([][]byte{current}, previous...) {
+// newSealer seals under current and opens what current, the previous keys
+// or the next key sealed.
+func newSealer(current []byte, previous [][]byte, next []byte) (*sealer, error) {
+	s := &sealer{hasNext: next != nil}
+	all := append([][]byte{current}, previous...)
+	if next != nil {
+		all = append(all, next)
+	}
+	for i, key := range all {
 		name := "encryption key"
-		if i > 0 {
+		switch {
+		case next != nil && i == len(all)-1:
+			name = "next encryption key"
+		case i > 0:
 			name = fmt.Sprintf("previous encryption key %d", i)
 		}
 		if len(key) != 32 {
@@ -117,7 +129,7 @@ func (s *sealer) open(sealed []byte, ad string) ([]byte, error) {
 				return openWith(k.aead, sealed[1+keyIDSize:], ad)
 			}
 		}
-		return nil, fmt.Errorf("store: sealed value is under an encryption key that is not configured (key id %s): give it in --previous-encryption-keys", hex.EncodeToString(id))
+		return nil, fmt.Errorf("store: sealed value is under an encryption key that is not configured (key id %s): give it in --previous-encryption-keys (or --next-encryption-key)", hex.EncodeToString(id))
 	case sealV1:
 		for _, k := range s.keys {
 			if plain, err := openWith(k.aead, sealed[1:], ad); err == nil {

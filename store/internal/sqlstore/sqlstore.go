@@ -68,7 +68,7 @@ type DB struct {
 // opts.EncryptionKey (32 bytes) and opening them under it or a previous key.
 // closer is called by Close (it should close the handles).
 func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB, error) {
-	s, err := newSealer(opts.EncryptionKey, opts.PreviousEncryptionKeys...)
+	s, err := newSealer(opts.EncryptionKey, opts.PreviousEncryptionKeys, opts.NextEncryptionKey)
 	if err != nil {
 		return nil, err
 	}

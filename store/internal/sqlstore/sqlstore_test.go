@@ -24,10 +24,10 @@ func TestRebind(t *testing.T) {
 }
 
 func TestSealer(t *testing.T) {
-	if _, err := newSealer(make([]byte, 31)); err == nil {
+	if _, err := newSealer(make([]byte, 31), nil, nil); err == nil {
 		t.Fatal("a 31-byte key was accepted")
 	}
-	s, err := newSealer(bytes.Repeat([]byte{1}, 32))
+	s, err := newSealer(bytes.Repeat([]byte{1}, 32), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +73,14 @@ func sealV1Value(t *testing.T, key, plain []byte, ad string) []byte {
 
 func TestSealerRotation(t *testing.T) {
 	oldKey, newKey, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
-	if _, err := newSealer(newKey, oldKey, oldKey); err == nil {
+	if _, err := newSealer(newKey, [][]byte{oldKey, oldKey}, nil); err == nil {
 		t.Error("a previous key listed twice was accepted")
 	}
-	if _, err := newSealer(newKey, make([]byte, 16)); err == nil || !strings.Contains(err.Error(), "previous encryption key 1") {
+	if _, err := newSealer(newKey, [][]byte{make([]byte, 16)}, nil); err == nil || !strings.Contains(err.Error(), "previous encryption key 1") {
 		t.Errorf("a short previous key: %v", err)
 	}
-	before, _ := newSealer(oldKey)
-	after, err := newSealer(newKey, oldKey)
+	before, _ := newSealer(oldKey, nil, nil)
+	after, err := newSealer(newKey, [][]byte{oldKey}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,16 +107,32 @@ func TestSealerRotation(t *testing.T) {
 	}
 	// Once the previous key is dropped, what it sealed no longer opens, and
 	// the error names the missing key rather than blaming tampering.
-	only, _ := newSealer(newKey)
+	only, _ := newSealer(newKey, nil, nil)
 	if _, err := only.open(v2old, "row"); err == nil || !strings.Contains(err.Error(), "--previous-encryption-keys") {
 		t.Errorf("v2 value under a dropped key: %v", err)
 	}
 	if _, err := only.open(v1old, "row"); !errors.Is(err, errSealed) {
 		t.Errorf("v1 value under a dropped key: %v", err)
 	}
-	wrong, _ := newSealer(other)
+	wrong, _ := newSealer(other, nil, nil)
 	if _, err := wrong.open(v1old, "row"); err == nil {
 		t.Error("a v1 value opened under an unrelated key")
+	}
+	// Rotation step 1: the old key stays current and the new one is only
+	// opened, so processes not yet switched read what switched ones write.
+	step1, err := newSealer(oldKey, nil, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	underNew, _ := after.seal(plain, "row")
+	if got, err := step1.open(underNew, "row"); err != nil || !bytes.Equal(got, plain) {
+		t.Errorf("a value under the next key: open = %q, %v", got, err)
+	}
+	if sealed, _ := step1.seal(plain, "row"); !bytes.HasPrefix(sealed, before.currentPrefix()) {
+		t.Error("step 1 sealed under the next key")
+	}
+	if _, err := newSealer(oldKey, nil, oldKey); err == nil {
+		t.Error("a next key equal to the current one was accepted")
 	}
 	if out, ok, err := after.reseal(nil, "row"); ok || err != nil || len(out) != 0 {
 		t.Errorf("reseal(empty) = %x, %v, %v", out, ok, err)
