@@ -364,7 +364,36 @@ var ErrHelp = flag.ErrHelp
 // Parse reads args (after "serve"), the environment (getenv) and the YAML
 // file named by --config / OTPHUB_CONFIG, and returns the validated Config.
 // Usage goes to out on --help.
+// removed are settings of earlier versions and what replaced them: naming
+// one (flag, environment or config file) fails with that, rather than
+// "not defined" or, for the environment, silence.
+var removed = map[string]string{
+	"max-pending-per-org": "was removed: back-pressure is now per destination and on by default (--max-pending-per-destination, default 1000; see CHANGELOG.md)",
+}
+
+// checkRemoved refuses a removed setting given as a flag or in the environment.
+func checkRemoved(args []string, getenv func(string) string) error {
+	for name, why := range removed {
+		if _, ok := lookupEnv(getenv, Env(name)); ok {
+			return &Error{Setting: name, Source: "environment", Err: errors.New(why)}
+		}
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if why, ok := removed[name]; ok && strings.HasPrefix(a, "-") {
+			return &Error{Setting: name, Source: "flag", Err: errors.New(why)}
+		}
+	}
+	return nil
+}
+
 func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	if err := checkRemoved(args, getenv); err != nil {
+		return nil, err
+	}
 	fs := flag.NewFlagSet("otphub serve", flag.ContinueOnError)
 	fs.SetOutput(out)
 	raw := map[string]*string{}
@@ -484,6 +513,9 @@ func readFile(path string) (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for k, v := range doc {
+		if why, ok := removed[k]; ok {
+			return nil, fmt.Errorf("invalid --config %s: key %q %s", path, k, why)
+		}
 		if !slices.ContainsFunc(settings, func(s setting) bool { return s.name == k }) {
 			return nil, fmt.Errorf("invalid --config %s: unknown key %q", path, k)
 		}

@@ -72,6 +72,8 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--kafka-tls=maybe"}, nil, "--kafka-tls"},
 		{[]string{"--kafka-session-timeout", "1s"}, nil, "--kafka-session-timeout"},
 		{[]string{"--log-retention", "10m"}, nil, "--log-retention"},
+		{[]string{"--max-pending-per-org=5"}, nil, "--max-pending-per-org: was removed: back-pressure is now per destination"},
+		{nil, map[string]string{"OTPHUB_MAX_PENDING_PER_ORG": "5"}, "OTPHUB_MAX_PENDING_PER_ORG: was removed"},
 		{nil, map[string]string{"OTPHUB_SHUTDOWN_TIMEOUT": "forever"}, "OTPHUB_SHUTDOWN_TIMEOUT"},
 		{[]string{"--kafka-sasl-mechanism", "plain"}, nil, "SASL needs both"},
 		{[]string{"--database-url", "postgres://x/db", "--encryption-key", key}, nil, ""},
