@@ -247,8 +247,10 @@ func (a *App) openLog(ctx context.Context) error {
 		l, err := embedded.Open(filepath.Join(a.cfg.DataDir, "log"), embedded.Config{
 			Logger:    a.log.With("component", "log"),
 			Retention: a.cfg.LogRetention,
-			// Segments are sealed (and so deletable) at a 24th of the
-			// retention: no event outlives it by more than that.
+			// A segment is sealed (and so deletable) when its first
+			// record is a 24th of the retention old, appends or not: no
+			// committed event outlives the retention by more than that
+			// plus one retention interval (5 min).
 			SegmentMaxAge: a.cfg.LogRetention / 24,
 		})
 		if err != nil {

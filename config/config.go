@@ -81,8 +81,9 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 20s.
 	ShutdownTimeout time.Duration
 	// LogRetention is how long the log keeps events: the embedded log's
-	// retention, and retention.ms of the Kafka topics otphub creates.
-	// Events carry OTPs in clear. Default 24h.
+	// retention (segments sealed at a 24th of it), and retention.ms of the
+	// Kafka topics otphub creates (segment.ms a 24th of it). Events carry
+	// OTPs in clear. Default 24h.
 	LogRetention time.Duration
 	// DeliveryMaxAttempts bounds retries before a delivery is dead. Default 10.
 	DeliveryMaxAttempts int
@@ -308,7 +309,7 @@ var settings = []setting{
 		}
 		return errors.New("must be debug, info, warn or error")
 	}},
-	{name: "log-retention", def: "24h", usage: "how long the log keeps events, which carry OTPs in clear (embedded log; retention.ms of Kafka topics otphub creates); 1h to 720h, longer than the longest dispatcher outage to survive", set: func(c *Config, v string) error {
+	{name: "log-retention", def: "24h", usage: "how long the log keeps events, which carry OTPs in clear (embedded log; retention.ms of Kafka topics otphub creates, with segment.ms a 24th of it); an event is deleted at most a 24th + 5 min later; 1h to 720h, longer than the longest dispatcher outage to survive", set: func(c *Config, v string) error {
 		return durationIn(&c.LogRetention, v, time.Hour, 30*24*time.Hour)
 	}},
 	{name: "shutdown-timeout", def: "20s", usage: "graceful shutdown drain bound", set: func(c *Config, v string) error {

@@ -184,6 +184,136 @@ func TestSegmentsRollAndRetentionDeletesCommittedOldSegments(t *testing.T) {
 	}
 }
 
+// TestIdleActiveSegmentIsSealedAndDeleted checks that records in a
+// partition that receives no more appends still go after SegmentMaxAge +
+// Retention (they carry OTPs in clear), once every group has committed
+// them, and that readers in the sealed segment carry on.
+func TestIdleActiveSegmentIsSealedAndDeleted(t *testing.T) {
+	dir := t.TempDir()
+	const maxAge, retention, interval = 200 * time.Millisecond, 300 * time.Millisecond, 20 * time.Millisecond
+	l := openT(t, dir, embedded.Config{Partitions: 1, SegmentMaxAge: maxAge, Retention: retention, RetentionInterval: interval})
+	ctx := context.Background()
+	fast, err := l.Subscribe(ctx, "t", "fast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	slow, err := l.Subscribe(ctx, "t", "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		publishT(t, l, "t", bus.Message{Key: []byte("k"), Value: []byte(fmt.Sprintf("otp-%d", i))})
+	}
+	first := segments(t, dir, "t", 0)
+	if len(first) != 1 {
+		t.Fatalf("segments after publishing = %v, want one", first)
+	}
+	receive := func(c bus.Consumer, n int) []*bus.Message {
+		t.Helper()
+		var out []*bus.Message
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		for len(out) < n {
+			select {
+			case m := <-c.Messages():
+				out = append(out, m)
+			case <-timer.C:
+				t.Fatalf("received %d of %d", len(out), n)
+			}
+		}
+		return out
+	}
+	for _, m := range receive(fast, 3) {
+		m.Ack()
+	}
+	held := receive(slow, 3) // delivered, not acknowledged
+
+	// No more appends: the segment is sealed once its first record is
+	// older than SegmentMaxAge, and a new empty one becomes active.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(segments(t, dir, "t", 0)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("active segment never sealed without appends: %v", segments(t, dir, "t", 0))
+		}
+		time.Sleep(interval)
+	}
+	// The group that has not committed holds the sealed segment past its
+	// retention.
+	time.Sleep(retention + 5*interval)
+	if _, err := os.Stat(first[0]); err != nil {
+		t.Fatalf("segment deleted while group slow had not committed it: %v", err)
+	}
+	for _, m := range held {
+		m.Ack()
+	}
+	if err := slow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(first[0]); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sealed segment %s not deleted after every group committed it", first[0])
+		}
+		time.Sleep(interval)
+	}
+
+	// The reader that sat at the end of the sealed (now deleted) segment
+	// gets the next record, and so does the committed group on its return.
+	publishT(t, l, "t", bus.Message{Key: []byte("k"), Value: []byte("otp-3")})
+	if m := receive(fast, 1)[0]; string(m.Value) != "otp-3" || m.Offset != 3 {
+		t.Fatalf("fast got %q at offset %d after the roll, want otp-3 at 3", m.Value, m.Offset)
+	}
+	if got := readAll(t, l, "t", "slow", 1); got[0] != "otp-3" {
+		t.Fatalf("slow resumed at %q, want otp-3", got[0])
+	}
+}
+
+// TestSegmentAgeIsThatOfItsFirstRecord checks that SegmentMaxAge counts
+// from the first record of the active segment: not from when the empty
+// segment was created, and not from its last write after a restart.
+func TestSegmentAgeIsThatOfItsFirstRecord(t *testing.T) {
+	dir := t.TempDir()
+	const maxAge = time.Hour
+	var mu sync.Mutex
+	now := time.Now().Add(-10 * maxAge) // behind the files' modification times
+	cfg := embedded.Config{Partitions: 1, SegmentMaxAge: maxAge, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l, err := embedded.Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Subscribe(context.Background(), "t", "g") // creates the topic
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	advance(2 * maxAge) // the empty active segment is old; its first record will not be
+	publishT(t, l, "t", bus.Message{Value: []byte("otp-0")})
+	advance(maxAge / 2)
+	publishT(t, l, "t", bus.Message{Value: []byte("otp-1")})
+	if _, err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if segs := segments(t, dir, "t", 0); len(segs) != 1 {
+		t.Fatalf("segment sealed at half its SegmentMaxAge: %v", segs)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, cfg)
+	advance(maxAge/2 + time.Minute)
+	if _, err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if segs := segments(t, dir, "t", 0); len(segs) != 2 {
+		t.Fatalf("segment whose first record is older than SegmentMaxAge not sealed after a restart: %v", segs)
+	}
+}
+
 func TestRejectsBadInput(t *testing.T) {
 	l := openT(t, t.TempDir(), embedded.Config{MaxRecordBytes: 1024})
 	ctx := context.Background()

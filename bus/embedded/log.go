@@ -42,8 +42,10 @@ type Config struct {
 	// SegmentBytes is the size at which the active segment is sealed and a
 	// new one started. Default 64 MiB.
 	SegmentBytes int64
-	// SegmentMaxAge seals a non-empty active segment older than this, so
-	// retention can delete it. Default 24h.
+	// SegmentMaxAge seals an active segment whose first record is older
+	// than this, on the next append or retention pass, so that retention
+	// can delete it even when its partition receives nothing more.
+	// Default 24h.
 	SegmentMaxAge time.Duration
 	// Retention deletes sealed segments last written longer ago than this,
 	// once every consumer group of the topic has committed past them.
@@ -124,8 +126,9 @@ type Log struct {
 	lock *os.File
 
 	reqs       chan *appendReq
-	done       chan struct{} // closed by Close
-	writerDone chan struct{} // closed when the writer goroutine exits
+	seals      chan chan error // retention asks the writer to seal stale active segments
+	done       chan struct{}   // closed by Close
+	writerDone chan struct{}   // closed when the writer goroutine exits
 	closed     atomic.Bool
 	failed     atomic.Pointer[error] // sticky write failure
 	closeOnce  sync.Once
@@ -171,6 +174,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	l := &Log{
 		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock,
 		reqs:       make(chan *appendReq, 1024),
+		seals:      make(chan chan error),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		topics:     map[string]*topic{},
@@ -356,6 +360,9 @@ func (l *Log) writer() {
 		select {
 		case r := <-l.reqs:
 			batch = append(batch, r)
+		case done := <-l.seals:
+			done <- l.sealStale()
+			continue
 		case <-l.done:
 			// Finish what was queued before Close.
 			for {
@@ -443,6 +450,10 @@ func (l *Log) append(w *pendingWrite, now time.Time) error {
 			return fmt.Errorf("roll partition %s: %w", p.dir, err)
 		}
 		size = 0
+	}
+	if size == 0 {
+		// A segment's age is that of its first record.
+		p.activeCreated = now
 	}
 	if _, err := p.active.WriteAt(w.buf, size); err != nil {
 		p.active.Truncate(size)

@@ -79,15 +79,16 @@ func openPartition(dir string, index, maxRecord int, now time.Time) (*partition,
 	if err != nil {
 		return nil, err
 	}
-	next, size, err := recoverSegment(f, base, maxRecord)
+	next, size, first, err := recoverSegment(f, base, maxRecord)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("recover %s: %w", f.Name(), err)
 	}
 	p.active, p.activeSize, p.next = f, size, next
 	p.activeCreated = now
-	if fi, err := f.Stat(); err == nil && size > 0 {
-		p.activeCreated = fi.ModTime()
+	if size > 0 {
+		// Aged from its first record, as if the process had not restarted.
+		p.activeCreated = time.UnixMilli(first)
 	}
 	return p, nil
 }
@@ -95,11 +96,11 @@ func openPartition(dir string, index, maxRecord int, now time.Time) (*partition,
 // recoverSegment scans f from the start, keeps the longest prefix of valid
 // records with consecutive offsets from base, truncates anything after it
 // (a record torn by a crash, or garbage) and returns the next offset and
-// the valid size.
-func recoverSegment(f *os.File, base int64, maxRecord int) (next, size int64, err error) {
+// the valid size, and the timestamp (Unix ms) of the first record.
+func recoverSegment(f *os.File, base int64, maxRecord int) (next, size, first int64, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	end := fi.Size()
 	next = base
@@ -110,7 +111,7 @@ func recoverSegment(f *os.File, base int64, maxRecord int) (next, size int64, er
 			break
 		}
 		if _, err := f.ReadAt(hdr[:], size); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		n, crc, err := parseFrameHeader(hdr[:], maxRecord)
 		if err != nil || end-size-frameHeaderLen < int64(n) {
@@ -118,24 +119,27 @@ func recoverSegment(f *os.File, base int64, maxRecord int) (next, size int64, er
 		}
 		body = slices.Grow(body[:0], n)[:n]
 		if _, err := f.ReadAt(body, size+frameHeaderLen); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		r, err := decodeBody(body, crc)
 		if err != nil || r.offset != next {
 			break
+		}
+		if next == base {
+			first = r.timestamp
 		}
 		next++
 		size += frameHeaderLen + int64(n)
 	}
 	if size != end {
 		if err := f.Truncate(size); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		if err := f.Sync(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
-	return next, size, nil
+	return next, size, first, nil
 }
 
 // snapshot is what a reader may see of a partition at one instant.
@@ -167,8 +171,9 @@ func (p *partition) publish(size, next int64) {
 	p.mu.Unlock()
 }
 
-// roll seals the active segment and starts a new one at base. Writer only;
-// the active segment is fully durable when roll is called.
+// roll seals the active segment and starts a new, empty one at base.
+// Writer only; the active segment is fully durable and visible when roll is
+// called, so a cursor in it reads the sealed file to its end and moves on.
 func (p *partition) roll(base int64, now time.Time) error {
 	f, err := os.OpenFile(filepath.Join(p.dir, segmentName(base)), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {

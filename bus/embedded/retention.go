@@ -27,12 +27,17 @@ func (l *Log) retentionLoop() {
 	}
 }
 
-// EnforceRetention deletes, oldest first, every sealed segment last written
-// more than Config.Retention ago whose records every consumer group of its
-// topic has committed past. It runs every Config.RetentionInterval; it is
-// exported for tests and operator tooling. It returns how many segments it
-// deleted.
+// EnforceRetention first seals every active segment whose first record is
+// older than Config.SegmentMaxAge (a partition that receives no more
+// appends must not keep its records forever), then deletes, oldest first,
+// every sealed segment last written more than Config.Retention ago whose
+// records every consumer group of its topic has committed past. It runs
+// every Config.RetentionInterval; it is exported for tests and operator
+// tooling. It returns how many segments it deleted.
 func (l *Log) EnforceRetention() (int, error) {
+	if err := l.sealStaleSegments(); err != nil {
+		return 0, err
+	}
 	cutoff := l.cfg.Now().Add(-l.cfg.Retention)
 	l.mu.Lock()
 	type job struct {
@@ -112,4 +117,51 @@ func (p *partition) deleteOld(cutoff time.Time, committed int64) (int, error) {
 		}
 		deleted++
 	}
+}
+
+// sealStaleSegments has the writer goroutine run sealStale between two
+// batches. After Close it does nothing.
+func (l *Log) sealStaleSegments() error {
+	done := make(chan error, 1)
+	select {
+	case l.seals <- done:
+	case <-l.writerDone:
+		return nil
+	}
+	return <-done
+}
+
+// sealStale rolls every non-empty active segment whose first record is
+// older than Config.SegmentMaxAge; the new active segment starts empty.
+// Writer goroutine only: the writer owns the active segments, and between
+// batches everything in them is durable and visible to readers. A failed
+// roll fails the log, as it would on the append path.
+func (l *Log) sealStale() error {
+	if l.failed.Load() != nil {
+		return nil
+	}
+	now := l.cfg.Now()
+	l.mu.Lock()
+	topics := make([]*topic, 0, len(l.topics))
+	for _, t := range l.topics {
+		topics = append(topics, t)
+	}
+	l.mu.Unlock()
+	for _, t := range topics {
+		for _, p := range t.parts {
+			p.mu.Lock()
+			size, next := p.activeSize, p.next
+			p.mu.Unlock()
+			if size == 0 || now.Sub(p.activeCreated) < l.cfg.SegmentMaxAge {
+				continue
+			}
+			if err := p.roll(next, now); err != nil {
+				err = fmt.Errorf("embedded: roll partition %s: %w", p.dir, err)
+				l.failed.Store(&err)
+				l.log.Error("embedded log write failed; the log refuses writes until reopened", "err", err)
+				return err
+			}
+		}
+	}
+	return nil
 }

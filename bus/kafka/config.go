@@ -38,9 +38,11 @@ type Config struct {
 	// start-up, so that acks=all means at least this many copies. Default
 	// 2 when ReplicationFactor >= 3, else 1 (then left to the broker).
 	MinInSyncReplicas int
-	// Retention is set as retention.ms on topics created at start-up.
-	// Records carry OTPs in clear, so keep it as short as the longest
-	// dispatcher outage to survive. 0 leaves the broker's default.
+	// Retention is set as retention.ms on topics created at start-up, and
+	// a 24th of it (at least a minute) as their segment.ms, so that no
+	// record outlives it by much more than that. Records carry OTPs in
+	// clear, so keep it as short as the longest dispatcher outage to
+	// survive. 0 leaves the broker's defaults.
 	Retention time.Duration
 	// BatchTimeout bounds how long the writer waits to fill a batch before
 	// sending it; it is added to every Publish latency. Default 5ms (never

@@ -114,7 +114,14 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 				tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(b.cfg.MinInSyncReplicas)})
 			}
 			if b.cfg.Retention > 0 {
-				tc.ConfigEntries = append(tc.ConfigEntries, kafkago.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(b.cfg.Retention.Milliseconds(), 10)})
+				// Kafka deletes whole segments once their newest record is
+				// older than retention.ms, and rolls the active one only at
+				// segment.ms (default 7 days): without it a busy partition
+				// would keep records about a week past the retention.
+				roll := max(b.cfg.Retention/24, time.Minute)
+				tc.ConfigEntries = append(tc.ConfigEntries,
+					kafkago.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(b.cfg.Retention.Milliseconds(), 10)},
+					kafkago.ConfigEntry{ConfigName: "segment.ms", ConfigValue: strconv.FormatInt(roll.Milliseconds(), 10)})
 			}
 			missing = append(missing, tc)
 		}

@@ -98,6 +98,11 @@ func TestCreatedTopicsGetRetention(t *testing.T) {
 		if v := info.Configs["retention.ms"]; v == nil || *v != "21600000" {
 			t.Fatalf("%s retention.ms = %v, want 21600000", topic, v)
 		}
+		// A 24th of the retention: the active segment is rolled, and so
+		// deletable, long before Kafka's 7-day default.
+		if v := info.Configs["segment.ms"]; v == nil || *v != "900000" {
+			t.Fatalf("%s segment.ms = %v, want 900000", topic, v)
+		}
 	}
 }
 

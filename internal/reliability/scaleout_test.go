@@ -111,6 +111,9 @@ func TestScaleOutKafkaPostgres(t *testing.T) {
 	if info := cluster.TopicInfo(bus.NotificationsTopic); info == nil || info.Configs["retention.ms"] == nil || *info.Configs["retention.ms"] != "21600000" {
 		t.Fatalf("%s was not created with retention.ms 21600000 (--log-retention 6h): %+v", bus.NotificationsTopic, info)
 	}
+	if info := cluster.TopicInfo(bus.NotificationsTopic); info.Configs["segment.ms"] == nil || *info.Configs["segment.ms"] != "900000" {
+		t.Fatalf("%s was not created with segment.ms 900000 (a 24th of --log-retention 6h): %+v", bus.NotificationsTopic, info)
+	}
 	clients := []*client{newClient(procs[0].URL), newClient(procs[1].URL)}
 	tn := setupTenant(t, clients[0], adminID, adminSecret, "scale", "publish", "subscribe", "admin")
 
