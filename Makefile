@@ -31,7 +31,10 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## lint: gofmt, vet and staticcheck (fetched through the Go module proxy).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: fmt-check vet
+	$(GO) run $(STATICCHECK) ./...
 
 ## bench: Go micro-benchmarks of the hot paths, then the end-to-end
 ## benchmark that writes docs/benchmarks.md.

@@ -211,10 +211,12 @@ func NewJWK(kid string, pub crypto.PublicKey) (JWK, error) {
 	b64 := base64.RawURLEncoding.EncodeToString
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
-		return JWK{Kty: "EC", Kid: kid, Use: "sig", Alg: alg, Crv: "P-256", X: b64(x), Y: b64(y)}, nil
+		// AlgFor accepted only P-256: the point is 0x04 || X || Y, 32 bytes each.
+		pt, err := k.Bytes()
+		if err != nil || len(pt) != 65 {
+			return JWK{}, fmt.Errorf("event: invalid P-256 public key: %v", err)
+		}
+		return JWK{Kty: "EC", Kid: kid, Use: "sig", Alg: alg, Crv: "P-256", X: b64(pt[1:33]), Y: b64(pt[33:])}, nil
 	case *rsa.PublicKey:
 		e := big.NewInt(int64(k.E)).Bytes()
 		return JWK{Kty: "RSA", Kid: kid, Use: "sig", Alg: alg, N: b64(k.N.Bytes()), E: b64(e)}, nil
@@ -235,8 +237,8 @@ func (k JWK) PublicKey() (crypto.PublicKey, error) {
 		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
 			return nil, fmt.Errorf("event: JWK %q: malformed EC coordinates", k.Kid)
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !pub.Curve.IsOnCurve(pub.X, pub.Y) {
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
 			return nil, fmt.Errorf("event: JWK %q: point not on P-256", k.Kid)
 		}
 		return pub, nil

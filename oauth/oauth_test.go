@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -522,7 +521,7 @@ func TestJWKSVerifiesTokensIndependently(t *testing.T) {
 		if k.Alg != "ES256" || k.Use != "sig" || k.Kty != "EC" || k.Crv != "P-256" {
 			t.Fatalf("jwk %+v", k)
 		}
-		return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}, nil
+		return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
 	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithTimeFunc(e.clk.Now))
 	if err != nil {
 		t.Fatalf("token does not verify with the JWKS: %v", err)

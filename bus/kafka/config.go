@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -225,6 +226,6 @@ func (c SASLConfig) build() (sasl.Mechanism, error) {
 // logger adapts kafka-go's printf loggers to slog.
 func logger(l *slog.Logger, level slog.Level) kafkago.LoggerFunc {
 	return func(format string, args ...any) {
-		l.Log(nil, level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
+		l.Log(context.Background(), level, "kafka-go: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"go/build"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 
 // goTool is the go command that runs these tests.
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p := filepath.Join(build.Default.GOROOT, "bin", "go"); fileExists(p) {
 		return p
 	}
 	return "go"
@@ -436,16 +436,12 @@ func (p *publisher) publish(ctx context.Context, c *client) bool {
 	return true
 }
 
-// run publishes from conc goroutines through the clients (round robin)
+// runPaced publishes from conc goroutines through the clients (round robin)
 // until ctx ends; it returns when every goroutine has stopped. A failed
 // publish (a killed server) is followed by a short pause so a dead
 // server is not hammered.
-func (p *publisher) run(ctx context.Context, conc int, clients ...*client) {
-	p.runPaced(ctx, conc, 0, clients...)
-}
-
-// runPaced is run with the publishes of all goroutines together paced to
-// rate per second (0: as fast as they are acknowledged).
+// The publishes of all goroutines together are paced to rate per second
+// (0: as fast as they are acknowledged).
 func (p *publisher) runPaced(ctx context.Context, conc int, rate float64, clients ...*client) {
 	var tick <-chan time.Time
 	if rate > 0 {

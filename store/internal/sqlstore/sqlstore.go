@@ -145,13 +145,6 @@ func Rebind(query string) string {
 	return b.String()
 }
 
-// execer is what *sql.DB and *sql.Tx have in common.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // tx runs fn in a write transaction, committing when it returns nil. A
 // transaction failing with a retryable error (serialization failure,
 // deadlock) is run again a few times.
