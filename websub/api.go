@@ -89,7 +89,7 @@ func (h *Hub) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	s, err := h.st.GetSubscription(r.Context(), org.ID, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
-		httpx.Error(w, http.StatusNotFound, "not_found", "no such subscription")
+		httpx.Error(w, http.StatusNotFound, "subscription_not_found", "no such subscription")
 		return
 	}
 	if err != nil {
@@ -110,7 +110,7 @@ func (h *Hub) handleDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	err := h.st.DeleteSubscription(r.Context(), org.ID, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
-		httpx.Error(w, http.StatusNotFound, "not_found", "no such subscription")
+		httpx.Error(w, http.StatusNotFound, "subscription_not_found", "no such subscription")
 		return
 	}
 	if err != nil {

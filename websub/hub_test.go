@@ -427,7 +427,7 @@ func TestSubscriptionsAPI(t *testing.T) {
 	if r := e.do(http.MethodDelete, "/api/v1/orgs/apiorg/subscriptions/"+s.ID, tok, "", nil); r.code != 204 {
 		t.Fatalf("delete: %d %s", r.code, r.body)
 	}
-	if r := e.do(http.MethodGet, "/api/v1/orgs/apiorg/subscriptions/"+s.ID, tok, "", nil); r.code != 404 || r.errorCode() != "not_found" {
+	if r := e.do(http.MethodGet, "/api/v1/orgs/apiorg/subscriptions/"+s.ID, tok, "", nil); r.code != 404 || r.errorCode() != "subscription_not_found" {
 		t.Errorf("get after delete: %d %s", r.code, r.body)
 	}
 	if r := e.do(http.MethodDelete, "/api/v1/orgs/apiorg/subscriptions/"+s.ID, tok, "", nil); r.code != 404 {
