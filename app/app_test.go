@@ -228,7 +228,7 @@ func TestBackpressureOnByDefault(t *testing.T) {
 // failed authentications from one address (X-Forwarded-For behind a
 // trusted proxy) lock out that address only, never the real admin.
 func TestTokenGuardCannotLockOutTheAdmin(t *testing.T) {
-	const id, secret = "otphub-admin", "a-long-enough-admin-secret"
+	const id, secret = "otphub-admin", "a-long-enough-admin-secret-0123456789"
 	srv := apptest.Start(t, "--admin-client-id", id, "--admin-client-secret", secret, "--trust-proxy-headers")
 	token := func(from, secret string) int {
 		t.Helper()

@@ -251,9 +251,9 @@ var settings = []setting{
 		c.AdminClientID = v
 		return nil
 	}},
-	{name: "admin-client-secret", usage: "platform admin OAuth client secret (at least 16 characters)", set: func(c *Config, v string) error {
-		if v != "" && len(v) < 16 {
-			return errors.New("must be at least 16 characters")
+	{name: "admin-client-secret", usage: "platform admin OAuth client secret (at least 32 characters: the token endpoint slows guessing per address, not across addresses)", set: func(c *Config, v string) error {
+		if v != "" && len(v) < 32 {
+			return errors.New("must be at least 32 characters (e.g. openssl rand -hex 24)")
 		}
 		c.AdminClientSecret = v
 		return nil

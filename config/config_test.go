@@ -68,6 +68,7 @@ func TestInvalidNamesSetting(t *testing.T) {
 		{[]string{"--egress-allow-cidrs", "10.0.0.0/8,bogus"}, nil, "--egress-allow-cidrs: \"bogus\""},
 		{[]string{"--kafka-brokers", "nohostport"}, nil, "--kafka-brokers"},
 		{[]string{"--admin-client-id", "admin"}, nil, "must be given together"},
+		{[]string{"--admin-client-id", "admin", "--admin-client-secret", "sixteen-chars-ok"}, nil, "--admin-client-secret: must be at least 32 characters"},
 		{[]string{"--delivery-max-attempts", "0"}, nil, "--delivery-max-attempts"},
 		{[]string{"--kafka-tls=maybe"}, nil, "--kafka-tls"},
 		{[]string{"--kafka-session-timeout", "1s"}, nil, "--kafka-session-timeout"},

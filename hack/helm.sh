@@ -102,7 +102,7 @@ expect_failure "PostgreSQL without a URL or host" "needs externalDatabase.url, e
 	--set externalDatabase.enabled=true
 expect_failure "SASL without credentials" "needs externalKafka.sasl.username and password" \
 	--set externalKafka.enabled=true --set 'externalKafka.brokers={k:9092}' --set externalKafka.sasl.enabled=true
-expect_failure "a short admin secret" "at least 16 characters" --set secrets.adminClientSecret=short
+expect_failure "a short admin secret" "at least 32 characters" --set secrets.adminClientSecret=short
 expect_failure "HPA without a target" "needs targetCPUUtilizationPercentage" \
 	-f "$CHART/ci/split-roles-values.yaml" --set roles.hub.autoscaling.targetCPUUtilizationPercentage=null \
 	--set roles.hub.autoscaling.targetMemoryUtilizationPercentage=null

@@ -193,8 +193,8 @@ Included by every template that renders workloads.
 {{- fail "otphub: externalKafka.sasl.enabled=true needs externalKafka.sasl.username and password, or an existingSecret holding OTPHUB_KAFKA_SASL_USERNAME and OTPHUB_KAFKA_SASL_PASSWORD." }}
 {{- end }}
 {{- end }}
-{{- if and .Values.secrets.adminClientSecret (lt (len .Values.secrets.adminClientSecret) 16) }}
-{{- fail "otphub: secrets.adminClientSecret must be at least 16 characters." }}
+{{- if and .Values.secrets.adminClientSecret (lt (len .Values.secrets.adminClientSecret) 32) }}
+{{- fail "otphub: secrets.adminClientSecret must be at least 32 characters." }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "otphub: ingress.enabled=true needs at least one entry in ingress.hosts." }}
