@@ -108,12 +108,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, err := s.lockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now); err != nil {
-		s.internal(w, "check lockout", err)
-		return
-	} else if locked {
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+	if s.lockedOut(ctx, w, org.ID, req.UserID, settings.MaxFailedAttempts, now, false) {
 		return
 	}
 	if s.backlogged(ctx, w, org) {
@@ -232,12 +227,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	if locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now); err != nil {
-		s.internal(w, "check lockout", err)
-		return
-	} else if locked {
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+	if s.lockedOut(ctx, w, org.ID, c.UserID, settings.MaxFailedAttempts, now, false) {
 		return
 	}
 	if c.Resends >= settings.MaxResends {
@@ -374,13 +364,7 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	locked, wait, err := s.lockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now)
-	if err != nil {
-		s.internal(w, "check lockout", err)
-		return
-	}
-	if locked {
-		s.tooManyAttempts(w, wait)
+	if s.lockedOut(ctx, w, org.ID, c.UserID, settings.MaxFailedAttempts, now, true) {
 		return
 	}
 	if !now.Before(c.ExpiresAt) {
@@ -439,7 +423,7 @@ func (s *Service) reserveAttempt(w http.ResponseWriter, r *http.Request, org sto
 			s.internal(w, "check lockout", ferr)
 			return 0, false
 		}
-		s.tooManyAttempts(w, last.Add(s.cfg.LockoutDuration).Sub(now))
+		s.tooManyAttempts(w, last.Add(s.cfg.LockoutDuration).Sub(now), true)
 		return 0, false
 	}
 	if err != nil {
@@ -449,8 +433,25 @@ func (s *Service) reserveAttempt(w http.ResponseWriter, r *http.Request, org sto
 	return n, true
 }
 
-func (s *Service) tooManyAttempts(w http.ResponseWriter, wait time.Duration) {
-	s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
+// lockedOut answers 429 too_many_attempts when the user is locked out (or
+// 500 when that cannot be told) and reports whether it answered.
+// verification counts the refusal as a verification result.
+func (s *Service) lockedOut(ctx context.Context, w http.ResponseWriter, orgID int64, userID string, max int, now time.Time, verification bool) bool {
+	locked, wait, err := s.lockout(ctx, orgID, userID, max, now)
+	if err != nil {
+		s.internal(w, "check lockout", err)
+		return true
+	}
+	if locked {
+		s.tooManyAttempts(w, wait, verification)
+	}
+	return locked
+}
+
+func (s *Service) tooManyAttempts(w http.ResponseWriter, wait time.Duration, verification bool) {
+	if verification {
+		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
+	}
 	retryAfter(w, wait)
 	httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
 }

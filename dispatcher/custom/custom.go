@@ -97,7 +97,7 @@ func New(cfg Config, client *http.Client) (*Sender, error) {
 		return nil, &FieldError{"headers", err}
 	}
 	if s.client == nil {
-		s.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+		s.client = dispatcher.SenderClient()
 	}
 	return s, nil
 }

@@ -164,7 +164,7 @@ type Sender struct {
 // NewSender returns a Sender posting to url.
 func NewSender(url string) *Sender {
 	return &Sender{URL: url, Client: &http.Client{
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: dispatcher.NoRedirect,
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
 	}}
 }

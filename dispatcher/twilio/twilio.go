@@ -62,6 +62,7 @@ type Config struct {
 type Sender struct {
 	cfg    Config
 	base   string // without trailing slash
+	origin string // scheme://host of base
 	client *http.Client
 	now    func() time.Time
 }
@@ -76,33 +77,24 @@ func New(cfg Config, client *http.Client, now func() time.Time) (*Sender, error)
 	if cfg.From == "" && cfg.MessagingServiceSID == "" {
 		return nil, errors.New("twilio: a sender or a messaging service SID is required")
 	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	base, origin, ok := dispatcher.ProviderBase(cfg.BaseURL, DefaultBaseURL)
+	if !ok {
 		return nil, fmt.Errorf("twilio: base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 	}
 	if client == nil {
-		client = &http.Client{CheckRedirect: noRedirect, Timeout: 10 * time.Second}
+		client = dispatcher.SenderClient()
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Sender{cfg: cfg, base: base, client: client, now: now}, nil
+	return &Sender{cfg: cfg, base: base, origin: origin, client: client, now: now}, nil
 }
-
-func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Endpoint keys the circuit breaker and concurrency cap: the host and the
 // account, since Twilio throttles (429, 20429) and fails per account. Orgs
 // with their own accounts never share a breaker, however many use
 // api.twilio.com. (The account SID is an identifier, not a secret.)
-func (s *Sender) Endpoint() string {
-	u, _ := url.Parse(s.base)
-	return u.Scheme + "://" + u.Host + "#" + s.cfg.AccountSID
-}
+func (s *Sender) Endpoint() string { return s.origin + "#" + s.cfg.AccountSID }
 
 // Send creates one Message for ev. ProviderID is the message SID.
 func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
@@ -148,7 +140,7 @@ func (s *Sender) handler(ctx context.Context, rec *recorder) *twclient.RequestHa
 		Timeout:       s.client.Timeout,
 	}
 	if hc.CheckRedirect == nil {
-		hc.CheckRedirect = noRedirect
+		hc.CheckRedirect = dispatcher.NoRedirect
 	}
 	tc := &twclient.Client{
 		Credentials: twclient.NewCredentials(s.cfg.AccountSID, s.cfg.AuthToken),

@@ -49,18 +49,14 @@ func New(cfg Config, client *http.Client) (*Sender, error) {
 	if cfg.APIKey == "" || cfg.APISecret == "" || cfg.From == "" {
 		return nil, errors.New("vonage: API key, API secret and sender are required")
 	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	base, origin, ok := dispatcher.ProviderBase(cfg.BaseURL, DefaultBaseURL)
+	if !ok {
 		return nil, fmt.Errorf("vonage: base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 	}
 	if client == nil {
-		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+		client = dispatcher.SenderClient()
 	}
-	return &Sender{cfg: cfg, endpoint: base + "/sms/json", origin: u.Scheme + "://" + u.Host + "#" + cfg.APIKey, client: client}, nil
+	return &Sender{cfg: cfg, endpoint: base + "/sms/json", origin: origin + "#" + cfg.APIKey, client: client}, nil
 }
 
 // Endpoint keys the circuit breaker and concurrency cap: the host and the

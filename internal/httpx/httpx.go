@@ -69,7 +69,9 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return &RequestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json"}
 	}
-	body := bufio.NewReader(http.MaxBytesReader(w, r.Body, limit))
+	// The smallest buffer: it only peeks at the first byte, and larger
+	// reads go straight through to the decoder's own buffer.
+	body := bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit), 16)
 	first, err := firstNonSpace(body)
 	if err == nil && first != '{' {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
