@@ -132,6 +132,7 @@ type Challenge struct {
 	Mobile      string // E.164
 	Application string
 	CodeHMAC    []byte // HMAC of the current OTP; never the OTP
+	EventID     string // jti of the current OTP's event; "" for challenges from before migration 0007
 	ExpiresAt   time.Time
 	Resends     int       // resends used
 	LastSentAt  time.Time // when the current OTP was issued
@@ -303,10 +304,11 @@ type OTP interface {
 	// gives it back the same way if the send fails. Of concurrent claims
 	// of one turn at most one succeeds.
 	ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error
-	// ReplaceChallengeCode installs a resent OTP if the challenge still has
-	// prevResends resends used, LastSentAt sentAt (the resend's claim) and
-	// is not consumed (else ErrPrecondition): Resends becomes prevResends+1.
-	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error
+	// ReplaceChallengeCode installs a resent OTP (its HMAC and its event's
+	// jti) if the challenge still has prevResends resends used, LastSentAt
+	// sentAt (the resend's claim) and is not consumed (else
+	// ErrPrecondition): Resends becomes prevResends+1.
+	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error
 	// ConsumeChallenge marks the challenge consumed at now if it is not
 	// consumed yet and its code is still codeHMAC (else ErrPrecondition).
 	// Of concurrent calls at most one succeeds.

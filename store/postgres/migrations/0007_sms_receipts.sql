@@ -30,3 +30,7 @@ CREATE TABLE sms_receipts (
 -- The failover sweep reads only records that may still fail over.
 CREATE INDEX sms_receipts_failover ON sms_receipts (expires_at) WHERE failover_status = '' AND destination_id = 'primary';
 CREATE INDEX sms_receipts_updated ON sms_receipts (updated_at);
+
+-- The jti of a challenge's current OTP event, so a verification can be
+-- counted against the provider that delivered that SMS (conversion rate).
+ALTER TABLE challenges ADD COLUMN event_id TEXT NOT NULL DEFAULT '';
