@@ -103,6 +103,11 @@ type Config struct {
 	OTPLimitPerNumber SendLimit
 	OTPLimitPerIP     SendLimit
 	OTPLimitPerOrg    SendLimit
+	// ReceiptWindow is how long a final delivery receipt may take after a
+	// provider accepted an SMS before the OTP fails over to the org's
+	// fallback provider. Default 60s; 0 disables that failover (undelivered
+	// and failed receipts still fail over).
+	ReceiptWindow time.Duration
 }
 
 // SendLimit is a fixed-window budget: at most Max sends per Window. Max 0
@@ -335,6 +340,13 @@ var settings = []setting{
 	}},
 	{name: "otp-limit-per-org", def: "1000/1m", usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerOrg, v)
+	}},
+	{name: "receipt-window", def: "60s", usage: "how long after a provider accepted an SMS its final delivery receipt may take before the OTP is sent again through the org's fallback provider (while it is valid); 0 disables this failover (undelivered and failed receipts still fail over)", set: func(c *Config, v string) error {
+		if v == "0" {
+			c.ReceiptWindow = 0
+			return nil
+		}
+		return durationIn(&c.ReceiptWindow, v, time.Second, time.Hour)
 	}},
 }
 
