@@ -71,9 +71,12 @@ type Config struct {
 // slot does not take receipts.
 type Credentials struct {
 	Type string // twilio | vonage | custom | console
-	// Twilio: status callbacks are signed with the account's auth token.
-	AccountSID string
-	AuthToken  string
+	// Twilio: status callbacks are signed with the account's auth token;
+	// TwilioReceipts says the org asked for them (its configuration's
+	// deliveryReceipts), so every message is sent with a StatusCallback.
+	TwilioReceipts bool
+	AccountSID     string
+	AuthToken      string
 	// Vonage: signed delivery receipts (the account's signature secret and
 	// the method chosen in its dashboard: md5hash, md5, sha1, sha256, sha512).
 	APIKey          string
@@ -88,7 +91,7 @@ type Credentials struct {
 func (c Credentials) ExpectsReceipts() bool {
 	switch c.Type {
 	case TypeTwilio:
-		return c.AuthToken != ""
+		return c.TwilioReceipts && c.AuthToken != ""
 	case TypeVonage:
 		return c.SignatureSecret != ""
 	case TypeCustom:

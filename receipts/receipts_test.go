@@ -110,7 +110,7 @@ func newEnv(t *testing.T, window time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.creds.set(e.org.ID, store.ProviderPrimary, receipts.Credentials{Type: "twilio", AccountSID: accountSID, AuthToken: authToken})
+	e.creds.set(e.org.ID, store.ProviderPrimary, receipts.Credentials{Type: "twilio", TwilioReceipts: true, AccountSID: accountSID, AuthToken: authToken})
 	return e
 }
 
