@@ -16,6 +16,7 @@ var receiptCases = []testCase{
 	{"ReceiptsDueFailovers", testReceiptsDueFailovers},
 	{"ReceiptsFailOverOnce", testReceiptsFailOverOnce},
 	{"ReceiptsPurged", testReceiptsPurged},
+	{"ReceiptsConcurrent", testReceiptsConcurrent},
 }
 
 func smsKey(orgID int64, ev string) store.ReceiptKey {
@@ -289,4 +290,39 @@ func testReceiptsPurged(t *testing.T, s store.Store) {
 	must(t, err, "PurgeDeliveries")
 	_, err = s.GetSMSReceipt(c, key)
 	wantErr(t, err, store.ErrNotFound, "GetSMSReceipt after purge")
+}
+
+// testReceiptsConcurrent: receipts of one SMS arriving at once on several
+// replicas (and repeated) merge as if applied one by one.
+func testReceiptsConcurrent(t *testing.T, s store.Store) {
+	c := ctx(t)
+	o := mustOrg(t, s, "org-a")
+	for _, accept := range []bool{true, false} { // with a record, and with receipts racing to create it
+		key := smsKey(o.ID, fmt.Sprintf("ev-%v", accept))
+		if accept {
+			must(t, s.RecordSMSAccepted(c, accepted(key, "SM1", at(0))), "RecordSMSAccepted")
+		}
+		concurrentReceipts(t, s, key)
+	}
+}
+
+func concurrentReceipts(t *testing.T, s store.Store, key store.ReceiptKey) {
+	c := ctx(t)
+	states := []string{store.HandsetDelivered, store.HandsetSent, store.HandsetQueued, store.HandsetUndelivered}
+	errs := parallel(4*len(states), func(i int) error {
+		st := states[i%len(states)]
+		_, err := s.ApplyReceipt(c, receipt(key, "SM1", st, at(time.Duration(i%len(states)+1)*time.Second)))
+		return err
+	})
+	for i, err := range errs {
+		must(t, err, "ApplyReceipt #%d", i)
+	}
+	r, err := s.GetSMSReceipt(c, key)
+	must(t, err, "GetSMSReceipt")
+	eq(t, r.State, store.HandsetDelivered, "state")
+	eq(t, r.Receipts, len(states), "receipts (each state once)")
+	eqTime(t, r.DeliveredAt, at(time.Second), "DeliveredAt")
+	eqTime(t, r.SentAt, at(2*time.Second), "SentAt")
+	eqTime(t, r.QueuedAt, at(3*time.Second), "QueuedAt")
+	eqTime(t, r.FailedAt, at(4*time.Second), "FailedAt")
 }

@@ -57,14 +57,24 @@ func (db *DB) saveReceipt(ctx context.Context, tx *sql.Tx, r store.SMSReceipt) e
 	return err
 }
 
-// lockedReceipt reads key's record for rewriting inside tx (found false
-// when there is none).
+// lockedReceipt reads key's record for rewriting inside tx, creating an
+// empty one first when there is none (found false): with no row to lock,
+// two transactions would both start from nothing and the later write would
+// drop the earlier one's merge.
 func (db *DB) lockedReceipt(ctx context.Context, tx *sql.Tx, key store.ReceiptKey) (store.SMSReceipt, bool, error) {
-	r, err := scanReceipt(tx.QueryRowContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE `+receiptKeyWhere+db.d.ForUpdate), keyArgs(key)...))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.SMSReceipt{ReceiptKey: key}, false, nil
+	res, err := tx.ExecContext(ctx, db.q(`INSERT INTO sms_receipts (`+receiptCols+`)
+		VALUES (?, ?, ?, ?, '', 0, 0, 0, 0, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, ?)
+		ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`),
+		append(keyArgs(key), micros(db.nowUTC()))...)
+	if err != nil {
+		return store.SMSReceipt{}, false, err
 	}
-	return r, err == nil, err
+	n, err := res.RowsAffected()
+	if err != nil {
+		return store.SMSReceipt{}, false, err
+	}
+	r, err := scanReceipt(tx.QueryRowContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE `+receiptKeyWhere+db.d.ForUpdate), keyArgs(key)...))
+	return r, n == 0, err
 }
 
 // RecordSMSAccepted stores the provider's acceptance of an SMS, keeping
