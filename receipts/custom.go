@@ -41,6 +41,10 @@ type CustomReceipt struct {
 // receipt secret's bytes): the same scheme otphub signs its own webhooks
 // with, so gateway authors can use the Standard Webhooks libraries.
 func (s *Service) custom(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("webhook-signature") == "" {
+		s.refuse(w, TypeCustom, resultForged, http.StatusUnauthorized, "invalid_signature", "webhook-id, webhook-timestamp and webhook-signature are required")
+		return
+	}
 	org, slot, c, ok := s.target(w, r, TypeCustom)
 	if !ok {
 		return

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,6 +63,10 @@ type Config struct {
 	SweepInterval time.Duration
 	// MaxSkew: see DefaultMaxSkew.
 	MaxSkew time.Duration
+	// CacheTTL is how long a slot's credentials are reused (callbacks are
+	// unauthenticated until checked: a flood of forged ones must not each
+	// cost a store read). A changed secret is seen within it. Default 5 s.
+	CacheTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -106,6 +111,14 @@ type CredentialSource interface {
 	ReceiptCredentials(ctx context.Context, orgID int64, slot string) (Credentials, error)
 }
 
+// CredentialFunc adapts a function to CredentialSource.
+type CredentialFunc func(ctx context.Context, orgID int64, slot string) (Credentials, error)
+
+// ReceiptCredentials calls f.
+func (f CredentialFunc) ReceiptCredentials(ctx context.Context, orgID int64, slot string) (Credentials, error) {
+	return f(ctx, orgID, slot)
+}
+
 // Service serves the receipt endpoints, records what providers accepted,
 // and fails undelivered SMS over.
 type Service struct {
@@ -115,6 +128,48 @@ type Service struct {
 	creds CredentialSource
 	log   *slog.Logger
 	m     *metrics
+
+	mu    sync.Mutex
+	cache map[credKey]credEntry
+}
+
+type credKey struct {
+	orgID int64
+	slot  string
+}
+
+type credEntry struct {
+	c      Credentials
+	loaded time.Time
+}
+
+// maxCachedSlots bounds the credential cache; past it, it starts over.
+const maxCachedSlots = 10000
+
+// credentials returns org's slot's credentials (a zero Credentials for an
+// empty slot), from the cache when fresh.
+func (s *Service) credentials(ctx context.Context, orgID int64, slot string) (Credentials, error) {
+	k, now := credKey{orgID, slot}, s.cfg.Now()
+	s.mu.Lock()
+	e, ok := s.cache[k]
+	s.mu.Unlock()
+	if ok && now.Sub(e.loaded) < s.cfg.CacheTTL && !now.Before(e.loaded) {
+		return e.c, nil
+	}
+	c, err := s.creds.ReceiptCredentials(ctx, orgID, slot)
+	if errors.Is(err, store.ErrNotFound) {
+		c, err = Credentials{}, nil
+	}
+	if err != nil {
+		return Credentials{}, err
+	}
+	s.mu.Lock()
+	if len(s.cache) >= maxCachedSlots {
+		clear(s.cache)
+	}
+	s.cache[k] = credEntry{c: c, loaded: now}
+	s.mu.Unlock()
+	return c, nil
 }
 
 // New returns a Service over st, authenticating callbacks with creds'
@@ -139,6 +194,9 @@ func New(cfg Config, st store.Store, creds CredentialSource, logger *slog.Logger
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 5 * time.Second
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,7 +205,7 @@ func New(cfg Config, st store.Store, creds CredentialSource, logger *slog.Logger
 		return nil, fmt.Errorf("receipts: metrics: %w", err)
 	}
 	return &Service{cfg: cfg, base: strings.TrimRight(cfg.PublicURL, "/"), st: st, creds: creds,
-		log: logger.With("component", "receipts"), m: m}, nil
+		log: logger.With("component", "receipts"), m: m, cache: map[credKey]credEntry{}}, nil
 }
 
 // Register adds the callback endpoints to mux. They carry no bearer token:
@@ -214,11 +272,8 @@ func (s *Service) target(w http.ResponseWriter, r *http.Request, provider string
 		httpx.Error(w, http.StatusNotFound, "provider_not_configured", "slot must be primary or fallback")
 		return store.Org{}, "", Credentials{}, false
 	}
-	c, err := s.creds.ReceiptCredentials(r.Context(), org.ID, slot)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		c = Credentials{}
-	case err != nil:
+	c, err := s.credentials(r.Context(), org.ID, slot)
+	if err != nil {
 		s.unavailable(w, provider, "receipt credentials", err)
 		return store.Org{}, "", Credentials{}, false
 	}

@@ -36,6 +36,10 @@ func TwilioState(status string) (state string, ok bool) {
 // URL's org, slot and jti; Twilio's own fields are MessageSid,
 // MessageStatus (SmsStatus on older accounts), ErrorCode, AccountSid, To.
 func (s *Service) twilio(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Twilio-Signature") == "" {
+		s.refuse(w, TypeTwilio, resultForged, http.StatusForbidden, "invalid_signature", "X-Twilio-Signature is required")
+		return
+	}
 	org, slot, c, ok := s.target(w, r, TypeTwilio)
 	if !ok {
 		return
@@ -56,9 +60,8 @@ func (s *Service) twilio(w http.ResponseWriter, r *http.Request) {
 	for k, v := range r.PostForm {
 		params[k] = v[0]
 	}
-	sig := r.Header.Get("X-Twilio-Signature")
 	v := twclient.NewRequestValidator(c.AuthToken)
-	if sig == "" || !v.Validate(u, params, sig) {
+	if !v.Validate(u, params, r.Header.Get("X-Twilio-Signature")) {
 		s.refuse(w, TypeTwilio, resultForged, http.StatusForbidden, "invalid_signature", "X-Twilio-Signature does not verify")
 		return
 	}
