@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/bus"
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
@@ -26,19 +28,18 @@ import (
 // completes its attempt.
 
 // delivery is one event on its way to one target.
-type delivery struct {
+type job struct {
 	ev     *event.SmsOtpNotificationEvent
 	enc    *encodedEvent
-	target Target
+	target delivery.Target
 	task   *store.DeliveryTask // the leased task of a retry; nil for a first attempt
 	msg    *tracker            // the log message of a first attempt; nil for a retry
-	probe  bool                // this attempt is its circuit's half-open probe
 	// expires is the expiry bound a fallback inherits from its primary (a
 	// replayed primary's is later than the OTP's); zero: the event's own.
 	expires time.Time
 }
 
-func (d *delivery) endpointKey() string {
+func (d *job) endpointKey() string {
 	if d.target.Endpoint != "" {
 		return d.target.Endpoint
 	}
@@ -46,7 +47,7 @@ func (d *delivery) endpointKey() string {
 }
 
 // finish marks a first attempt done (delivered or durably recorded).
-func (d *delivery) finish() {
+func (d *job) finish() {
 	if d.msg != nil {
 		d.msg.done()
 	}
@@ -57,14 +58,14 @@ func (d *delivery) finish() {
 // be acknowledged in between). It is bounded by the primary's expiry: a
 // retry or replay of the primary moved it to now + ReplayWindow, and its
 // fallback must not end expired on the OTP's original one.
-func (d *delivery) fallback() *delivery {
+func (d *job) fallback() *job {
 	if d.target.Fallback == nil {
 		return nil
 	}
 	if d.msg != nil {
 		d.msg.add()
 	}
-	return &delivery{ev: d.ev, enc: d.enc, target: *d.target.Fallback, msg: d.msg, expires: d.expiresAt()}
+	return &job{ev: d.ev, enc: d.enc, target: *d.target.Fallback, msg: d.msg, expires: d.expiresAt()}
 }
 
 // tracker acknowledges a log message once every delivery of it is done.
@@ -103,23 +104,23 @@ func (x *encodedEvent) bytes() ([]byte, error) {
 
 // work runs deliveries that hold a slot of their endpoint, then the first
 // attempts that queued behind them and any fallbacks they hand over to.
-func (e *Engine) work(run ...*delivery) {
+func (e *Engine) work(run ...*job) {
 	for len(run) > 0 {
 		d := run[len(run)-1]
 		run = run[:len(run)-1]
 		res, fb := e.process(d)
-		next, refused, retryAt := e.eps.release(d.endpointKey(), d, res)
-		for next != nil && e.stopping.Err() != nil {
+		next, ok, refused, retryAt := e.eps.Release(d.endpointKey(), d, outcomeOf(res))
+		for ok && e.stopping.Err() != nil {
 			// Shutting down: leave queued ones unacknowledged rather than start them.
-			var more []*delivery
-			next, more, _ = e.eps.release(next.endpointKey(), next, nil)
+			var more []*job
+			next, ok, more, _ = e.eps.Release(next.endpointKey(), next, isolation.NoAttempt)
 			refused = append(refused, more...)
 		}
-		if next != nil {
+		if ok {
 			run = append(run, next)
 		}
 		for _, r := range refused {
-			if f := e.refuse(r, denyOpen, retryAt); f != nil {
+			if f := e.refuse(r, isolation.DenyOpen, retryAt); f != nil {
 				run = e.admit(run, f)
 			}
 		}
@@ -129,14 +130,28 @@ func (e *Engine) work(run ...*delivery) {
 	}
 }
 
+// outcomeOf is what an attempt's result (nil: none was made) counts as
+// for its endpoint's circuit.
+func outcomeOf(res *delivery.Result) isolation.Outcome {
+	switch {
+	case res == nil:
+		return isolation.NoAttempt
+	case res.OK:
+		return isolation.Success
+	case res.Retry:
+		return isolation.TransientFailure
+	}
+	return isolation.PermanentFailure
+}
+
 // admit passes a first attempt d through its endpoint's gate: it joins run
 // when it may go now, waits in the endpoint's queue, or is refused.
-func (e *Engine) admit(run []*delivery, d *delivery) []*delivery {
-	a, retryAt := e.eps.admit(d.endpointKey(), d)
+func (e *Engine) admit(run []*job, d *job) []*job {
+	a, retryAt := e.eps.Admit(d.endpointKey(), d)
 	switch a {
-	case admitRun:
+	case isolation.Run:
 		return append(run, d)
-	case admitQueued:
+	case isolation.Queued:
 		return run
 	}
 	if f := e.refuse(d, a, retryAt); f != nil {
@@ -148,10 +163,10 @@ func (e *Engine) admit(run []*delivery, d *delivery) []*delivery {
 // process runs one delivery through the pipeline. res is the attempt's
 // result, nil when no attempt was made; fb is the fallback delivery to
 // hand over to, if any.
-func (e *Engine) process(d *delivery) (res *Result, fb *delivery) {
+func (e *Engine) process(d *job) (res *delivery.Result, fb *job) {
 	// load: a provider message costs money, so a first attempt whose
 	// delivery is already on record (redelivered after a crash) is skipped.
-	if d.task == nil && d.target.Type != TypeWebhook {
+	if d.task == nil && !d.target.AtLeastOnce {
 		recorded, err := e.alreadyRecorded(d)
 		if err != nil {
 			e.log.Warn("idempotency check failed; message left unacknowledged", "jti", d.ev.ID, "destination", d.target.Type, "err", err)
@@ -167,7 +182,7 @@ func (e *Engine) process(d *delivery) (res *Result, fb *delivery) {
 	now := e.cfg.Now()
 	if expires := d.expiresAt(); now.After(expires) {
 		dec := Decision{Status: store.DeliveryExpired, Outcome: OutcomePermanent}
-		if e.record(d, dec, nil, Result{Err: errors.New("not attempted: the OTP expired")}) {
+		if e.record(d, dec, nil, delivery.Result{Err: errors.New("not attempted: the OTP expired")}) {
 			d.finish()
 		}
 		return nil, nil
@@ -178,14 +193,14 @@ func (e *Engine) process(d *delivery) (res *Result, fb *delivery) {
 
 	// classify.
 	dec := e.cfg.RetryPolicy.Decide(r, d.attempts()+1, e.cfg.Now(), d.expiresAt(), nil)
-	if r.Reason == ReasonGone && d.target.OnGone != nil {
+	if r.Reason == delivery.ReasonGone && d.target.OnGone != nil {
 		ctx, cancel := context.WithTimeout(e.writeCtx, 10*time.Second)
 		if err := d.target.OnGone(ctx); err != nil {
 			e.log.Warn("ending a gone destination", "destination", d.target.Type, "id", d.target.ID, "err", err)
 		}
 		cancel()
 	}
-	if dec.Status == store.DeliveryFailed && r.Reason != ReasonGone {
+	if dec.Status == store.DeliveryFailed && r.Reason != delivery.ReasonGone {
 		fb = d.fallback()
 	}
 
@@ -200,28 +215,28 @@ func (e *Engine) process(d *delivery) (res *Result, fb *delivery) {
 }
 
 // send makes the attempt, bounded by AttemptTimeout, and builds its log entry.
-func (e *Engine) send(d *delivery) (Result, store.DeliveryAttempt) {
+func (e *Engine) send(d *job) (delivery.Result, store.DeliveryAttempt) {
 	ctx, cancel := context.WithTimeout(e.workCtx, e.cfg.AttemptTimeout)
 	defer cancel()
 	start := e.cfg.Now()
 	t0 := time.Now()
 	r := safeSend(ctx, d.target.Sender, d.ev)
 	dur := time.Since(t0)
-	if !r.OK && r.Reason == ReasonNone {
+	if !r.OK && r.Reason == delivery.ReasonNone {
 		if r.Retry {
-			r.Reason = ReasonServerError
+			r.Reason = delivery.ReasonServerError
 		} else {
-			r.Reason = ReasonClientError
+			r.Reason = delivery.ReasonClientError
 		}
 	}
-	dest := destLabel(d.target.Type)
+	dest := e.m.dest(d.target.Type)
 	e.m.attemptDuration.WithLabelValues(dest).Observe(dur.Seconds())
 	att := store.DeliveryAttempt{Number: d.attempts() + 1, StartedAt: start, Duration: dur, StatusCode: r.StatusCode}
 	switch {
 	case r.OK:
 		att.Outcome = OutcomeSuccess
 		e.m.latency.WithLabelValues(dest).Observe(max(0, e.cfg.Now().Sub(d.ev.IssuedAt).Seconds()))
-	case r.Retry && r.Reason != ReasonGone:
+	case r.Retry && r.Reason != delivery.ReasonGone:
 		att.Outcome = OutcomeRetry
 	default:
 		att.Outcome = OutcomePermanent
@@ -236,19 +251,19 @@ func (e *Engine) send(d *delivery) (Result, store.DeliveryAttempt) {
 
 // safeSend calls s, turning a panic into a permanent failure of this one
 // delivery rather than of the process.
-func safeSend(ctx context.Context, s Sender, ev *event.SmsOtpNotificationEvent) (r Result) {
+func safeSend(ctx context.Context, s delivery.Sender, ev *event.SmsOtpNotificationEvent) (r delivery.Result) {
 	if s == nil {
-		return Result{Reason: ReasonInvalid, Err: errors.New("destination has no sender")}
+		return delivery.Result{Reason: delivery.ReasonInvalid, Err: errors.New("destination has no sender")}
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r = Result{Reason: ReasonInvalid, Err: fmt.Errorf("sender panicked: %v", p)}
+			r = delivery.Result{Reason: delivery.ReasonInvalid, Err: fmt.Errorf("sender panicked: %v", p)}
 		}
 	}()
 	return s.Send(ctx, ev)
 }
 
-func describe(r Result) string {
+func describe(r delivery.Result) string {
 	msg := string(r.Reason)
 	if r.StatusCode != 0 {
 		msg = fmt.Sprintf("%s: HTTP %d", msg, r.StatusCode)
@@ -259,14 +274,14 @@ func describe(r Result) string {
 	return msg
 }
 
-func (d *delivery) attempts() int {
+func (d *job) attempts() int {
 	if d.task != nil {
 		return d.task.Attempts
 	}
 	return 0
 }
 
-func (d *delivery) expiresAt() time.Time {
+func (d *job) expiresAt() time.Time {
 	if d.task != nil && !d.task.ExpiresAt.IsZero() {
 		return d.task.ExpiresAt
 	}
@@ -280,7 +295,7 @@ func (d *delivery) expiresAt() time.Time {
 // exists: its delivery was made or is in the retry loop's hands. The org is
 // part of the key: jtis come from publishers, and a provider destination's
 // ID is its slot name, the same in every org.
-func (e *Engine) alreadyRecorded(d *delivery) (bool, error) {
+func (e *Engine) alreadyRecorded(d *job) (bool, error) {
 	var found bool
 	err := e.durably("find delivery", func(ctx context.Context) error {
 		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.ID, d.target.Type, d.target.ID)
@@ -297,12 +312,12 @@ func (e *Engine) alreadyRecorded(d *delivery) (bool, error) {
 // made) and counts it. It reports whether the outcome is durable (a
 // successful webhook first attempt counts as soon as it is queued for
 // writing: its record is not needed for correctness).
-func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r Result) bool {
+func (e *Engine) record(d *job, dec Decision, att *store.DeliveryAttempt, r delivery.Result) bool {
 	now := e.cfg.Now()
 	lastErr := ""
 	if !r.OK {
 		lastErr = describe(r)
-		if r.Reason == ReasonNone && r.Err != nil {
+		if r.Reason == delivery.ReasonNone && r.Err != nil {
 			lastErr = r.Err.Error()
 		}
 	}
@@ -343,7 +358,7 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 				atts = append(atts, a)
 				task.Attempts = 1
 			}
-			if dec.Status == store.DeliveryDelivered && d.target.Type == TypeWebhook {
+			if dec.Status == store.DeliveryDelivered && d.target.AtLeastOnce {
 				e.rec.add(task, atts)
 			} else {
 				err = e.durably("insert delivery task", func(ctx context.Context) error {
@@ -361,7 +376,7 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 		}
 		return false
 	}
-	dest := destLabel(d.target.Type)
+	dest := e.m.dest(d.target.Type)
 	e.m.deliveries.WithLabelValues(dest, deliveryOutcome(dec.Status)).Inc()
 	if dec.Status == store.DeliveryPending {
 		e.m.retriesScheduled.WithLabelValues(dest).Inc()
@@ -376,28 +391,28 @@ func (e *Engine) record(d *delivery, dec Decision, att *store.DeliveryAttempt, r
 // (hand over to the fallback if there is one, else a retry task due when
 // the circuit half-opens) or endpoint busy (a retry task due after the
 // first backoff step). It returns the fallback delivery, if any.
-func (e *Engine) refuse(d *delivery, a admission, retryAt time.Time) *delivery {
+func (e *Engine) refuse(d *job, a isolation.Admission, retryAt time.Time) *job {
 	now := e.cfg.Now()
-	var r Result
+	var r delivery.Result
 	var dec Decision
-	var fb *delivery
+	var fb *job
 	switch {
-	case a == denyOpen && d.target.Fallback != nil:
+	case a == isolation.DenyOpen && d.target.Fallback != nil:
 		fb = d.fallback()
-		r = Result{Reason: ReasonCircuitOpen, Err: errors.New("not attempted: circuit open; handed over to the fallback")}
+		r = delivery.Result{Reason: delivery.ReasonCircuitOpen, Err: errors.New("not attempted: circuit open; handed over to the fallback")}
 		dec = Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}
-	case a == denyOpen:
-		r = Result{Reason: ReasonCircuitOpen, Err: errors.New("not attempted: circuit open")}
+	case a == isolation.DenyOpen:
+		r = delivery.Result{Reason: delivery.ReasonCircuitOpen, Err: errors.New("not attempted: circuit open")}
 		if retryAt.Before(now) {
 			retryAt = now
 		}
 		dec = Decision{Status: store.DeliveryPending, NextAttemptAt: retryAt.Add(e.jitter())}
 	default:
-		r = Result{Err: errors.New("not attempted: endpoint at its concurrency cap")}
+		r = delivery.Result{Err: errors.New("not attempted: endpoint at its concurrency cap")}
 		dec = Decision{Status: store.DeliveryPending, NextAttemptAt: now.Add(e.busyDelay())}
 	}
-	if r.Reason == ReasonCircuitOpen {
-		e.m.failures.WithLabelValues(destLabel(d.target.Type), string(ReasonCircuitOpen)).Inc()
+	if r.Reason == delivery.ReasonCircuitOpen {
+		e.m.failures.WithLabelValues(e.m.dest(d.target.Type), string(delivery.ReasonCircuitOpen)).Inc()
 	}
 	if dec.Status == store.DeliveryPending && !dec.NextAttemptAt.Before(d.expiresAt()) {
 		dec = Decision{Status: store.DeliveryExpired, Outcome: OutcomePermanent}

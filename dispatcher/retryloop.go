@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
@@ -59,11 +61,11 @@ func (e *Engine) leaseDue(ctx context.Context) (leased, free int) {
 // gate (its endpoint's circuit, concurrency cap and queue), then the
 // pipeline.
 func (e *Engine) retry(task store.DeliveryTask) {
-	d := &delivery{task: &task, target: Target{Type: task.DestinationType, ID: task.DestinationID}}
+	d := &job{task: &task, target: delivery.Target{Type: task.DestinationType, ID: task.DestinationID}}
 	ev, err := decodeTaskEvent(task.Event)
 	if err != nil {
 		d.ev = &event.SmsOtpNotificationEvent{ID: task.EventID}
-		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil, Result{Reason: ReasonInvalid, Err: err})
+		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil, delivery.Result{Reason: delivery.ReasonInvalid, Err: err})
 		return
 	}
 	d.ev = ev
@@ -74,7 +76,7 @@ func (e *Engine) retry(task store.DeliveryTask) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil,
-			Result{Err: fmt.Errorf("not attempted: destination removed (%v)", err)})
+			delivery.Result{Err: fmt.Errorf("not attempted: destination removed (%v)", err)})
 		return
 	case err != nil:
 		e.log.Warn("rebuilding a retry task's destination failed; deferred", "task", task.ID, "err", err)
@@ -83,23 +85,23 @@ func (e *Engine) retry(task store.DeliveryTask) {
 	}
 	d.target = target
 
-	a, retryAt := e.eps.admitRetry(d.endpointKey(), d)
-	if a == denyOpen {
+	a, retryAt := e.eps.AdmitRetry(d.endpointKey(), d)
+	if a == isolation.DenyOpen {
 		// Counted as on a first attempt's refusal, handed over or deferred.
-		e.m.failures.WithLabelValues(destLabel(target.Type), string(ReasonCircuitOpen)).Inc()
+		e.m.failures.WithLabelValues(e.m.dest(target.Type), string(delivery.ReasonCircuitOpen)).Inc()
 	}
 	switch {
-	case a == admitRun:
+	case a == isolation.Run:
 		e.work(d)
-	case a == admitQueued:
+	case a == isolation.Queued:
 		// It runs, still leased, when the endpoint frees a slot.
-	case a == denyOpen && target.Fallback != nil:
+	case a == isolation.DenyOpen && target.Fallback != nil:
 		fb := d.fallback()
 		if e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil,
-			Result{Reason: ReasonCircuitOpen, Err: errors.New("not attempted: circuit open; handed over to the fallback")}) {
+			delivery.Result{Reason: delivery.ReasonCircuitOpen, Err: errors.New("not attempted: circuit open; handed over to the fallback")}) {
 			e.work(e.admit(nil, fb)...)
 		}
-	case a == denyOpen:
+	case a == isolation.DenyOpen:
 		e.deferTask(d, retryAt.Add(e.jitter()))
 	default:
 		e.deferTask(d, e.cfg.Now().Add(e.busyDelay()))
@@ -108,10 +110,10 @@ func (e *Engine) retry(task store.DeliveryTask) {
 
 // deferTask postpones a leased task to at without counting an attempt, or
 // ends it as expired when at is past its OTP's expiry.
-func (e *Engine) deferTask(d *delivery, at time.Time) {
+func (e *Engine) deferTask(d *job, at time.Time) {
 	if !at.Before(d.expiresAt()) {
 		e.record(d, Decision{Status: store.DeliveryExpired, Outcome: OutcomePermanent}, nil,
-			Result{Err: errors.New("not attempted: the OTP expires before the endpoint can be tried again")})
+			delivery.Result{Err: errors.New("not attempted: the OTP expires before the endpoint can be tried again")})
 		return
 	}
 	err := e.durably("defer delivery", func(ctx context.Context) error {
@@ -122,18 +124,13 @@ func (e *Engine) deferTask(d *delivery, at time.Time) {
 	}
 }
 
-// lookup rebuilds the target a task names, asking each resolver in turn.
-func (e *Engine) lookup(task store.DeliveryTask) (Target, error) {
+// lookup rebuilds the target a task names with the resolver of its type.
+func (e *Engine) lookup(task store.DeliveryTask) (delivery.Target, error) {
 	ctx, cancel := context.WithTimeout(e.workCtx, e.cfg.AttemptTimeout)
 	defer cancel()
-	for _, r := range e.resolvers {
-		t, ok, err := r.Lookup(ctx, task.OrgID, task.DestinationType, task.DestinationID)
-		if err != nil {
-			return Target{}, err
-		}
-		if ok {
-			return t, nil
-		}
+	r, ok := e.byType[task.DestinationType]
+	if !ok {
+		return delivery.Target{}, fmt.Errorf("%w: no resolver knows destination type %q", store.ErrNotFound, task.DestinationType)
 	}
-	return Target{}, fmt.Errorf("%w: no resolver knows destination type %q", store.ErrNotFound, task.DestinationType)
+	return r.Lookup(ctx, task.OrgID, task.DestinationType, task.DestinationID)
 }
