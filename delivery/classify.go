@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,42 +15,92 @@ import (
 	"github.com/otphub/otphub/egress"
 )
 
-// ClassifyHTTP classifies an HTTP answer for destinations that speak plain
-// HTTP status codes (webhooks, custom gateways): any 2xx is success; 408,
-// 425, 429 and 5xx are worth retrying, honouring their Retry-After; 410 is
-// gone for good; 401/403 are credential errors; other 4xx and any 3xx
-// (redirects are never followed) are permanent. It is the one HTTP
-// classifier: destinations adjust its answer rather than write another.
-func ClassifyHTTP(status int, header http.Header, now time.Time) Result {
+// Rule is what an answer means: whether a later attempt may succeed, and why
+// the attempt failed.
+type Rule struct {
+	Retry  bool
+	Reason Reason
+}
+
+// Classifier classifies HTTP answers by a table: the rule of the exact
+// status if the table has one, else of its class. Integrations extend the
+// base table (HTTP) with With, never with a switch of their own, so every
+// HTTP sender agrees on every status it does not deliberately redefine.
+type Classifier struct {
+	rules map[int]Rule // by status, and by class (1 … 5) for the rest
+}
+
+// HTTP is the base table, for destinations that speak plain HTTP status
+// codes (webhooks): any 2xx is success; 408, 425, 429 and 5xx are worth
+// retrying, honouring their Retry-After; 410 is gone for good; 401/403 are
+// credential errors; other 4xx and any 3xx (redirects are never followed)
+// are permanent; a 1xx or nonsense status is the endpoint misbehaving,
+// perhaps for a while (retried).
+var HTTP = Classifier{rules: map[int]Rule{
+	1: {Retry: true, Reason: ReasonServerError},
+	2: {},
+	3: {Reason: ReasonRedirect},
+	4: {Reason: ReasonClientError},
+	5: {Retry: true, Reason: ReasonServerError},
+
+	http.StatusUnauthorized:    {Reason: ReasonAuthError},
+	http.StatusForbidden:       {Reason: ReasonAuthError},
+	http.StatusRequestTimeout:  {Retry: true, Reason: ReasonTimeout},
+	http.StatusGone:            {Reason: ReasonGone},
+	http.StatusTooEarly:        {Retry: true, Reason: ReasonClientError},
+	http.StatusTooManyRequests: {Retry: true, Reason: ReasonRateLimited},
+}}
+
+// Provider is HTTP for SMS providers and gateways: 410 is an ordinary
+// client error ("gone" ends WebSub subscriptions, not an SMS provider).
+var Provider = HTTP.With(map[int]Rule{http.StatusGone: {Reason: ReasonClientError}})
+
+// With returns c with the rules of statuses added or replaced.
+func (c Classifier) With(statuses map[int]Rule) Classifier {
+	rules := maps.Clone(c.rules)
+	maps.Copy(rules, statuses)
+	return Classifier{rules: rules}
+}
+
+// Rule returns the rule of status: the table's rule of the status, else
+// of its class. A rule without a Reason is success.
+func (c Classifier) Rule(status int) Rule {
+	if r, ok := c.rules[status]; ok {
+		return r
+	}
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 1
+	}
+	return c.rules[class]
+}
+
+// Classify classifies an answer with status and header, received at now:
+// its rule, and for a retryable one the Retry-After it asks for.
+func (c Classifier) Classify(status int, header http.Header, now time.Time) Result {
+	return c.Rule(status).Result(status, header, now)
+}
+
+// Result is the Result of an answer with status and header, received at
+// now, that this rule classifies: for a retryable one, with the
+// Retry-After it asks for.
+func (rule Rule) Result(status int, header http.Header, now time.Time) Result {
 	r := Result{StatusCode: status}
-	switch {
-	case status >= 200 && status < 300:
+	if rule.Reason == ReasonNone {
 		r.OK = true
 		return r
-	case status == http.StatusTooManyRequests:
-		r.Retry, r.Reason = true, ReasonRateLimited
-	case status >= 500:
-		r.Retry, r.Reason = true, ReasonServerError
-	case status == http.StatusRequestTimeout:
-		r.Retry, r.Reason = true, ReasonTimeout
-	case status == http.StatusTooEarly:
-		r.Retry, r.Reason = true, ReasonClientError
-	case status == http.StatusGone:
-		r.Reason = ReasonGone
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		r.Reason = ReasonAuthError
-	case status >= 400:
-		r.Reason = ReasonClientError
-	case status >= 300:
-		r.Reason = ReasonRedirect
-	default: // 1xx or nonsense: the endpoint misbehaves, perhaps for a while
-		r.Retry, r.Reason = true, ReasonServerError
 	}
+	r.Retry, r.Reason = rule.Retry, rule.Reason
 	if r.Retry {
 		r.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
 	}
 	r.Err = fmt.Errorf("the endpoint answered %s", strings.TrimSpace(fmt.Sprintf("%d %s", status, http.StatusText(status))))
 	return r
+}
+
+// ClassifyHTTP is HTTP.Classify.
+func ClassifyHTTP(status int, header http.Header, now time.Time) Result {
+	return HTTP.Classify(status, header, now)
 }
 
 // maxRetryAfter caps a parsed Retry-After (the policy bounds it further).

@@ -115,13 +115,7 @@ func (e *Engine) dispatchFirst(ctx context.Context, d *job) bool {
 	go func() {
 		defer e.inflight.Done()
 		defer func() { <-e.firstSlots }()
-		if a == isolation.Run {
-			e.work(d)
-			return
-		}
-		if fb := e.refuse(d, a, retryAt); fb != nil {
-			e.work(e.admit(nil, fb)...)
-		}
+		e.begin(d, a, retryAt)
 	}()
 	return true
 }

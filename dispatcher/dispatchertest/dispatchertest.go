@@ -6,10 +6,8 @@ package dispatchertest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -183,11 +181,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) de
 	req.Header.Set("webhook-id", ev.ID)
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			return delivery.Result{Retry: true, Reason: delivery.ReasonTimeout, Err: err}
-		}
-		return delivery.Result{Retry: true, Reason: delivery.ReasonConnection, Err: err}
+		return delivery.ClassifyTransport(ctx, "webhook", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

@@ -127,7 +127,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) de
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
-	r := Classify(resp.StatusCode, resp.Header, time.Now())
+	r := delivery.Provider.Classify(resp.StatusCode, resp.Header, time.Now())
 	if !r.OK {
 		r.Err = fmt.Errorf("custom: gateway answered %d", resp.StatusCode)
 	}
@@ -141,17 +141,4 @@ func sameName(hs []Header, name string) bool {
 		}
 	}
 	return false
-}
-
-// Classify maps a gateway's answer with delivery.ClassifyHTTP (2xx
-// success; 408, 425, 429 and 5xx retry, honouring Retry-After; 401/403
-// credential errors; 3xx a redirect, never followed; other 4xx permanent),
-// except that 410 is an ordinary client error: "gone" ends WebSub
-// subscriptions, not SMS gateways.
-func Classify(status int, header http.Header, now time.Time) delivery.Result {
-	r := delivery.ClassifyHTTP(status, header, now)
-	if r.Reason == delivery.ReasonGone {
-		r.Reason = delivery.ReasonClientError
-	}
-	return r
 }

@@ -247,7 +247,7 @@ func TestParseHeaders(t *testing.T) {
 // TestClassify covers every HTTP status code.
 func TestClassify(t *testing.T) {
 	for code := 100; code < 600; code++ {
-		r := Classify(code, http.Header{"Retry-After": {"5"}}, time.Now())
+		r := delivery.Provider.Classify(code, http.Header{"Retry-After": {"5"}}, time.Now())
 		var ok, retry bool
 		var reason delivery.Reason
 		switch {

@@ -168,10 +168,10 @@ func (r *rebased) SendRequest(method, rawURL string, data url.Values, headers ma
 
 // recorder keeps what the one request of a send got back.
 type recorder struct {
-	mu         sync.Mutex
-	status     int
-	retryAfter string
-	body       io.Closer
+	mu     sync.Mutex
+	status int
+	header http.Header
+	body   io.Closer
 }
 
 func (r *recorder) closeBody() {
@@ -182,10 +182,10 @@ func (r *recorder) closeBody() {
 	}
 }
 
-func (r *recorder) get() (int, string) {
+func (r *recorder) get() (int, http.Header) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.status, r.retryAfter
+	return r.status, r.header
 }
 
 // ctxTransport gives twilio-go's context-less requests the send's context,
@@ -203,7 +203,7 @@ func (t *ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.rec.mu.Lock()
 	t.rec.status = resp.StatusCode
-	t.rec.retryAfter = resp.Header.Get("Retry-After")
+	t.rec.header = resp.Header
 	t.rec.body = resp.Body
 	t.rec.mu.Unlock()
 	resp.Body = &limitedBody{r: io.LimitReader(resp.Body, maxResponseBody), c: resp.Body}
@@ -229,7 +229,7 @@ const (
 )
 
 func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err error) delivery.Result {
-	status, retryAfter := rec.get()
+	status, header := rec.get()
 	if err == nil {
 		if status >= 300 && status < 400 {
 			return delivery.Result{Reason: delivery.ReasonRedirect, StatusCode: status,
@@ -246,8 +246,7 @@ func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err 
 		if status == 0 {
 			status = te.Status
 		}
-		r := Classify(status, te.Code)
-		r.RetryAfter = delivery.ParseRetryAfter(retryAfter, time.Now())
+		r := classifyAnswer(status, te.Code, header, time.Now())
 		r.Err = fmt.Errorf("twilio: %d error %d: %s", status, te.Code, te.Message)
 		return r
 	}
@@ -259,39 +258,44 @@ func classify(ctx context.Context, rec *recorder, msg *api.ApiV2010Message, err 
 			// Retrying would send the OTP twice.
 			return delivery.Result{OK: true, StatusCode: status}
 		}
-		r := Classify(status, 0)
-		r.RetryAfter = delivery.ParseRetryAfter(retryAfter, time.Now())
+		r := classifyAnswer(status, 0, header, time.Now())
 		r.Err = fmt.Errorf("twilio: %d answer without a Twilio error body", status)
 		return r
 	}
 	return transportError(ctx, err)
 }
 
+// classifier is Twilio's status table: the providers' table, where a 2xx
+// that is not a Message (an error body with a success status) is Twilio
+// misbehaving, worth a retry.
+var classifier = delivery.Provider.With(map[int]delivery.Rule{2: {Retry: true, Reason: delivery.ReasonServerError}})
+
+// codes refine a 4xx answer by its Twilio error code; any other code on a
+// permanent 4xx is the provider refusing the message.
+var codes = map[int]delivery.Rule{
+	CodeTooManyRequests: {Retry: true, Reason: delivery.ReasonRateLimited},
+	CodeAuthenticate:    {Reason: delivery.ReasonAuthError},
+}
+
 // Classify maps a Twilio HTTP status and error code (0 when none) to a
-// Result: 429/20429 and 5xx retry; 401/403/20003 are credential errors;
-// every other 4xx is permanent (the message was refused).
+// Result: the providers' table (429, 408, 425 and 5xx retry; 401/403 are
+// credential errors; other 4xx permanent), refined by the error code
+// (20429 throttled, 20003 credentials, any other code on a permanent 4xx:
+// the provider refused the message).
 func Classify(status, code int) delivery.Result {
-	r := delivery.Result{StatusCode: status}
-	switch {
-	case status == http.StatusTooManyRequests || code == CodeTooManyRequests:
-		r.Retry, r.Reason = true, delivery.ReasonRateLimited
-	case status >= 500:
-		r.Retry, r.Reason = true, delivery.ReasonServerError
-	case status == http.StatusUnauthorized || status == http.StatusForbidden || code == CodeAuthenticate:
-		r.Reason = delivery.ReasonAuthError
-	case status == http.StatusRequestTimeout:
-		r.Retry, r.Reason = true, delivery.ReasonTimeout
-	case status >= 400 && code != 0:
-		r.Reason = delivery.ReasonProviderRefused
-	case status >= 400:
-		r.Reason = delivery.ReasonClientError
-	case status >= 300:
-		r.Reason = delivery.ReasonRedirect
-	default:
-		// 1xx or a 2xx that is not a Message: Twilio misbehaved.
-		r.Retry, r.Reason = true, delivery.ReasonServerError
+	return classifyAnswer(status, code, nil, time.Time{})
+}
+
+func classifyAnswer(status, code int, header http.Header, now time.Time) delivery.Result {
+	rule := classifier.Rule(status)
+	if status >= 400 && status < 500 && code != 0 {
+		if c, ok := codes[code]; ok {
+			rule = c
+		} else if !rule.Retry && rule.Reason == delivery.ReasonClientError {
+			rule.Reason = delivery.ReasonProviderRefused
+		}
 	}
-	return r
+	return rule.Result(status, header, now)
 }
 
 // transportError classifies a send that got no usable answer; an

@@ -160,6 +160,8 @@ func TestClassify(t *testing.T) {
 				reason = delivery.ReasonAuthError
 			case code == 408:
 				retry, reason = true, delivery.ReasonTimeout
+			case code == 425: // the table of every HTTP sender
+				retry, reason = true, delivery.ReasonClientError
 			case code >= 400 && tc != 0:
 				reason = delivery.ReasonProviderRefused
 			case code >= 400:

@@ -119,8 +119,7 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) de
 		return r
 	}
 	if resp.StatusCode != http.StatusOK {
-		r := ClassifyHTTP(resp.StatusCode)
-		r.RetryAfter = delivery.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		r := classifier.Classify(resp.StatusCode, resp.Header, time.Now())
 		r.Err = fmt.Errorf("vonage: HTTP %d", resp.StatusCode)
 		return r
 	}
@@ -151,44 +150,34 @@ const (
 	StatusSignatureAndSecret   = "32"
 )
 
-// ClassifyStatus maps a non-zero messages[].status: 1 and 10 are
-// throttling and 5 a platform error (retry); 4, 14 and 32 are credential
-// errors; every other status is a permanent refusal.
-func ClassifyStatus(status string) delivery.Result {
-	switch status {
-	case StatusSuccess:
-		return delivery.Result{OK: true}
-	case StatusThrottled, StatusTooManyExistingBinds:
-		return delivery.Result{Retry: true, Reason: delivery.ReasonRateLimited}
-	case StatusInternalError:
-		return delivery.Result{Retry: true, Reason: delivery.ReasonServerError}
-	case StatusInvalidCredentials, StatusInvalidSignature, StatusSignatureAndSecret:
-		return delivery.Result{Reason: delivery.ReasonAuthError}
-	default:
-		return delivery.Result{Reason: delivery.ReasonProviderRefused}
-	}
+// statuses classifies messages[].status: 1 and 10 are throttling and 5 a
+// platform error (retry); 4, 14 and 32 are credential errors; every other
+// non-zero status is a permanent refusal.
+var statuses = map[string]delivery.Rule{
+	StatusSuccess:              {},
+	StatusThrottled:            {Retry: true, Reason: delivery.ReasonRateLimited},
+	StatusTooManyExistingBinds: {Retry: true, Reason: delivery.ReasonRateLimited},
+	StatusInternalError:        {Retry: true, Reason: delivery.ReasonServerError},
+	StatusInvalidCredentials:   {Reason: delivery.ReasonAuthError},
+	StatusInvalidSignature:     {Reason: delivery.ReasonAuthError},
+	StatusSignatureAndSecret:   {Reason: delivery.ReasonAuthError},
 }
 
-// ClassifyHTTP maps an HTTP status other than 200: 429 and 5xx retry,
-// 401/403 are credential errors, 3xx a redirect, others permanent.
-func ClassifyHTTP(status int) delivery.Result {
-	r := delivery.Result{StatusCode: status}
-	switch {
-	case status == http.StatusTooManyRequests:
-		r.Retry, r.Reason = true, delivery.ReasonRateLimited
-	case status >= 500:
-		r.Retry, r.Reason = true, delivery.ReasonServerError
-	case status == http.StatusRequestTimeout:
-		r.Retry, r.Reason = true, delivery.ReasonTimeout
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		r.Reason = delivery.ReasonAuthError
-	case status >= 400:
-		r.Reason = delivery.ReasonClientError
-	case status >= 300:
-		r.Reason = delivery.ReasonRedirect
-	default:
-		// 1xx or another 2xx: not the documented answer.
-		r.Retry, r.Reason = true, delivery.ReasonServerError
+// ClassifyStatus maps a messages[].status by the statuses table.
+func ClassifyStatus(status string) delivery.Result {
+	rule, ok := statuses[status]
+	if !ok {
+		rule = delivery.Rule{Reason: delivery.ReasonProviderRefused}
 	}
-	return r
+	return delivery.Result{OK: rule.Reason == delivery.ReasonNone, Retry: rule.Retry, Reason: rule.Reason}
+}
+
+// classifier is the table of an answer other than 200 (the documented
+// one): the providers' table, where another 2xx is not the documented
+// answer (retried).
+var classifier = delivery.Provider.With(map[int]delivery.Rule{2: {Retry: true, Reason: delivery.ReasonServerError}})
+
+// ClassifyHTTP maps an HTTP status other than 200 by classifier.
+func ClassifyHTTP(status int) delivery.Result {
+	return classifier.Classify(status, nil, time.Time{})
 }

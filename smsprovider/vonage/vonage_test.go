@@ -188,7 +188,7 @@ func TestClassifyStatusTable(t *testing.T) {
 	}
 	for code := 100; code < 600; code++ {
 		r := ClassifyHTTP(code)
-		retry := code == 429 || code == 408 || code >= 500 || code < 300
+		retry := code == 429 || code == 408 || code == 425 || code >= 500 || code < 300
 		if r.OK || r.Retry != retry || r.StatusCode != code || r.Reason == "" {
 			t.Errorf("ClassifyHTTP(%d) = %+v", code, r)
 		}
