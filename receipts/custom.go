@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/websub/webhook"
 	"github.com/otphub/otphub/store"
 )
 

@@ -25,8 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // Provider types that report receipts (dispatcher.Type* values).
@@ -256,9 +256,9 @@ var results = []string{resultApplied, resultDuplicate, resultForged, resultExpir
 // target resolves a callback's org and slot and the slot's credentials,
 // answering the request itself when it cannot go on.
 func (s *Service) target(w http.ResponseWriter, r *http.Request, provider string) (store.Org, string, Credentials, bool) {
-	org, err := tenants.ResolveOrg(r.Context(), s.st, r.PathValue("org"))
+	org, err := orgs.Resolve(r.Context(), s.st, r.PathValue("org"))
 	if err != nil {
-		if errors.Is(err, tenants.ErrOrgNotFound) {
+		if errors.Is(err, orgs.ErrNotFound) {
 			s.m.callbacks.WithLabelValues(provider, resultNotConfigured).Inc()
 			httpx.Error(w, http.StatusNotFound, "org_not_found", "no such organization")
 		} else {
