@@ -39,6 +39,7 @@ import (
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/postgres"
@@ -158,11 +159,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return nil, fmt.Errorf("resealer: %w", err)
 	}
 	a.runners = append(a.runners, resealer.Run)
+	// Receipts authenticate callbacks with the providers' secrets, and the
+	// providers send with receipts' callback URLs: the credentials are
+	// looked up through providers, built just below.
+	var providers *smsprovider.Service
+	receiptWindow := cfg.ReceiptWindow
+	if receiptWindow == 0 {
+		receiptWindow = -1 // --receipt-window=0: no failover for silence
+	}
+	rcpt, err := receipts.New(receipts.Config{PublicURL: cfg.PublicURL, Window: receiptWindow}, a.store,
+		receipts.CredentialFunc(func(ctx context.Context, orgID int64, slot string) (receipts.Credentials, error) {
+			return providers.ReceiptCredentials(ctx, orgID, slot)
+		}), a.log, a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("delivery receipts: %w", err)
+	}
 	core, err := authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
 		Backlog:           backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		OnVerified:        rcpt.Verified,
 		Limits: authcore.Limits{
 			PerNumber: sendLimit(cfg.OTPLimitPerNumber),
 			PerIP:     sendLimit(cfg.OTPLimitPerIP),
@@ -176,12 +193,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	providers, err := smsprovider.New(smsprovider.Config{
+	providers, err = smsprovider.New(smsprovider.Config{
 		AllowConsole: cfg.AllowConsoleProvider,
 		// Plain http:// gateways only where the operator opened the egress
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
+		Receipts:  rcpt,
 	},
 		a.store, eg.HTTP(), eg, a.log, a.reg)
 	if err != nil {
@@ -202,7 +220,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		if err != nil {
 			return nil, fmt.Errorf("dispatcher: %w", err)
 		}
-		a.runners = append(a.runners, engine.Run)
+		// The failover sweep runs with the engine, whose retry loop sends
+		// the fallback tasks it creates.
+		a.runners = append(a.runners, engine.Run, func(ctx context.Context) error { rcpt.Run(ctx); return nil })
 	}
 
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
@@ -218,6 +238,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
 		deliveryAPI.Register(mux, issuer)
+		rcpt.Register(mux)
 		a.runners = append(a.runners, backlog.Run)
 	}
 	a.routes = mux.patterns

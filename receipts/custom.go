@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otphub/otphub/websub/webhook"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
 // CustomReceipt is the body a custom gateway posts to

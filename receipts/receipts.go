@@ -221,6 +221,33 @@ func (s *Service) Register(mux httpx.Mux) {
 	mux.Handle("POST /receipts/custom/{org}/{slot}", http.HandlerFunc(s.custom))
 }
 
+// CallbackURL is the URL an SMS of jti sent through org's slot by a
+// provider of type typ asks its provider to report receipts to: Twilio's
+// per-message StatusCallback, Vonage's per-message callback; "" for other
+// types (a custom gateway is given ReceiptURL once).
+func (s *Service) CallbackURL(typ, org, slot, jti string) string {
+	switch typ {
+	case TypeTwilio:
+		return s.TwilioCallbackURL(org, slot, jti)
+	case TypeVonage:
+		return s.VonageCallbackURL(org, slot)
+	}
+	return ""
+}
+
+// ReceiptURL is the fixed receipt URL of org's slot for a provider of
+// type typ, to configure at the provider (Vonage's dashboard, a custom
+// gateway); "" for Twilio, whose callback URL names each message.
+func (s *Service) ReceiptURL(typ, org, slot string) string {
+	switch typ {
+	case TypeVonage:
+		return s.VonageCallbackURL(org, slot)
+	case TypeCustom:
+		return s.CustomCallbackURL(org, slot)
+	}
+	return ""
+}
+
 // TwilioCallbackURL is the StatusCallback of an SMS sent for org's slot:
 // Twilio posts every status change of the message there, signed.
 func (s *Service) TwilioCallbackURL(org, slot, jti string) string {
