@@ -154,6 +154,6 @@ func (c *Config) ReceiptCredentials() receipts.Credentials {
 func (c *Config) Example() (provider.Config, []string) {
 	secret, receipt := "qwer1234asdfzxcv", "receipt-secret-example-0123"
 	return &Config{URL: "https://127.0.0.1:9/sms", ContentType: ContentJSON, Method: "POST",
-		PayloadTemplate: `{"content": {{body}}, "to": {{mobile}}}`, Headers: "Authorisation: " + secret, ReceiptSecret: receipt},
+			PayloadTemplate: `{"content": {{body}}, "to": {{mobile}}}`, Headers: "Authorisation: " + secret, ReceiptSecret: receipt},
 		[]string{secret, receipt}
 }

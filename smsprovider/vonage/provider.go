@@ -2,8 +2,8 @@ package vonage
 
 import (
 	"context"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/otphub/otphub/receipts"

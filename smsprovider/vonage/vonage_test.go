@@ -133,7 +133,9 @@ func TestSendSuccess(t *testing.T) {
 
 	// With receipts on, each SMS names its delivery receipt URL.
 	rs, err := New(Config{APIKey: testKey, APISecret: testSecret, From: "+14155550100", BaseURL: srv.URL,
-		Callback: func(*event.SmsOtpNotificationEvent) string { return "https://otphub.example/receipts/vonage/acme/primary" }}, srv.Client())
+		Callback: func(*event.SmsOtpNotificationEvent) string {
+			return "https://otphub.example/receipts/vonage/acme/primary"
+		}}, srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
