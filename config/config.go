@@ -342,7 +342,7 @@ var settings = []setting{
 		return sendLimit(&c.OTPLimitPerOrg, v)
 	}},
 	{name: "receipt-window", def: "60s", usage: "how long after a provider accepted an SMS its final delivery receipt may take before the OTP is sent again through the org's fallback provider (while it is valid); 0 disables this failover (undelivered and failed receipts still fail over)", set: func(c *Config, v string) error {
-		if v == "0" {
+		if d, err := time.ParseDuration(v); v == "0" || (err == nil && d == 0) {
 			c.ReceiptWindow = 0
 			return nil
 		}
