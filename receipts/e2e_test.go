@@ -242,7 +242,8 @@ func TestFailoverEndToEnd(t *testing.T) {
 		"apiSecret": "vonage-api-secret", "sender": "ACME", "baseUrl": vo.URL, "signatureSecret": vonageSig, "signatureMethod": "SHA256"}, &got); st != 200 {
 		t.Fatalf("fallback: %d %v", st, got)
 	}
-	if got["signatureSecret"] != "****"+vonageSig[len(vonageSig)-4:] || got["signatureMethod"] != "sha256" {
+	if got["signatureSecret"] != "****"+vonageSig[len(vonageSig)-4:] || got["signatureMethod"] != "sha256" ||
+		got["receiptUrl"] != srv.URL+"/receipts/vonage/acme/fallback" {
 		t.Fatalf("fallback as stored: %v", got)
 	}
 
