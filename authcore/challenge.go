@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,13 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
-
-// e164Chars is the shape of an E.164 number; libphonenumber then checks
-// it is a valid number (it would otherwise accept vanity letters).
-var e164Chars = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 const (
 	maxUserIDChars      = 128
@@ -53,7 +49,10 @@ func validText(s string, max int) bool {
 // parseMobile validates an E.164 number with libphonenumber and the org's
 // allow-list, and returns it in E.164 form; msg names what is wrong.
 func parseMobile(s string, allowed []int) (e164, msg string) {
-	if !e164Chars.MatchString(s) {
+	// The shape every event's sendTo has (event.ValidMobile); libphonenumber
+	// then checks it is a valid number (it would otherwise accept vanity
+	// letters).
+	if !event.ValidMobile(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
 	num, err := phonenumbers.Parse(s, "")
@@ -118,7 +117,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {
-		retryAfter(w, wait)
+		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
 		return
 	}
@@ -152,7 +151,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
 		}
-		retryAfter(w, time.Second)
+		httpx.RetryAfter(w, time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; start a new challenge")
 		return
 	}
@@ -238,7 +237,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	interval := time.Duration(settings.ResendIntervalSeconds) * time.Second
 	if wait := c.LastSentAt.Add(interval).Sub(now); wait > 0 {
 		s.metrics.resends.WithLabelValues("too_soon").Inc()
-		retryAfter(w, wait)
+		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently")
 		return
 	}
@@ -282,7 +281,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	} else if scope != "" {
 		giveBack()
 		s.metrics.resends.WithLabelValues("rate_limited").Inc()
-		retryAfter(w, wait)
+		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
 		return
 	}
@@ -293,7 +292,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		giveBack()
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
-		retryAfter(w, time.Second)
+		httpx.RetryAfter(w, time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; the previous OTP stays valid")
 		return
 	}
@@ -324,7 +323,7 @@ func (s *Service) resendRaced(ctx context.Context, w http.ResponseWriter, org st
 		return
 	}
 	s.metrics.resends.WithLabelValues("too_soon").Inc()
-	retryAfter(w, max(interval, time.Second))
+	httpx.RetryAfter(w, max(interval, time.Second))
 	httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time")
 }
 
@@ -452,7 +451,7 @@ func (s *Service) tooManyAttempts(w http.ResponseWriter, wait time.Duration, ver
 	if verification {
 		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
 	}
-	retryAfter(w, wait)
+	httpx.RetryAfter(w, wait)
 	httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
 }
 
@@ -490,7 +489,7 @@ func (s *Service) backlogged(ctx context.Context, w http.ResponseWriter, org sto
 	if !over {
 		return false
 	}
-	retryAfter(w, wait)
+	httpx.RetryAfter(w, wait)
 	httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every delivery destination of this organization is backed up; the OTP was not sent, retry later")
 	return true
 }

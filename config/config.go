@@ -22,6 +22,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/otphub/otphub/authcore"
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/backlog"
 	"github.com/otphub/otphub/store"
 )
 
@@ -100,16 +103,9 @@ type Config struct {
 	// OTPLimitPerNumber, OTPLimitPerIP and OTPLimitPerOrg are the auth
 	// core's SMS send budgets (starts and resends) per mobile number, per
 	// client IP and per org. Defaults 10/1h, 100/10m and 1000/1m.
-	OTPLimitPerNumber SendLimit
-	OTPLimitPerIP     SendLimit
-	OTPLimitPerOrg    SendLimit
-}
-
-// SendLimit is a fixed-window budget: at most Max sends per Window. Max 0
-// disables it.
-type SendLimit struct {
-	Max    int
-	Window time.Duration
+	OTPLimitPerNumber authcore.Limit
+	OTPLimitPerIP     authcore.Limit
+	OTPLimitPerOrg    authcore.Limit
 }
 
 // KafkaConfig holds the Kafka client settings.
@@ -315,25 +311,25 @@ var settings = []setting{
 	{name: "shutdown-timeout", def: "20s", usage: "graceful shutdown drain bound", set: func(c *Config, v string) error {
 		return durationIn(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
 	}},
-	{name: "delivery-max-attempts", def: "10", usage: "attempts before a delivery is dead-lettered", set: func(c *Config, v string) error {
+	{name: "delivery-max-attempts", def: strconv.Itoa(dispatcher.DefaultMaxAttempts), usage: "attempts before a delivery is dead-lettered", set: func(c *Config, v string) error {
 		return intIn(&c.DeliveryMaxAttempts, v, 1, 100)
 	}},
-	{name: "delivery-timeout", def: "10s", usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
+	{name: "delivery-timeout", def: dispatcher.DefaultAttemptTimeout.String(), usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
 		return durationIn(&c.DeliveryTimeout, v, 100*time.Millisecond, 2*time.Minute)
 	}},
-	{name: "endpoint-concurrency", def: "8", usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
+	{name: "endpoint-concurrency", def: strconv.Itoa(dispatcher.DefaultPerEndpointConcurrency), usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
 		return intIn(&c.EndpointConcurrency, v, 1, 1000)
 	}},
-	{name: "max-pending-per-destination", def: "1000", usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
+	{name: "max-pending-per-destination", def: strconv.Itoa(backlog.DefaultLimit), usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
 		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)
 	}},
-	{name: "otp-limit-per-number", def: "10/1h", usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-number", def: limitString(authcore.DefaultLimits.PerNumber), usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerNumber, v)
 	}},
-	{name: "otp-limit-per-ip", def: "100/10m", usage: "SMS OTP sends requested for one client IP (the request's clientIp, else the caller's address): N/duration; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-ip", def: limitString(authcore.DefaultLimits.PerIP), usage: "SMS OTP sends requested for one client IP (the request's clientIp, else the caller's address): N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerIP, v)
 	}},
-	{name: "otp-limit-per-org", def: "1000/1m", usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-org", def: limitString(authcore.DefaultLimits.PerOrg), usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerOrg, v)
 	}},
 }
@@ -362,9 +358,6 @@ func (e *Error) Unwrap() error { return e.Err }
 // written to the output.
 var ErrHelp = flag.ErrHelp
 
-// Parse reads args (after "serve"), the environment (getenv) and the YAML
-// file named by --config / OTPHUB_CONFIG, and returns the validated Config.
-// Usage goes to out on --help.
 // removed are settings of earlier versions and what replaced them: naming
 // one (flag, environment or config file) fails with that, rather than
 // "not defined" or, for the environment, silence.
@@ -391,6 +384,9 @@ func checkRemoved(args []string, getenv func(string) string) error {
 	return nil
 }
 
+// Parse reads args (after "serve"), the environment (getenv) and the YAML
+// file named by --config / OTPHUB_CONFIG, and returns the validated Config.
+// Usage goes to out on --help.
 func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	if err := checkRemoved(args, getenv); err != nil {
 		return nil, err
@@ -569,24 +565,39 @@ func durationIn(dst *time.Duration, v string, lo, hi time.Duration) error {
 	return nil
 }
 
+// disabled is the authcore.Limit of a budget set to 0.
+var disabled = authcore.Limit{Max: -1}
+
 // sendLimit parses N/duration (N sends per fixed window of 1s to 168h),
 // or 0 (or 0/duration) to disable the limit.
-func sendLimit(dst *SendLimit, v string) error {
+func sendLimit(dst *authcore.Limit, v string) error {
 	n, w, hasWindow := strings.Cut(v, "/")
 	max, err := strconv.Atoi(n)
 	if err == nil && max == 0 && !hasWindow {
-		*dst = SendLimit{}
+		*dst = disabled
 		return nil
 	}
 	d, derr := time.ParseDuration(w)
 	if err != nil || max < 0 || max > 10_000_000 || !hasWindow || derr != nil || d < time.Second || d > 168*time.Hour {
 		return fmt.Errorf("must be N/duration, e.g. 10/1h for at most 10 sends per hour (N from 0 to 10000000, duration from 1s to 168h), or 0 to disable; got %q", v)
 	}
-	*dst = SendLimit{Max: max, Window: d}
+	*dst = authcore.Limit{Max: max, Window: d}
 	if max == 0 {
-		*dst = SendLimit{}
+		*dst = disabled
 	}
 	return nil
+}
+
+// limitString is a limit as --otp-limit-* takes it: "10/1h".
+func limitString(l authcore.Limit) string {
+	w := l.Window.String() // "1h0m0s", "10m0s"
+	if strings.HasSuffix(w, "m0s") {
+		w = w[:len(w)-2]
+	}
+	if strings.HasSuffix(w, "h0m") {
+		w = w[:len(w)-2]
+	}
+	return strconv.Itoa(l.Max) + "/" + w
 }
 
 func boolVal(dst *bool, v string) error {
