@@ -73,10 +73,7 @@ func (c *Config) Masked() provider.Config {
 
 // KeepSecrets restores a masked API key sent back unchanged.
 func (c *Config) KeepSecrets(stored provider.Config) error {
-	old, ok := stored.(*Config)
-	if !ok {
-		old = &Config{}
-	}
+	old, ok := provider.Stored[Config](stored)
 	return provider.KeepMasked("apiKey", &c.APIKey, old.APIKey, ok,
 		"is masked but does not match the stored key; send the key in full")
 }
