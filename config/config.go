@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/otphub/otphub/authcore"
+	"github.com/otphub/otphub/bus/kafka"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/backlog"
 	"github.com/otphub/otphub/store"
@@ -193,14 +194,14 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{name: "kafka-client-id", def: "otphub", usage: "Kafka client ID", set: func(c *Config, v string) error { c.Kafka.ClientID = v; return nil }},
-	{name: "kafka-partitions", def: "12", usage: "partitions of topics created at start-up", set: func(c *Config, v string) error {
+	{name: "kafka-client-id", def: kafka.DefaultClientID, usage: "Kafka client ID", set: func(c *Config, v string) error { c.Kafka.ClientID = v; return nil }},
+	{name: "kafka-partitions", def: strconv.Itoa(kafka.DefaultPartitions), usage: "partitions of topics created at start-up", set: func(c *Config, v string) error {
 		return intIn(&c.Kafka.Partitions, v, 1, 10000)
 	}},
-	{name: "kafka-replication-factor", def: "1", usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
+	{name: "kafka-replication-factor", def: strconv.Itoa(kafka.DefaultReplicationFactor), usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
 		return intIn(&c.Kafka.ReplicationFactor, v, 1, 100)
 	}},
-	{name: "kafka-session-timeout", def: "30s", usage: "how long a silent consumer keeps its partitions before the group hands them to another dispatcher (failover time after a crash); 6s to 30m, within the brokers' group.min/max.session.timeout.ms", set: func(c *Config, v string) error {
+	{name: "kafka-session-timeout", def: kafka.DefaultSessionTimeout.String(), usage: "how long a silent consumer keeps its partitions before the group hands them to another dispatcher (failover time after a crash); 6s to 30m, within the brokers' group.min/max.session.timeout.ms", set: func(c *Config, v string) error {
 		return durationIn(&c.Kafka.SessionTimeout, v, 6*time.Second, 30*time.Minute)
 	}},
 	{name: "kafka-tls", boolean: true, def: "false", usage: "connect to Kafka over TLS", set: func(c *Config, v string) error { return boolVal(&c.Kafka.TLS, v) }},
