@@ -154,7 +154,8 @@ func (h Harness) check(t *testing.T, what string, r delivery.Result) {
 }
 
 // classification sends once per status from 200 to 599 and compares the
-// Result with the sender's table.
+// Result with the sender's table. (A 1xx is informational, never a final
+// answer: an HTTP server cannot end a request with one.)
 func classification(t *testing.T, h Harness) {
 	srv := newServer(t, h)
 	snd := h.New(t, srv.URL, noRedirects())
