@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/otphub/otphub/applications"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
@@ -35,6 +36,7 @@ import (
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
@@ -169,6 +171,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
 	}
+	apps, err := applications.New(a.store, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("applications: %w", err)
+	}
+	loginStep, err := login.New(login.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, core, issuer, a.log, a.reg)
+	if err != nil {
+		return nil, fmt.Errorf("login step: %w", err)
+	}
 	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog}, a.store, a.bus, eg, issuer, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
@@ -205,6 +215,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		issuer.Register(mux, issuer)
 		tenantAPI.Register(mux, issuer)
 		core.Register(mux, issuer)
+		apps.Register(mux, issuer)
+		loginStep.Register(mux, issuer)
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
 		engine.Register(mux, issuer)

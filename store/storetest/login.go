@@ -107,6 +107,13 @@ func testLoginFlows(t *testing.T, s store.Store) {
 		t.Fatalf("after CompleteLoginFlow = %+v", got)
 	}
 
+	// Flows completed without a code (cancelled) do not collide.
+	for _, id := range []string{"c1", "c2"} {
+		g := f
+		g.ID = id
+		must(t, s.CreateLoginFlow(c, g), "CreateLoginFlow(%s)", id)
+		must(t, s.CompleteLoginFlow(c, id, "cancelled", at(time.Minute), nil, time.Time{}), "CompleteLoginFlow(%s, no code)", id)
+	}
 	// A second completed flow: codes are told apart by their hash.
 	f2 := f
 	f2.ID = "f2"

@@ -214,9 +214,13 @@ func (db *DB) SetLoginFlowChallenge(ctx context.Context, id, challengeID string)
 
 // CompleteLoginFlow completes the flow and installs its code.
 func (db *DB) CompleteLoginFlow(ctx context.Context, id, method string, at time.Time, codeHash []byte, codeExpiresAt time.Time) error {
+	var hash any // NULL without a code: the unique index ignores NULLs
+	if len(codeHash) > 0 {
+		hash = codeHash
+	}
 	return db.flowUpdate(ctx, "complete login flow", id,
 		`UPDATE login_flows SET completed_at = ?, method = ?, code_hash = ?, code_expires_at = ? WHERE id = ? AND completed_at = 0`,
-		micros(at), method, codeHash, micros(codeExpiresAt), id)
+		micros(at), method, hash, micros(codeExpiresAt), id)
 }
 
 // RedeemAuthorizationCode uses the code of codeHash once.
