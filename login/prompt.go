@@ -113,7 +113,8 @@ type view struct {
 	Notice template.HTML // in the status region
 }
 
-// maskMobile shows the country code and the last two digits only.
+// maskMobile shows the country code and the last two digits only, joined
+// by no-break spaces so the number never wraps.
 func maskMobile(e164 string) string {
 	if len(e164) < 6 {
 		return "••••"
@@ -122,7 +123,7 @@ func maskMobile(e164 string) string {
 	if strings.HasPrefix(e164, "+1") || strings.HasPrefix(e164, "+7") {
 		cc = 2
 	}
-	return e164[:cc] + " " + strings.Repeat("•", len(e164)-cc-2) + " " + e164[len(e164)-2:]
+	return e164[:cc] + "\u00a0" + strings.Repeat("•", len(e164)-cc-2) + "\u00a0" + e164[len(e164)-2:]
 }
 
 func minutes(d time.Duration) string {
