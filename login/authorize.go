@@ -287,7 +287,7 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, app store.Ap
 	})
 	if e := authcore.AsError(err); e != nil {
 		if e.Code == "invalid_field" {
-			s.redirectError(w, r, req.redirectURI, req.state, "invalid_request_object", e.Message)
+			s.redirectError(w, r, req.redirectURI, req.state, "invalid_request_object", strings.Replace(e.Message, "mobile:", "phone_number:", 1))
 			return
 		}
 		s.metrics.outcome("send_refused")
