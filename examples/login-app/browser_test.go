@@ -115,11 +115,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("no admin credentials on stdout")
 	}
 	admin := e.clientToken(creds[1], creds[2])
-	e.call(admin, "POST", "/api/v1/orgs", `{"name":"shop"}`, 201)
-	c := e.call(admin, "POST", "/api/v1/orgs/shop/clients", `{"name":"shop admin","scopes":["otp","admin"]}`, 201)
+	e.call(admin, "POST", "/api/v1/orgs", `{"name":"myorg"}`, 201)
+	c := e.call(admin, "POST", "/api/v1/orgs/myorg/clients", `{"name":"myapp","scopes":["otp","admin"]}`, 201)
 	e.token = e.clientToken(c["clientId"].(string), c["clientSecret"].(string))
-	e.call(e.token, "PUT", "/api/v1/orgs/shop/sms-provider", `{"type":"console"}`, 200)
-	e.call(e.token, "PUT", "/api/v1/orgs/shop/sms-otp/settings",
+	e.call(e.token, "PUT", "/api/v1/orgs/myorg/sms-provider", `{"type":"console"}`, 200)
+	e.call(e.token, "PUT", "/api/v1/orgs/myorg/sms-otp/settings",
 		`{"resendIntervalSeconds":3,"maxResends":1,"backupCodesEnabled":true,"webOtp":true}`, 200)
 
 	// The example app's listener first: its URL is its redirect URI.
@@ -128,11 +128,17 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.appURL = "http://" + ln.Addr().String()
-	ex := e.call(e.token, "POST", "/api/v1/orgs/shop/applications", `{"name":"Example app","redirectUris":["`+e.appURL+`/callback"],
-		"loginFlow":{"firstFactors":["pwd"],"secondFactor":"sms-otp","backupCodes":true}}`, 201)
-	e.exampleID = ex["clientId"].(string)
-	o := &options{url: e.appURL, issuer: e.srv.URL, clientID: e.exampleID, clientSecret: ex["clientSecret"].(string),
-		users: map[string]user{"alice": {"wonderland", aliceMobile}, "bob": {"builder", bobMobile}}}
+	// The README's walkthrough registers the example app.
+	env := e.readmeWalkthrough()
+	o, err := parseOptions([]string{"--users", "alice:wonderland:" + aliceMobile + ",bob:builder:" + bobMobile},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.url != e.appURL || o.issuer != e.srv.URL {
+		t.Fatalf("the walkthrough's environment: url %s issuer %s", o.url, o.issuer)
+	}
+	e.exampleID = o.clientID
 	e.example, err = newApp(context.Background(), o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -151,10 +157,41 @@ func newEnv(t *testing.T) *env {
 	}))
 	t.Cleanup(rec.Close)
 	e.testApp.redirect = rec.URL + "/cb"
-	ta := e.call(e.token, "POST", "/api/v1/orgs/shop/applications", `{"name":"Test client","redirectUris":["`+e.testApp.redirect+`"],
+	ta := e.call(e.token, "POST", "/api/v1/orgs/myorg/applications", `{"name":"Test client","redirectUris":["`+e.testApp.redirect+`"],
 		"loginFlow":{"firstFactors":["pwd","fed"],"backupCodes":false}}`, 201)
 	e.testApp.id, e.testApp.clientID, e.testApp.secret = ta["id"].(string), ta["clientId"].(string), ta["clientSecret"].(string)
 	return e
+}
+
+// readmeWalkthrough runs README.md's login walkthrough block, unchanged,
+// as after the quickstart ($OTPHUB and $TOKEN set), and returns the
+// LOGIN_APP_* variables it exported.
+func (e *env) readmeWalkthrough() map[string]string {
+	t := e.t
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)<!-- login-walkthrough:begin -->\n```sh\n(.*?)```\n<!-- login-walkthrough:end -->").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README has no login walkthrough block")
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", string(m[1])+"\nenv | grep '^LOGIN_APP_'")
+	cmd.Env = append(os.Environ(), "OTPHUB="+e.srv.URL, "TOKEN="+e.token, "LOGIN_APP_URL="+e.appURL)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's walkthrough failed: %v\n%s", err, out)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = v
+		}
+	}
+	if vars["LOGIN_APP_CLIENT_ID"] == "" || vars["LOGIN_APP_CLIENT_SECRET"] == "" {
+		t.Fatalf("the walkthrough exported no credentials:\n%s", out)
+	}
+	return vars
 }
 
 func (e *env) clientToken(id, secret string) string {
@@ -369,10 +406,10 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("BackupCodeWithoutSMS", func(t *testing.T) {
-		codes := e.callT(t, e.token, "POST", "/api/v1/orgs/shop/users/bob/backup-codes", "", 201)["codes"].([]any)
+		codes := e.callT(t, e.token, "POST", "/api/v1/orgs/myorg/users/bob/backup-codes", "", 201)["codes"].([]any)
 		// Spend bob's number's budget.
 		for n := 1; n <= 6; n++ {
-			e.callT(t, e.token, "POST", "/api/v1/orgs/shop/sms-otp/challenges", `{"mobile":"`+bobMobile+`","userId":"bob","application":"x"}`, 201)
+			e.callT(t, e.token, "POST", "/api/v1/orgs/myorg/sms-otp/challenges", `{"mobile":"`+bobMobile+`","userId":"bob","application":"x"}`, 201)
 			e.nthSMS(t, bobMobile, n)
 		}
 		ctx := tab(t, b)
@@ -391,7 +428,7 @@ func TestBrowser(t *testing.T) {
 		if n := len(e.sms(bobMobile)); n != 6 {
 			t.Fatalf("%d SMS to bob, want the 6 of the budget only", n)
 		}
-		if left := e.callT(t, e.token, "GET", "/api/v1/orgs/shop/users/bob/backup-codes", "", 200)["remaining"]; left != 9.0 {
+		if left := e.callT(t, e.token, "GET", "/api/v1/orgs/myorg/users/bob/backup-codes", "", 200)["remaining"]; left != 9.0 {
 			t.Fatalf("remaining %v", left)
 		}
 	})
@@ -498,8 +535,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("ExpiredCode", func(t *testing.T) {
-		e.callT(t, e.token, "PUT", "/api/v1/orgs/shop/sms-otp/settings", `{"expirySeconds":1}`, 200)
-		defer e.callT(t, e.token, "PUT", "/api/v1/orgs/shop/sms-otp/settings", `{"expirySeconds":300}`, 200)
+		e.callT(t, e.token, "PUT", "/api/v1/orgs/myorg/sms-otp/settings", `{"expirySeconds":1}`, 200)
+		defer e.callT(t, e.token, "PUT", "/api/v1/orgs/myorg/sms-otp/settings", `{"expirySeconds":300}`, 200)
 		ctx := tab(t, b)
 		n := len(e.sms(carolMobile))
 		u, _ := e.testAuthURL(t, "carol", carolMobile, []string{"pwd"})
@@ -539,27 +576,31 @@ func TestBrowser(t *testing.T) {
 			width, height int64
 			mobile, wrong bool
 		}{{"prompt-desktop", 1280, 800, false, false}, {"prompt-phone", 390, 844, true, false}, {"prompt-wrong-code-phone", 390, 844, true, true}} {
-			ctx := tab(t, b)
-			// The example application: it offers backup codes.
-			p := &pending{user: "carol", state: "st", nonce: "n", verifier: oauth2.GenerateVerifier()}
-			u, err := e.example.authURL(p, carolMobile, []string{"pwd"})
-			must(t, err, "auth url")
-			vp := []chromedp.EmulateViewportOption{chromedp.EmulateScale(2)}
-			if shot.mobile {
-				vp = append(vp, chromedp.EmulateMobile)
-			}
-			must(t, chromedp.Do(ctx, chromedp.EmulateViewport(shot.width, shot.height, vp...),
-				chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS(codeInput))), "authorize")
-			if shot.wrong {
-				e.typeCode(t, ctx, "12345")
-				must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#alert p"))), "alert")
-			}
-			png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-			must(t, err, "screenshot")
-			if !bytes.HasPrefix(png, []byte("\x89PNG")) {
-				t.Fatal("not a PNG")
-			}
-			must(t, os.WriteFile(filepath.Join(dir, shot.name+".png"), png, 0o644), "write")
+			// One subtest each, so each closes its tab (a background tab
+			// cannot be captured).
+			t.Run(shot.name, func(t *testing.T) {
+				ctx := tab(t, b)
+				// The example application: it offers backup codes.
+				p := &pending{user: "carol", state: "st", nonce: "n", verifier: oauth2.GenerateVerifier()}
+				u, err := e.example.authURL(p, carolMobile, []string{"pwd"})
+				must(t, err, "auth url")
+				vp := []chromedp.EmulateViewportOption{chromedp.EmulateScale(2)}
+				if shot.mobile {
+					vp = append(vp, chromedp.EmulateMobile)
+				}
+				must(t, chromedp.Do(ctx, chromedp.EmulateViewport(shot.width, shot.height, vp...),
+					chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS(codeInput))), "authorize")
+				if shot.wrong {
+					e.typeCode(t, ctx, "12345")
+					must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#alert p"))), "alert")
+				}
+				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+				must(t, err, "screenshot")
+				if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+					t.Fatal("not a PNG")
+				}
+				must(t, os.WriteFile(filepath.Join(dir, shot.name+".png"), png, 0o644), "write")
+			})
 		}
 	})
 }
