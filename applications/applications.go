@@ -21,6 +21,7 @@ import (
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/tenants"
@@ -63,7 +64,7 @@ func New(st store.Store, logger *slog.Logger) (*API, error) {
 // admin scope.
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, tenants.WithOrg(a.st, h)))
+		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(a.st, a.log, h)))
 	}
 	const base = "/api/v1/orgs/{org}/applications"
 	mux.Handle("POST "+base, admin(a.create))
@@ -206,7 +207,7 @@ func isLoopback(host string) bool {
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
-	org, _ := tenants.OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	app := store.Application{ID: uuid.NewString(), OrgID: org.ID}
 	if !read(w, r, &app) {
 		return
@@ -231,7 +232,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
-	org, _ := tenants.OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	apps, err := a.st.ListApplications(r.Context(), org.ID)
 	if err != nil {
 		a.internal(w, "list applications", err)
@@ -246,7 +247,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 
 // load reads the {id} application of the org; false when it answered.
 func (a *API) load(w http.ResponseWriter, r *http.Request) (store.Application, bool) {
-	org, _ := tenants.OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	app, err := a.st.GetApplication(r.Context(), org.ID, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		httpx.Error(w, http.StatusNotFound, "application_not_found", "no such application in this organization")
@@ -286,7 +287,7 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
-	org, _ := tenants.OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	err := a.st.DeleteApplication(r.Context(), org.ID, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		httpx.Error(w, http.StatusNotFound, "application_not_found", "no such application in this organization")

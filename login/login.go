@@ -9,7 +9,6 @@
 package login
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"embed"
@@ -136,8 +135,6 @@ const ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 
 func (s *Service) discovery(w http.ResponseWriter, r *http.Request) {
 	base := s.cfg.PublicURL
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Header().Set("Content-Type", "application/json")
 	httpx.JSON(w, http.StatusOK, map[string]any{
 		"issuer":                                      base,
 		"authorization_endpoint":                      base + "/oauth2/authorize",
@@ -259,9 +256,4 @@ func (s *Service) redirectError(w http.ResponseWriter, r *http.Request, redirect
 	s.metrics.outcome("refused")
 	s.log.Info("login step refused", "error", code, "error_description", desc)
 	s.redirect(w, r, redirectURI, state, url.Values{"error": {code}, "error_description": {desc}})
-}
-
-// orgOfFlow returns the flow's org.
-func (s *Service) orgOfFlow(ctx context.Context, f store.LoginFlow) (store.Org, error) {
-	return s.st.GetOrgByID(ctx, f.OrgID)
 }
