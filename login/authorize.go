@@ -290,7 +290,7 @@ func (s *Service) startFlow(w http.ResponseWriter, r *http.Request, app store.Ap
 			s.redirectError(w, r, req.redirectURI, req.state, "invalid_request_object", strings.Replace(e.Message, "mobile:", "phone_number:", 1))
 			return
 		}
-		s.metrics.outcome("send_refused")
+		s.count(e)
 		next += "?m=" + url.QueryEscape(e.Code) + "&wait=" + strconv.Itoa(int(e.RetryAfter/time.Second))
 	} else if err != nil {
 		s.log.Error("authorize: sending the first SMS failed", "err", err)

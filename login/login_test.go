@@ -442,6 +442,56 @@ func TestBackupCodeAndCancel(t *testing.T) {
 	}
 }
 
+func TestLockoutAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	c := browser()
+	prompt, html, otp := e.start(c, e.authURL(nil, nil))
+	csrf := csrfField.FindStringSubmatch(html)[1]
+	wrong := "000000"
+	if otp == wrong {
+		wrong = "111111"
+	}
+	for i := 4; i >= 0; i-- {
+		resp, page := post(t, c, prompt+"/verify", url.Values{"csrf": {csrf}, "code": {wrong}})
+		if resp.StatusCode != 400 || !strings.Contains(page, "Attempts left: "+string(rune('0'+i))+".") {
+			t.Fatalf("wrong code %d: %d", 5-i, resp.StatusCode)
+		}
+	}
+	resp, page := post(t, c, prompt+"/verify", url.Values{"csrf": {csrf}, "code": {otp}})
+	if resp.StatusCode != 429 || !strings.Contains(page, "Too many wrong codes. Try again in 15 minutes.") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("locked out: %d", resp.StatusCode)
+	}
+	// A locked-out user cannot start another flow's SMS either; the prompt says why.
+	_, html, _ = e.startNoSMS(browser(), e.authURL(nil, nil))
+	if !strings.Contains(html, "Too many wrong codes.") || !strings.Contains(html, "Send a code") {
+		t.Fatal("a new flow of a locked-out user does not say so")
+	}
+	families, err := e.srv.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() == "otphub_login_outcomes_total" {
+			for _, m := range f.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["started"] != 2 || got["invalid_code"] != 5 || got["locked_out"] != 2 || got["send_refused"] != 0 {
+		t.Fatalf("outcomes %v", got)
+	}
+}
+
+// startNoSMS runs an authorization request whose SMS is refused and
+// returns the prompt.
+func (e *env) startNoSMS(c *http.Client, u string) (prompt, html string, status int) {
+	resp, _ := get(e.t, c, u)
+	prompt = e.srv.URL + resp.Header.Get("Location")
+	resp, html = get(e.t, c, prompt)
+	return prompt, html, resp.StatusCode
+}
+
 func TestApplicationsAPI(t *testing.T) {
 	e := newEnv(t)
 	for _, body := range []string{

@@ -165,6 +165,15 @@ func (s *Service) refusal(w http.ResponseWriter, r *http.Request, ss *session, b
 		s.render(w, r, ss, http.StatusInternalServerError, view{Backup: backup, Error: ss.tr.T("internal")})
 		return
 	}
+	s.count(e)
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+	}
+	s.render(w, r, ss, e.Status, view{Backup: backup, Error: s.message(ss.tr, e)})
+}
+
+// count counts a refusal of authcore as the step's outcome.
+func (s *Service) count(e *authcore.Error) {
 	switch e.Code {
 	case "invalid_code":
 		s.metrics.outcome("invalid_code")
@@ -175,10 +184,6 @@ func (s *Service) refusal(w http.ResponseWriter, r *http.Request, ss *session, b
 	case "rate_limited", "delivery_backlog", "log_unavailable":
 		s.metrics.outcome("send_refused")
 	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
-	}
-	s.render(w, r, ss, e.Status, view{Backup: backup, Error: s.message(ss.tr, e)})
 }
 
 // render writes the prompt page.
