@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -311,6 +313,11 @@ func clearInput(sel string) chromedp.Action[chromedp.Void] {
 	}
 }
 
+func bringToFront(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+	_, err := cdp.Call(ctx, t, cdppage.BringToFront, cdp.Empty{})
+	return chromedp.Void{}, err
+}
+
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func (e *env) waitSignedIn(t *testing.T, ctx context.Context) string {
@@ -594,6 +601,12 @@ func TestBrowser(t *testing.T) {
 					e.typeCode(t, ctx, "12345")
 					must(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#alert p"))), "alert")
 				}
+				// The tab in front and two frames painted since the last
+				// navigation: on a busy machine a capture requested earlier
+				// could wait for a frame that never came.
+				must(t, chromedp.Do(ctx, bringToFront), "bring to front")
+				_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, chromedp.EvalAwaitPromise))
+				must(t, err, "wait for a painted frame")
 				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 				must(t, err, "screenshot")
 				if !bytes.HasPrefix(png, []byte("\x89PNG")) {
