@@ -124,10 +124,7 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	case req.GrantType == "":
 		i.oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 		return
-	case req.GrantType == "authorization_code" && i.codeGrant != nil:
-		i.handleCodeGrant(w, r, req)
-		return
-	case req.GrantType != "client_credentials":
+	case req.GrantType != "client_credentials" && (req.GrantType != "authorization_code" || i.codeGrant == nil):
 		msg := "only grant_type=client_credentials is supported"
 		if i.codeGrant != nil {
 			msg = "grant_type must be client_credentials or authorization_code"
@@ -150,6 +147,10 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 		secs := int(until.Sub(now)/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client from this address; retry later")
+		return
+	}
+	if req.GrantType == "authorization_code" {
+		i.redeemCode(w, r, req, guardKey, now)
 		return
 	}
 	client, err := i.st.GetClient(r.Context(), req.ClientID)
@@ -202,20 +203,10 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleCodeGrant serves grant_type=authorization_code through the
-// CodeGrant, behind the same brute-force guard as client credentials.
-func (i *Issuer) handleCodeGrant(w http.ResponseWriter, r *http.Request, req tokenRequest) {
-	if req.ClientID == "" || req.ClientSecret == "" || len(req.ClientID) > maxCredentialLen || len(req.ClientSecret) > maxCredentialLen {
-		i.oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-		return
-	}
-	now := i.cfg.Now()
-	guardKey := failureKey(req.ClientID, httpx.ClientIP(r, i.cfg.TrustProxyHeaders))
-	if until, ok := i.lockedUntil(guardKey, now); ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(until.Sub(now)/time.Second)+1))
-		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client from this address; retry later")
-		return
-	}
+// redeemCode serves grant_type=authorization_code through the CodeGrant,
+// behind the same brute-force guard as client credentials (checked by the
+// caller; a failed client authentication counts in it here).
+func (i *Issuer) redeemCode(w http.ResponseWriter, r *http.Request, req tokenRequest, guardKey string, now time.Time) {
 	out, err := i.codeGrant.Redeem(r.Context(), CodeRequest{
 		ClientID: req.ClientID, ClientSecret: req.ClientSecret,
 		Code: req.Code, RedirectURI: req.RedirectURI, CodeVerifier: req.CodeVerifier,
