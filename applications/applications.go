@@ -72,6 +72,7 @@ func (a *API) Register(mux httpx.Mux, v access.Verifier) {
 	mux.Handle("GET "+base+"/{id}", admin(a.get))
 	mux.Handle("PUT "+base+"/{id}", admin(a.put))
 	mux.Handle("DELETE "+base+"/{id}", admin(a.delete))
+	mux.Handle("POST "+base+"/{id}/secret", admin(a.rotateSecret))
 }
 
 type loginFlowJSON struct {
@@ -284,6 +285,35 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, out(app))
+}
+
+// rotateSecret replaces the client secret (shown once); the old one stops
+// working at once, for the token endpoint and for request objects.
+func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	app, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	secret, err := oauth.NewSecret()
+	if err != nil {
+		a.internal(w, "generate secret", err)
+		return
+	}
+	app.UpdatedAt = a.now().UTC().Truncate(time.Microsecond)
+	err = a.st.SetApplicationSecret(r.Context(), app.OrgID, app.ID, []byte(secret), app.UpdatedAt)
+	if errors.Is(err, store.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, "application_not_found", "no such application in this organization")
+		return
+	}
+	if err != nil {
+		a.internal(w, "rotate application secret", err)
+		return
+	}
+	org, _ := orgs.From(r.Context())
+	a.log.Info("application secret rotated", "org", org.Name, "application_id", app.ID)
+	body := out(app)
+	body.ClientSecret = secret
+	httpx.JSON(w, http.StatusOK, body)
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {

@@ -522,6 +522,19 @@ func TestApplicationsAPI(t *testing.T) {
 	if upd["name"] != "Native 2" || upd["loginFlow"].(map[string]any)["backupCodes"] != true || upd["clientId"] != a["clientId"] {
 		t.Fatalf("put %v", upd)
 	}
+	// Rotating the secret: the old one stops working at the token endpoint.
+	old := e.secret
+	rot := e.do(e.token, "POST", "/api/v1/orgs/shop/applications/"+e.appID+"/secret", "", 200)
+	if rot["clientSecret"] == "" || rot["clientSecret"] == old || rot["clientId"] != e.clientID {
+		t.Fatalf("rotate %v", rot)
+	}
+	if status, b := e.redeem(t, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {e.redirect}, "code_verifier": {verifier}}, true); status != 401 || b["error"] != "invalid_client" {
+		t.Fatalf("old secret: %d %v", status, b)
+	}
+	e.secret = rot["clientSecret"].(string)
+	if status, b := e.redeem(t, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {e.redirect}, "code_verifier": {verifier}}, true); status != 400 || b["error"] != "invalid_grant" {
+		t.Fatalf("new secret: %d %v", status, b)
+	}
 	if list := e.do(e.token, "GET", "/api/v1/orgs/shop/applications", "", 200)["applications"].([]any); len(list) != 2 {
 		t.Fatalf("list %v", list)
 	}

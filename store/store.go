@@ -512,6 +512,9 @@ type Applications interface {
 	// UpdateApplication replaces Name, RedirectURIs, FirstFactors,
 	// BackupCodes and UpdatedAt of the org's application a.ID.
 	UpdateApplication(ctx context.Context, a Application) error
+	// SetApplicationSecret replaces the org's application's client secret
+	// (a rotation); the old one stops working at once.
+	SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error
 	DeleteApplication(ctx context.Context, orgID int64, id string) error
 }
 

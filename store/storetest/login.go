@@ -60,6 +60,12 @@ func testApplications(t *testing.T, s store.Store) {
 	}
 	upd.OrgID = b.ID
 	wantErr(t, s.UpdateApplication(c, upd), store.ErrNotFound, "UpdateApplication through another org")
+	must(t, s.SetApplicationSecret(c, a.ID, "app-1", []byte("n3w"), at(2*time.Minute)), "SetApplicationSecret")
+	got, _ = s.GetApplication(c, a.ID, "app-1")
+	if string(got.ClientSecret) != "n3w" || !got.UpdatedAt.Equal(at(2*time.Minute)) || got.Name != "Shop 2" {
+		t.Fatalf("after SetApplicationSecret = %+v", got)
+	}
+	wantErr(t, s.SetApplicationSecret(c, b.ID, "app-1", []byte("x"), at(0)), store.ErrNotFound, "SetApplicationSecret through another org")
 
 	must(t, s.CreateLoginFlow(c, store.LoginFlow{ID: "f1", OrgID: a.ID, ApplicationID: "app-1", ClientID: "client-1", ExpiresAt: at(time.Hour)}), "CreateLoginFlow")
 	wantErr(t, s.DeleteApplication(c, b.ID, "app-1"), store.ErrNotFound, "DeleteApplication through another org")

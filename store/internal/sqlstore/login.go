@@ -114,6 +114,24 @@ func (db *DB) UpdateApplication(ctx context.Context, a store.Application) error 
 	return db.wrap("update application", affected(res, "application"))
 }
 
+// SetApplicationSecret seals and stores a new client secret.
+func (db *DB) SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		var clientID string
+		err := tx.QueryRowContext(ctx, db.q(`SELECT client_id FROM applications WHERE org_id = ? AND id = ?`), orgID, id).Scan(&clientID)
+		if err != nil {
+			return db.wrap("set application secret", err)
+		}
+		sealed, err := db.seal.seal(secret, applicationAD(id, orgID, clientID))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE applications SET client_secret = ?, updated_at = ? WHERE org_id = ? AND id = ?`),
+			sealed, micros(at), orgID, id)
+		return db.wrap("set application secret", err)
+	})
+}
+
 // DeleteApplication deletes the org's application and its login flows.
 func (db *DB) DeleteApplication(ctx context.Context, orgID int64, id string) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
