@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/otphub/otphub/applications"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
@@ -38,6 +39,7 @@ import (
 	"github.com/otphub/otphub/dispatcher/deliveries"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
@@ -126,6 +128,8 @@ type components struct {
 	backlog    *backlog.Gate
 	resealer   *store.Resealer
 	core       *authcore.Service
+	apps       *applications.API
+	login      *login.Service
 	hub        *websub.Hub
 	providers  *smsprovider.Service
 	deliveries *deliveries.API
@@ -211,6 +215,12 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 	if err != nil {
 		return fmt.Errorf("auth core: %w", err)
 	}
+	if c.apps, err = applications.New(a.store, a.log); err != nil {
+		return fmt.Errorf("applications: %w", err)
+	}
+	if c.login, err = login.New(login.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, c.core, c.issuer, a.log, a.reg); err != nil {
+		return fmt.Errorf("login step: %w", err)
+	}
 	return nil
 }
 
@@ -266,6 +276,8 @@ func (a *App) route(c *components, version string) {
 		c.issuer.Register(mux, c.issuer)
 		c.tenants.Register(mux, c.issuer)
 		c.core.Register(mux, c.issuer)
+		c.apps.Register(mux, c.issuer)
+		c.login.Register(mux, c.issuer)
 		c.providers.Register(mux, c.issuer)
 		c.hub.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)

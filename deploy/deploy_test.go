@@ -39,6 +39,7 @@ var metrics = map[string]string{
 	"otphub_websub_intent_verifications_total": "counter",
 	"otphub_http_requests_total":               "counter",
 	"otphub_http_request_duration_seconds":     "histogram",
+	"otphub_login_outcomes_total":              "counter",
 }
 
 var metricRef = regexp.MustCompile(`\botphub_[a-z0-9_]+`)

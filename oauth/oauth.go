@@ -127,6 +127,8 @@ type Issuer struct {
 
 	failMu sync.Mutex
 	locked map[string]time.Time // failureKey → end of its lockout
+
+	codeGrant CodeGrant // nil: no authorization_code grant
 }
 
 type signingKey struct {

@@ -70,6 +70,9 @@ type OTPSettings struct {
 	ResendIntervalSeconds int
 	MaxFailedAttempts     int
 	BackupCodesEnabled    bool
+	// WebOTP ends the SMS sent by the hosted login prompt with the WICG
+	// WebOTP origin-bound line (@host #code) so browsers can autofill it.
+	WebOTP bool
 	// AllowedCountryCodes limits mobile numbers to these calling codes
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
@@ -146,6 +149,65 @@ type BackupCode struct {
 	UserID string
 	Hash   []byte // salted hash computed by package authcore; salt included
 	UsedAt time.Time
+}
+
+// Application is a relying party of the hosted login step: an OAuth 2.0
+// client of the authorization code flow (never of the admin API).
+type Application struct {
+	ID       string // UUID
+	OrgID    int64
+	Name     string
+	ClientID string // unique across orgs
+	// ClientSecret authenticates the application at the token endpoint and
+	// is the HS256 key of its request objects, so it is kept (sealed at
+	// rest), not hashed.
+	ClientSecret []byte
+	RedirectURIs []string // exact match
+	// FirstFactors are the amr values of the first factors it accepts
+	// (pwd, magic_link, fed).
+	FirstFactors []string
+	// BackupCodes lets its users finish the step with a backup code.
+	BackupCodes bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Login flow completion methods.
+const (
+	LoginBySMS        = "sms"
+	LoginByBackupCode = "backup_code"
+)
+
+// LoginFlow is one run of the hosted login step, from the authorization
+// request to the redemption of its authorization code.
+type LoginFlow struct {
+	ID            string // UUID
+	OrgID         int64
+	ApplicationID string
+	ClientID      string
+	// BrowserHash is the SHA-256 of the secret in the browser's cookie:
+	// only that browser may drive the flow.
+	BrowserHash   []byte
+	RedirectURI   string
+	State         string
+	Nonce         string
+	CodeChallenge string // PKCE S256
+	UserID        string
+	Mobile        string   // E.164
+	AMR           []string // the first factor's, from the request object
+	Locale        string   // BCP 47; "" for the default
+	ChallengeID   string   // "" until the first SMS is sent
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+	// CompletedAt is when the second factor succeeded (zero until then);
+	// Method is how (LoginBySMS or LoginByBackupCode).
+	CompletedAt time.Time
+	Method      string
+	// CodeHash is the SHA-256 of the authorization code issued on
+	// completion; the code itself is never stored.
+	CodeHash      []byte
+	CodeExpiresAt time.Time
+	CodeUsedAt    time.Time
 }
 
 // SigningKey is a JWT signing key of the token issuer. The private key is
@@ -255,6 +317,8 @@ type Store interface {
 	Deliveries
 	SigningKeys
 	Keys
+	Applications
+	LoginFlows
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -434,6 +498,45 @@ type ResealResult struct {
 	// pass; Unreadable of them open under no configured key.
 	Remaining  int64
 	Unreadable int64
+}
+
+// Applications keeps the relying parties of the hosted login step.
+type Applications interface {
+	// CreateApplication stores a; ErrConflict on a duplicate ID or ClientID.
+	CreateApplication(ctx context.Context, a Application) error
+	GetApplication(ctx context.Context, orgID int64, id string) (Application, error)
+	// GetApplicationByClientID finds an application of any org by its
+	// client id (the authorization and token endpoints know only that).
+	GetApplicationByClientID(ctx context.Context, clientID string) (Application, error)
+	ListApplications(ctx context.Context, orgID int64) ([]Application, error) // by creation
+	// UpdateApplication replaces Name, RedirectURIs, FirstFactors,
+	// BackupCodes and UpdatedAt of the org's application a.ID.
+	UpdateApplication(ctx context.Context, a Application) error
+	// SetApplicationSecret replaces the org's application's client secret
+	// (a rotation); the old one stops working at once.
+	SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error
+	DeleteApplication(ctx context.Context, orgID int64, id string) error
+}
+
+// LoginFlows keeps hosted login flows and their authorization codes.
+type LoginFlows interface {
+	// CreateLoginFlow stores f; flows long past their expiry are purged
+	// now and then.
+	CreateLoginFlow(ctx context.Context, f LoginFlow) error
+	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)
+	// SetLoginFlowChallenge records the flow's SMS challenge if it has none
+	// and is not completed (else ErrPrecondition): of concurrent first
+	// sends one wins.
+	SetLoginFlowChallenge(ctx context.Context, id, challengeID string) error
+	// CompleteLoginFlow marks the flow completed at by method and installs
+	// its authorization code, if it is not completed yet (else
+	// ErrPrecondition).
+	CompleteLoginFlow(ctx context.Context, id, method string, at time.Time, codeHash []byte, codeExpiresAt time.Time) error
+	// RedeemAuthorizationCode marks the code of hash used at now and returns
+	// its flow: ErrNotFound for an unknown code, ErrPrecondition for a code
+	// already used or expired. Of concurrent redemptions at most one
+	// succeeds.
+	RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now time.Time) (LoginFlow, error)
 }
 
 // SigningKeys keeps the token issuer's keys.
