@@ -222,7 +222,7 @@ func (i *Issuer) Issue(client store.Client, org store.Org, scopes []string) (str
 		OrgID:         org.ID,
 		PlatformAdmin: client.PlatformAdmin,
 	}
-	kid, key := i.SigningKey()
+	kid, key := i.tokenKey()
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = kid
 	return t.SignedString(key)

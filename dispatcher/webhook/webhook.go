@@ -11,17 +11,21 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/egress"
@@ -75,11 +79,55 @@ func HubSignature(alg string, secret, body []byte) string {
 	return alg + "=" + hex.EncodeToString(m.Sum(nil))
 }
 
+// StandardSecretPrefix marks a Standard Webhooks secret: "whsec_" followed
+// by the key material in standard base64 (the Standard Webhooks
+// specification, "Signature scheme"; the official libraries' default).
+const StandardSecretPrefix = "whsec_"
+
+// StandardKey returns the HMAC key of webhook-signature for a subscription
+// secret: the base64-decoded key material of a "whsec_" secret, otherwise
+// the secret's raw bytes (what the libraries' raw-secret option takes). A
+// "whsec_" secret that does not decode is keyed raw; the hub refuses such
+// secrets at subscribe time (CheckSecret), so only rows written before
+// that check can hold one.
+func StandardKey(secret []byte) []byte {
+	if rest, ok := bytes.CutPrefix(secret, []byte(StandardSecretPrefix)); ok {
+		key, err := base64.StdEncoding.DecodeString(string(rest))
+		if err == nil && len(key) > 0 {
+			return key
+		}
+	}
+	return secret
+}
+
+// CheckSecret reports why secret cannot key webhook-signature as its form
+// promises: a "whsec_" secret must carry non-empty standard base64 (with
+// padding). Any other secret is used raw and is always acceptable here.
+func CheckSecret(secret string) error {
+	rest, ok := strings.CutPrefix(secret, StandardSecretPrefix)
+	if !ok {
+		return nil
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil || len(key) == 0 {
+		return errors.New("a secret starting with " + StandardSecretPrefix + " must continue with its key material in standard base64 (with padding)")
+	}
+	return nil
+}
+
+// NewStandardSecret returns a new "whsec_" secret with 32 random bytes of
+// key material (the specification asks for 24 to 64).
+func NewStandardSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return StandardSecretPrefix + base64.StdEncoding.EncodeToString(b)
+}
+
 // StandardSignature returns the Standard Webhooks webhook-signature value:
-// "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>", keyed by the
-// secret's raw bytes.
+// "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with key =
+// StandardKey(secret).
 func StandardSignature(secret []byte, id string, timestamp int64, body []byte) string {
-	m := hmac.New(sha256.New, secret)
+	m := hmac.New(sha256.New, StandardKey(secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
@@ -140,8 +188,53 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) di
 	if err != nil {
 		return dispatcher.ClassifyTransport(ctx, "webhook", err)
 	}
+	if resp.StatusCode == http.StatusBadRequest && s.sub.Format == string(event.FormatSETJWT) {
+		body, _ := egress.ReadLimited(resp, s.o.MaxResponseBytes)
+		res := dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
+		if e, ok := parseSETError(body); ok {
+			res.Err = fmt.Errorf("%w: %s", res.Err, e)
+		}
+		return res
+	}
 	egress.Discard(resp, s.o.MaxResponseBytes)
 	return dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
+}
+
+// maxSETErrorChars caps how much of a receiver's err and description is
+// kept in the attempt log.
+const maxSETErrorChars = 256
+
+// parseSETError reads an RFC 8935 §2.3 error body, {"err": <code>,
+// "description": <text>}, and returns it as one line for the attempt log
+// ("err=invalid_key description=…"), each part stripped of control
+// characters and truncated. ok is false when the body is not such an
+// object.
+func parseSETError(body []byte) (string, bool) {
+	var e struct {
+		Err         string `json:"err"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Err == "" {
+		return "", false
+	}
+	out := "err=" + printable(e.Err)
+	if e.Description != "" {
+		out += " description=" + strconv.Quote(printable(e.Description))
+	}
+	return out, true
+}
+
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) > maxSETErrorChars {
+		s = string([]rune(s)[:maxSETErrorChars]) + "…"
+	}
+	return s
 }
 
 // Request builds the content distribution request of ev.
@@ -177,6 +270,10 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 	ts := s.o.Now().Unix()
 	h := req.Header
 	h.Set("Content-Type", contentType)
+	if format == event.FormatSETJWT {
+		// RFC 8935 §2.1: a SET push MUST accept JSON (the error body of §2.3).
+		h.Set("Accept", "application/json")
+	}
 	h.Set("Link", s.link)
 	h.Set("Webhook-Id", ev.ID)
 	h.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
