@@ -556,7 +556,7 @@ func TestUndecodableRecordDeadLetteredAndConsumptionGoesOn(t *testing.T) {
 	e := newEnv(t)
 	rcv := dt.NewReceiver(t, nil)
 	e.res.Set(org, dt.Webhook("sub-1", rcv.URL))
-	e.start(testConfig(e.clock))
+	r := e.start(testConfig(e.clock))
 
 	bad := bus.Message{Key: []byte(org), Value: []byte("not json"), Headers: map[string]string{"ce_specversion": "1.0"}}
 	if err := e.log.Publish(context.Background(), bus.NotificationsTopic, bad); err != nil {
@@ -581,6 +581,9 @@ func TestUndecodableRecordDeadLetteredAndConsumptionGoesOn(t *testing.T) {
 		m.Ack()
 	case <-ctx.Done():
 		t.Fatal("no dead letter")
+	}
+	if n := metric(t, r.reg, "otphub_log_records_dead_lettered_total", nil); n != 1 {
+		t.Errorf("otphub_log_records_dead_lettered_total = %v, want 1", n)
 	}
 }
 

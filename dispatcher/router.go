@@ -46,6 +46,7 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 		}); err != nil {
 			return // shutting down: left unacknowledged
 		}
+		e.m.undecodable.Inc()
 		m.Ack()
 		return
 	}
