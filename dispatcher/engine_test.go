@@ -157,7 +157,7 @@ func (e *env) waitTask(jti, destType, destID, status string) store.DeliveryTask 
 	var task store.DeliveryTask
 	dt.Eventually(e.t, 20*time.Second, func() bool {
 		var err error
-		task, err = e.st.FindDelivery(context.Background(), e.orgID, jti, destType, destID)
+		task, err = e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, jti, destType, destID)
 		return err == nil && task.Status == status
 	}, "task of %s to %s/%s never became %s (last: %+v)", jti, destType, destID, status, &task)
 	return task
@@ -718,10 +718,10 @@ func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
 				t.Fatalf("replayed primary's expiry %v is not past the OTP's %v", prim.ExpiresAt, ev.ExpiresAt)
 			}
 			dt.Eventually(t, 20*time.Second, func() bool {
-				task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+				task, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dispatcher.TypeVonage, "fallback")
 				return err == nil && task.Status != store.DeliveryPending
 			}, "the fallback never finished")
-			got, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+			got, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dispatcher.TypeVonage, "fallback")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -809,7 +809,7 @@ func TestGracefulShutdownRecordsInFlightFailures(t *testing.T) {
 	e.publish(ev)
 	dt.Eventually(t, 10*time.Second, func() bool { return rcv.Total() == 1 }, "no attempt started")
 	r.stop(t) // drain times out; the attempt is cancelled and recorded as a retry
-	task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeWebhook, "sub-1")
+	task, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dispatcher.TypeWebhook, "sub-1")
 	if err != nil || task.Status != store.DeliveryPending {
 		t.Fatalf("after shutdown: task %+v, err %v; want a pending retry task", task, err)
 	}
@@ -894,10 +894,10 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 	}
 	e.start(testConfig(e.clock))
 	dt.Eventually(t, 10*time.Second, func() bool {
-		_, err := e.st.FindDelivery(context.Background(), e.orgID, old.ID, dispatcher.TypeWebhook, "sub-1")
+		_, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, old.ID, dispatcher.TypeWebhook, "sub-1")
 		return errors.Is(err, store.ErrNotFound)
 	}, "the task past retention was not purged")
-	if _, err := e.st.FindDelivery(context.Background(), e.orgID, fresh.ID, dispatcher.TypeWebhook, "sub-1"); err != nil {
+	if _, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, fresh.ID, dispatcher.TypeWebhook, "sub-1"); err != nil {
 		t.Errorf("a task within retention was purged: %v", err)
 	}
 }

@@ -37,7 +37,8 @@ func (e *Engine) routeLoop(ctx context.Context, cons bus.Consumer) error {
 // an undecodable record is copied to the dead-letter topic and
 // acknowledged, so consumption goes on.
 func (e *Engine) route(ctx context.Context, m *bus.Message) {
-	ev, err := event.DecodeBinary(m.Key, m.Headers, m.Value)
+	// Records from other producers may leave out ce_time: issued on receipt.
+	ev, err := event.DecodeBinaryAt(m.Key, m.Headers, m.Value, e.cfg.Now())
 	if err != nil {
 		e.log.Warn("undecodable record: dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 		reason := err.Error()

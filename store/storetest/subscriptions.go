@@ -11,6 +11,44 @@ var subscriptionCases = []testCase{
 	{"Subscriptions", testSubscriptions},
 	{"SubscriptionsOrgScoping", testSubscriptionsOrgScoping},
 	{"SubscriptionsActiveAndExpire", testSubscriptionsActiveAndExpire},
+	{"SubscriptionsAutoRenew", testSubscriptionsAutoRenew},
+	{"PayloadEncryption", testPayloadEncryption},
+}
+
+// testSubscriptionsAutoRenew: AutoRenew is stored and replaced by a
+// re-subscription like every other option.
+func testSubscriptionsAutoRenew(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	in := newSub(a.ID, topicA, "https://cb.example/renew")
+	in.AutoRenew = true
+	got, err := s.UpsertSubscription(c, in)
+	must(t, err, "UpsertSubscription(auto-renewing)")
+	eq(t, got.AutoRenew, true, "AutoRenew returned")
+	found, err := s.FindSubscription(c, a.ID, topicA, in.Callback)
+	must(t, err, "FindSubscription")
+	eq(t, found.AutoRenew, true, "AutoRenew stored")
+	in.AutoRenew = false
+	got, err = s.UpsertSubscription(c, in)
+	must(t, err, "UpsertSubscription(with a lease)")
+	eq(t, got.AutoRenew, false, "AutoRenew after a re-subscription that asked for a lease")
+}
+
+// testPayloadEncryption: off until set, per org.
+func testPayloadEncryption(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	on, err := s.PayloadEncryptionEnabled(c, a.ID)
+	must(t, err, "PayloadEncryptionEnabled(never set)")
+	eq(t, on, false, "payload encryption of an org that never set it")
+	must(t, s.SetPayloadEncryption(c, a.ID, true), "SetPayloadEncryption(on)")
+	on, _ = s.PayloadEncryptionEnabled(c, a.ID)
+	eq(t, on, true, "payload encryption after turning it on")
+	on, _ = s.PayloadEncryptionEnabled(c, b.ID)
+	eq(t, on, false, "another org's payload encryption")
+	must(t, s.SetPayloadEncryption(c, a.ID, false), "SetPayloadEncryption(off)")
+	on, _ = s.PayloadEncryptionEnabled(c, a.ID)
+	eq(t, on, false, "payload encryption after turning it off")
 }
 
 const topicA = "https://hub.example/topics/org-a/NOTIFICATIONS"
