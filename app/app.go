@@ -42,6 +42,7 @@ import (
 	"github.com/otphub/otphub/store/sqlite"
 	"github.com/otphub/otphub/tenants"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/keyservice"
 )
 
 // Options are what the process gives the app besides its configuration.
@@ -169,7 +170,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
 	}
-	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog}, a.store, a.bus, eg, issuer, a.log, a.reg)
+	var hub *websub.Hub
+	payloadKeys := keyservice.New(a.store, func(org string) { hub.Forget(org) }, a.log)
+	hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog, PayloadKeys: payloadKeys}, a.store, a.bus, eg, issuer, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
@@ -207,6 +210,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		core.Register(mux, issuer)
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
+		payloadKeys.Register(mux, issuer)
 		engine.Register(mux, issuer)
 		a.runners = append(a.runners, backlog.Run)
 	}

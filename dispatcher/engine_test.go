@@ -751,7 +751,7 @@ func TestProviderIdempotencyByJTI(t *testing.T) {
 	// before acknowledging its message.
 	done := e.event(time.Minute)
 	if _, err := e.st.InsertDeliveryTasks(context.Background(), []store.DeliveryTask{{
-		OrgID: e.orgID, EventID: done.ID, DestinationType: dispatcher.TypeTwilio, DestinationID: "primary",
+		OrgID: e.orgID, EventSource: done.Issuer, EventID: done.ID, DestinationType: dispatcher.TypeTwilio, DestinationID: "primary",
 		Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1, ExpiresAt: done.ExpiresAt,
 	}}, nil); err != nil {
 		t.Fatal(err)
@@ -875,6 +875,33 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestProviderIdempotencyByProducer: event IDs are free-form, so two
+// producers may both send "ext-0001", and each one's SMS is sent (a repeat
+// of one producer's is not: TestProviderIdempotencyByJTI).
+func TestProviderIdempotencyByProducer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := dt.NewReceiver(t, nil)
+	target := dt.Webhook("primary", rcv.URL)
+	target.Type = dispatcher.TypeTwilio
+	e.res.Set(org, target)
+	e.start(testConfig(e.clock))
+	one, two := e.event(time.Minute), e.event(time.Minute)
+	one.ID, two.ID = "ext-0001", "ext-0001"
+	one.Issuer, two.Issuer = "https://producer-one.example", "urn:producer:two"
+	two.MessageBody = "Your code is 999999"
+	e.publish(one, two)
+	for _, ev := range []*event.SmsOtpNotificationEvent{one, two} {
+		dt.Eventually(t, 20*time.Second, func() bool {
+			task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.Issuer, ev.ID, dispatcher.TypeTwilio, "primary")
+			return err == nil && task.Status == store.DeliveryDelivered
+		}, "the SMS of %s was not delivered", ev.Issuer)
+	}
+	if n := rcv.Delivered("ext-0001"); n != 2 {
+		t.Errorf("ext-0001 delivered %d times, want once per producer", n)
+	}
+}
+
 func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -885,7 +912,7 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 		ev      *event.SmsOtpNotificationEvent
 		updated time.Time
 	}{{old, now.Add(-8 * 24 * time.Hour)}, {fresh, now.Add(-time.Hour)}} {
-		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventID: x.ev.ID, DestinationType: dispatcher.TypeWebhook,
+		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventSource: x.ev.Issuer, EventID: x.ev.ID, DestinationType: dispatcher.TypeWebhook,
 			DestinationID: "sub-1", Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1,
 			CreatedAt: x.updated, UpdatedAt: x.updated})
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -149,6 +150,10 @@ type Options struct {
 	MaxResponseBytes int64
 	// Now is the clock for webhook-timestamp. Default time.Now.
 	Now func() time.Time
+	// PayloadKey, when set, encrypts asgardeo-format bodies for the
+	// holder of its private key (event.MarshalAsgardeoEncrypted, the form
+	// the Asgardeo trigger decrypts). The hub sets it per org.
+	PayloadKey *rsa.PublicKey
 }
 
 // Sender delivers to one subscription. Safe for concurrent use.
@@ -259,7 +264,14 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 		cp.Audience = s.topicURL
 		ev = &cp
 	}
-	body, contentType, err := event.Encode(format, ev, signer)
+	var body []byte
+	var contentType string
+	if format == event.FormatAsgardeo && s.o.PayloadKey != nil {
+		body, err = event.MarshalAsgardeoEncrypted(ev, s.o.PayloadKey)
+		contentType = event.ContentType(format)
+	} else {
+		body, contentType, err = event.Encode(format, ev, signer)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook: encode %s: %w", format, err)
 	}
