@@ -92,6 +92,13 @@ func MarshalCloudEvent(ev *SmsOtpNotificationEvent) ([]byte, error) {
 // with every field (data_base64 accepted too). The decoded event must pass
 // Validate. Errors match ErrMalformed.
 func UnmarshalCloudEvent(b []byte) (*SmsOtpNotificationEvent, error) {
+	return UnmarshalCloudEventAt(b, time.Time{})
+}
+
+// UnmarshalCloudEventAt is UnmarshalCloudEvent for an event received at
+// receivedAt from a producer outside otphub: time is optional, as in
+// CloudEvents (FromCloudEventAt).
+func UnmarshalCloudEventAt(b []byte, receivedAt time.Time) (*SmsOtpNotificationEvent, error) {
 	if err := checkSize(b); err != nil {
 		return nil, err
 	}
@@ -99,7 +106,7 @@ func UnmarshalCloudEvent(b []byte) (*SmsOtpNotificationEvent, error) {
 	if err := unmarshalObject(b, &in); err != nil {
 		return nil, malformed("CloudEvent: %v", err)
 	}
-	return FromCloudEvent(in)
+	return FromCloudEventAt(in, receivedAt)
 }
 
 // FromCloudEvent converts a CloudEvent of the sdk-go types into an event,
