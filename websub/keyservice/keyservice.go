@@ -43,8 +43,8 @@ import (
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // KeyBits is the size of every org's RSA key.
@@ -119,23 +119,12 @@ func New(st store.Store, changed func(org string), logger *slog.Logger) *Service
 //	GET /api/v1/orgs/{org}/payload-encryption       {"enabled": …} (admin scope)
 //	PUT /api/v1/orgs/{org}/payload-encryption       turn encryption of Asgardeo-format deliveries on or off (admin scope)
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
-	mux.Handle("GET /crypto/{org}/keys/dec/{n}", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(s.handleKey))))
-	mux.Handle("GET /api/v1/orgs/{org}/payload-encryption", access.Authenticate(v, access.Require(access.ScopeAdmin, http.HandlerFunc(s.handleGet))))
-	mux.Handle("PUT /api/v1/orgs/{org}/payload-encryption", access.Authenticate(v, access.Require(access.ScopeAdmin, http.HandlerFunc(s.handlePut))))
-}
-
-func (s *Service) org(w http.ResponseWriter, r *http.Request) (store.Org, bool) {
-	org, err := tenants.ResolveOrg(r.Context(), s.st, r.PathValue("org"))
-	if errors.Is(err, tenants.ErrOrgNotFound) {
-		tenants.WriteOrgError(w, err)
-		return store.Org{}, false
+	with := func(scope string, h http.HandlerFunc) http.Handler {
+		return access.Authenticate(v, access.Require(scope, orgs.With(s.st, s.log, h)))
 	}
-	if err != nil {
-		s.log.Error("loading org failed", "err", err)
-		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
-		return store.Org{}, false
-	}
-	return org, true
+	mux.Handle("GET /crypto/{org}/keys/dec/{n}", with(access.ScopeSubscribe, s.handleKey))
+	mux.Handle("GET /api/v1/orgs/{org}/payload-encryption", with(access.ScopeAdmin, s.handleGet))
+	mux.Handle("PUT /api/v1/orgs/{org}/payload-encryption", with(access.ScopeAdmin, s.handlePut))
 }
 
 // handleKey answers the trigger's fetchDecryptionKey. otphub keeps one key
@@ -148,10 +137,7 @@ func (s *Service) handleKey(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusNotFound, "key_not_found", "keys/dec/0 is the current key and keys/dec/1 the previous one")
 		return
 	}
-	org, ok := s.org(w, r)
-	if !ok {
-		return
-	}
+	org, _ := orgs.From(r.Context())
 	k, err := s.key(r.Context(), org.ID)
 	if err != nil {
 		s.log.Error("loading the org's payload key failed", "org", org.Name, "err", err)
@@ -171,10 +157,7 @@ func (s *Service) handleKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
-	org, ok := s.org(w, r)
-	if !ok {
-		return
-	}
+	org, _ := orgs.From(r.Context())
 	on, err := s.st.PayloadEncryptionEnabled(r.Context(), org.ID)
 	if err != nil {
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
@@ -184,10 +167,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
-	org, ok := s.org(w, r)
-	if !ok {
-		return
-	}
+	org, _ := orgs.From(r.Context())
 	var in struct {
 		Enabled *bool `json:"enabled"`
 	}
