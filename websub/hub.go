@@ -114,8 +114,9 @@ type Config struct {
 	ExpiryInterval time.Duration
 	// RenewBefore: an auto-renewing subscription (one whose subscriber
 	// asked for no lease) is re-verified once less than this is left of its
-	// lease; a failed re-verification is tried again every ExpiryInterval
-	// until the lease ends. Default 1 day, at most half the default lease.
+	// lease; a failed re-verification is tried again every RenewBefore/24
+	// (at least ExpiryInterval) until the lease ends. Default 1 day, at
+	// most half the default lease.
 	RenewBefore time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

@@ -21,6 +21,7 @@ import (
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/websub/webhook"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // Subscription parameters otphub adds to WebSub's (other hubs ignore them,
@@ -240,7 +241,7 @@ func (h *Hub) parseSubscribeParams(w http.ResponseWriter, f url.Values, req *req
 			httpx.Error(w, http.StatusBadRequest, "invalid_secret", fmt.Sprintf("hub.secret must be less than %d bytes", MaxSecretBytes))
 			return false
 		}
-		if err := webhook.CheckSecret(s); err != nil {
+		if err := whsec.Check(s); err != nil {
 			httpx.Error(w, http.StatusBadRequest, "invalid_secret", "hub.secret: "+err.Error())
 			return false
 		}
@@ -255,7 +256,7 @@ func (h *Hub) parseSubscribeParams(w http.ResponseWriter, f url.Values, req *req
 		httpx.Error(w, http.StatusBadRequest, "invalid_secret", "send either hub.secret or "+ParamGenerateSecret+", not both")
 		return false
 	default:
-		req.secret, req.generated = []byte(webhook.NewStandardSecret()), true
+		req.secret, req.generated = []byte(whsec.New()), true
 	}
 	req.lease = h.cfg.DefaultLeaseSeconds
 	req.autoRenew = f.Get("hub.lease_seconds") == ""

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // maxChallengeBytes caps hub.challenge: it is echoed, so it is bounded.
@@ -265,7 +266,8 @@ func verifyHubSignature(secret []byte, header string, body []byte) bool {
 // verifyStandard checks the Standard Webhooks headers: webhook-id,
 // webhook-timestamp within the tolerance, and a "v1,<base64>" entry of
 // webhook-signature (space-separated list) equal, in constant time, to
-// HMAC-SHA256(secret, id "." timestamp "." body).
+// HMAC-SHA256(key, id "." timestamp "." body), key being whsec.Key(secret)
+// as the hub signs it (a "whsec_" secret's key material, else its bytes).
 func (l *Listener) verifyStandard(h http.Header, sigs string, body []byte) (int, string) {
 	id, ts := h.Get("Webhook-Id"), h.Get("Webhook-Timestamp")
 	if id == "" || ts == "" {
@@ -279,7 +281,7 @@ func (l *Listener) verifyStandard(h http.Header, sigs string, body []byte) (int,
 	if skew > l.cfg.TimestampTolerance || skew < -l.cfg.TimestampTolerance {
 		return http.StatusForbidden, "webhook-timestamp is outside the tolerance"
 	}
-	m := hmac.New(sha256.New, l.secret)
+	m := hmac.New(sha256.New, whsec.Key(l.secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(ts))

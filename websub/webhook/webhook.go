@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -32,6 +31,7 @@ import (
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // Type is the destination type of webhooks.
@@ -83,55 +83,11 @@ func HubSignature(alg string, secret, body []byte) string {
 	return alg + "=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// StandardSecretPrefix marks a Standard Webhooks secret: "whsec_" followed
-// by the key material in standard base64 (the Standard Webhooks
-// specification, "Signature scheme"; the official libraries' default).
-const StandardSecretPrefix = "whsec_"
-
-// StandardKey returns the HMAC key of webhook-signature for a subscription
-// secret: the base64-decoded key material of a "whsec_" secret, otherwise
-// the secret's raw bytes (what the libraries' raw-secret option takes). A
-// "whsec_" secret that does not decode is keyed raw; the hub refuses such
-// secrets at subscribe time (CheckSecret), so only rows written before
-// that check can hold one.
-func StandardKey(secret []byte) []byte {
-	if rest, ok := bytes.CutPrefix(secret, []byte(StandardSecretPrefix)); ok {
-		key, err := base64.StdEncoding.DecodeString(string(rest))
-		if err == nil && len(key) > 0 {
-			return key
-		}
-	}
-	return secret
-}
-
-// CheckSecret reports why secret cannot key webhook-signature as its form
-// promises: a "whsec_" secret must carry non-empty standard base64 (with
-// padding). Any other secret is used raw and is always acceptable here.
-func CheckSecret(secret string) error {
-	rest, ok := strings.CutPrefix(secret, StandardSecretPrefix)
-	if !ok {
-		return nil
-	}
-	key, err := base64.StdEncoding.DecodeString(rest)
-	if err != nil || len(key) == 0 {
-		return errors.New("a secret starting with " + StandardSecretPrefix + " must continue with its key material in standard base64 (with padding)")
-	}
-	return nil
-}
-
-// NewStandardSecret returns a new "whsec_" secret with 32 random bytes of
-// key material (the specification asks for 24 to 64).
-func NewStandardSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
-	return StandardSecretPrefix + base64.StdEncoding.EncodeToString(b)
-}
-
 // StandardSignature returns the Standard Webhooks webhook-signature value:
 // "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with key =
-// StandardKey(secret).
+// whsec.Key(secret): a "whsec_" secret's key material, else its bytes.
 func StandardSignature(secret []byte, id string, timestamp int64, body []byte) string {
-	m := hmac.New(sha256.New, StandardKey(secret))
+	m := hmac.New(sha256.New, whsec.Key(secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
