@@ -423,13 +423,28 @@ type Deliveries interface {
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
 }
 
-// PayloadEncryption keeps which orgs have their Asgardeo-format deliveries
-// encrypted with their key-service key (the key itself is a data key).
+// PayloadSettings are an org's payload encryption settings.
+type PayloadSettings struct {
+	// Enabled: the org's Asgardeo-format deliveries are encrypted.
+	Enabled bool
+	// KeyGeneration is the current key's generation (0 until the first
+	// rotation); the keys themselves are data keys.
+	KeyGeneration int64
+	UpdatedAt     time.Time
+}
+
+// PayloadEncryption keeps the orgs' payload encryption settings.
 type PayloadEncryption interface {
-	// PayloadEncryptionEnabled is false (no error) for an org that never
-	// set it.
-	PayloadEncryptionEnabled(ctx context.Context, orgID int64) (bool, error)
+	// GetPayloadSettings returns the zero settings (no error) for an org
+	// that never set them.
+	GetPayloadSettings(ctx context.Context, orgID int64) (PayloadSettings, error)
+	// SetPayloadEncryption turns encryption on or off, keeping the key
+	// generation.
 	SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error
+	// RotatePayloadKey makes the next key generation current, atomically
+	// (of concurrent rotations each moves it one step), and returns the
+	// new settings.
+	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
 }
 
 // Keys keeps data keys and moves secrets to the current encryption key

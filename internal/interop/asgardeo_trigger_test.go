@@ -606,6 +606,27 @@ func TestAsgardeoTriggerUnchanged(t *testing.T) {
 	if bytes.Contains(ev.Raw, []byte("94771234568")) || bytes.Contains(ev.Raw, []byte("one-time password")) {
 		t.Fatalf("an encrypted delivery shows the OTP message in clear: %s", ev.Raw)
 	}
+
+	// The org rotates its key: the running handler still holds the old one,
+	// fails with it, tries the previous key (its own), then fetches a new
+	// token and the current key, as decryptEvent does — and decrypts.
+	oldKey := tr.key
+	var settings struct {
+		Enabled       bool
+		KeyGeneration int64
+	}
+	o.call(http.MethodPost, "/api/v1/orgs/"+org+"/payload-encryption/rotate", admin, nil, &settings, http.StatusOK)
+	if !settings.Enabled || settings.KeyGeneration != 1 {
+		t.Fatalf("after a rotation: %+v", settings)
+	}
+	o.challenge(org, admin, "+94771234560")
+	ev = tr.next(t)
+	if !ev.Encrypted || ev.SendTo != "+94771234560" {
+		t.Fatalf("after a rotation onSmsOtp got %+v", ev)
+	}
+	if tr.key == oldKey {
+		t.Error("the handler decrypted a delivery under the new key with the old one")
+	}
 	o.call(http.MethodPut, "/api/v1/orgs/"+org+"/payload-encryption", admin, map[string]bool{"enabled": false}, nil, http.StatusOK)
 
 	// The handler restarts: Listener.init and start again, same callback.
@@ -671,7 +692,7 @@ func TestAsgardeoTriggerKeyService(t *testing.T) {
 		t.Fatalf("keys/dec/0: %d %v", code, cur)
 	}
 	if code, prev := get(ta, "/crypto/org-a/keys/dec/1"); code != 200 || prev["key"] != cur["key"] {
-		t.Errorf("keys/dec/1: %d, same key %v", code, prev["key"] == cur["key"])
+		t.Errorf("keys/dec/1 before any rotation: %d, the current key %v", code, prev["key"] == cur["key"])
 	}
 	if code, _ := get(ta, "/crypto/org-a/keys/dec/2"); code != 404 {
 		t.Errorf("keys/dec/2: %d, want 404", code)
@@ -690,6 +711,19 @@ func TestAsgardeoTriggerKeyService(t *testing.T) {
 	}
 	if _, err := time.Parse(time.RFC3339, cur["createdAt"].(string)); err != nil {
 		t.Errorf("createdAt %v: %v", cur["createdAt"], err)
+	}
+
+	// A rotation: 0 is a new key, 1 the one before, marked expired.
+	admin := o.token(o.srv.AdminClientID, o.srv.AdminClientSecret)
+	o.call(http.MethodPost, "/api/v1/orgs/org-a/payload-encryption/rotate", admin, nil, nil, http.StatusOK)
+	_, now := get(ta, "/crypto/org-a/keys/dec/0")
+	_, prev := get(ta, "/crypto/org-a/keys/dec/1")
+	if now["key"] == cur["key"] || prev["key"] != cur["key"] || now["status"] != "active" || prev["status"] != "expired" {
+		t.Errorf("after a rotation: current changed %v, previous is the old %v, statuses %v/%v",
+			now["key"] != cur["key"], prev["key"] == cur["key"], now["status"], prev["status"])
+	}
+	if code, _ := get(tb, "/api/v1/orgs/org-a/payload-encryption/rotate"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET rotate: %d", code)
 	}
 }
 

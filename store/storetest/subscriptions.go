@@ -34,21 +34,51 @@ func testSubscriptionsAutoRenew(t *testing.T, s store.Store) {
 	eq(t, got.AutoRenew, false, "AutoRenew after a re-subscription that asked for a lease")
 }
 
-// testPayloadEncryption: off until set, per org.
+// testPayloadEncryption: off and generation 0 until set, per org; turning
+// it on or off keeps the generation; rotations count up, concurrent ones
+// each count.
 func testPayloadEncryption(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
-	on, err := s.PayloadEncryptionEnabled(c, a.ID)
-	must(t, err, "PayloadEncryptionEnabled(never set)")
-	eq(t, on, false, "payload encryption of an org that never set it")
+	ps, err := s.GetPayloadSettings(c, a.ID)
+	must(t, err, "GetPayloadSettings(never set)")
+	if ps.Enabled || ps.KeyGeneration != 0 {
+		t.Fatalf("payload settings of an org that never set them: %+v", ps)
+	}
 	must(t, s.SetPayloadEncryption(c, a.ID, true), "SetPayloadEncryption(on)")
-	on, _ = s.PayloadEncryptionEnabled(c, a.ID)
-	eq(t, on, true, "payload encryption after turning it on")
-	on, _ = s.PayloadEncryptionEnabled(c, b.ID)
-	eq(t, on, false, "another org's payload encryption")
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	eq(t, ps.Enabled, true, "payload encryption after turning it on")
+	ps, _ = s.GetPayloadSettings(c, b.ID)
+	eq(t, ps.Enabled, false, "another org's payload encryption")
+
+	ps, err = s.RotatePayloadKey(c, a.ID)
+	must(t, err, "RotatePayloadKey")
+	eq(t, ps.KeyGeneration, int64(1), "generation after a rotation")
+	eq(t, ps.Enabled, true, "a rotation keeps encryption on")
 	must(t, s.SetPayloadEncryption(c, a.ID, false), "SetPayloadEncryption(off)")
-	on, _ = s.PayloadEncryptionEnabled(c, a.ID)
-	eq(t, on, false, "payload encryption after turning it off")
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	if ps.Enabled || ps.KeyGeneration != 1 {
+		t.Fatalf("after turning it off: %+v, want off at generation 1", ps)
+	}
+	ps, err = s.RotatePayloadKey(c, b.ID)
+	must(t, err, "RotatePayloadKey(never set)")
+	if ps.Enabled || ps.KeyGeneration != 1 {
+		t.Fatalf("rotating an org that never set it: %+v", ps)
+	}
+
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.RotatePayloadKey(c, a.ID)
+			errs <- err
+		}()
+	}
+	for range n {
+		must(t, <-errs, "concurrent RotatePayloadKey")
+	}
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	eq(t, ps.KeyGeneration, int64(1+n), "generation after concurrent rotations")
 }
 
 const topicA = "https://hub.example/topics/org-a/NOTIFICATIONS"

@@ -193,21 +193,35 @@ func (db *DB) ExpireSubscriptions(ctx context.Context, now time.Time) (int, erro
 	return int(n), db.wrap("expire subscriptions", err)
 }
 
-// PayloadEncryptionEnabled tells whether the org encrypts its
-// Asgardeo-format deliveries; false for an org that never set it.
-func (db *DB) PayloadEncryptionEnabled(ctx context.Context, orgID int64) (bool, error) {
-	var on bool
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT enabled FROM payload_encryption WHERE org_id = ?`), orgID).Scan(&on)
+// GetPayloadSettings returns the org's payload encryption settings; the
+// zero settings for an org that never set them.
+func (db *DB) GetPayloadSettings(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
+	var ps store.PayloadSettings
+	var updated int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT enabled, key_generation, updated_at FROM payload_encryption WHERE org_id = ?`), orgID).
+		Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return store.PayloadSettings{}, nil
 	}
-	return on, db.wrap("payload encryption", err)
+	ps.UpdatedAt = fromMicros(updated)
+	return ps, db.wrap("payload encryption", err)
 }
 
 // SetPayloadEncryption turns the org's payload encryption on or off.
 func (db *DB) SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error {
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, updated_at) VALUES (?, ?, ?)
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, ?, 0, ?)
 		ON CONFLICT (org_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at`),
 		orgID, enabled, micros(db.nowUTC()))
 	return db.wrap("set payload encryption", err)
+}
+
+// RotatePayloadKey moves the org's key generation one step, in one upsert.
+func (db *DB) RotatePayloadKey(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
+	var ps store.PayloadSettings
+	var updated int64
+	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, FALSE, 1, ?)
+		ON CONFLICT (org_id) DO UPDATE SET key_generation = payload_encryption.key_generation + 1, updated_at = excluded.updated_at
+		RETURNING enabled, key_generation, updated_at`), orgID, micros(db.nowUTC())).Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
+	ps.UpdatedAt = fromMicros(updated)
+	return ps, db.wrap("rotate payload key", err)
 }

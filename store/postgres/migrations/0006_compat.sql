@@ -11,7 +11,8 @@
 --    (hub.lease_seconds absent), so the hub renews the lease itself by
 --    verifying intent again before it ends (docs/websub.md).
 -- 3. payload_encryption: orgs that have Asgardeo-format deliveries
---    encrypted with their key-service key (docs/compatibility.md).
+--    encrypted with their key-service key, and which generation of that
+--    key is current (rotation; the keys are data keys) (docs/compatibility.md).
 
 ALTER TABLE delivery_tasks ADD COLUMN event_source TEXT NOT NULL DEFAULT '';
 ALTER TABLE delivery_tasks DROP CONSTRAINT delivery_tasks_org_event_destination_key;
@@ -21,7 +22,8 @@ ALTER TABLE delivery_tasks ADD CONSTRAINT delivery_tasks_org_source_event_destin
 ALTER TABLE subscriptions ADD COLUMN auto_renew BOOLEAN NOT NULL DEFAULT FALSE;
 
 CREATE TABLE payload_encryption (
-    org_id     BIGINT  PRIMARY KEY,
-    enabled    BOOLEAN NOT NULL,
-    updated_at BIGINT  NOT NULL
+    org_id         BIGINT  PRIMARY KEY,
+    enabled        BOOLEAN NOT NULL,
+    key_generation BIGINT  NOT NULL,
+    updated_at     BIGINT  NOT NULL
 );

@@ -13,7 +13,8 @@
 --    (hub.lease_seconds absent), so the hub renews the lease itself by
 --    verifying intent again before it ends (docs/websub.md).
 -- 3. payload_encryption: orgs that have Asgardeo-format deliveries
---    encrypted with their key-service key (docs/compatibility.md).
+--    encrypted with their key-service key, and which generation of that
+--    key is current (rotation; the keys are data keys) (docs/compatibility.md).
 
 CREATE TABLE delivery_tasks_new (
     id               TEXT    PRIMARY KEY,
@@ -69,7 +70,8 @@ CREATE INDEX delivery_attempts_task ON delivery_attempts (task_id, number);
 ALTER TABLE subscriptions ADD COLUMN auto_renew BOOLEAN NOT NULL DEFAULT FALSE;
 
 CREATE TABLE payload_encryption (
-    org_id     BIGINT  PRIMARY KEY,
-    enabled    BOOLEAN NOT NULL,
-    updated_at BIGINT  NOT NULL
+    org_id         BIGINT  PRIMARY KEY,
+    enabled        BOOLEAN NOT NULL,
+    key_generation BIGINT  NOT NULL,
+    updated_at     BIGINT  NOT NULL
 );
