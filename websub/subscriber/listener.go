@@ -173,7 +173,10 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "the event is for another organization")
 		return
 	}
-	switch l.dedup.begin(ev.ID) {
+	// Event ids are chosen by each producer: the same id from two
+	// producers (iss) is two events.
+	key := ev.Issuer + "\x00" + ev.ID
+	switch l.dedup.begin(key) {
 	case seenDone:
 		l.log.Info("duplicate event acknowledged", "jti", ev.ID)
 		plain(w, http.StatusOK, "duplicate")
@@ -184,7 +187,7 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := l.call(r, ev); err != nil {
-		l.dedup.fail(ev.ID)
+		l.dedup.fail(key)
 		if IsPermanent(err) {
 			l.log.Error("handler failed permanently; the hub will not retry", "jti", ev.ID, "err", err)
 			plain(w, http.StatusUnprocessableEntity, "handler failed permanently")
@@ -194,7 +197,7 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusInternalServerError, "handler failed")
 		return
 	}
-	l.dedup.done(ev.ID)
+	l.dedup.done(key)
 	plain(w, http.StatusOK, "ok")
 }
 
