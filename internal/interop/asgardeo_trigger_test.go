@@ -725,6 +725,34 @@ func TestAsgardeoTriggerKeyService(t *testing.T) {
 	if code, _ := get(tb, "/api/v1/orgs/org-a/payload-encryption/rotate"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET rotate: %d", code)
 	}
+
+	// The settings API: admin only, and a body without enabled is refused
+	// naming the field.
+	put := func(token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPut, o.srv.URL+"/api/v1/orgs/org-a/payload-encryption", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if code, m := put(ta, `{"enabled":true}`); code != http.StatusForbidden {
+		t.Errorf("a subscribe-only client turned encryption on: %d %v", code, m)
+	}
+	if code, m := put(admin, `{}`); code != http.StatusBadRequest || m["error"] != "invalid_field" || m["field"] != "enabled" {
+		t.Errorf("PUT {}: %d %v", code, m)
+	}
+	if code, m := put(admin, `{"enabled":"yes"}`); code != http.StatusBadRequest || m["error"] != "invalid_json" {
+		t.Errorf(`PUT {"enabled":"yes"}: %d %v`, code, m)
+	}
+	if code, m := put(admin, `{"enabled":true}`); code != http.StatusOK || m["enabled"] != true || m["keyGeneration"] != float64(1) || m["keyCreatedAt"] == nil {
+		t.Errorf("PUT enabled: %d %v", code, m)
+	}
 }
 
 // eventually polls cond until it holds or 30 s pass.
