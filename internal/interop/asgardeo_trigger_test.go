@@ -221,7 +221,16 @@ func (tr *trigger) hubSecret() string {
 }
 
 // ServeHTTP is the websub HttpService at the callback (W http_service.bal).
+// The trigger attaches it with a callback and appendServicePath false and
+// no name, so it is served at "/" of the listener's port (W sub_listener.bal
+// executeAttach, shouldUseGeneratedServicePath, retrieveCompleteServicePath:
+// COMMON_SERVICE_PATH); its resources are `post .` and `get .`, nothing
+// below.
 func (tr *trigger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		tr.serveGet(w, r)
@@ -547,7 +556,7 @@ func TestAsgardeoTriggerUnchanged(t *testing.T) {
 	defer cb.Close()
 	cfg := listenerConfig{
 		ClientID: c.ClientID, ClientSecret: c.ClientSecret, Organization: org,
-		TokenEndpointHost: o.srv.URL, CallbackURL: cb.URL + "/otp-hook",
+		TokenEndpointHost: o.srv.URL, CallbackURL: cb.URL + "/",
 		HubURL: o.srv.URL + "/hub", KeyServiceURL: o.srv.URL,
 	}
 	tr, err := newTrigger(t, cfg)
