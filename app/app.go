@@ -47,6 +47,7 @@ import (
 	"github.com/otphub/otphub/store/sqlite"
 	"github.com/otphub/otphub/tenants"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/keyservice"
 )
 
 // Options are what the process gives the app besides its configuration.
@@ -122,18 +123,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 
 // components are the parts of one process, built by build.
 type components struct {
-	egress     *egress.Client
-	issuer     *oauth.Issuer
-	tenants    *tenants.API
-	backlog    *backlog.Gate
-	resealer   *store.Resealer
-	core       *authcore.Service
-	apps       *applications.API
-	login      *login.Service
-	hub        *websub.Hub
-	providers  *smsprovider.Service
-	deliveries *deliveries.API
-	engine     *dispatcher.Engine // nil unless this process has the dispatcher role
+	egress      *egress.Client
+	issuer      *oauth.Issuer
+	tenants     *tenants.API
+	backlog     *backlog.Gate
+	resealer    *store.Resealer
+	core        *authcore.Service
+	apps        *applications.API
+	payloadKeys *keyservice.Service
+	login       *login.Service
+	hub         *websub.Hub
+	providers   *smsprovider.Service
+	deliveries  *deliveries.API
+	engine      *dispatcher.Engine // nil unless this process has the dispatcher role
 }
 
 // openState opens the encryption key, the store and the log, the state
@@ -230,7 +232,9 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 func (a *App) buildDelivery(c *components, opts Options) error {
 	cfg := a.cfg
 	var err error
-	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
+	// The key service tells the hub when an org's payload key changes.
+	c.payloadKeys = keyservice.New(a.store, func(org string) { c.hub.Forget(org) }, a.log)
+	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog, PayloadKeys: c.payloadKeys}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
 	c.providers, err = smsprovider.New(smsprovider.Config{
@@ -280,6 +284,7 @@ func (a *App) route(c *components, version string) {
 		c.login.Register(mux, c.issuer)
 		c.providers.Register(mux, c.issuer)
 		c.hub.Register(mux, c.issuer)
+		c.payloadKeys.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)
 		a.runners = append(a.runners, c.backlog.Run)
 	}

@@ -123,8 +123,11 @@ type Subscription struct {
 	ExpiresAt    time.Time // lease end; zero while pending
 	Format       string    // body format: asgardeo (default) | set | set-jwt | cloudevents
 	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AutoRenew: the subscriber asked for no lease, so the hub renews it by
+	// verifying intent again before it ends (docs/websub.md).
+	AutoRenew bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Challenge is one SMS OTP challenge.
@@ -235,9 +238,14 @@ const (
 // run from memory; a task row is written when an attempt fails (a durable
 // retry task) or completes, and is the record the deliveries API shows.
 type DeliveryTask struct {
-	ID              string // UUID
-	OrgID           int64
-	EventID         string // jti; (OrgID, EventID, DestinationType, DestinationID) is unique
+	ID    string // UUID
+	OrgID int64
+	// EventSource and EventID are the producer (iss, ce_source) and its
+	// event ID (jti, ce_id): IDs are free-form, chosen by each producer, so
+	// the idempotency key (OrgID, EventSource, EventID, DestinationType,
+	// DestinationID) names both. Unique.
+	EventSource     string
+	EventID         string
 	DestinationType string // webhook | twilio | vonage | custom | console
 	DestinationID   string // subscription ID, or provider slot
 	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
@@ -319,6 +327,7 @@ type Store interface {
 	Keys
 	Applications
 	LoginFlows
+	PayloadEncryption
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -426,10 +435,11 @@ type Subscriptions interface {
 // Deliveries keeps delivery tasks and their attempt log.
 type Deliveries interface {
 	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
-	// transaction; a task whose (OrgID, EventID, DestinationType,
-	// DestinationID) exists already is skipped. Returns how many were
-	// inserted. The key includes the org: jtis are chosen by publishers and
-	// provider destination IDs are slot names, so two orgs may share both.
+	// transaction; a task whose (OrgID, EventSource, EventID,
+	// DestinationType, DestinationID) exists already is skipped. Returns how
+	// many were inserted. The key includes the org and the producer: jtis
+	// are chosen by publishers and provider destination IDs are slot names,
+	// so two orgs, or two producers, may share both.
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
@@ -455,9 +465,10 @@ type Deliveries interface {
 	// transaction failed and nothing was applied.
 	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
-	// FindDelivery returns the org's task of (eventID, destType, destID)
-	// (ErrNotFound when there is none, even if another org has one).
-	FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (DeliveryTask, error)
+	// FindDelivery returns the org's task of (source, eventID, destType,
+	// destID) (ErrNotFound when there is none, even if another org or
+	// another producer has one).
+	FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (DeliveryTask, error)
 	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
 	// RequeueDelivery makes a non-pending task pending again, due at now,
 	// with expiresAt as its new bound.
@@ -474,6 +485,30 @@ type Deliveries interface {
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// PayloadSettings are an org's payload encryption settings.
+type PayloadSettings struct {
+	// Enabled: the org's Asgardeo-format deliveries are encrypted.
+	Enabled bool
+	// KeyGeneration is the current key's generation (0 until the first
+	// rotation); the keys themselves are data keys.
+	KeyGeneration int64
+	UpdatedAt     time.Time
+}
+
+// PayloadEncryption keeps the orgs' payload encryption settings.
+type PayloadEncryption interface {
+	// GetPayloadSettings returns the zero settings (no error) for an org
+	// that never set them.
+	GetPayloadSettings(ctx context.Context, orgID int64) (PayloadSettings, error)
+	// SetPayloadEncryption turns encryption on or off, keeping the key
+	// generation.
+	SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error
+	// RotatePayloadKey makes the next key generation current, atomically
+	// (of concurrent rotations each moves it one step), and returns the
+	// new settings.
+	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
 }
 
 // Keys keeps data keys and moves secrets to the current encryption key
