@@ -27,11 +27,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/otphub/otphub/audit"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
 	"github.com/otphub/otphub/bus/kafka"
 	"github.com/otphub/otphub/config"
+	"github.com/otphub/otphub/console"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/egress"
 	"github.com/otphub/otphub/internal/httpx"
@@ -80,6 +82,9 @@ type App struct {
 	// AdminClientID and AdminClientSecret are set when this start created
 	// the platform admin client (first embedded start); tests read them.
 	AdminClientID, AdminClientSecret string
+	// ConsoleSetupLink is the first platform admin's setup link when this
+	// start printed one; tests read it.
+	ConsoleSetupLink string
 }
 
 // New builds the app from cfg. Resources opened before an error are closed.
@@ -195,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return nil, fmt.Errorf("dispatcher: %w", err)
 	}
 
+	auditLog := audit.New(audit.Config{TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, issuer, a.log)
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
@@ -208,10 +214,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
 		engine.Register(mux, issuer)
+		auditLog.Register(mux, issuer)
 		a.runners = append(a.runners, backlog.Run)
 	}
+	// Every state-changing API request, from the network or from the
+	// console in process, passes the audit log on its way to the mux.
+	api := auditLog.Middleware(mux.ServeMux)
+	if cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub) {
+		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
+			a.store, api, auditLog, a.log)
+		if err != nil {
+			return nil, err
+		}
+		// Not on the route recorder: the console's pages are not API
+		// operations (docs/openapi.yaml).
+		con.Register(mux.ServeMux)
+		if err := a.printSetupLink(ctx, con, opts.Stdout); err != nil {
+			return nil, err
+		}
+	}
 	a.routes = mux.patterns
-	a.handler = instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg))
+	a.handler = instrument(mux.ServeMux, api, a.log, newHTTPMetrics(a.reg))
 
 	a.runners = append(a.runners, issuer.Run)
 	if cfg.Has(config.RoleHub) {
@@ -298,6 +321,22 @@ func (a *App) ensureAdmin(ctx context.Context, issuer *oauth.Issuer, stdout io.W
 		fmt.Fprintf(stdout, "\n=== otphub: platform admin client created (shown once; store it now) ===\n"+
 			"OTPHUB_ADMIN_CLIENT_ID=%s\nOTPHUB_ADMIN_CLIENT_SECRET=%s\n"+
 			"=========================================================================\n\n", id, secret)
+	}
+	return nil
+}
+
+// printSetupLink prints, while the console has no platform admin, a
+// one-time link that creates the first one (to stdout, never to the logs).
+func (a *App) printSetupLink(ctx context.Context, con *console.Console, stdout io.Writer) error {
+	link, err := con.SetupLink(ctx)
+	if err != nil {
+		return fmt.Errorf("console setup link: %w", err)
+	}
+	if link != "" {
+		a.ConsoleSetupLink = link
+		fmt.Fprintf(stdout, "\n=== otphub: create the console's first platform admin (link works once, for 72 h) ===\n"+
+			"%s\n"+
+			"=========================================================================\n\n", link)
 	}
 	return nil
 }

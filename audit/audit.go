@@ -299,4 +299,3 @@ func (l *Log) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }
-

@@ -492,10 +492,12 @@ type Console interface {
 	// ListInvitations returns unused invitations not expired at now, newest first.
 	ListInvitations(ctx context.Context, now time.Time) ([]Invitation, error)
 	// AcceptInvitation marks the invitation with tokenHash used at now and
-	// creates u from it (Email and OrgID are the invitation's), in one
-	// transaction: ErrNotFound for no such invitation, ErrPrecondition when
-	// it is used or expired at now, ErrConflict when the email has a user.
-	// Of concurrent calls at most one succeeds.
+	// creates u from it (OrgID is the invitation's, and so is Email unless
+	// the invitation names none: the first admin's setup link, which is
+	// refused once a platform admin exists), in one transaction:
+	// ErrNotFound for no such invitation, ErrPrecondition when it is used
+	// or expired at now, ErrConflict when the email has a user. Of
+	// concurrent calls at most one succeeds.
 	AcceptInvitation(ctx context.Context, tokenHash []byte, now time.Time, u ConsoleUser) (ConsoleUser, error)
 	GetConsoleUser(ctx context.Context, id int64) (ConsoleUser, error)
 	GetConsoleUserByEmail(ctx context.Context, email string) (ConsoleUser, error)

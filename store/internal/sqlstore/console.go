@@ -85,7 +85,21 @@ func (db *DB) AcceptInvitation(ctx context.Context, tokenHash []byte, now time.T
 		} else if n == 0 {
 			return fmt.Errorf("invitation used or expired: %w", store.ErrPrecondition)
 		}
-		u.Email, u.OrgID = inv.Email, inv.OrgID
+		if inv.Email != "" {
+			u.Email = inv.Email
+		} else {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM console_users WHERE org_id = 0`).Scan(&n); err != nil {
+				return db.wrap("accept invitation", err)
+			}
+			if n > 0 {
+				return fmt.Errorf("setup invitation after the first platform admin: %w", store.ErrPrecondition)
+			}
+		}
+		if u.Email == "" {
+			return errors.New("store: accept invitation: no email")
+		}
+		u.OrgID = inv.OrgID
 		if u.CreatedAt.IsZero() {
 			u.CreatedAt = now.UTC().Truncate(time.Microsecond)
 		}
