@@ -119,7 +119,11 @@ func (c *Console) getJSON(r *http.Request, s *session, p *page, path string, v a
 
 // done redirects to path after a change, with a message (Post/Redirect/Get).
 func done(w http.ResponseWriter, r *http.Request, path, msg string) {
-	http.Redirect(w, r, path+"?done="+url.QueryEscape(msg), http.StatusSeeOther)
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, path+sep+"done="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
 func apiPath(org, rest string) string { return "/api/v1/orgs/" + url.PathEscape(org) + rest }
@@ -341,9 +345,11 @@ func (c *Console) loadProvider(r *http.Request, s *session, p *page, slot, tab s
 	}
 	if d.HasSaved && saved.Type == d.Tab {
 		d.Form = saved
-		// Secrets are never shown again: the API masks them; the form
-		// leaves them empty, and an empty secret keeps the saved one.
-		d.Form.AuthToken, d.Form.APISecret, d.Form.Headers = "", "", ""
+		// Secrets are never shown again: the API masks them (****last4),
+		// the form leaves token fields empty, and an empty one is sent
+		// back masked, which the API takes as "keep the saved secret".
+		// Header values stay masked in the headers text the same way.
+		d.Form.AuthToken, d.Form.APISecret = "", ""
 	}
 	return d
 }
@@ -374,6 +380,14 @@ func (c *Console) providerSave(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	if d.Tab == "twilio" {
 		cfg.MessagingServiceSID = strings.TrimSpace(f("messagingServiceSid"))
+	}
+	if d.HasSaved && d.Saved.Type == d.Tab {
+		if cfg.AuthToken == "" {
+			cfg.AuthToken = d.Saved.AuthToken
+		}
+		if cfg.APISecret == "" {
+			cfg.APISecret = d.Saved.APISecret
+		}
 	}
 	status, body := c.call(r, s, "PUT", apiPath(p.Org, slotPath(d.Slot)), cfg)
 	if status == http.StatusOK {
@@ -729,13 +743,13 @@ func (c *Console) deliveriesReplay(w http.ResponseWriter, r *http.Request, s *se
 	since, ok := parseSince(sinceText)
 	switch {
 	case !ok:
-		d.Field["since"] = "Enter a time such as 2026-01-02T15:04 (UTC)."
+		d.Field["replaySince"] = "Enter a time such as 2026-01-02T15:04 (UTC)."
 	case status == "" && sinceText == "":
-		d.Field["status"] = "Choose a status or a time to replay."
+		d.Field["replayStatus"] = "Choose a status or a time to replay."
 	case status == "pending":
-		d.Field["status"] = "Pending deliveries are attempted already; choose another status."
+		d.Field["replayStatus"] = "Pending deliveries are attempted already; choose another status."
 	case status != "" && !slices.Contains(deliveryStatuses, status):
-		d.Field["status"] = "Choose a status from the list."
+		d.Field["replayStatus"] = "Choose a status from the list."
 	}
 	if len(d.Field) > 0 {
 		p.Error = "Correct the fields marked below."
