@@ -324,7 +324,6 @@ func (c *Console) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	c.finishSignIn(w, r, u, "/console/")
 }
 
-
 func auditInvite(org string, s *session, email, ip string) store.AuditEntry {
 	return store.AuditEntry{Org: org, Actor: s.principal.Actor(), Action: "console.invitation_created", Target: email, Status: http.StatusCreated, IP: ip}
 }

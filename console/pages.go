@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/otphub/otphub/audit"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/templates"
 )
 
 // orgHandler is a handler of a signed-in request on an org's page.
@@ -35,6 +37,10 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	org("POST "+base+"/sms-provider", "sms-provider", c.providerSave)
 	org("POST "+base+"/sms-provider/delete", "sms-provider", c.providerDelete)
 	org("POST "+base+"/sms-provider/test", "sms-provider", c.providerTest)
+	org("GET "+base+"/templates", "templates", c.templatesPage)
+	org("POST "+base+"/templates", "templates", c.templateSave)
+	org("POST "+base+"/templates/delete", "templates", c.templateDelete)
+	org("POST "+base+"/templates/preview", "templates", c.templatePreview)
 	org("GET "+base+"/webhooks", "webhooks", c.webhooksPage)
 	org("POST "+base+"/webhooks", "webhooks", c.webhookAdd)
 	org("POST "+base+"/webhooks/{id}/delete", "webhooks", c.webhookDelete)
@@ -455,6 +461,181 @@ func (c *Console) providerTest(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	p.Data = d
 	c.render(w, http.StatusBadRequest, "sms-provider", *p)
+}
+
+// ---- Email & SMS › SMS Templates ----
+
+type templatesData struct {
+	Locales   []localeRow
+	Locale    string // "default" or a BCP 47 tag
+	Body      string
+	Override  bool // the org has its own template for Locale
+	Preview   string
+	PreviewOK bool
+	Field     map[string]string
+}
+
+type localeRow struct {
+	Locale   string
+	Override bool
+}
+
+type templateJSON struct {
+	Locale string `json:"locale"`
+	Body   string `json:"body"`
+}
+
+// templatesData lists the built-in locales and the org's overrides, and
+// loads locale's template: the org's, or the built-in default.
+func (c *Console) templatesData(r *http.Request, s *session, p *page, locale string) templatesData {
+	d := templatesData{Locale: locale, Field: map[string]string{}}
+	var list struct {
+		Templates []templateJSON `json:"templates"`
+	}
+	c.getJSON(r, s, p, apiPath(p.Org, "/sms-otp/templates"), &list)
+	rows := map[string]*localeRow{"default": {Locale: "default"}}
+	for _, l := range templates.Locales() {
+		rows[l] = &localeRow{Locale: l}
+	}
+	for _, t := range list.Templates {
+		rows[t.Locale] = &localeRow{Locale: t.Locale, Override: true}
+		if t.Locale == locale {
+			d.Body, d.Override = t.Body, true
+		}
+	}
+	if _, ok := rows[locale]; !ok {
+		rows[locale] = &localeRow{Locale: locale}
+	}
+	for _, row := range rows {
+		d.Locales = append(d.Locales, *row)
+	}
+	sort.Slice(d.Locales, func(i, j int) bool {
+		if (d.Locales[i].Locale == "default") != (d.Locales[j].Locale == "default") {
+			return d.Locales[i].Locale == "default"
+		}
+		return d.Locales[i].Locale < d.Locales[j].Locale
+	})
+	if !d.Override {
+		if locale == "default" {
+			d.Body = templates.Default(templates.DefaultLocale)
+		} else {
+			d.Body = templates.Default(locale)
+		}
+	}
+	return d
+}
+
+// preview renders body as an SMS of this org would read, with a sample
+// OTP shaped by the org's settings.
+func (c *Console) preview(r *http.Request, s *session, org, body string) (string, bool) {
+	var st otpSettings
+	if status, b := c.call(r, s, "GET", apiPath(org, "/sms-otp/settings"), nil); status == http.StatusOK {
+		_ = json.Unmarshal(b, &st)
+	}
+	otp := sampleOTP(st.Length, st.NumericOnly)
+	out, err := templates.Render(body, templates.Vars{Application: "Shop", OTP: otp, Org: org,
+		ExpiryMinutes: templates.Minutes(time.Duration(st.ExpirySeconds) * time.Second)})
+	if err != nil {
+		return strings.TrimPrefix(err.Error(), "template: "), false
+	}
+	return out, true
+}
+
+func sampleOTP(n int, numeric bool) string {
+	const digits, alnum = "4829157360", "K7Q2M9XA4T8R"
+	if n <= 0 {
+		n = 6
+	}
+	src := alnum
+	if numeric {
+		src = digits
+	}
+	var b strings.Builder
+	for i := range min(n, 32) {
+		b.WriteByte(src[i%len(src)])
+	}
+	return b.String()
+}
+
+func validLocale(l string) bool {
+	if l == "default" {
+		return true
+	}
+	return regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$`).MatchString(l)
+}
+
+func (c *Console) templatesPage(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	p.Title = "SMS Templates"
+	locale := r.URL.Query().Get("locale")
+	if locale == "" {
+		locale = "default"
+	}
+	if !validLocale(locale) {
+		p.Error = "Not a language tag (such as en, fr-CA)."
+		locale = "default"
+	}
+	d := c.templatesData(r, s, p, locale)
+	d.Preview, d.PreviewOK = c.preview(r, s, p.Org, d.Body)
+	p.Data = d
+	c.render(w, http.StatusOK, "templates", *p)
+}
+
+func (c *Console) templateSave(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	p.Title = "SMS Templates"
+	locale, body := strings.TrimSpace(r.PostFormValue("locale")), r.PostFormValue("body")
+	if !validLocale(locale) {
+		d := c.templatesData(r, s, p, "default")
+		d.Field["locale"] = "Enter a language tag such as en, fr-CA, or default."
+		d.Body = body
+		p.Data = d
+		c.render(w, http.StatusBadRequest, "templates", *p)
+		return
+	}
+	d := c.templatesData(r, s, p, locale)
+	d.Body = body
+	d.Preview, d.PreviewOK = c.preview(r, s, p.Org, body)
+	if r.PostFormValue("action") == "preview" {
+		p.Data = d
+		c.render(w, http.StatusOK, "templates", *p)
+		return
+	}
+	status, resp := c.call(r, s, "PUT", apiPath(p.Org, "/sms-otp/templates/"+url.PathEscape(locale)), map[string]string{"body": body})
+	if status == http.StatusOK {
+		done(w, r, pagePath(p.Org, "/templates?locale="+url.QueryEscape(locale)), "Template for "+locale+" saved.")
+		return
+	}
+	e, fields := fieldErrors(resp)
+	if msg := fields["body"]; msg != "" {
+		d.Field["body"] = strings.TrimPrefix(msg, "template: ")
+	} else if msg := fields["locale"]; msg != "" {
+		d.Field["locale"] = msg
+	} else {
+		p.Error = e.Message
+	}
+	p.Data = d
+	c.render(w, http.StatusBadRequest, "templates", *p)
+}
+
+func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	locale := r.PostFormValue("locale")
+	status, body := c.call(r, s, "DELETE", apiPath(p.Org, "/sms-otp/templates/"+url.PathEscape(locale)), nil)
+	if status != http.StatusNoContent {
+		e, _ := fieldErrors(body)
+		p.Title = "SMS Templates"
+		p.Error = e.Message
+		p.Data = c.templatesData(r, s, p, "default")
+		c.render(w, status, "templates", *p)
+		return
+	}
+	done(w, r, pagePath(p.Org, "/templates?locale="+url.QueryEscape(locale)), "The "+locale+" override was removed: the built-in template applies.")
+}
+
+// templatePreview answers the page's script with the rendered preview
+// (JSON), for the live preview while typing.
+func (c *Console) templatePreview(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	text, ok := c.preview(r, s, p.Org, r.PostFormValue("body"))
+	securityHeaders(w.Header())
+	httpx.JSON(w, http.StatusOK, map[string]any{"ok": ok, "text": text})
 }
 
 // ---- Webhooks ----

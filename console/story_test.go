@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/otphub/otphub/app/apptest"
 )
 
@@ -183,6 +185,34 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("Templates", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/")
+		b.follow("SMS Templates")
+		b.wantText("Preview", "K7Q2M9XA") // the settings above: 8 alphanumeric characters
+		b.axe()
+		// The live preview follows typing.
+		b.run(chromedp.Clear(byLabel("Message template")), chromedp.SendKeys(byLabel("Message template"), "<b>{{org}}</b> code {{otp}} {{nope}}"))
+		eventually(t, "the live preview to show the template error", func() bool {
+			return strings.Contains(get(b, chromedpEval[string](`document.getElementById("preview").textContent`)), "unknown placeholder")
+		})
+		b.press("Save template")
+		b.wantFieldError("Message template", "at character")
+		b.fill("Message template", "<b>{{org}}</b>: {{otp}} is your {{application}} code")
+		b.press("Preview")
+		b.wantText("<b>acme</b>: K7Q2M9XA is your Shop code")
+		b.fill("Language", "fr-CA")
+		b.press("Save template")
+		b.wantText("Template for fr-CA saved.")
+		b.shot("templates")
+		if code, body := admin.do("GET", "/api/v1/orgs/acme/sms-otp/templates/fr-CA", nil); code != 200 || body["body"] != "<b>{{org}}</b>: {{otp}} is your {{application}} code" {
+			t.Fatalf("template: %d %v", code, body)
+		}
+		if n := get(b, chromedpEval[int](`document.querySelectorAll("main b").length`)); n != 0 {
+			t.Fatal("template text rendered as markup")
+		}
+	})
+
 	rv := newReceiver(t, http.StatusInternalServerError)
 	t.Run("Webhooks", func(t *testing.T) {
 		b.t = t
@@ -214,7 +244,7 @@ func TestConsole(t *testing.T) {
 		})
 		b.axe()
 		b.shot("deliveries")
-		b.navigate(chromedpClickFirst(`//table//a[contains(@href, "/deliveries/")]`))
+		b.navigate(chromedpClickFirst(`//tr[td[contains(., "webhook")]]//a[contains(@href, "/deliveries/")]`))
 		deliveryID = b.url()[strings.LastIndex(b.url(), "/")+1:]
 		b.wantText("Attempt log", "500")
 		b.axe()

@@ -24,3 +24,28 @@ document.addEventListener("change", function (e) {
     window.location.assign("/console/orgs/" + encodeURIComponent(e.target.value) + "/");
   }
 });
+// Live preview of an SMS template while typing (the Preview button does
+// the same without script).
+(function () {
+  var form = document.querySelector("form[data-preview]");
+  if (!form) {
+    return;
+  }
+  var body = form.querySelector("textarea[name=body]");
+  var out = document.getElementById("preview");
+  var timer = null;
+  body.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () {
+      var data = new URLSearchParams();
+      data.set("csrf", form.querySelector("input[name=csrf]").value);
+      data.set("body", body.value);
+      fetch(form.getAttribute("data-preview"), { method: "POST", body: data, credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (res) {
+          out.textContent = res.text;
+          out.classList.toggle("bad", !res.ok);
+        });
+    }, 250);
+  });
+})();
