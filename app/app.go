@@ -226,9 +226,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		if err != nil {
 			return nil, err
 		}
-		// Not on the route recorder: the console's pages are not API
-		// operations (docs/openapi.yaml).
+		// Its pages are not on the route recorder: they are not API
+		// operations (docs/openapi.yaml); its API route is.
 		con.Register(mux.ServeMux)
+		con.RegisterAPI(mux, issuer)
 		if err := a.printSetupLink(ctx, con, opts.Stdout); err != nil {
 			return nil, err
 		}

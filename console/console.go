@@ -200,6 +200,10 @@ type page struct {
 	Section string // the nav entry to mark current
 	User    *store.ConsoleUser
 	Org     string // the org the page is about; "" on platform pages
+	Base    string // the path the org's pages are under: /console/orgs/{org}, or a portal session's
+	Portal  *portalView
+	// FrameAncestors are the origins a portal page may be framed by.
+	FrameAncestors []string
 	Orgs    []string
 	CSRF    string
 	Flash   string // a success message
@@ -219,11 +223,22 @@ func (c *Console) render(w http.ResponseWriter, status int, name string, p page)
 		return
 	}
 	securityHeaders(w.Header())
+	if p.Portal != nil {
+		// A portal page may be framed by the origins its link names.
+		fa := "'none'"
+		if len(p.FrameAncestors) > 0 {
+			fa = strings.Join(p.FrameAncestors, " ")
+			w.Header().Del("X-Frame-Options")
+		}
+		w.Header().Set("Content-Security-Policy", strings.Replace(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'", "frame-ancestors "+fa, 1))
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
+
+func (p *page) path(rest string) string { return p.Base + rest }
 
 // Register adds the console routes to mux.
 func (c *Console) Register(mux httpx.Mux) {
@@ -244,6 +259,7 @@ func (c *Console) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /console/invitations/{token}", c.invitationForm)
 	mux.HandleFunc("POST /console/invitations/{token}", c.acceptInvitation)
 	c.registerPages(mux)
+	c.registerPortal(mux)
 }
 
 // call runs an API request in process as the session's user and returns

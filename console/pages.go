@@ -74,7 +74,7 @@ func (c *Console) orgPage(section string, h orgHandler) sessionHandler {
 			c.render(w, status, "error", page{Title: "Not available", User: &s.user, CSRF: s.csrf, Error: e.Message})
 			return
 		}
-		p := &page{Section: section, User: &s.user, Org: org, CSRF: s.csrf, Flash: r.URL.Query().Get("done")}
+		p := &page{Section: section, User: &s.user, Org: org, Base: pagePath(org, ""), CSRF: s.csrf, Flash: r.URL.Query().Get("done")}
 		if s.principal.PlatformAdmin {
 			p.Orgs = c.orgNames(r, s)
 		}
@@ -264,7 +264,7 @@ func (c *Console) smsOTPSave(w http.ResponseWriter, r *http.Request, s *session,
 	if len(f.Field) == 0 {
 		status, resp := c.call(r, s, "PUT", apiPath(p.Org, "/sms-otp/settings"), body)
 		if status == http.StatusOK {
-			done(w, r, pagePath(p.Org, "/sms-otp"), "SMS OTP settings updated.")
+			done(w, r, p.path("/sms-otp"), "SMS OTP settings updated.")
 			return
 		}
 		e, fields := fieldErrors(resp)
@@ -397,7 +397,7 @@ func (c *Console) providerSave(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	status, body := c.call(r, s, "PUT", apiPath(p.Org, slotPath(d.Slot)), cfg)
 	if status == http.StatusOK {
-		done(w, r, pagePath(p.Org, "/sms-provider?slot="+d.Slot), fmt.Sprintf("%s saved as the %s SMS provider.", tabName(d.Tab), d.Slot))
+		done(w, r, p.path("/sms-provider?slot="+d.Slot), fmt.Sprintf("%s saved as the %s SMS provider.", tabName(d.Tab), d.Slot))
 		return
 	}
 	e, fields := fieldErrors(body)
@@ -437,7 +437,7 @@ func (c *Console) providerDelete(w http.ResponseWriter, r *http.Request, s *sess
 		c.render(w, status, "sms-provider", *p)
 		return
 	}
-	done(w, r, pagePath(p.Org, "/sms-provider?slot="+slot), "The "+slot+" SMS provider was removed.")
+	done(w, r, p.path("/sms-provider?slot="+slot), "The "+slot+" SMS provider was removed.")
 }
 
 func (c *Console) providerTest(w http.ResponseWriter, r *http.Request, s *session, p *page) {
@@ -601,7 +601,7 @@ func (c *Console) templateSave(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	status, resp := c.call(r, s, "PUT", apiPath(p.Org, "/sms-otp/templates/"+url.PathEscape(locale)), map[string]string{"body": body})
 	if status == http.StatusOK {
-		done(w, r, pagePath(p.Org, "/templates?locale="+url.QueryEscape(locale)), "Template for "+locale+" saved.")
+		done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "Template for "+locale+" saved.")
 		return
 	}
 	e, fields := fieldErrors(resp)
@@ -627,7 +627,7 @@ func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, s *sess
 		c.render(w, status, "templates", *p)
 		return
 	}
-	done(w, r, pagePath(p.Org, "/templates?locale="+url.QueryEscape(locale)), "The "+locale+" override was removed: the built-in template applies.")
+	done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "The "+locale+" override was removed: the built-in template applies.")
 }
 
 // templatePreview answers the page's script with the rendered preview
@@ -718,7 +718,7 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 	}
 	status, body := c.call(r, s, "POST", "/hub", form)
 	if status == http.StatusAccepted {
-		done(w, r, pagePath(p.Org, "/webhooks"), "Subscription requested: otphub is verifying "+d.Callback+
+		done(w, r, p.path("/webhooks"), "Subscription requested: otphub is verifying "+d.Callback+
 			" (WebSub intent verification). Its state below turns active once the callback answers the challenge.")
 		return
 	}
@@ -752,7 +752,7 @@ func (c *Console) webhookDelete(w http.ResponseWriter, r *http.Request, s *sessi
 		c.render(w, status, "webhooks", *p)
 		return
 	}
-	done(w, r, pagePath(p.Org, "/webhooks"), "Subscription deleted.")
+	done(w, r, p.path("/webhooks"), "Subscription deleted.")
 }
 
 // ---- Deliveries ----
@@ -911,7 +911,7 @@ func (c *Console) deliveryRetry(w http.ResponseWriter, r *http.Request, s *sessi
 		c.render(w, status, "error", *p)
 		return
 	}
-	done(w, r, pagePath(p.Org, "/deliveries/"+url.PathEscape(id)), "Retry queued: the delivery is pending and is attempted again now.")
+	done(w, r, p.path("/deliveries/"+url.PathEscape(id)), "Retry queued: the delivery is pending and is attempted again now.")
 }
 
 // deliveriesReplay first shows how many deliveries a replay would requeue
@@ -968,7 +968,7 @@ func (c *Console) deliveriesReplay(w http.ResponseWriter, r *http.Request, s *se
 	}
 	var out struct{ Requeued int }
 	_ = json.Unmarshal(resp, &out)
-	done(w, r, pagePath(p.Org, "/deliveries"), fmt.Sprintf("%d deliveries requeued.", out.Requeued))
+	done(w, r, p.path("/deliveries"), fmt.Sprintf("%d deliveries requeued.", out.Requeued))
 }
 
 // ---- OAuth clients ----
@@ -1048,7 +1048,7 @@ func (c *Console) clientDelete(w http.ResponseWriter, r *http.Request, s *sessio
 		c.render(w, status, "clients", *p)
 		return
 	}
-	done(w, r, pagePath(p.Org, "/clients"), "Client deleted: its tokens stop working.")
+	done(w, r, p.path("/clients"), "Client deleted: its tokens stop working.")
 }
 
 // ---- Audit log ----

@@ -378,6 +378,62 @@ func TestConsole(t *testing.T) {
 		other.shot("sign-in")
 	})
 
+	t.Run("PortalLink", func(t *testing.T) {
+		framer := "http://localhost:9"
+		code, link := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks", "deliveries"}, "frameAncestors": []string{framer}})
+		if code != 201 {
+			t.Fatalf("portal link: %d %v", code, link)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"clients"}}); code != 400 || body["field"] != "sections" {
+			t.Fatalf("portal link with an unknown section: %d %v", code, body)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks"}, "frameAncestors": []string{"http://evil.example"}}); code != 400 || body["field"] != "frameAncestors" {
+			t.Fatalf("portal link with a plain-http origin: %d %v", code, body)
+		}
+		p := newTab(t, srv.URL, true)
+		p.open(link["url"].(string))
+		p.wantText(rv.URL + "/hook")
+		if strings.Contains(get(p, chromedpHTML()), "globex") || strings.Contains(get(p, chromedpHTML()), "SMS OTP") {
+			t.Fatal("the portal shows more than its org's sections")
+		}
+		p.axe()
+		p.shot("portal")
+		resp, err := http.Get(p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors "+framer) || resp.Header.Get("X-Frame-Options") != "" {
+			t.Fatalf("portal page headers: CSP %q, X-Frame-Options %q", csp, resp.Header.Get("X-Frame-Options"))
+		}
+		base := p.url()[:strings.LastIndex(p.url(), "/")]
+		p.follow("Deliveries")
+		p.navigate(chromedpClickFirst(`//tr[td[contains(., "webhook")]]//a[contains(@href, "/deliveries/")]`))
+		p.press("Retry delivery")
+		p.wantText("Retry queued")
+		for _, path := range []string{"/sms-otp", "/clients", "/audit"} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("portal path %s: %d", path, resp.StatusCode)
+			}
+		}
+		// A link for webhooks only does not open deliveries.
+		_, only := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks"}})
+		p.open(only["url"].(string))
+		p.open(p.url()[:strings.LastIndex(p.url(), "/")] + "/deliveries")
+		p.wantText("does not open this section")
+		p.open(link["url"].(string))
+		p.wantText("used already")
+		_, audit := admin.do("GET", "/api/v1/orgs/acme/audit-log", nil)
+		if !strings.Contains(fmt.Sprint(audit["entries"]), "client:portal-link:") {
+			t.Fatalf("the portal's retry is not in the audit log: %v", audit["entries"])
+		}
+	})
+
 	t.Run("CSRFRefused", func(t *testing.T) {
 		b.t = t
 		var cookie string

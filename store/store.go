@@ -516,6 +516,29 @@ type Console interface {
 	// DeleteConsoleSessions ends every session of the user (sign out
 	// everywhere) and returns how many.
 	DeleteConsoleSessions(ctx context.Context, userID int64) (int, error)
+
+	// CreatePortalLink stores l and returns it with its ID and CreatedAt.
+	CreatePortalLink(ctx context.Context, l PortalLink) (PortalLink, error)
+	// UsePortalLink marks the link with tokenHash used at now and returns
+	// it: ErrNotFound for no such link, ErrPrecondition when it is used or
+	// expired at now. Of concurrent calls at most one succeeds.
+	UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time) (PortalLink, error)
+	// GetPortalLink returns the org's link with id.
+	GetPortalLink(ctx context.Context, orgID, id int64) (PortalLink, error)
+}
+
+// PortalLink is a single-use, short-lived link that opens chosen console
+// sections of one org without an account. Only a hash of its token is stored.
+type PortalLink struct {
+	ID             int64
+	TokenHash      []byte
+	OrgID          int64
+	Sections       []string // e.g. webhooks, deliveries
+	FrameAncestors []string // origins that may frame the portal; empty: none
+	CreatedBy      string   // the audit actor that made it
+	ExpiresAt      time.Time
+	UsedAt         time.Time
+	CreatedAt      time.Time
 }
 
 // AuditEntry is one change made through the API or the console.

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ var consoleCases = []testCase{
 	{"ConsoleInvitationOnce", testInvitationOnce},
 	{"ConsoleSessions", testConsoleSessions},
 	{"AuditLog", testAuditLog},
+	{"ConsolePortalLinks", testPortalLinks},
 }
 
 func testInvitationAccept(t *testing.T, s store.Store) {
@@ -189,4 +191,30 @@ func testAuditLog(t *testing.T, s store.Store) {
 	all, err := s.ListAudit(c, store.AuditFilter{AllOrgs: true})
 	must(t, err, "ListAudit all")
 	eq(t, len(all), 5, "all entries")
+}
+
+func testPortalLinks(t *testing.T, s store.Store) {
+	c := ctx(t)
+	acme, beta := mustOrg(t, s, "acme"), mustOrg(t, s, "beta")
+	l, err := s.CreatePortalLink(c, store.PortalLink{TokenHash: []byte("p1"), OrgID: acme.ID, Sections: []string{"webhooks", "deliveries"},
+		FrameAncestors: []string{"https://app.example.com"}, CreatedBy: "client:c1", ExpiresAt: at(5 * time.Minute)})
+	must(t, err, "CreatePortalLink")
+	_, err = s.UsePortalLink(c, []byte("p1"), at(6*time.Minute))
+	wantErr(t, err, store.ErrPrecondition, "UsePortalLink after expiry")
+	_, err = s.UsePortalLink(c, []byte("nope"), at(0))
+	wantErr(t, err, store.ErrNotFound, "UsePortalLink of an unknown token")
+	got, err := s.UsePortalLink(c, []byte("p1"), at(time.Minute))
+	must(t, err, "UsePortalLink")
+	eq(t, got.ID, l.ID, "link ID")
+	eq(t, got.OrgID, acme.ID, "link org")
+	eq(t, fmt.Sprint(got.Sections), "[webhooks deliveries]", "sections")
+	eq(t, fmt.Sprint(got.FrameAncestors), "[https://app.example.com]", "frame ancestors")
+	eqTime(t, got.UsedAt, at(time.Minute), "used at")
+	_, err = s.UsePortalLink(c, []byte("p1"), at(time.Minute))
+	wantErr(t, err, store.ErrPrecondition, "UsePortalLink twice")
+	again, err := s.GetPortalLink(c, acme.ID, l.ID)
+	must(t, err, "GetPortalLink")
+	eq(t, again.CreatedBy, "client:c1", "created by")
+	_, err = s.GetPortalLink(c, beta.ID, l.ID)
+	wantErr(t, err, store.ErrNotFound, "GetPortalLink of another org")
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -260,4 +261,89 @@ func (db *DB) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Audit
 		out = append(out, e)
 	}
 	return out, db.wrap("list audit log", rows.Err())
+}
+
+// CreatePortalLink stores l.
+func (db *DB) CreatePortalLink(ctx context.Context, l store.PortalLink) (store.PortalLink, error) {
+	if len(l.TokenHash) == 0 {
+		return store.PortalLink{}, errors.New("store: create portal link: empty token hash")
+	}
+	if l.CreatedAt.IsZero() {
+		l.CreatedAt = db.nowUTC()
+	}
+	secs, err := json.Marshal(nonNil(l.Sections))
+	if err != nil {
+		return store.PortalLink{}, err
+	}
+	fas, err := json.Marshal(nonNil(l.FrameAncestors))
+	if err != nil {
+		return store.PortalLink{}, err
+	}
+	err = db.w.QueryRowContext(ctx, db.q(`INSERT INTO console_portal_links (token_hash, org_id, sections, frame_ancestors, created_by, expires_at, used_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		l.TokenHash, l.OrgID, string(secs), string(fas), l.CreatedBy, micros(l.ExpiresAt), micros(l.UsedAt), micros(l.CreatedAt)).Scan(&l.ID)
+	if err != nil {
+		return store.PortalLink{}, db.wrap("create portal link", err)
+	}
+	return l, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+const portalLinkCols = `id, token_hash, org_id, sections, frame_ancestors, created_by, expires_at, used_at, created_at`
+
+func scanPortalLink(row interface{ Scan(...any) error }) (store.PortalLink, error) {
+	var l store.PortalLink
+	var secs, fas string
+	var exp, used, created int64
+	if err := row.Scan(&l.ID, &l.TokenHash, &l.OrgID, &secs, &fas, &l.CreatedBy, &exp, &used, &created); err != nil {
+		return store.PortalLink{}, err
+	}
+	if err := json.Unmarshal([]byte(secs), &l.Sections); err != nil {
+		return store.PortalLink{}, fmt.Errorf("portal link %d sections: %w", l.ID, err)
+	}
+	if err := json.Unmarshal([]byte(fas), &l.FrameAncestors); err != nil {
+		return store.PortalLink{}, fmt.Errorf("portal link %d frame ancestors: %w", l.ID, err)
+	}
+	l.ExpiresAt, l.UsedAt, l.CreatedAt = fromMicros(exp), fromMicros(used), fromMicros(created)
+	return l, nil
+}
+
+// UsePortalLink consumes the link once.
+func (db *DB) UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time) (store.PortalLink, error) {
+	var l store.PortalLink
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		l, err = scanPortalLink(tx.QueryRowContext(ctx, db.q(`SELECT `+portalLinkCols+` FROM console_portal_links WHERE token_hash = ?`), tokenHash))
+		if err != nil {
+			return db.wrap("portal link", err)
+		}
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE console_portal_links SET used_at = ? WHERE id = ? AND used_at = 0 AND expires_at > ?`),
+			micros(now), l.ID, micros(now))
+		if err != nil {
+			return db.wrap("use portal link", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return db.wrap("use portal link", err)
+		} else if n == 0 {
+			return fmt.Errorf("portal link used or expired: %w", store.ErrPrecondition)
+		}
+		l.UsedAt = now.UTC().Truncate(time.Microsecond)
+		return nil
+	})
+	if err != nil {
+		return store.PortalLink{}, err
+	}
+	return l, nil
+}
+
+// GetPortalLink returns the org's link with id.
+func (db *DB) GetPortalLink(ctx context.Context, orgID, id int64) (store.PortalLink, error) {
+	l, err := scanPortalLink(db.r.QueryRowContext(ctx, db.q(`SELECT `+portalLinkCols+` FROM console_portal_links WHERE org_id = ? AND id = ?`), orgID, id))
+	return l, db.wrap("portal link", err)
 }

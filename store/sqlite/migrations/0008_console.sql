@@ -45,3 +45,17 @@ CREATE TABLE audit_log (
     request_id TEXT    NOT NULL
 );
 CREATE INDEX audit_log_org ON audit_log (org, id);
+
+-- Portal links: single-use, short-lived links that open chosen console
+-- sections of one org without an account.
+CREATE TABLE console_portal_links (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash      BLOB   NOT NULL UNIQUE,
+    org_id          BIGINT NOT NULL,
+    sections        TEXT   NOT NULL,
+    frame_ancestors TEXT   NOT NULL,
+    created_by      TEXT   NOT NULL,
+    expires_at      BIGINT NOT NULL,
+    used_at         BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL
+);
