@@ -204,11 +204,11 @@ type page struct {
 	Portal  *portalView
 	// FrameAncestors are the origins a portal page may be framed by.
 	FrameAncestors []string
-	Orgs    []string
-	CSRF    string
-	Flash   string // a success message
-	Error   string // a page-level error
-	Data    any
+	Orgs           []string
+	CSRF           string
+	Flash          string // a success message
+	Error          string // a page-level error
+	Data           any
 }
 
 func (c *Console) render(w http.ResponseWriter, status int, name string, p page) {
