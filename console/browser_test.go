@@ -281,8 +281,8 @@ func (b *tab) shot(name string) {
 	if dir == "" {
 		return
 	}
-	buf := get(b, chromedp.FullScreenshot(80))
-	if err := os.WriteFile(filepath.Join(dir, name+".jpg"), buf, 0o644); err != nil {
+	buf := get(b, chromedp.FullScreenshot(100)) // PNG
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
 }

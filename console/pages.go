@@ -146,6 +146,72 @@ type overviewData struct {
 	Active     int
 	ByStatus   []statusCount
 	Deliveries int
+	Chart      *hourChart
+}
+
+// hourChart is deliveries per hour over the last 24 hours, stacked by
+// outcome, drawn as SVG by the template (no script).
+type hourChart struct {
+	Hours  []hourBar
+	Max    int
+	Width  int
+	Height int
+}
+
+type hourBar struct {
+	Label                   string // "15:00"
+	X                       int
+	Tick                    bool // label this hour on the axis
+	Delivered, Failed, Open int // counts: delivered; failed/dead/expired; pending
+	// Y and H of the three stacked rectangles, in SVG units.
+	DY, DH, FY, FH, OY, OH int
+}
+
+const chartHeight, chartBar = 160, 22
+
+// deliveryChart buckets ds by the hour they were created, over the 24
+// hours up to now.
+func deliveryChart(ds []delivery, now time.Time) *hourChart {
+	end := now.UTC().Truncate(time.Hour).Add(time.Hour)
+	start := end.Add(-24 * time.Hour)
+	ch := &hourChart{Width: 24 * (chartBar + 4), Height: chartHeight + 18}
+	ch.Hours = make([]hourBar, 24)
+	for i := range ch.Hours {
+		ch.Hours[i].Label = start.Add(time.Duration(i) * time.Hour).Format("15:00")
+		ch.Hours[i].X = i * (chartBar + 4)
+		ch.Hours[i].Tick = i%6 == 0
+	}
+	seen := false
+	for _, d := range ds {
+		if d.CreatedAt.Before(start) || !d.CreatedAt.Before(end) {
+			continue
+		}
+		b := &ch.Hours[int(d.CreatedAt.Sub(start)/time.Hour)]
+		seen = true
+		switch d.Status {
+		case "delivered":
+			b.Delivered++
+		case "pending":
+			b.Open++
+		default:
+			b.Failed++
+		}
+	}
+	if !seen {
+		return nil
+	}
+	for _, b := range ch.Hours {
+		ch.Max = max(ch.Max, b.Delivered+b.Failed+b.Open)
+	}
+	scale := func(n int) int { return n * (chartHeight - 20) / ch.Max }
+	for i := range ch.Hours {
+		b := &ch.Hours[i]
+		b.DH, b.FH, b.OH = scale(b.Delivered), scale(b.Failed), scale(b.Open)
+		b.DY = chartHeight - b.DH
+		b.FY = b.DY - b.FH
+		b.OY = b.FY - b.OH
+	}
+	return ch
 }
 
 type statusCount struct {
@@ -180,6 +246,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 			counts[t.Status]++
 		}
 		d.Deliveries = len(dl.Deliveries)
+		d.Chart = deliveryChart(dl.Deliveries, c.cfg.Now())
 		for _, st := range deliveryStatuses {
 			if n := counts[st]; n > 0 {
 				d.ByStatus = append(d.ByStatus, statusCount{st, n, n * 100 / d.Deliveries})

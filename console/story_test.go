@@ -349,6 +349,7 @@ func TestConsole(t *testing.T) {
 		if !strings.HasSuffix(ann.url(), "/console/orgs/acme/") {
 			t.Fatalf("org admin landed on %s", ann.url())
 		}
+		ann.wantText("Deliveries per hour", "delivered")
 		ann.axe()
 		ann.shot("overview")
 		ann.open("/console/orgs/globex/sms-otp")
