@@ -162,7 +162,7 @@ type hourBar struct {
 	Label                   string // "15:00"
 	X                       int
 	Tick                    bool // label this hour on the axis
-	Delivered, Failed, Open int // counts: delivered; failed/dead/expired; pending
+	Delivered, Failed, Open int  // counts: delivered; failed/dead/expired; pending
 	// Y and H of the three stacked rectangles, in SVG units.
 	DY, DH, FY, FH, OY, OH int
 }
