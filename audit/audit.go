@@ -21,8 +21,8 @@ import (
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // Config configures the Log.
@@ -228,7 +228,7 @@ func (w *statusWriter) code() int {
 // Register adds the audit log API to mux.
 func (l *Log) Register(mux httpx.Mux, v access.Verifier) {
 	mux.Handle("GET /api/v1/orgs/{org}/audit-log", access.Authenticate(v, access.Require(access.ScopeAdmin,
-		tenants.WithOrg(l.st, http.HandlerFunc(l.handleList)))))
+		orgs.With(l.st, l.log, http.HandlerFunc(l.handleList)))))
 	mux.Handle("GET /api/v1/audit-log", access.Authenticate(v, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, _ := access.FromContext(r.Context()); !p.PlatformAdmin {
 			httpx.Error(w, http.StatusForbidden, "forbidden", "only the platform admin may read the whole audit log")
@@ -262,7 +262,7 @@ const MaxListLimit = 1000
 
 func (l *Log) handleList(w http.ResponseWriter, r *http.Request) {
 	f := store.AuditFilter{Limit: 100}
-	if o, ok := tenants.OrgFrom(r.Context()); ok {
+	if o, ok := orgs.From(r.Context()); ok {
 		f.Org = o.Name
 	} else {
 		f.AllOrgs = true

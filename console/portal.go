@@ -14,8 +14,8 @@ import (
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // Portal links open chosen sections of one org's console without an
@@ -42,7 +42,7 @@ type portalView struct {
 // /api/v1/orgs/{org}/portal-links (admin scope; the platform admin too).
 func (c *Console) RegisterAPI(mux httpx.Mux, v access.Verifier) {
 	mux.Handle("POST /api/v1/orgs/{org}/portal-links", access.Authenticate(v, access.Require(access.ScopeAdmin,
-		tenants.WithOrg(c.st, http.HandlerFunc(c.createPortalLink)))))
+		orgs.With(c.st, c.log, http.HandlerFunc(c.createPortalLink)))))
 }
 
 type portalLinkRequest struct {
@@ -77,7 +77,7 @@ func checkOriginValue(o string) error {
 }
 
 func (c *Console) createPortalLink(w http.ResponseWriter, r *http.Request) {
-	org, _ := tenants.OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	p, _ := access.FromContext(r.Context())
 	var req portalLinkRequest
 	if err := httpx.DecodeJSON(w, r, &req, 8<<10); err != nil {

@@ -4,6 +4,7 @@ package httpx
 
 import (
 	"bufio"
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -76,39 +77,57 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if err == nil && first != '{' {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
 	}
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err == nil {
-		err = dec.Decode(dst)
-	}
 	if err != nil {
-		var mbe *http.MaxBytesError
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
-		case errors.Is(err, io.EOF):
-			return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
-		case errors.As(err, &se):
-			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
-		case errors.As(err, &te) && te.Field == "":
-			return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
-		case errors.As(err, &te):
-			return &RequestError{http.StatusBadRequest, "invalid_json",
-				fmt.Sprintf("field %q has %s where %s is expected", te.Field, jsonValue(te.Value), jsonType(te.Type, te.Value))}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
-		default:
-			// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
-			msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
-			return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
-		}
+		return decodeError(err, limit)
+	}
+	return decodeStrict(body, dst, limit)
+}
+
+// Unmarshal decodes the JSON object b into dst as DecodeJSON decodes a
+// body: unknown fields refused, errors that name the field and its JSON
+// types. It is for a body read first and decoded again in parts (a
+// provider configuration whose fields depend on its type).
+func Unmarshal(b []byte, dst any) error {
+	return decodeStrict(bytes.NewReader(b), dst, 0)
+}
+
+func decodeStrict(r io.Reader, dst any, limit int64) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err, limit)
 	}
 	if dec.More() {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
 	}
 	return nil
+}
+
+// decodeError turns a decoding error into the RequestError that says what
+// is wrong.
+func decodeError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
+	case errors.Is(err, io.EOF):
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
+	case errors.As(err, &se):
+		return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+	case errors.As(err, &te) && te.Field == "":
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
+	case errors.As(err, &te):
+		return &RequestError{http.StatusBadRequest, "invalid_json",
+			fmt.Sprintf("field %q has %s where %s is expected", te.Field, jsonValue(te.Value), jsonType(te.Type, te.Value))}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
+	default:
+		// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
+		msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
+		return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
+	}
 }
 
 // firstNonSpace returns the first byte of b after JSON whitespace, and
