@@ -234,7 +234,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
 			a.store, api, auditLog, a.log)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("console: %w", err)
 		}
 		// Its pages are not on the route recorder: they are not API
 		// operations (docs/openapi.yaml); its API route is.

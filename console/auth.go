@@ -158,6 +158,7 @@ func (c *Console) signInCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_2fa", Path: "/console/", MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_next", Path: "/console/", MaxAge: -1})
 	c.finishSignIn(w, r, u, next)
 }
 

@@ -28,7 +28,12 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	const base = "/console/orgs/{org}"
 	// The org picker without script: GET /console/orgs/?org=name.
 	mux.HandleFunc("GET /console/orgs/{$}", c.authed(func(w http.ResponseWriter, r *http.Request, s *session) {
-		http.Redirect(w, r, pagePath(r.URL.Query().Get("org"), "/"), http.StatusSeeOther)
+		org := r.URL.Query().Get("org")
+		if org == "" {
+			http.Redirect(w, r, "/console/", http.StatusSeeOther)
+			return
+		}
+		http.Redirect(w, r, pagePath(org, "/"), http.StatusSeeOther)
 	}))
 	org("GET "+base+"/{$}", "overview", c.overview)
 	org("GET "+base+"/sms-otp", "sms-otp", c.smsOTPPage)
