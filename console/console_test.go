@@ -322,3 +322,24 @@ func TestSecondFactorPlugsIn(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestFlashCannotBeForged(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.user("root@example.com")
+	get := func(path string) string {
+		resp, err := c.Get(e.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if body := get("/console/platform/users?done=Your+account+is+locked.+Call+us"); strings.Contains(body, "account is locked") {
+		t.Fatal("a crafted link shows its own message")
+	}
+	msg := "Invitation created."
+	if body := get("/console/platform/users?done=" + url.QueryEscape(msg) + "&ds=" + e.c.mac("flash", msg)); !strings.Contains(body, msg) {
+		t.Fatal("the console's own message is not shown")
+	}
+}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -79,7 +80,7 @@ func (c *Console) orgPage(section string, h orgHandler) sessionHandler {
 			c.render(w, status, "error", page{Title: "Not available", User: &s.user, CSRF: s.csrf, Error: e.Message})
 			return
 		}
-		p := &page{Section: section, User: &s.user, Org: org, Base: pagePath(org, ""), CSRF: s.csrf, Flash: r.URL.Query().Get("done")}
+		p := &page{Section: section, User: &s.user, Org: org, Base: pagePath(org, ""), CSRF: s.csrf, Flash: c.flash(r)}
 		if s.principal.PlatformAdmin {
 			p.Orgs = c.orgNames(r, s)
 		}
@@ -93,7 +94,7 @@ func (c *Console) platformPage(section string, h orgHandler) sessionHandler {
 			c.render(w, http.StatusForbidden, "error", page{Title: "Not available", User: &s.user, CSRF: s.csrf, Error: "Only a platform admin may open this page."})
 			return
 		}
-		p := &page{Section: "platform-" + section, User: &s.user, CSRF: s.csrf, Flash: r.URL.Query().Get("done"), Orgs: c.orgNames(r, s)}
+		p := &page{Section: "platform-" + section, User: &s.user, CSRF: s.csrf, Flash: c.flash(r), Orgs: c.orgNames(r, s)}
 		h(w, r, s, p)
 	}
 }
@@ -129,12 +130,24 @@ func (c *Console) getJSON(r *http.Request, s *session, p *page, path string, v a
 }
 
 // done redirects to path after a change, with a message (Post/Redirect/Get).
-func done(w http.ResponseWriter, r *http.Request, path, msg string) {
+// The message is MAC'd, so that a crafted link cannot put words in the
+// console's mouth.
+func (c *Console) done(w http.ResponseWriter, r *http.Request, path, msg string) {
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	http.Redirect(w, r, path+sep+"done="+url.QueryEscape(msg), http.StatusSeeOther)
+	http.Redirect(w, r, path+sep+"done="+url.QueryEscape(msg)+"&ds="+c.mac("flash", msg), http.StatusSeeOther)
+}
+
+// flash is the message done passed, if its MAC is right.
+func (c *Console) flash(r *http.Request) string {
+	q := r.URL.Query()
+	msg := q.Get("done")
+	if msg == "" || subtle.ConstantTimeCompare([]byte(q.Get("ds")), []byte(c.mac("flash", msg))) != 1 {
+		return ""
+	}
+	return msg
 }
 
 func apiPath(org, rest string) string { return "/api/v1/orgs/" + url.PathEscape(org) + rest }
@@ -336,7 +349,7 @@ func (c *Console) smsOTPSave(w http.ResponseWriter, r *http.Request, s *session,
 	if len(f.Field) == 0 {
 		status, resp := c.call(r, s, "PUT", apiPath(p.Org, "/sms-otp/settings"), body)
 		if status == http.StatusOK {
-			done(w, r, p.path("/sms-otp"), "SMS OTP settings updated.")
+			c.done(w, r, p.path("/sms-otp"), "SMS OTP settings updated.")
 			return
 		}
 		e, fields := fieldErrors(resp)
@@ -469,7 +482,7 @@ func (c *Console) providerSave(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	status, body := c.call(r, s, "PUT", apiPath(p.Org, slotPath(d.Slot)), cfg)
 	if status == http.StatusOK {
-		done(w, r, p.path("/sms-provider?slot="+d.Slot), fmt.Sprintf("%s saved as the %s SMS provider.", tabName(d.Tab), d.Slot))
+		c.done(w, r, p.path("/sms-provider?slot="+d.Slot), fmt.Sprintf("%s saved as the %s SMS provider.", tabName(d.Tab), d.Slot))
 		return
 	}
 	e, fields := fieldErrors(body)
@@ -509,7 +522,7 @@ func (c *Console) providerDelete(w http.ResponseWriter, r *http.Request, s *sess
 		c.render(w, status, "sms-provider", *p)
 		return
 	}
-	done(w, r, p.path("/sms-provider?slot="+slot), "The "+slot+" SMS provider was removed.")
+	c.done(w, r, p.path("/sms-provider?slot="+slot), "The "+slot+" SMS provider was removed.")
 }
 
 func (c *Console) providerTest(w http.ResponseWriter, r *http.Request, s *session, p *page) {
@@ -673,7 +686,7 @@ func (c *Console) templateSave(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	status, resp := c.call(r, s, "PUT", apiPath(p.Org, "/sms-otp/templates/"+url.PathEscape(locale)), map[string]string{"body": body})
 	if status == http.StatusOK {
-		done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "Template for "+locale+" saved.")
+		c.done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "Template for "+locale+" saved.")
 		return
 	}
 	e, fields := fieldErrors(resp)
@@ -699,7 +712,7 @@ func (c *Console) templateDelete(w http.ResponseWriter, r *http.Request, s *sess
 		c.render(w, status, "templates", *p)
 		return
 	}
-	done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "The "+locale+" override was removed: the built-in template applies.")
+	c.done(w, r, p.path("/templates?locale="+url.QueryEscape(locale)), "The "+locale+" override was removed: the built-in template applies.")
 }
 
 // templatePreview answers the page's script with the rendered preview
@@ -790,7 +803,7 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 	}
 	status, body := c.call(r, s, "POST", "/hub", form)
 	if status == http.StatusAccepted {
-		done(w, r, p.path("/webhooks"), "Subscription requested: otphub is verifying "+d.Callback+
+		c.done(w, r, p.path("/webhooks"), "Subscription requested: otphub is verifying "+d.Callback+
 			" (WebSub intent verification). Its state below turns active once the callback answers the challenge.")
 		return
 	}
@@ -824,7 +837,7 @@ func (c *Console) webhookDelete(w http.ResponseWriter, r *http.Request, s *sessi
 		c.render(w, status, "webhooks", *p)
 		return
 	}
-	done(w, r, p.path("/webhooks"), "Subscription deleted.")
+	c.done(w, r, p.path("/webhooks"), "Subscription deleted.")
 }
 
 // ---- Deliveries ----
@@ -983,7 +996,7 @@ func (c *Console) deliveryRetry(w http.ResponseWriter, r *http.Request, s *sessi
 		c.render(w, status, "error", *p)
 		return
 	}
-	done(w, r, p.path("/deliveries/"+url.PathEscape(id)), "Retry queued: the delivery is pending and is attempted again now.")
+	c.done(w, r, p.path("/deliveries/"+url.PathEscape(id)), "Retry queued: the delivery is pending and is attempted again now.")
 }
 
 // deliveriesReplay first shows how many deliveries a replay would requeue
@@ -1040,7 +1053,7 @@ func (c *Console) deliveriesReplay(w http.ResponseWriter, r *http.Request, s *se
 	}
 	var out struct{ Requeued int }
 	_ = json.Unmarshal(resp, &out)
-	done(w, r, p.path("/deliveries"), fmt.Sprintf("%d deliveries requeued.", out.Requeued))
+	c.done(w, r, p.path("/deliveries"), fmt.Sprintf("%d deliveries requeued.", out.Requeued))
 }
 
 // ---- OAuth clients ----
@@ -1120,7 +1133,7 @@ func (c *Console) clientDelete(w http.ResponseWriter, r *http.Request, s *sessio
 		c.render(w, status, "clients", *p)
 		return
 	}
-	done(w, r, p.path("/clients"), "Client deleted: its tokens stop working.")
+	c.done(w, r, p.path("/clients"), "Client deleted: its tokens stop working.")
 }
 
 // ---- Audit log ----
@@ -1178,7 +1191,7 @@ func (c *Console) orgCreate(w http.ResponseWriter, r *http.Request, s *session, 
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	status, body := c.call(r, s, "POST", "/api/v1/orgs", map[string]string{"name": name})
 	if status == http.StatusCreated {
-		done(w, r, "/console/platform/orgs", "Organization "+name+" created.")
+		c.done(w, r, "/console/platform/orgs", "Organization "+name+" created.")
 		return
 	}
 	p.Title = "Organizations"

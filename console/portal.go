@@ -203,7 +203,7 @@ func (c *Console) portalPage(section string, h orgHandler) http.HandlerFunc {
 			return
 		}
 		p := &page{Section: section, Org: org.Name, Base: "/console/portal/s/" + sess, CSRF: c.mac("portal-csrf", sess),
-			Flash: r.URL.Query().Get("done"), Portal: &portalView{Sections: l.Sections}, FrameAncestors: l.FrameAncestors}
+			Flash: c.flash(r), Portal: &portalView{Sections: l.Sections}, FrameAncestors: l.FrameAncestors}
 		if !slices.Contains(l.Sections, section) {
 			p.Title = "Not available"
 			p.Error = "This portal link does not open this section."
