@@ -256,6 +256,8 @@ func (c *Console) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /console/sign-in/callback", c.signInCallback)
 	mux.HandleFunc("POST /console/sign-out", c.authed(c.signOut))
 	mux.HandleFunc("POST /console/sign-out-everywhere", c.authed(c.signOutEverywhere))
+	mux.HandleFunc("GET /console/account", c.authed(c.accountPage))
+	mux.HandleFunc("POST /console/account", c.authed(c.changePassword))
 	mux.HandleFunc("GET /console/invitations/{token}", c.invitationForm)
 	mux.HandleFunc("POST /console/invitations/{token}", c.acceptInvitation)
 	c.registerPages(mux)

@@ -66,6 +66,7 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	plat("POST /console/platform/orgs", "orgs", c.orgCreate)
 	plat("GET /console/platform/users", "users", c.usersPage)
 	plat("POST /console/platform/users", "users", c.userInvite)
+	plat("POST /console/platform/users/{id}/delete", "users", c.userDelete)
 	plat("GET /console/platform/audit", "audit", c.auditPage)
 }
 
@@ -1217,6 +1218,7 @@ type usersData struct {
 }
 
 type userRow struct {
+	ID                       int64
 	Email, Name, Org, Mobile string
 	CreatedAt                time.Time
 }
@@ -1246,7 +1248,7 @@ func (c *Console) usersData(r *http.Request, p *page) usersData {
 		return o.Name
 	}
 	for _, u := range users {
-		d.Users = append(d.Users, userRow{u.Email, u.Name, orgName(u.OrgID), maskMobile(u.Mobile), u.CreatedAt})
+		d.Users = append(d.Users, userRow{u.ID, u.Email, u.Name, orgName(u.OrgID), maskMobile(u.Mobile), u.CreatedAt})
 	}
 	invs, _ := c.st.ListInvitations(r.Context(), c.cfg.Now())
 	for _, inv := range invs {

@@ -379,6 +379,33 @@ func TestConsole(t *testing.T) {
 		other.shot("sign-in")
 	})
 
+	t.Run("AccountAndRemoval", func(t *testing.T) {
+		b.t = t
+		b.open("/console/platform/orgs")
+		b.follow("root@example.com")
+		b.fill("Current password", "not my password at all")
+		b.fill("New password", "a brand new passphrase for root")
+		b.fill("New password again", "a brand new passphrase for root")
+		b.press("Change password")
+		b.wantFieldError("Current password", "not your current password")
+		b.axe()
+		b.fill("Current password", password)
+		b.fill("New password", "a brand new passphrase for root")
+		b.fill("New password again", "a brand new passphrase for root")
+		b.press("Change password")
+		b.wantText("Password changed.")
+		b.shot("account")
+		b.open("/console/platform/users")
+		b.press("Remove")
+		b.wantText("ann@acme.example was removed")
+		ann := newTab(t, srv.URL, true)
+		ann.open("/console/sign-in")
+		ann.fill("Email", "ann@acme.example")
+		ann.fill("Password", "ann's long and unguessable phrase")
+		ann.press("Sign in")
+		ann.wantText("not right")
+	})
+
 	t.Run("PortalLink", func(t *testing.T) {
 		framer := "http://localhost:9"
 		code, link := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks", "deliveries"}, "frameAncestors": []string{framer}})

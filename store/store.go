@@ -505,6 +505,12 @@ type Console interface {
 	ListConsoleUsers(ctx context.Context) ([]ConsoleUser, error)
 	// CountConsolePlatformAdmins tells whether the first admin's setup link is needed.
 	CountConsolePlatformAdmins(ctx context.Context) (int, error)
+	// SetConsolePassword replaces the user's password hash and ends every
+	// session of the user but keepSession (the one that changed it; nil
+	// for none), in one transaction.
+	SetConsolePassword(ctx context.Context, userID int64, hash string, keepSession []byte) error
+	// DeleteConsoleUser removes the user and their sessions.
+	DeleteConsoleUser(ctx context.Context, userID int64) error
 
 	// CreateConsoleSession stores s; sessions expired (absolute end) long
 	// ago may be purged meanwhile.

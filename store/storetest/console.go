@@ -164,6 +164,29 @@ func testConsoleSessions(t *testing.T, s store.Store) {
 	eq(t, n, 2, "sessions ended")
 	_, err = s.GetConsoleSession(c, []byte("s2"))
 	wantErr(t, err, store.ErrNotFound, "GetConsoleSession after sign out everywhere")
+
+	// A new password ends every session but the one that set it.
+	for _, h := range []string{"a", "b", "c"} {
+		must(t, s.CreateConsoleSession(c, store.ConsoleSession{IDHash: []byte(h), UserID: u.ID, CreatedAt: at(0), ExpiresAt: at(time.Hour)}), "CreateConsoleSession")
+	}
+	must(t, s.SetConsolePassword(c, u.ID, "new-hash", []byte("b")), "SetConsolePassword")
+	got, err = s.GetConsoleSession(c, []byte("b"))
+	must(t, err, "GetConsoleSession of the kept session")
+	for _, h := range []string{"a", "c"} {
+		_, err = s.GetConsoleSession(c, []byte(h))
+		wantErr(t, err, store.ErrNotFound, "session %s after a password change", h)
+	}
+	nu, err := s.GetConsoleUser(c, u.ID)
+	must(t, err, "GetConsoleUser")
+	eq(t, nu.PasswordHash, "new-hash", "password hash")
+	wantErr(t, s.SetConsolePassword(c, u.ID+99, "h", nil), store.ErrNotFound, "SetConsolePassword of an unknown user")
+
+	must(t, s.DeleteConsoleUser(c, u.ID), "DeleteConsoleUser")
+	_, err = s.GetConsoleUser(c, u.ID)
+	wantErr(t, err, store.ErrNotFound, "GetConsoleUser after delete")
+	_, err = s.GetConsoleSession(c, []byte("b"))
+	wantErr(t, err, store.ErrNotFound, "a deleted user's session")
+	wantErr(t, s.DeleteConsoleUser(c, u.ID), store.ErrNotFound, "DeleteConsoleUser twice")
 }
 
 func testAuditLog(t *testing.T, s store.Store) {

@@ -164,6 +164,38 @@ func (db *DB) CountConsolePlatformAdmins(ctx context.Context) (int, error) {
 	return n, db.wrap("count console platform admins", err)
 }
 
+// SetConsolePassword replaces the hash and ends the user's other sessions.
+func (db *DB) SetConsolePassword(ctx context.Context, userID int64, hash string, keepSession []byte) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE console_users SET password_hash = ? WHERE id = ?`), hash, userID)
+		if err != nil {
+			return db.wrap("set console password", err)
+		}
+		if err := affected(res, "console user"); err != nil {
+			return err
+		}
+		if keepSession == nil {
+			keepSession = []byte{}
+		}
+		_, err = tx.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE user_id = ? AND id_hash <> ?`), userID, keepSession)
+		return db.wrap("end console sessions", err)
+	})
+}
+
+// DeleteConsoleUser removes the user and their sessions.
+func (db *DB) DeleteConsoleUser(ctx context.Context, userID int64) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE user_id = ?`), userID); err != nil {
+			return db.wrap("delete console sessions", err)
+		}
+		res, err := tx.ExecContext(ctx, db.q(`DELETE FROM console_users WHERE id = ?`), userID)
+		if err != nil {
+			return db.wrap("delete console user", err)
+		}
+		return affected(res, "console user")
+	})
+}
+
 // CreateConsoleSession stores s, purging long-ended sessions now and then.
 func (db *DB) CreateConsoleSession(ctx context.Context, s store.ConsoleSession) error {
 	if db.sessionPurge.due(s.CreatedAt) {
