@@ -737,6 +737,7 @@ type subscription struct {
 	SignatureAlg string     `json:"signatureAlg"`
 	HasSecret    bool       `json:"hasSecret"`
 	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
 	LastDelivery *delivery
 }
 
@@ -802,10 +803,10 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 	if d.Lease != "" {
 		form.Set("hub.lease_seconds", d.Lease)
 	}
+	started := time.Now().Add(-time.Second)
 	status, body := c.call(r, s, "POST", "/hub", form)
 	if status == http.StatusAccepted {
-		c.done(w, r, p.path("/webhooks"), "Subscription requested: otphub is verifying "+d.Callback+
-			" (WebSub intent verification). Its state below turns active once the callback answers the challenge.")
+		c.done(w, r, p.path("/webhooks"), c.verificationResult(r, s, p.Org, d.Callback, started))
 		return
 	}
 	e, _ := fieldErrors(body)
@@ -826,6 +827,31 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 	}
 	p.Data = d
 	c.render(w, http.StatusBadRequest, "webhooks", *p)
+}
+
+// verificationWait is how long adding a webhook waits for the hub's
+// intent verification (it runs in the background) to tell its result.
+const verificationWait = 5 * time.Second
+
+// verificationResult waits for the subscription of callback to turn
+// active (verified after started) and says how the verification went.
+func (c *Console) verificationResult(r *http.Request, s *session, org, callback string, started time.Time) string {
+	deadline := time.Now().Add(verificationWait)
+	for {
+		var subs subscriptionList
+		if status, b := c.call(r, s, "GET", apiPath(org, "/subscriptions"), nil); status == http.StatusOK && json.Unmarshal(b, &subs) == nil {
+			for _, sub := range subs.Subscriptions {
+				if sub.Callback == callback && sub.State == "active" && !sub.UpdatedAt.Before(started) {
+					return "Verified: " + callback + " answered the WebSub challenge; the subscription is active."
+				}
+			}
+		}
+		if time.Now().After(deadline) || r.Context().Err() != nil {
+			return "Not verified yet: " + callback + " has not answered the WebSub challenge (a GET with hub.challenge, which it must echo) within " +
+				verificationWait.String() + ". If it never does, no subscription is made."
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *Console) webhookDelete(w http.ResponseWriter, r *http.Request, s *session, p *page) {
