@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/otphub/otphub/app/apptest"
 )
@@ -102,8 +103,10 @@ func TestConsole(t *testing.T) {
 		b.fill("SMS OTP expiry time (seconds)", "240")
 		b.check("Use only numeric characters for OTP", false)
 		b.fill("Resends allowed", "2")
-		b.fill("Allowed countries (calling codes)", "94, 1")
-		b.press("Update")
+		b.fill("Allowed countries (calling codes)", "94,")
+		// By keyboard only: focus the last field, change it, Enter submits.
+		b.run(chromedp.Focus(byLabel("Allowed countries (calling codes)")))
+		b.navigate(chromedp.Steps(chromedp.KeyEvent(" 1"), chromedp.KeyEvent(kb.Enter)))
 		b.wantText("SMS OTP settings updated.")
 		b.shot("sms-otp")
 		code, body := admin.do("GET", "/api/v1/orgs/acme/sms-otp/settings", nil)
