@@ -60,11 +60,14 @@ func (c *Console) userDelete(w http.ResponseWriter, r *http.Request, s *session,
 	if err == nil {
 		u, err = c.st.GetConsoleUser(r.Context(), id)
 	}
+	if err == nil && p.Org != "" && u.OrgID != p.orgID {
+		err = errors.New("another org's user")
+	}
 	if err == nil {
 		err = c.st.DeleteConsoleUser(r.Context(), id)
 	}
 	if err != nil {
-		p.Title = "Console users"
+		p.Title = usersTitle(p)
 		p.Error = "This user cannot be removed (you cannot remove yourself)."
 		p.Data = c.usersData(r, p)
 		c.render(w, http.StatusBadRequest, "users", *p)
@@ -72,5 +75,9 @@ func (c *Console) userDelete(w http.ResponseWriter, r *http.Request, s *session,
 	}
 	c.audit.Append(r.Context(), store.AuditEntry{Org: c.orgOf(r.Context(), u), Actor: s.principal.Actor(), Action: "console.user_removed",
 		Target: u.Email, Status: http.StatusSeeOther, IP: c.audit.ClientIP(r)})
-	c.done(w, r, "/console/platform/users", u.Email+" was removed and signed out.")
+	back := "/console/platform/users"
+	if p.Org != "" {
+		back = p.path("/team")
+	}
+	c.done(w, r, back, u.Email+" was removed and signed out.")
 }

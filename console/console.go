@@ -201,6 +201,7 @@ type page struct {
 	User    *store.ConsoleUser
 	Org     string // the org the page is about; "" on platform pages
 	Base    string // the path the org's pages are under: /console/orgs/{org}, or a portal session's
+	orgID   int64  // the org's ID on an org page
 	Portal  *portalView
 	// FrameAncestors are the origins a portal page may be framed by.
 	FrameAncestors []string

@@ -58,6 +58,9 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	org("POST "+base+"/clients", "clients", c.clientCreate)
 	org("POST "+base+"/clients/{id}/delete", "clients", c.clientDelete)
 	org("GET "+base+"/audit", "audit", c.auditPage)
+	org("GET "+base+"/team", "team", c.usersPage)
+	org("POST "+base+"/team", "team", c.userInvite)
+	org("POST "+base+"/team/{id}/delete", "team", c.userDelete)
 
 	plat := func(pattern, section string, h orgHandler) {
 		mux.HandleFunc(pattern, c.authed(c.platformPage(section, h)))
@@ -81,7 +84,9 @@ func (c *Console) orgPage(section string, h orgHandler) sessionHandler {
 			c.render(w, status, "error", page{Title: "Not available", User: &s.user, CSRF: s.csrf, Error: e.Message})
 			return
 		}
-		p := &page{Section: section, User: &s.user, Org: org, Base: pagePath(org, ""), CSRF: s.csrf, Flash: c.flash(r)}
+		var o struct{ ID int64 }
+		_ = json.Unmarshal(body, &o)
+		p := &page{Section: section, User: &s.user, Org: org, orgID: o.ID, Base: pagePath(org, ""), CSRF: s.csrf, Flash: c.flash(r)}
 		if s.principal.PlatformAdmin {
 			p.Orgs = c.orgNames(r, s)
 		}
@@ -1254,8 +1259,11 @@ type invitationRow struct {
 	ExpiresAt             time.Time
 }
 
+// usersData lists the console users and open invitations: all of them on
+// the platform page, the org's on an org's Team page.
 func (c *Console) usersData(r *http.Request, p *page) usersData {
 	d := usersData{Field: map[string]string{}}
+	mine := func(orgID int64) bool { return p.Org == "" || orgID == p.orgID }
 	names := map[int64]string{0: "platform admin"}
 	users, err := c.st.ListConsoleUsers(r.Context())
 	if err != nil {
@@ -1274,12 +1282,15 @@ func (c *Console) usersData(r *http.Request, p *page) usersData {
 		return o.Name
 	}
 	for _, u := range users {
+		if !mine(u.OrgID) {
+			continue
+		}
 		d.Users = append(d.Users, userRow{u.ID, u.Email, u.Name, orgName(u.OrgID), maskMobile(u.Mobile), u.CreatedAt})
 	}
 	invs, _ := c.st.ListInvitations(r.Context(), c.cfg.Now())
 	for _, inv := range invs {
-		if inv.Email == "" {
-			continue // the first admin's setup link
+		if inv.Email == "" || !mine(inv.OrgID) {
+			continue // the first admin's setup link, or another org's
 		}
 		d.Invitations = append(d.Invitations, invitationRow{inv.Email, orgName(inv.OrgID), inv.CreatedBy, inv.ExpiresAt})
 	}
@@ -1295,17 +1306,28 @@ func maskMobile(m string) string {
 }
 
 func (c *Console) usersPage(w http.ResponseWriter, r *http.Request, s *session, p *page) {
-	p.Title = "Console users"
+	p.Title = usersTitle(p)
 	p.Data = c.usersData(r, p)
 	c.render(w, http.StatusOK, "users", *p)
 }
 
-// userInvite makes an invitation link; the platform admin hands it to the
-// person (otphub sends no email).
+func usersTitle(p *page) string {
+	if p.Org != "" {
+		return "Team"
+	}
+	return "Console users"
+}
+
+// userInvite makes an invitation link; the inviting admin hands it to the
+// person (otphub sends no email). On an org's Team page it invites an
+// admin of that org.
 func (c *Console) userInvite(w http.ResponseWriter, r *http.Request, s *session, p *page) {
-	p.Title = "Console users"
+	p.Title = usersTitle(p)
 	d := c.usersData(r, p)
 	d.Email, d.Org = strings.ToLower(strings.TrimSpace(r.PostFormValue("email"))), r.PostFormValue("org")
+	if p.Org != "" {
+		d.Org = p.Org
+	}
 	if !emailPattern.MatchString(d.Email) {
 		d.Field["email"] = "Enter an email address such as admin@example.com."
 	} else if _, err := c.st.GetConsoleUserByEmail(r.Context(), d.Email); err == nil {

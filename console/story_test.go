@@ -364,6 +364,24 @@ func TestConsole(t *testing.T) {
 		ann.wantText("Only a platform admin")
 		ann.open(inviteLink)
 		ann.wantText("used already")
+		// An org admin invites admins of their own org only.
+		ann.open("/console/orgs/acme/")
+		ann.follow("Team")
+		ann.wantText("ann@acme.example", "Invite an admin of acme")
+		if strings.Contains(ann.text(), "root@example.com") {
+			t.Fatal("the team page lists a platform admin")
+		}
+		ann.fill("Email", "bob@acme.example")
+		ann.press("Create invitation")
+		bobLink := linkPattern.FindString(ann.text())
+		if bobLink == "" {
+			t.Fatalf("no invitation link: %s", ann.text())
+		}
+		ann.axe()
+		ann.open(bobLink)
+		ann.wantText("administer the organization acme")
+		ann.open("/console/orgs/globex/team")
+		ann.wantText("does not grant")
 
 		// Sign out everywhere ends the other session too.
 		other := newTab(t, srv.URL, true)
