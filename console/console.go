@@ -149,6 +149,12 @@ var funcs = template.FuncMap{
 	},
 	"join": strings.Join,
 	"has":  func(list []string, v string) bool { return slices.Contains(list, v) },
+	"plural": func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
 	// args bundles a form field for the "numfield" template.
 	"args": func(id, label, value, hint string, errs map[string]string) map[string]string {
 		return map[string]string{"ID": id, "Label": label, "Value": value, "Hint": hint, "Err": errs[id]}

@@ -1085,7 +1085,11 @@ func (c *Console) deliveriesReplay(w http.ResponseWriter, r *http.Request, s *se
 	}
 	var out struct{ Requeued int }
 	_ = json.Unmarshal(resp, &out)
-	c.done(w, r, p.path("/deliveries"), fmt.Sprintf("%d deliveries requeued.", out.Requeued))
+	noun := "deliveries"
+	if out.Requeued == 1 {
+		noun = "delivery"
+	}
+	c.done(w, r, p.path("/deliveries"), fmt.Sprintf("%d %s requeued.", out.Requeued, noun))
 }
 
 // ---- OAuth clients ----

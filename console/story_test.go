@@ -269,13 +269,14 @@ func TestConsole(t *testing.T) {
 		b.selectOption("Replay status", "dead")
 		b.press("Count deliveries to replay")
 		b.wantText("Replay")
-		count := regexp.MustCompile(`Replay (\d+) deliveries\?`).FindStringSubmatch(b.text())
+		count := regexp.MustCompile(`Replay (\d+) deliver(?:y|ies)\?`).FindStringSubmatch(b.text())
 		if count == nil || count[1] == "0" {
 			t.Fatalf("no count before the replay: %s", b.text())
 		}
 		b.shot("deliveries-replay")
-		b.press("Replay " + count[1] + " deliveries")
-		b.wantText(count[1] + " deliveries requeued.")
+		noun := map[bool]string{true: "delivery", false: "deliveries"}[count[1] == "1"]
+		b.press("Replay " + count[1] + " " + noun)
+		b.wantText(count[1] + " " + noun + " requeued.")
 	})
 
 	t.Run("OAuthClients", func(t *testing.T) {
