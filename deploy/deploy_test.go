@@ -28,6 +28,7 @@ var metrics = map[string]string{
 	"otphub_delivery_queue_oldest_age_seconds": "gauge",
 	"otphub_retries_scheduled_total":           "counter",
 	"otphub_dead_letters":                      "gauge",
+	"otphub_log_records_dead_lettered_total":   "counter",
 	"otphub_circuit_breakers":                  "gauge",
 	"otphub_egress_refused_total":              "counter",
 	"otphub_otp_challenges_started_total":      "counter",
@@ -39,6 +40,7 @@ var metrics = map[string]string{
 	"otphub_websub_intent_verifications_total": "counter",
 	"otphub_http_requests_total":               "counter",
 	"otphub_http_request_duration_seconds":     "histogram",
+	"otphub_login_outcomes_total":              "counter",
 	"otphub_sms_receipt_callbacks_total":       "counter",
 	"otphub_sms_handset_outcomes_total":        "counter",
 	"otphub_sms_receipt_latency_seconds":       "histogram",
@@ -234,7 +236,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"OtphubDeliveryFailureRateHigh", "OtphubDeliveryBacklogExpiring", "OtphubConsumerLagGrowing",
-		"OtphubDeadLettersIncreasing", "OtphubAbsent", "OtphubCircuitBreakersOpen", "OtphubSMSHandsetDeliveryRateDrop"} {
+		"OtphubDeadLettersIncreasing", "OtphubLogRecordsDeadLettered", "OtphubAbsent", "OtphubCircuitBreakersOpen", "OtphubSMSHandsetDeliveryRateDrop"} {
 		if !names[want] {
 			t.Errorf("alert %s is missing", want)
 		}

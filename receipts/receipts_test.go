@@ -152,7 +152,7 @@ func (e *env) withFallback(typ string) {
 }
 
 func (e *env) fallbackTask(jti, typ string) (store.DeliveryTask, error) {
-	return e.st.FindDelivery(context.Background(), e.org.ID, jti, typ, store.ProviderFallback)
+	return e.st.FindDelivery(context.Background(), e.org.ID, "", jti, typ, store.ProviderFallback)
 }
 
 func post(t *testing.T, req *http.Request) (int, string) {

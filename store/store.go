@@ -60,7 +60,7 @@ type Client struct {
 	CreatedAt     time.Time
 }
 
-// OTPSettings are an org's SMS OTP settings (DESIGN §4.6).
+// OTPSettings are an org's SMS OTP settings (docs/auth.md).
 type OTPSettings struct {
 	OrgID                 int64
 	ExpirySeconds         int
@@ -70,6 +70,9 @@ type OTPSettings struct {
 	ResendIntervalSeconds int
 	MaxFailedAttempts     int
 	BackupCodesEnabled    bool
+	// WebOTP ends the SMS sent by the hosted login prompt with the WICG
+	// WebOTP origin-bound line (@host #code) so browsers can autofill it.
+	WebOTP bool
 	// AllowedCountryCodes limits mobile numbers to these calling codes
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
@@ -120,8 +123,11 @@ type Subscription struct {
 	ExpiresAt    time.Time // lease end; zero while pending
 	Format       string    // body format: asgardeo (default) | set | set-jwt | cloudevents
 	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AutoRenew: the subscriber asked for no lease, so the hub renews it by
+	// verifying intent again before it ends (docs/websub.md).
+	AutoRenew bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Challenge is one SMS OTP challenge.
@@ -149,6 +155,65 @@ type BackupCode struct {
 	UsedAt time.Time
 }
 
+// Application is a relying party of the hosted login step: an OAuth 2.0
+// client of the authorization code flow (never of the admin API).
+type Application struct {
+	ID       string // UUID
+	OrgID    int64
+	Name     string
+	ClientID string // unique across orgs
+	// ClientSecret authenticates the application at the token endpoint and
+	// is the HS256 key of its request objects, so it is kept (sealed at
+	// rest), not hashed.
+	ClientSecret []byte
+	RedirectURIs []string // exact match
+	// FirstFactors are the amr values of the first factors it accepts
+	// (pwd, magic_link, fed).
+	FirstFactors []string
+	// BackupCodes lets its users finish the step with a backup code.
+	BackupCodes bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Login flow completion methods.
+const (
+	LoginBySMS        = "sms"
+	LoginByBackupCode = "backup_code"
+)
+
+// LoginFlow is one run of the hosted login step, from the authorization
+// request to the redemption of its authorization code.
+type LoginFlow struct {
+	ID            string // UUID
+	OrgID         int64
+	ApplicationID string
+	ClientID      string
+	// BrowserHash is the SHA-256 of the secret in the browser's cookie:
+	// only that browser may drive the flow.
+	BrowserHash   []byte
+	RedirectURI   string
+	State         string
+	Nonce         string
+	CodeChallenge string // PKCE S256
+	UserID        string
+	Mobile        string   // E.164
+	AMR           []string // the first factor's, from the request object
+	Locale        string   // BCP 47; "" for the default
+	ChallengeID   string   // "" until the first SMS is sent
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+	// CompletedAt is when the second factor succeeded (zero until then);
+	// Method is how (LoginBySMS or LoginByBackupCode).
+	CompletedAt time.Time
+	Method      string
+	// CodeHash is the SHA-256 of the authorization code issued on
+	// completion; the code itself is never stored.
+	CodeHash      []byte
+	CodeExpiresAt time.Time
+	CodeUsedAt    time.Time
+}
+
 // SigningKey is a JWT signing key of the token issuer. The private key is
 // encrypted at rest.
 type SigningKey struct {
@@ -174,9 +239,14 @@ const (
 // run from memory; a task row is written when an attempt fails (a durable
 // retry task) or completes, and is the record the deliveries API shows.
 type DeliveryTask struct {
-	ID              string // UUID
-	OrgID           int64
-	EventID         string // jti; (OrgID, EventID, DestinationType, DestinationID) is unique
+	ID    string // UUID
+	OrgID int64
+	// EventSource and EventID are the producer (iss, ce_source) and its
+	// event ID (jti, ce_id): IDs are free-form, chosen by each producer, so
+	// the idempotency key (OrgID, EventSource, EventID, DestinationType,
+	// DestinationID) names both. Unique.
+	EventSource     string
+	EventID         string
 	DestinationType string // webhook | twilio | vonage | custom | console
 	DestinationID   string // subscription ID, or provider slot
 	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
@@ -260,6 +330,11 @@ type Store interface {
 	Receipts
 	SigningKeys
 	Keys
+	Applications
+	LoginFlows
+	PayloadEncryption
+	Console
+	Audit
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -368,10 +443,11 @@ type Subscriptions interface {
 // Deliveries keeps delivery tasks and their attempt log.
 type Deliveries interface {
 	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
-	// transaction; a task whose (OrgID, EventID, DestinationType,
-	// DestinationID) exists already is skipped. Returns how many were
-	// inserted. The key includes the org: jtis are chosen by publishers and
-	// provider destination IDs are slot names, so two orgs may share both.
+	// transaction; a task whose (OrgID, EventSource, EventID,
+	// DestinationType, DestinationID) exists already is skipped. Returns how
+	// many were inserted. The key includes the org and the producer: jtis
+	// are chosen by publishers and provider destination IDs are slot names,
+	// so two orgs, or two producers, may share both.
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
@@ -397,9 +473,10 @@ type Deliveries interface {
 	// transaction failed and nothing was applied.
 	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
-	// FindDelivery returns the org's task of (eventID, destType, destID)
-	// (ErrNotFound when there is none, even if another org has one).
-	FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (DeliveryTask, error)
+	// FindDelivery returns the org's task of (source, eventID, destType,
+	// destID) (ErrNotFound when there is none, even if another org or
+	// another producer has one).
+	FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (DeliveryTask, error)
 	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
 	// RequeueDelivery makes a non-pending task pending again, due at now,
 	// with expiresAt as its new bound.
@@ -416,6 +493,30 @@ type Deliveries interface {
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// PayloadSettings are an org's payload encryption settings.
+type PayloadSettings struct {
+	// Enabled: the org's Asgardeo-format deliveries are encrypted.
+	Enabled bool
+	// KeyGeneration is the current key's generation (0 until the first
+	// rotation); the keys themselves are data keys.
+	KeyGeneration int64
+	UpdatedAt     time.Time
+}
+
+// PayloadEncryption keeps the orgs' payload encryption settings.
+type PayloadEncryption interface {
+	// GetPayloadSettings returns the zero settings (no error) for an org
+	// that never set them.
+	GetPayloadSettings(ctx context.Context, orgID int64) (PayloadSettings, error)
+	// SetPayloadEncryption turns encryption on or off, keeping the key
+	// generation.
+	SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error
+	// RotatePayloadKey makes the next key generation current, atomically
+	// (of concurrent rotations each moves it one step), and returns the
+	// new settings.
+	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
 }
 
 // Handset states of an SMS, as delivery receipts report them. Receipts
@@ -555,10 +656,177 @@ type ResealResult struct {
 	Unreadable int64
 }
 
+// Applications keeps the relying parties of the hosted login step.
+type Applications interface {
+	// CreateApplication stores a; ErrConflict on a duplicate ID or ClientID.
+	CreateApplication(ctx context.Context, a Application) error
+	GetApplication(ctx context.Context, orgID int64, id string) (Application, error)
+	// GetApplicationByClientID finds an application of any org by its
+	// client id (the authorization and token endpoints know only that).
+	GetApplicationByClientID(ctx context.Context, clientID string) (Application, error)
+	ListApplications(ctx context.Context, orgID int64) ([]Application, error) // by creation
+	// UpdateApplication replaces Name, RedirectURIs, FirstFactors,
+	// BackupCodes and UpdatedAt of the org's application a.ID.
+	UpdateApplication(ctx context.Context, a Application) error
+	// SetApplicationSecret replaces the org's application's client secret
+	// (a rotation); the old one stops working at once.
+	SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error
+	DeleteApplication(ctx context.Context, orgID int64, id string) error
+}
+
+// LoginFlows keeps hosted login flows and their authorization codes.
+type LoginFlows interface {
+	// CreateLoginFlow stores f; flows long past their expiry are purged
+	// now and then.
+	CreateLoginFlow(ctx context.Context, f LoginFlow) error
+	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)
+	// SetLoginFlowChallenge records the flow's SMS challenge if it has none
+	// and is not completed (else ErrPrecondition): of concurrent first
+	// sends one wins.
+	SetLoginFlowChallenge(ctx context.Context, id, challengeID string) error
+	// CompleteLoginFlow marks the flow completed at by method and installs
+	// its authorization code, if it is not completed yet (else
+	// ErrPrecondition).
+	CompleteLoginFlow(ctx context.Context, id, method string, at time.Time, codeHash []byte, codeExpiresAt time.Time) error
+	// RedeemAuthorizationCode marks the code of hash used at now and returns
+	// its flow: ErrNotFound for an unknown code, ErrPrecondition for a code
+	// already used or expired. Of concurrent redemptions at most one
+	// succeeds.
+	RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now time.Time) (LoginFlow, error)
+}
+
 // SigningKeys keeps the token issuer's keys.
 type SigningKeys interface {
 	InsertSigningKey(ctx context.Context, k SigningKey) error
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
 	RetireSigningKey(ctx context.Context, kid string, at time.Time) error
 	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// ConsoleUser is a person who signs in to the console: an org admin
+// (OrgID set) or a platform admin (OrgID 0).
+type ConsoleUser struct {
+	ID           int64
+	Email        string // unique, lower case
+	OrgID        int64  // 0 for a platform admin
+	Name         string
+	PasswordHash string // PHC-encoded argon2id hash computed by package console; never the password
+	Mobile       string // E.164, for the SMS OTP second factor; "" when none
+	CreatedAt    time.Time
+}
+
+// Invitation is a single-use, expiring link that lets its holder create a
+// console user. Only a hash of its token is stored.
+type Invitation struct {
+	ID        int64
+	TokenHash []byte // SHA-256 of the token in the link
+	Email     string
+	OrgID     int64  // 0 invites a platform admin
+	CreatedBy string // who made it: a console user's email, "setup" for the first admin
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero until accepted
+	CreatedAt time.Time
+}
+
+// ConsoleSession is a signed-in browser. Only a hash of the cookie's
+// session ID is stored.
+type ConsoleSession struct {
+	IDHash     []byte // SHA-256 of the session ID
+	UserID     int64
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time // absolute end, however active the session
+	IP         string
+}
+
+// Console keeps console users, invitations and sessions.
+type Console interface {
+	// CreateInvitation stores inv (TokenHash unique; ErrConflict otherwise)
+	// and returns it with its ID and CreatedAt.
+	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error)
+	// GetInvitation returns the invitation with tokenHash, used or not.
+	GetInvitation(ctx context.Context, tokenHash []byte) (Invitation, error)
+	// ListInvitations returns unused invitations not expired at now, newest first.
+	ListInvitations(ctx context.Context, now time.Time) ([]Invitation, error)
+	// AcceptInvitation marks the invitation with tokenHash used at now and
+	// creates u from it (OrgID is the invitation's, and so is Email unless
+	// the invitation names none: the first admin's setup link, which is
+	// refused once a platform admin exists), in one transaction:
+	// ErrNotFound for no such invitation, ErrPrecondition when it is used
+	// or expired at now, ErrConflict when the email has a user. Of
+	// concurrent calls at most one succeeds.
+	AcceptInvitation(ctx context.Context, tokenHash []byte, now time.Time, u ConsoleUser) (ConsoleUser, error)
+	GetConsoleUser(ctx context.Context, id int64) (ConsoleUser, error)
+	GetConsoleUserByEmail(ctx context.Context, email string) (ConsoleUser, error)
+	// ListConsoleUsers returns every console user, by ID.
+	ListConsoleUsers(ctx context.Context) ([]ConsoleUser, error)
+	// CountConsolePlatformAdmins tells whether the first admin's setup link is needed.
+	CountConsolePlatformAdmins(ctx context.Context) (int, error)
+	// SetConsolePassword replaces the user's password hash and ends every
+	// session of the user but keepSession (the one that changed it; nil
+	// for none), in one transaction.
+	SetConsolePassword(ctx context.Context, userID int64, hash string, keepSession []byte) error
+	// DeleteConsoleUser removes the user and their sessions.
+	DeleteConsoleUser(ctx context.Context, userID int64) error
+
+	// CreateConsoleSession stores s; sessions expired (absolute end) long
+	// ago may be purged meanwhile.
+	CreateConsoleSession(ctx context.Context, s ConsoleSession) error
+	GetConsoleSession(ctx context.Context, idHash []byte) (ConsoleSession, error)
+	// TouchConsoleSession sets LastSeenAt (idle timeout).
+	TouchConsoleSession(ctx context.Context, idHash []byte, now time.Time) error
+	DeleteConsoleSession(ctx context.Context, idHash []byte) error
+	// DeleteConsoleSessions ends every session of the user (sign out
+	// everywhere) and returns how many.
+	DeleteConsoleSessions(ctx context.Context, userID int64) (int, error)
+
+	// CreatePortalLink stores l and returns it with its ID and CreatedAt.
+	CreatePortalLink(ctx context.Context, l PortalLink) (PortalLink, error)
+	// UsePortalLink marks the link with tokenHash used at now and returns
+	// it: ErrNotFound for no such link, ErrPrecondition when it is used or
+	// expired at now. Of concurrent calls at most one succeeds.
+	UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time) (PortalLink, error)
+	// GetPortalLink returns the org's link with id.
+	GetPortalLink(ctx context.Context, orgID, id int64) (PortalLink, error)
+}
+
+// PortalLink is a single-use, short-lived link that opens chosen console
+// sections of one org without an account. Only a hash of its token is stored.
+type PortalLink struct {
+	ID             int64
+	TokenHash      []byte
+	OrgID          int64
+	Sections       []string // e.g. webhooks, deliveries
+	FrameAncestors []string // origins that may frame the portal; empty: none
+	CreatedBy      string   // the audit actor that made it
+	ExpiresAt      time.Time
+	UsedAt         time.Time
+	CreatedAt      time.Time
+}
+
+// AuditEntry is one change made through the API or the console.
+type AuditEntry struct {
+	ID        int64 // increasing; assigned by the store
+	At        time.Time
+	Org       string // the org's name; "" for platform-wide changes
+	Actor     string // "client:<id>" or "user:<email>"
+	Action    string // e.g. "PUT /api/v1/orgs/{org}/sms-otp/settings", "console.sign_in"
+	Target    string // the path or object acted on
+	Status    int    // HTTP status of the change; 0 when not an HTTP request
+	IP        string
+	RequestID string
+}
+
+// AuditFilter selects audit entries, newest first.
+type AuditFilter struct {
+	Org      string // "" with AllOrgs false: platform-wide entries only
+	AllOrgs  bool   // every entry (the platform admin's view)
+	BeforeID int64  // pagination cursor: entries with ID < BeforeID; 0 for the newest
+	Limit    int    // <= 0 means 100; capped at 1000
+}
+
+// Audit keeps the audit log (append only).
+type Audit interface {
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }

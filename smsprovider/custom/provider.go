@@ -79,10 +79,7 @@ func (c *Config) Masked() provider.Config {
 // stored value of the same header name, in the same order) and a masked
 // receipt secret of the same gateway URL.
 func (c *Config) KeepSecrets(stored provider.Config) error {
-	old, ok := stored.(*Config)
-	if !ok {
-		old = &Config{}
-	}
+	old, ok := provider.Stored[Config](stored)
 	if err := provider.KeepMasked("receiptSecret", &c.ReceiptSecret, old.ReceiptSecret, ok && c.URL == old.URL,
 		"is masked but does not match the stored receipt secret of this gateway URL; send the secret in full"); err != nil {
 		return err
@@ -91,10 +88,7 @@ func (c *Config) KeepSecrets(stored provider.Config) error {
 	if err != nil || !hasMasked(hs) {
 		return nil // Validate reports a malformed list
 	}
-	var oldHs []Header
-	if old, ok := stored.(*Config); ok {
-		oldHs, _ = ParseHeaders(old.Headers)
-	}
+	oldHs, _ := ParseHeaders(old.Headers)
 	for i, h := range hs {
 		if !provider.IsMasked(h.Value) {
 			continue

@@ -256,7 +256,7 @@ func testReceiptsFailOverOnce(t *testing.T, s store.Store) {
 	})
 	eq(t, countOutcomes(t, errs, "FailOver"), 1, "successful concurrent FailOvers")
 
-	fbTask, err := s.FindDelivery(c, o.ID, "ev-1", "vonage", store.ProviderFallback)
+	fbTask, err := s.FindDelivery(c, o.ID, "", "ev-1", "vonage", store.ProviderFallback)
 	must(t, err, "FindDelivery(fallback)")
 	eq(t, fbTask.Status, store.DeliveryPending, "fallback task status")
 	eq(t, fbTask.Attempts, 0, "fallback task attempts")

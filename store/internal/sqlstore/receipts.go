@@ -210,7 +210,7 @@ func (db *DB) FailOver(ctx context.Context, key store.ReceiptKey, f store.Failov
 			return db.wrap("fail over: primary delivery", err)
 		}
 		t := *f.Task
-		t.OrgID, t.EventID, t.Event = key.OrgID, key.EventID, primary.Event
+		t.OrgID, t.EventSource, t.EventID, t.Event = key.OrgID, primary.EventSource, key.EventID, primary.Event
 		t.Status, t.Attempts, t.LeaseOwner, t.LeaseUntil = store.DeliveryPending, 0, "", time.Time{}
 		if t.CreatedAt.IsZero() {
 			t.CreatedAt = db.nowUTC()
@@ -221,9 +221,9 @@ func (db *DB) FailOver(ctx context.Context, key store.ReceiptKey, f store.Failov
 			return err
 		}
 		_, err = tx.ExecContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`),
-			t.ID, t.OrgID, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (org_id, event_source, event_id, destination_type, destination_id) DO NOTHING`),
+			t.ID, t.OrgID, t.EventSource, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
 			micros(t.NextAttemptAt), micros(t.ExpiresAt), t.LeaseOwner, micros(t.LeaseUntil),
 			truncate(t.LastError), t.LastStatusCode, micros(t.CreatedAt), micros(t.UpdatedAt))
 		return db.wrap("fail over: insert fallback task", err)
