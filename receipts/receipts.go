@@ -382,6 +382,7 @@ func (s *Service) observe(res store.ReceiptResult) {
 // reports it.
 type Accepted struct {
 	OrgID             int64
+	EventSource       string // the event's producer (iss)
 	EventID           string
 	Type              string // provider type
 	Slot              string
@@ -399,8 +400,8 @@ type Accepted struct {
 func (s *Service) RecordAccepted(ctx context.Context, a Accepted) error {
 	cc := CallingCode(a.Mobile)
 	rec := store.SMSReceipt{
-		ReceiptKey:        store.ReceiptKey{OrgID: a.OrgID, EventID: a.EventID, DestinationType: a.Type, DestinationID: a.Slot},
-		ProviderMessageID: a.ProviderMessageID, CountryCode: cc, AcceptedAt: a.At, ExpiresAt: a.ExpiresAt,
+		ReceiptKey:  store.ReceiptKey{OrgID: a.OrgID, EventID: a.EventID, DestinationType: a.Type, DestinationID: a.Slot},
+		EventSource: a.EventSource, ProviderMessageID: a.ProviderMessageID, CountryCode: cc, AcceptedAt: a.At, ExpiresAt: a.ExpiresAt,
 	}
 	if a.ExpectReceipts && s.cfg.Window > 0 {
 		rec.ReceiptDueAt = a.At.Add(s.cfg.Window)

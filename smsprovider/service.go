@@ -107,7 +107,7 @@ func (s *Service) onDelivered(sp stored) func(context.Context, *event.SmsOtpNoti
 	}
 	typ, slot, expect := sp.row.Type, sp.row.Slot, receiptCredentials(sp).ExpectsReceipts()
 	return func(ctx context.Context, ev *event.SmsOtpNotificationEvent, r delivery.Result, expires time.Time) {
-		err := rc.RecordAccepted(ctx, receipts.Accepted{OrgID: ev.OrganizationID, EventID: ev.ID, Type: typ, Slot: slot,
+		err := rc.RecordAccepted(ctx, receipts.Accepted{OrgID: ev.OrganizationID, EventSource: ev.Issuer, EventID: ev.ID, Type: typ, Slot: slot,
 			ProviderMessageID: r.ProviderID, Mobile: ev.SendTo, At: s.cfg.Now(), ExpiresAt: expires, ExpectReceipts: expect})
 		if err != nil {
 			// Receipts for it still update a record they create; only the

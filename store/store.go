@@ -550,6 +550,10 @@ type ReceiptKey struct {
 // state was first reported, and whether it failed over.
 type SMSReceipt struct {
 	ReceiptKey
+	// EventSource is the producer (iss) of the accepted SMS's event: with
+	// the key it names the delivery task a failover copies the event of.
+	// "" until the acceptance is recorded.
+	EventSource       string
 	ProviderMessageID string
 	CountryCode       int       // calling code of the recipient; 0 unknown
 	AcceptedAt        time.Time // the provider's API accepted it; zero when a receipt came first

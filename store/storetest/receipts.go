@@ -45,6 +45,7 @@ func smsTask(t *testing.T, s store.Store, key store.ReceiptKey, id string, creat
 	t.Helper()
 	task := newTask(key.OrgID, id, key.EventID, created)
 	task.DestinationType, task.DestinationID, task.Status = key.DestinationType, key.DestinationID, store.DeliveryDelivered
+	task.EventSource = "https://otphub.example"
 	task.Event = []byte(`{"messageBody":"Your code is 075052","sendTo":"+94771234567","id":"` + key.EventID + `"}`)
 	_, err := s.InsertDeliveryTasks(ctx(t), []store.DeliveryTask{task}, nil)
 	must(t, err, "InsertDeliveryTasks(%s)", id)
@@ -244,8 +245,17 @@ func testReceiptsFailOverOnce(t *testing.T, s store.Store) {
 	c := ctx(t)
 	o := mustOrg(t, s, "org-a")
 	key := smsKey(o.ID, "ev-1")
+	// Two producers' events share the jti (delivery keys include the
+	// producer): the record names the one whose SMS it is about.
+	other := newTask(o.ID, "t-other", "ev-1", at(0))
+	other.EventSource, other.DestinationType, other.DestinationID = "https://other.example", key.DestinationType, key.DestinationID
+	other.Event = []byte(`{"messageBody":"another producer's event"}`)
+	_, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{other}, nil)
+	must(t, err, "InsertDeliveryTasks(other producer)")
 	primary := smsTask(t, s, key, "t-primary", at(0))
-	must(t, s.RecordSMSAccepted(c, accepted(key, "SM1", at(0))), "RecordSMSAccepted")
+	acc := accepted(key, "SM1", at(0))
+	acc.EventSource = primary.EventSource
+	must(t, s.RecordSMSAccepted(c, acc), "RecordSMSAccepted")
 	apply(t, s, receipt(key, "SM1", store.HandsetUndelivered, at(time.Second)))
 
 	const n = 8
@@ -256,7 +266,7 @@ func testReceiptsFailOverOnce(t *testing.T, s store.Store) {
 	})
 	eq(t, countOutcomes(t, errs, "FailOver"), 1, "successful concurrent FailOvers")
 
-	fbTask, err := s.FindDelivery(c, o.ID, "", "ev-1", "vonage", store.ProviderFallback)
+	fbTask, err := s.FindDelivery(c, o.ID, primary.EventSource, "ev-1", "vonage", store.ProviderFallback)
 	must(t, err, "FindDelivery(fallback)")
 	eq(t, fbTask.Status, store.DeliveryPending, "fallback task status")
 	eq(t, fbTask.Attempts, 0, "fallback task attempts")

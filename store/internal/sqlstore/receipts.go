@@ -10,7 +10,7 @@ import (
 	"github.com/otphub/otphub/store"
 )
 
-const receiptCols = `org_id, event_id, destination_type, destination_id, provider_message_id, country_code, accepted_at,
+const receiptCols = `org_id, event_id, destination_type, destination_id, event_source, provider_message_id, country_code, accepted_at,
 	expires_at, receipt_due_at, state, error_code, queued_at, sent_at, delivered_at, failed_at, last_receipt_at,
 	receipts, failover_status, failover_reason, failover_at, updated_at`
 
@@ -23,7 +23,7 @@ func keyArgs(k store.ReceiptKey) []any {
 func scanReceipt(row interface{ Scan(...any) error }) (store.SMSReceipt, error) {
 	var r store.SMSReceipt
 	var accepted, expires, due, queued, sent, delivered, failed, last, failoverAt, updated int64
-	err := row.Scan(&r.OrgID, &r.EventID, &r.DestinationType, &r.DestinationID, &r.ProviderMessageID, &r.CountryCode,
+	err := row.Scan(&r.OrgID, &r.EventID, &r.DestinationType, &r.DestinationID, &r.EventSource, &r.ProviderMessageID, &r.CountryCode,
 		&accepted, &expires, &due, &r.State, &r.ErrorCode, &queued, &sent, &delivered, &failed, &last,
 		&r.Receipts, &r.FailoverStatus, &r.FailoverReason, &failoverAt, &updated)
 	if err != nil {
@@ -36,7 +36,7 @@ func scanReceipt(row interface{ Scan(...any) error }) (store.SMSReceipt, error) 
 }
 
 func receiptArgs(r store.SMSReceipt) []any {
-	return []any{r.OrgID, r.EventID, r.DestinationType, r.DestinationID, r.ProviderMessageID, r.CountryCode,
+	return []any{r.OrgID, r.EventID, r.DestinationType, r.DestinationID, r.EventSource, r.ProviderMessageID, r.CountryCode,
 		micros(r.AcceptedAt), micros(r.ExpiresAt), micros(r.ReceiptDueAt), r.State, r.ErrorCode,
 		micros(r.QueuedAt), micros(r.SentAt), micros(r.DeliveredAt), micros(r.FailedAt), micros(r.LastReceiptAt),
 		r.Receipts, r.FailoverStatus, r.FailoverReason, micros(r.FailoverAt), micros(r.UpdatedAt)}
@@ -45,9 +45,9 @@ func receiptArgs(r store.SMSReceipt) []any {
 // saveReceipt writes r whole (insert or replace) inside tx.
 func (db *DB) saveReceipt(ctx context.Context, tx *sql.Tx, r store.SMSReceipt) error {
 	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO sms_receipts (`+receiptCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, event_id, destination_type, destination_id) DO UPDATE SET
-		provider_message_id = excluded.provider_message_id, country_code = excluded.country_code,
+		event_source = excluded.event_source, provider_message_id = excluded.provider_message_id, country_code = excluded.country_code,
 		accepted_at = excluded.accepted_at, expires_at = excluded.expires_at, receipt_due_at = excluded.receipt_due_at,
 		state = excluded.state, error_code = excluded.error_code, queued_at = excluded.queued_at,
 		sent_at = excluded.sent_at, delivered_at = excluded.delivered_at, failed_at = excluded.failed_at,
@@ -63,7 +63,7 @@ func (db *DB) saveReceipt(ctx context.Context, tx *sql.Tx, r store.SMSReceipt) e
 // drop the earlier one's merge.
 func (db *DB) lockedReceipt(ctx context.Context, tx *sql.Tx, key store.ReceiptKey) (store.SMSReceipt, bool, error) {
 	res, err := tx.ExecContext(ctx, db.q(`INSERT INTO sms_receipts (`+receiptCols+`)
-		VALUES (?, ?, ?, ?, '', 0, 0, 0, 0, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, ?)
+		VALUES (?, ?, ?, ?, '', '', 0, 0, 0, 0, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, ?)
 		ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`),
 		append(keyArgs(key), micros(db.nowUTC()))...)
 	if err != nil {
@@ -89,7 +89,7 @@ func (db *DB) RecordSMSAccepted(ctx context.Context, in store.SMSReceipt) error 
 		if found && r.ProviderMessageID != "" && in.ProviderMessageID != "" && r.ProviderMessageID != in.ProviderMessageID {
 			r = store.SMSReceipt{ReceiptKey: in.ReceiptKey} // receipts of another message: not this SMS's
 		}
-		r.ProviderMessageID = in.ProviderMessageID
+		r.EventSource, r.ProviderMessageID = in.EventSource, in.ProviderMessageID
 		if in.CountryCode != 0 {
 			r.CountryCode = in.CountryCode
 		}
@@ -204,8 +204,15 @@ func (db *DB) FailOver(ctx context.Context, key store.ReceiptKey, f store.Failov
 		if f.Status != store.FailoverSent {
 			return nil
 		}
+		// The task of the SMS the record is about: since delivery keys
+		// include the producer, two producers' SMS may share the other parts.
+		var source string
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT event_source FROM sms_receipts WHERE `+receiptKeyWhere), keyArgs(key)...).Scan(&source); err != nil {
+			return db.wrap("fail over", err)
+		}
 		primary, err := db.scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks
-			WHERE org_id = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`), keyArgs(key)...))
+			WHERE org_id = ? AND event_source = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`),
+			key.OrgID, source, key.EventID, key.DestinationType, key.DestinationID))
 		if err != nil {
 			return db.wrap("fail over: primary delivery", err)
 		}
