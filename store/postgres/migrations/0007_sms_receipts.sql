@@ -8,7 +8,6 @@ CREATE TABLE sms_receipts (
     event_id            TEXT    NOT NULL,
     destination_type    TEXT    NOT NULL,
     destination_id      TEXT    NOT NULL,
-    event_source        TEXT    NOT NULL,
     provider_message_id TEXT    NOT NULL,
     country_code        INTEGER NOT NULL,
     accepted_at         BIGINT  NOT NULL,
