@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -622,11 +621,6 @@ func TestBrowser(t *testing.T) {
 func (e *env) testOAuth() *oauth2.Config {
 	return &oauth2.Config{ClientID: e.testApp.clientID, ClientSecret: e.testApp.secret, RedirectURL: e.testApp.redirect,
 		Endpoint: oauth2.Endpoint{AuthURL: e.srv.URL + "/oauth2/authorize", TokenURL: e.srv.URL + "/oauth2/token"}, Scopes: []string{"openid"}}
-}
-
-var testJTI struct {
-	sync.Mutex
-	n int
 }
 
 // testAuthURL is an authorization request of the test client for user,
