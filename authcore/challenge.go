@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,13 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
-
-// e164Chars is the shape of an E.164 number; libphonenumber then checks
-// it is a valid number (it would otherwise accept vanity letters).
-var e164Chars = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 const (
 	maxUserIDChars      = 128
@@ -53,7 +49,10 @@ func validText(s string, max int) bool {
 // parseMobile validates an E.164 number with libphonenumber and the org's
 // allow-list, and returns it in E.164 form; msg names what is wrong.
 func parseMobile(s string, allowed []int) (e164, msg string) {
-	if !e164Chars.MatchString(s) {
+	// The shape every event's sendTo has (event.ValidMobile); libphonenumber
+	// then checks it is a valid number (it would otherwise accept vanity
+	// letters).
+	if !event.ValidMobile(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
 	num, err := phonenumbers.Parse(s, "")

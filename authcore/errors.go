@@ -53,7 +53,7 @@ func (s *Service) writeError(w http.ResponseWriter, what string, err error) {
 		return
 	}
 	if e.RetryAfter > 0 {
-		retryAfter(w, e.RetryAfter)
+		httpx.RetryAfter(w, e.RetryAfter)
 	}
 	if e.AttemptsRemaining >= 0 {
 		httpx.ErrorWith(w, e.Status, e.Code, e.Message, map[string]any{"attemptsRemaining": e.AttemptsRemaining})

@@ -1,4 +1,4 @@
-// Package authcore owns the SMS OTP authenticator (DESIGN §4.5): per-org
+// Package authcore owns the SMS OTP authenticator (docs/auth.md): per-org
 // settings and message templates, the challenge lifecycle (start, resend,
 // verify), failed-attempt lockout, backup codes, abuse limits, and its
 // HTTP API under /api/v1/orgs/{org}/…. Each OTP sent is an
@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -221,14 +220,6 @@ func (s *Service) publish(ctx context.Context, org store.Org, mobile, body strin
 	}
 	s.metrics.eventsPublished.Inc()
 	return nil
-}
-
-func retryAfter(w http.ResponseWriter, d time.Duration) {
-	secs := int(math.Ceil(d.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
 }
 
 func (s *Service) internal(w http.ResponseWriter, what string, err error) {

@@ -27,7 +27,7 @@ const (
 	ExtAudience = "otphubaud"
 )
 
-// Kafka binary-mode header names (DESIGN §4.1).
+// Kafka binary-mode header names (docs/event-formats.md).
 const (
 	HeaderSpecVersion = "ce_specversion"
 	HeaderID          = "ce_id"
@@ -158,7 +158,7 @@ func checkJSONContentType(ct string) error {
 }
 
 // EncodeBinary maps ev to a Kafka record in CloudEvents binary mode
-// (DESIGN §4.1): the key is the organization name, the value the event
+// (docs/event-formats.md): the key is the organization name, the value the event
 // data object (JSON), and the headers ce_specversion, ce_id, ce_source,
 // ce_type, ce_time (RFC 3339 with the iat's precision), content-type, plus
 // ce_expirytime and ce_otphubaud when known.

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
 
@@ -291,37 +291,16 @@ func parseKey(sk store.SigningKey) (*signingKey, error) {
 
 // thumbprint is the RFC 7638 JWK thumbprint of a P-256 public key.
 func thumbprint(pub *ecdsa.PublicKey) string {
-	j := jwkOf(pub, "")
+	j, _ := event.NewJWK("", pub)
 	// Members in lexicographic order, no whitespace (RFC 7638 §3.2).
 	s := `{"crv":"` + j.Crv + `","kty":"` + j.Kty + `","x":"` + j.X + `","y":"` + j.Y + `"}`
 	sum := sha256.Sum256([]byte(s))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// JWK is one public key of the JWKS.
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid,omitempty"`
-	Alg string `json:"alg,omitempty"`
-	Use string `json:"use,omitempty"`
-}
-
-func jwkOf(pub *ecdsa.PublicKey, kid string) JWK {
-	b, _ := pub.Bytes() // uncompressed point: 0x04 || X || Y
-	return JWK{
-		Kty: "EC", Crv: "P-256",
-		X:   base64.RawURLEncoding.EncodeToString(b[1:33]),
-		Y:   base64.RawURLEncoding.EncodeToString(b[33:65]),
-		Kid: kid,
-	}
-}
-
 // JWKS returns the public keys: the current one and retired ones whose
 // tokens may still be valid, newest first.
-func (i *Issuer) JWKS() []JWK {
+func (i *Issuer) JWKS() []event.JWK {
 	i.mu.RLock()
 	keys := make([]*signingKey, 0, len(i.keys))
 	for _, k := range i.keys {
@@ -329,10 +308,12 @@ func (i *Issuer) JWKS() []JWK {
 	}
 	i.mu.RUnlock()
 	sort.Slice(keys, func(a, b int) bool { return keys[a].created.After(keys[b].created) })
-	out := make([]JWK, 0, len(keys))
+	out := make([]event.JWK, 0, len(keys))
 	for _, k := range keys {
-		j := jwkOf(&k.priv.PublicKey, k.kid)
-		j.Alg, j.Use = "ES256", "sig"
+		j, err := event.NewJWK(k.kid, &k.priv.PublicKey)
+		if err != nil {
+			continue // not a P-256 key: never generated, never accepted from the store
+		}
 		out = append(out, j)
 	}
 	return out
@@ -450,9 +431,7 @@ func (i *Issuer) ForgetClient(clientID string) {
 	i.clientsMu.Unlock()
 }
 
-func marshalJWKS(keys []JWK) []byte {
-	b, _ := json.Marshal(struct {
-		Keys []JWK `json:"keys"`
-	}{keys})
+func marshalJWKS(keys []event.JWK) []byte {
+	b, _ := event.MarshalJWKS(&event.JWKS{Keys: keys})
 	return b
 }

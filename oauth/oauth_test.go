@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
 )
@@ -490,17 +491,17 @@ func TestBruteForceGuardSourceFromProxyHeader(t *testing.T) {
 	}
 }
 
-func jwksKids(t *testing.T, e *env) map[string]JWK {
+func jwksKids(t *testing.T, e *env) map[string]event.JWK {
 	res, err := http.Get(e.url + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var set struct{ Keys []JWK }
+	var set struct{ Keys []event.JWK }
 	if err := json.NewDecoder(res.Body).Decode(&set); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]JWK{}
+	out := map[string]event.JWK{}
 	for _, k := range set.Keys {
 		out[k.Kid] = k
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -144,8 +143,7 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	// a per-id count would let anyone lock the real client out.
 	guardKey := failureKey(req.ClientID, httpx.ClientIP(r, i.cfg.TrustProxyHeaders))
 	if until, ok := i.lockedUntil(guardKey, now); ok {
-		secs := int(until.Sub(now)/time.Second) + 1
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		httpx.RetryAfter(w, until.Sub(now))
 		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client from this address; retry later")
 		return
 	}

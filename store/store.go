@@ -60,7 +60,7 @@ type Client struct {
 	CreatedAt     time.Time
 }
 
-// OTPSettings are an org's SMS OTP settings (DESIGN §4.6).
+// OTPSettings are an org's SMS OTP settings (docs/auth.md).
 type OTPSettings struct {
 	OrgID                 int64
 	ExpirySeconds         int

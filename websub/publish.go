@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
+	"time"
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/bus"
@@ -22,7 +21,7 @@ type PublishResponse struct {
 }
 
 // handlePublish serves POST /hub?hub.mode=publish&hub.topic=…: the body is
-// the Asgardeo event JSON (DESIGN §4.1). It answers 202 only once the event
+// the Asgardeo event JSON (docs/event-formats.md). It answers 202 only once the event
 // is durably in the log.
 func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	org, canonical, ok := h.authorizeTopic(w, r, r.URL.Query().Get("hub.topic"), access.ScopePublish)
@@ -68,7 +67,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.cfg.Backlog != nil {
 		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+			httpx.RetryAfter(w, wait)
 			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every destination of this organization is backed up; the event was not accepted, retry later")
 			return
 		}
@@ -83,7 +82,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.pub.Publish(r.Context(), bus.NotificationsTopic, bus.Message{Key: key, Value: value, Headers: headers}); err != nil {
 		h.log.Error("publishing an event to the log failed", "org", org.Name, "jti", ev.ID, "err", err)
-		w.Header().Set("Retry-After", "1")
+		httpx.RetryAfter(w, time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the event log is unavailable; the event was not accepted")
 		return
 	}

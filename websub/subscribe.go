@@ -150,7 +150,7 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 	select {
 	case h.pending <- struct{}{}:
 	default:
-		w.Header().Set("Retry-After", "5")
+		httpx.RetryAfter(w, 5*time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "too_many_pending", "too many subscription verifications in progress; try again shortly")
 		return
 	}
@@ -158,7 +158,7 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 	if h.stopped {
 		h.stopMu.Unlock()
 		<-h.pending
-		w.Header().Set("Retry-After", "5")
+		httpx.RetryAfter(w, 5*time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the hub is shutting down; try again")
 		return
 	}
