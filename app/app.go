@@ -41,12 +41,14 @@ import (
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/postgres"
 	"github.com/otphub/otphub/store/sqlite"
 	"github.com/otphub/otphub/tenants"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/keyservice"
 )
 
 // Options are what the process gives the app besides its configuration.
@@ -122,18 +124,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 
 // components are the parts of one process, built by build.
 type components struct {
-	egress     *egress.Client
-	issuer     *oauth.Issuer
-	tenants    *tenants.API
-	backlog    *backlog.Gate
-	resealer   *store.Resealer
-	core       *authcore.Service
-	apps       *applications.API
-	login      *login.Service
-	hub        *websub.Hub
-	providers  *smsprovider.Service
-	deliveries *deliveries.API
-	engine     *dispatcher.Engine // nil unless this process has the dispatcher role
+	egress      *egress.Client
+	issuer      *oauth.Issuer
+	tenants     *tenants.API
+	backlog     *backlog.Gate
+	resealer    *store.Resealer
+	core        *authcore.Service
+	apps        *applications.API
+	payloadKeys *keyservice.Service
+	receipts    *receipts.Service
+	login       *login.Service
+	hub         *websub.Hub
+	providers   *smsprovider.Service
+	deliveries  *deliveries.API
+	engine      *dispatcher.Engine // nil unless this process has the dispatcher role
 }
 
 // openState opens the encryption key, the store and the log, the state
@@ -205,11 +209,25 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 	if c.resealer, err = store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg); err != nil {
 		return fmt.Errorf("resealer: %w", err)
 	}
+	// Receipts authenticate callbacks with the providers' secrets, and the
+	// providers send with receipts' callback URLs: the credentials are
+	// looked up through c.providers, built in buildDelivery.
+	receiptWindow := cfg.ReceiptWindow
+	if receiptWindow == 0 {
+		receiptWindow = -1 // --receipt-window=0: no failover for silence
+	}
+	if c.receipts, err = receipts.New(receipts.Config{PublicURL: cfg.PublicURL, Window: receiptWindow}, a.store,
+		receipts.CredentialFunc(func(ctx context.Context, orgID int64, slot string) (receipts.Credentials, error) {
+			return c.providers.ReceiptCredentials(ctx, orgID, slot)
+		}), a.log, a.reg); err != nil {
+		return fmt.Errorf("delivery receipts: %w", err)
+	}
 	c.core, err = authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
 		Backlog:           c.backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		OnVerified:        c.receipts.Verified,
 		Limits:            authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg},
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
@@ -230,7 +248,9 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 func (a *App) buildDelivery(c *components, opts Options) error {
 	cfg := a.cfg
 	var err error
-	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
+	// The key service tells the hub when an org's payload key changes.
+	c.payloadKeys = keyservice.New(a.store, func(org string) { c.hub.Forget(org) }, a.log)
+	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog, PayloadKeys: c.payloadKeys}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
 	c.providers, err = smsprovider.New(smsprovider.Config{
@@ -239,6 +259,7 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
+		Receipts:  c.receipts,
 	}, a.store, c.egress.HTTP(), c.egress, a.log, a.reg)
 	if err != nil {
 		return fmt.Errorf("sms providers: %w", err)
@@ -280,14 +301,18 @@ func (a *App) route(c *components, version string) {
 		c.login.Register(mux, c.issuer)
 		c.providers.Register(mux, c.issuer)
 		c.hub.Register(mux, c.issuer)
+		c.payloadKeys.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)
+		c.receipts.Register(mux)
 		a.runners = append(a.runners, c.backlog.Run)
 	}
 	if a.cfg.Has(config.RoleHub) {
 		a.runners = append(a.runners, c.hub.Run)
 	}
 	if c.engine != nil {
-		a.runners = append(a.runners, c.engine.Run)
+		// The failover sweep runs with the engine, whose retry loop sends
+		// the fallback tasks it creates.
+		a.runners = append(a.runners, c.engine.Run, func(ctx context.Context) error { c.receipts.Run(ctx); return nil })
 	}
 	a.routes = mux.patterns
 	a.handler = instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg))

@@ -300,7 +300,7 @@ func (i *Issuer) Issue(client store.Client, org store.Org, scopes []string) (str
 // header, its public half in the JWKS): access tokens and the login step's
 // ID tokens.
 func (i *Issuer) Sign(claims jwt.Claims) (string, error) {
-	kid, key := i.SigningKey()
+	kid, key := i.tokenKey()
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = kid
 	return t.SignedString(key)
