@@ -25,6 +25,8 @@ var (
 	// ErrPrecondition: a conditional update did not apply (already consumed,
 	// code replaced, lease lost…).
 	ErrPrecondition = errors.New("store: precondition failed")
+	// ErrLimit: a create would take an org past a per-org limit.
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // Options configure an adapter.
@@ -74,6 +76,18 @@ type OTPSettings struct {
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
 	UpdatedAt           time.Time
+
+	// AllowedNumberTypes limits numbers to these libphonenumber number
+	// types (authcore's names: mobile, fixed_line_or_mobile, fixed_line,
+	// toll_free, premium_rate, voip, …); empty is the built-in policy,
+	// mobile and fixed_line_or_mobile.
+	AllowedNumberTypes []string
+	// SendLimitPerNumber, SendLimitPerIP and SendLimitPerOrg are the org's
+	// own send budgets per window of the server-wide limit of the same
+	// scope, which is their ceiling; 0 is the ceiling itself.
+	SendLimitPerNumber int
+	SendLimitPerIP     int
+	SendLimitPerOrg    int
 }
 
 // MessageTemplate is an org's override of the SMS message template for a locale.
@@ -122,6 +136,11 @@ type Subscription struct {
 	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+
+	// PreviousSecret is the secret a re-subscription replaced (encrypted
+	// at rest): deliveries are signed under both until PreviousSecretUntil.
+	PreviousSecret      []byte
+	PreviousSecretUntil time.Time
 }
 
 // Challenge is one SMS OTP challenge.
@@ -346,6 +365,12 @@ type Subscriptions interface {
 	// UpsertSubscription creates or updates in place the subscription of
 	// (OrgID, Topic, Callback), keeping its ID, and returns the stored record.
 	UpsertSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	// UpsertSubscriptionWithin is UpsertSubscription, except that creating
+	// a subscription fails with ErrLimit when the org already has max
+	// whose lease has not ended at now (an update always passes). The
+	// count and the insert are one atomic step: of concurrent creations in
+	// any number of processes, the org never ends up with more than max.
+	UpsertSubscriptionWithin(ctx context.Context, s Subscription, max int, now time.Time) (Subscription, error)
 	GetSubscription(ctx context.Context, orgID int64, id string) (Subscription, error)
 	FindSubscription(ctx context.Context, orgID int64, topic, callback string) (Subscription, error)
 	ListSubscriptions(ctx context.Context, orgID int64) ([]Subscription, error)
