@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/nyaruka/phonenumbers"
 
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
@@ -51,19 +50,17 @@ func validText(s string, max int) bool {
 }
 
 // parseMobile validates an E.164 number with libphonenumber and the org's
-// allow-list, and returns it in E.164 form; msg names what is wrong.
-func parseMobile(s string, allowed []int) (e164, msg string) {
+// policy (country allow-list, number types), and returns it in E.164
+// form; msg names what is wrong.
+func parseMobile(s string, settings store.OTPSettings) (e164, msg string) {
 	if !e164Chars.MatchString(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
-	num, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", "mobile: not a valid phone number"
+	e164, refusal := smspolicy.Screen(s, settings)
+	if refusal != "" {
+		return "", "mobile: " + refusal
 	}
-	if cc := int(num.GetCountryCode()); len(allowed) > 0 && !slices.Contains(allowed, cc) {
-		return "", fmt.Sprintf("mobile: country calling code +%d is not allowed for this organization", cc)
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
+	return e164, ""
 }
 
 func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +82,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "get settings", err)
 		return
 	}
-	mobile, msg := parseMobile(req.Mobile, settings.AllowedCountryCodes)
+	mobile, msg := parseMobile(req.Mobile, settings)
 	if msg == "" && !validText(req.UserID, maxUserIDChars) {
 		msg = fmt.Sprintf("userId: required, 1 to %d characters, no control characters", maxUserIDChars)
 	}
@@ -114,7 +111,7 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 	if s.backlogged(ctx, w, org) {
 		return
 	}
-	if scope, wait, err := s.spend(ctx, org, mobile, ip, now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, settings, mobile, ip, now); err != nil {
 		s.internal(w, "abuse limits", err)
 		return
 	} else if scope != "" {
@@ -275,7 +272,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	}
 	// The send budgets are charged only by the resend that holds the turn,
 	// so the losers of a double click cost the user nothing.
-	if scope, wait, err := s.spend(ctx, org, c.Mobile, ip, now); err != nil {
+	if scope, wait, err := s.spend(ctx, org, settings, c.Mobile, ip, now); err != nil {
 		giveBack()
 		s.internal(w, "abuse limits", err)
 		return
