@@ -211,7 +211,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		a.runners = append(a.runners, backlog.Run)
 	}
 	a.routes = mux.patterns
-	a.handler = instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg))
+	a.handler = httpx.RefuseAmbiguousFraming(instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg)))
 
 	a.runners = append(a.runners, issuer.Run)
 	if cfg.Has(config.RoleHub) {
@@ -358,7 +358,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		})
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(httpx.FramingListener(ln, maxHeaderBytes)) }()
 	a.log.Info("otphub serving", "addr", ln.Addr().String(), "public_url", a.cfg.PublicURL,
 		"roles", a.cfg.Roles, "store", map[bool]string{true: "sqlite", false: "postgres"}[a.cfg.Embedded()],
 		"log", map[bool]string{true: "embedded", false: "kafka"}[len(a.cfg.KafkaBrokers) == 0])

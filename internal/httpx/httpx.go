@@ -3,7 +3,7 @@
 package httpx
 
 import (
-	"bufio"
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -14,6 +14,8 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/otphub/otphub/internal/jsondup"
 )
 
 // MaxJSONBody is the default cap on a JSON request body.
@@ -58,10 +60,11 @@ type RequestError struct {
 func (e *RequestError) Error() string { return e.Msg }
 
 // DecodeJSON reads a JSON object from r's body into dst, refusing any
-// other JSON value, unknown fields, trailing data and bodies larger than
-// limit (MaxJSONBody when limit <= 0). Errors are *RequestError, whose
-// messages name JSON fields and types, never Go types; write them with
-// WriteDecodeError.
+// other JSON value, unknown fields, duplicate keys (in any object, compared
+// as encoding/json matches fields: case-insensitively), trailing data and
+// bodies larger than limit (MaxJSONBody when limit <= 0). Errors are
+// *RequestError, whose messages name JSON fields and types, never Go
+// types; write them with WriteDecodeError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if limit <= 0 {
 		limit = MaxJSONBody
@@ -69,27 +72,29 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return &RequestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json"}
 	}
-	// The smallest buffer: it only peeks at the first byte, and larger
-	// reads go straight through to the decoder's own buffer.
-	body := bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit), 16)
-	first, err := firstNonSpace(body)
-	if err == nil && first != '{' {
-		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
-	}
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err == nil {
-		err = dec.Decode(dst)
-	}
+	// The whole body is read (it is bounded) so that duplicate keys can
+	// be looked for once it decoded.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
+		}
+		return &RequestError{http.StatusBadRequest, "invalid_request", "the body could not be read"}
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
+	}
+	if trimmed[0] != '{' {
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
-		case errors.Is(err, io.EOF):
-			return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
 		case errors.As(err, &se):
 			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 		case errors.As(err, &te) && te.Field == "":
@@ -108,21 +113,10 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if dec.More() {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
 	}
-	return nil
-}
-
-// firstNonSpace returns the first byte of b after JSON whitespace, and
-// leaves it unread.
-func firstNonSpace(b *bufio.Reader) (byte, error) {
-	for {
-		c, err := b.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return c, b.UnreadByte()
-		}
+	if key, dup := jsondup.Find(trimmed); dup {
+		return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("duplicate key %q: each key may appear once", key)}
 	}
+	return nil
 }
 
 // jsonValue describes the JSON value of a json.UnmarshalTypeError:
