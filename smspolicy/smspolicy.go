@@ -16,6 +16,7 @@ package smspolicy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -263,4 +264,77 @@ func ChargeOnce(ctx context.Context, c Counter, orgID int64, eventID, mobile str
 	}
 	scope, _, err = Spend(ctx, c, orgID, mobile, "", l, now)
 	return scope, err
+}
+
+// Settings reads an org's SMS OTP settings (store.OTP); ErrNotFound means
+// the org never saved any, and the built-in policy applies.
+type Settings interface {
+	Counter
+	GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSettings, error)
+}
+
+// Guard applies the policy on the send paths other than a challenge's:
+// the provider send path (CheckSend) and the replay of an SMS (Replay).
+type Guard struct {
+	st       Settings
+	ceilings Limits
+	now      func() time.Time
+}
+
+// NewGuard returns the guard of the server-wide ceilings (defaults filled).
+// now is the clock (nil: time.Now).
+func NewGuard(st Settings, ceilings Limits, now func() time.Time) *Guard {
+	if now == nil {
+		now = time.Now
+	}
+	return &Guard{st: st, ceilings: ceilings.WithDefaults(), now: now}
+}
+
+func (g *Guard) settings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
+	s, err := g.st.GetOTPSettings(ctx, orgID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.OTPSettings{OrgID: orgID}, nil
+	}
+	return s, err
+}
+
+// CheckSend decides whether a built-in provider may send the SMS of event
+// eventID (expiring at expiresAt) to number for the org: the number must
+// pass Screen, and the event is charged to the number and org budgets
+// unless it was before (ChargeOnce). refusal is "" when it may, else a
+// sentence for the attempt log (never the number).
+func (g *Guard) CheckSend(ctx context.Context, orgID int64, eventID, number string, expiresAt time.Time) (refusal string, err error) {
+	s, err := g.settings(ctx, orgID)
+	if err != nil {
+		return "", err
+	}
+	e164, why := Screen(number, s)
+	if why != "" {
+		return "refused by the organization's SMS policy: " + why, nil
+	}
+	scope, err := ChargeOnce(ctx, g.st, orgID, eventID, e164, expiresAt, g.ceilings.ForOrg(s), g.now())
+	if err != nil || scope == "" {
+		return "", err
+	}
+	return "refused: the organization's SMS budget per " + scope + " is spent for this window", nil
+}
+
+// Replay charges one more SMS to number (a replayed delivery sends it
+// again) against the org's number and org budgets. It returns the
+// exhausted scope, or the refusal of Screen under the org's current
+// policy, and "" when the replay may go ahead.
+func (g *Guard) Replay(ctx context.Context, orgID int64, number string) (refusal string, err error) {
+	s, err := g.settings(ctx, orgID)
+	if err != nil {
+		return "", err
+	}
+	e164, why := Screen(number, s)
+	if why != "" {
+		return why, nil
+	}
+	scope, _, err := Spend(ctx, g.st, orgID, e164, "", g.ceilings.ForOrg(s), g.now())
+	if err != nil || scope == "" {
+		return "", err
+	}
+	return "the SMS budget per " + scope + " is spent for this window", nil
 }

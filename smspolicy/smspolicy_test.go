@@ -2,6 +2,7 @@ package smspolicy_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,47 @@ func TestChargeOnce(t *testing.T) {
 	// Another org's budget is its own, even for the same event ID.
 	if scope, _ := smspolicy.ChargeOnce(ctx, st, 2, "ev-3", number, exp, l, now); scope != "" {
 		t.Fatalf("another org: %q", scope)
+	}
+}
+
+func TestGuard(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir(), store.Options{EncryptionKey: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	org, err := st.CreateOrg(ctx, "guarded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	g := smspolicy.NewGuard(st, smspolicy.Limits{PerNumber: smspolicy.Limit{Max: 3, Window: time.Hour}}, func() time.Time { return now })
+	exp := now.Add(5 * time.Minute)
+	// Built-in policy: premium rate refused, mobile sent.
+	if why, err := g.CheckSend(ctx, org.ID, "e0", "+449098790000", exp); err != nil || !strings.Contains(why, "premium-rate") {
+		t.Fatalf("premium rate: %q %v", why, err)
+	}
+	if err := st.PutOTPSettings(ctx, store.OTPSettings{OrgID: org.ID, ExpirySeconds: 300, Length: 6, MaxFailedAttempts: 5,
+		AllowedCountryCodes: []int{94}, SendLimitPerNumber: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if why, _ := g.CheckSend(ctx, org.ID, "e1", "+447400123456", exp); !strings.Contains(why, "+44") {
+		t.Fatalf("a country outside the allow-list: %q", why)
+	}
+	for i, id := range []string{"e2", "e2", "e3"} { // e2 twice: a retry
+		if why, err := g.CheckSend(ctx, org.ID, id, "+94771234567", exp); why != "" || err != nil {
+			t.Fatalf("send %d: %q %v", i, why, err)
+		}
+	}
+	if why, _ := g.CheckSend(ctx, org.ID, "e4", "+94771234567", exp); !strings.Contains(why, "budget per number") {
+		t.Fatalf("the org's own budget of 2: %q", why)
+	}
+	if why, _ := g.Replay(ctx, org.ID, "+94771234567"); !strings.Contains(why, "budget per number") {
+		t.Fatalf("a replay over budget: %q", why)
+	}
+	if why, _ := g.Replay(ctx, org.ID, "+94712345678"); why != "" {
+		t.Fatalf("a replay within budget: %q", why)
 	}
 }

@@ -426,6 +426,10 @@ type Deliveries interface {
 	// RequeueDeliveries does the same for every task of the org with one of
 	// statuses created at or after since; returns how many.
 	RequeueDeliveries(ctx context.Context, orgID int64, statuses []string, since, now, expiresAt time.Time) (int, error)
+	// RequeueDeliveriesOfType is RequeueDeliveries for the tasks of one
+	// destination type (the replay API requeues webhook deliveries in
+	// bulk, and SMS ones one by one, each charged to the SMS budgets).
+	RequeueDeliveriesOfType(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error)
 	DeliveryStats(ctx context.Context) (DeliveryStats, error)
 	// PendingByDestination counts pending tasks per destination and returns
 	// the destinations with more than over of them (over 0: every
