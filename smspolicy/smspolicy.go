@@ -25,6 +25,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
 
@@ -298,32 +299,35 @@ func (g *Guard) settings(ctx context.Context, orgID int64) (store.OTPSettings, e
 	return s, err
 }
 
-// CheckSend decides whether a built-in provider may send the SMS of event
-// eventID (expiring at expiresAt) to number for the org: the number must
-// pass Screen, and the event is charged to the number and org budgets
-// unless it was before (ChargeOnce). refusal is "" when it may, else a
-// sentence for the attempt log (never the number).
-func (g *Guard) CheckSend(ctx context.Context, orgID int64, eventID, number string, expiresAt time.Time) (refusal string, err error) {
-	s, err := g.settings(ctx, orgID)
+// CheckSend decides whether a built-in provider may send the SMS of ev:
+// its number must pass Screen, and the event is charged to the number and
+// org budgets unless it was before (ChargeOnce: authcore's challenges, an
+// earlier attempt, a replay charged by Replay). refusal is "" when it may,
+// else a sentence for the attempt log (never the number).
+func (g *Guard) CheckSend(ctx context.Context, ev *event.SmsOtpNotificationEvent) (refusal string, err error) {
+	s, err := g.settings(ctx, ev.OrganizationID)
 	if err != nil {
 		return "", err
 	}
-	e164, why := Screen(number, s)
+	e164, why := Screen(ev.SendTo, s)
 	if why != "" {
 		return "refused by the organization's SMS policy: " + why, nil
 	}
-	scope, err := ChargeOnce(ctx, g.st, orgID, eventID, e164, expiresAt, g.ceilings.ForOrg(s), g.now())
+	now := g.now()
+	scope, err := ChargeOnce(ctx, g.st, ev.OrganizationID, ev.ID, e164, later(ev.Expiry(), now), g.ceilings.ForOrg(s), now)
 	if err != nil || scope == "" {
 		return "", err
 	}
-	return "refused: the organization's SMS budget per " + scope + " is spent for this window", nil
+	return "refused by the organization's SMS policy: its budget per " + scope + " is spent for this window", nil
 }
 
-// Replay charges one more SMS to number (a replayed delivery sends it
-// again) against the org's number and org budgets. It returns the
-// exhausted scope, or the refusal of Screen under the org's current
-// policy, and "" when the replay may go ahead.
-func (g *Guard) Replay(ctx context.Context, orgID int64, number string) (refusal string, err error) {
+// Replay charges one more SMS of event eventID to number (a replayed
+// delivery sends it again, until at most until) against the org's number
+// and org budgets, and marks the event charged so the send path does not
+// charge it again. It returns why the replay may not go ahead (the
+// exhausted budget, or the org's current policy refusing the number), or
+// "".
+func (g *Guard) Replay(ctx context.Context, orgID int64, eventID, number string, until time.Time) (refusal string, err error) {
 	s, err := g.settings(ctx, orgID)
 	if err != nil {
 		return "", err
@@ -332,9 +336,20 @@ func (g *Guard) Replay(ctx context.Context, orgID int64, number string) (refusal
 	if why != "" {
 		return why, nil
 	}
-	scope, _, err := Spend(ctx, g.st, orgID, e164, "", g.ceilings.ForOrg(s), g.now())
-	if err != nil || scope == "" {
+	now := g.now()
+	scope, _, err := Spend(ctx, g.st, orgID, e164, "", g.ceilings.ForOrg(s), now)
+	if err != nil {
 		return "", err
 	}
-	return "the SMS budget per " + scope + " is spent for this window", nil
+	if scope != "" {
+		return "the SMS budget per " + scope + " is spent for this window", nil
+	}
+	return "", MarkCharged(ctx, g.st, orgID, eventID, later(until, now))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

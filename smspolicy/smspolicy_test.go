@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
@@ -103,30 +104,42 @@ func TestGuard(t *testing.T) {
 	}
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	g := smspolicy.NewGuard(st, smspolicy.Limits{PerNumber: smspolicy.Limit{Max: 3, Window: time.Hour}}, func() time.Time { return now })
-	exp := now.Add(5 * time.Minute)
+	ev := func(id, number string) *event.SmsOtpNotificationEvent {
+		return &event.SmsOtpNotificationEvent{ID: id, OrganizationID: org.ID, SendTo: number, IssuedAt: now}
+	}
 	// Built-in policy: premium rate refused, mobile sent.
-	if why, err := g.CheckSend(ctx, org.ID, "e0", "+449098790000", exp); err != nil || !strings.Contains(why, "premium-rate") {
+	if why, err := g.CheckSend(ctx, ev("e0", "+449098790000")); err != nil || !strings.Contains(why, "premium-rate") {
 		t.Fatalf("premium rate: %q %v", why, err)
 	}
 	if err := st.PutOTPSettings(ctx, store.OTPSettings{OrgID: org.ID, ExpirySeconds: 300, Length: 6, MaxFailedAttempts: 5,
 		AllowedCountryCodes: []int{94}, SendLimitPerNumber: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if why, _ := g.CheckSend(ctx, org.ID, "e1", "+447400123456", exp); !strings.Contains(why, "+44") {
+	if why, _ := g.CheckSend(ctx, ev("e1", "+447400123456")); !strings.Contains(why, "+44") {
 		t.Fatalf("a country outside the allow-list: %q", why)
 	}
 	for i, id := range []string{"e2", "e2", "e3"} { // e2 twice: a retry
-		if why, err := g.CheckSend(ctx, org.ID, id, "+94771234567", exp); why != "" || err != nil {
+		if why, err := g.CheckSend(ctx, ev(id, "+94771234567")); why != "" || err != nil {
 			t.Fatalf("send %d: %q %v", i, why, err)
 		}
 	}
-	if why, _ := g.CheckSend(ctx, org.ID, "e4", "+94771234567", exp); !strings.Contains(why, "budget per number") {
+	if why, _ := g.CheckSend(ctx, ev("e4", "+94771234567")); !strings.Contains(why, "budget per number") {
 		t.Fatalf("the org's own budget of 2: %q", why)
 	}
-	if why, _ := g.Replay(ctx, org.ID, "+94771234567"); !strings.Contains(why, "budget per number") {
+	if why, _ := g.Replay(ctx, org.ID, "e2", "+94771234567", now.Add(time.Minute)); !strings.Contains(why, "budget per number") {
 		t.Fatalf("a replay over budget: %q", why)
 	}
-	if why, _ := g.Replay(ctx, org.ID, "+94712345678"); why != "" {
+	if why, _ := g.Replay(ctx, org.ID, "e5", "+94712345678", now.Add(time.Minute)); why != "" {
 		t.Fatalf("a replay within budget: %q", why)
+	}
+	// The replay was charged: its send is not charged again.
+	if why, _ := g.CheckSend(ctx, ev("e5", "+94712345678")); why != "" {
+		t.Fatalf("the replayed send: %q", why)
+	}
+	if why, _ := g.CheckSend(ctx, ev("e6", "+94712345678")); why != "" {
+		t.Fatalf("a second SMS to the replayed number: %q", why)
+	}
+	if why, _ := g.CheckSend(ctx, ev("e7", "+94712345678")); !strings.Contains(why, "budget per number") {
+		t.Fatalf("a third SMS to the replayed number: %q (the replay was not charged?)", why)
 	}
 }
