@@ -46,19 +46,23 @@ const (
 	DefaultMaxLeaseSeconds         = 30 * 24 * 60 * 60
 	DefaultVerifyTimeout           = 10 * time.Second
 	DefaultMaxPendingVerifications = 1000
-	DefaultMaxPendingPerOrg        = 50
-	DefaultSecretOverlap           = 24 * time.Hour
-	// MaxSecretOverlap caps otphub.secret_overlap_seconds.
-	MaxSecretOverlap              = 7 * 24 * time.Hour
-	DefaultMaxSubscriptionsPerOrg = 100
-	DefaultResolveCacheTTL        = time.Second
-	DefaultExpiryInterval         = time.Minute
+	DefaultMaxSubscriptionsPerOrg  = 100
+	DefaultResolveCacheTTL         = time.Second
+	DefaultExpiryInterval          = time.Minute
 	// MaxSecretBytes: hub.secret must be shorter than this (WebSub §5.1).
 	MaxSecretBytes = 200
 	// MaxCallbackBytes caps hub.callback.
 	MaxCallbackBytes = 2048
 	// maxFormBytes caps a subscription request body.
 	maxFormBytes = 16 << 10
+)
+
+// Defaults and bounds of the tenant-isolation settings of Config.
+const (
+	DefaultMaxPendingPerOrg = 50
+	DefaultSecretOverlap    = 24 * time.Hour
+	// MaxSecretOverlap caps SecretOverlap and otphub.secret_overlap_seconds.
+	MaxSecretOverlap = 7 * 24 * time.Hour
 )
 
 // BacklogGate tells whether an org's next event should be refused because
