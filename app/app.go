@@ -32,8 +32,11 @@ import (
 	"github.com/otphub/otphub/bus/embedded"
 	"github.com/otphub/otphub/bus/kafka"
 	"github.com/otphub/otphub/config"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/dispatcher/backlog"
+	"github.com/otphub/otphub/dispatcher/deliveries"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/smsprovider"
@@ -53,7 +56,7 @@ type Options struct {
 	Registry *prometheus.Registry
 	// BacklogInterval, if set, is how often the publish back-pressure gate
 	// rereads the pending counts (tests); default
-	// dispatcher.DefaultBacklogInterval.
+	// backlog.DefaultInterval.
 	BacklogInterval time.Duration
 }
 
@@ -131,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
-	backlog, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{
+	backlog, err := backlog.New(backlog.Config{
 		Limit:    int64(cfg.MaxPendingPerDestination),
 		Interval: opts.BacklogInterval,
 	}, a.store, a.log, a.reg)
@@ -186,13 +189,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	}
 	// The gate sees an org's destinations as the router resolves them.
 	backlog.UseResolvers(hub.Resolver(), providers.Resolver())
-	engine, err := dispatcher.New(dispatcher.Config{
-		RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
-		AttemptTimeout:         cfg.DeliveryTimeout,
-		PerEndpointConcurrency: cfg.EndpointConcurrency,
-	}, a.bus, a.bus, a.store, []dispatcher.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
+	deliveryAPI, err := deliveries.New(deliveries.Config{}, a.store, a.log)
 	if err != nil {
-		return nil, fmt.Errorf("dispatcher: %w", err)
+		return nil, fmt.Errorf("deliveries API: %w", err)
+	}
+	if cfg.Has(config.RoleDispatcher) {
+		engine, err := dispatcher.New(dispatcher.Config{
+			RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
+			AttemptTimeout:         cfg.DeliveryTimeout,
+			PerEndpointConcurrency: cfg.EndpointConcurrency,
+		}, a.bus, a.bus, a.store, []delivery.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
+		if err != nil {
+			return nil, fmt.Errorf("dispatcher: %w", err)
+		}
+		a.runners = append(a.runners, engine.Run)
 	}
 
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
@@ -207,7 +217,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		core.Register(mux, issuer)
 		providers.Register(mux, issuer)
 		hub.Register(mux, issuer)
-		engine.Register(mux, issuer)
+		deliveryAPI.Register(mux, issuer)
 		a.runners = append(a.runners, backlog.Run)
 	}
 	a.routes = mux.patterns
@@ -216,9 +226,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	a.runners = append(a.runners, issuer.Run)
 	if cfg.Has(config.RoleHub) {
 		a.runners = append(a.runners, hub.Run)
-	}
-	if cfg.Has(config.RoleDispatcher) {
-		a.runners = append(a.runners, engine.Run)
 	}
 	return a, nil
 }

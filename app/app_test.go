@@ -13,7 +13,7 @@ import (
 	"github.com/otphub/otphub/app"
 	"github.com/otphub/otphub/app/apptest"
 	"github.com/otphub/otphub/config"
-	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/backlog"
 )
 
 func get(t *testing.T, url string) (*http.Response, []byte) {
@@ -209,9 +209,9 @@ func TestBackpressureOnByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MaxPendingPerDestination != dispatcher.DefaultMaxPendingPerDestination {
-		t.Fatalf("--max-pending-per-destination defaults to %d, dispatcher.DefaultMaxPendingPerDestination is %d",
-			cfg.MaxPendingPerDestination, dispatcher.DefaultMaxPendingPerDestination)
+	if cfg.MaxPendingPerDestination != backlog.DefaultLimit {
+		t.Fatalf("--max-pending-per-destination defaults to %d, backlog.DefaultLimit is %d",
+			cfg.MaxPendingPerDestination, backlog.DefaultLimit)
 	}
 	cfg, err = config.Parse(nil, func(k string) string {
 		if k == "OTPHUB_MAX_PENDING_PER_DESTINATION" {

@@ -40,7 +40,7 @@ type Config struct {
 	// their aud (the topic URL). Required.
 	PublicURL string
 	// Backlog, if set, refuses an org's sends (503 delivery_backlog) while
-	// every one of its destinations is backed up (dispatcher.Backlog).
+	// every one of its destinations is backed up (backlog.Gate).
 	Backlog BacklogGate
 	// HMACKey keys the OTP and backup code HMACs; at least 32 bytes.
 	// Required. Changing it invalidates every pending OTP and backup code.

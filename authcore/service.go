@@ -25,10 +25,10 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/templates"
-	"github.com/otphub/otphub/tenants"
 )
 
 // Service is the SMS OTP authenticator.
@@ -63,7 +63,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, logger *slog.Logger, reg
 // templates needs admin (which implies otp).
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route := func(pattern, scope string, h http.HandlerFunc) {
-		mux.Handle(pattern, access.Authenticate(v, access.Require(scope, tenants.WithOrg(s.st, h))))
+		mux.Handle(pattern, access.Authenticate(v, access.Require(scope, orgs.With(s.st, s.log, h))))
 	}
 	const base = "/api/v1/orgs/{org}"
 	route("GET "+base+"/sms-otp/settings", access.ScopeOTP, s.getSettings)
@@ -211,6 +211,6 @@ func (s *Service) internal(w http.ResponseWriter, what string, err error) {
 }
 
 func orgOf(r *http.Request) store.Org {
-	o, _ := tenants.OrgFrom(r.Context())
+	o, _ := orgs.From(r.Context())
 	return o
 }

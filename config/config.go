@@ -95,7 +95,7 @@ type Config struct {
 	// provider slot) with more pending deliveries than this is backed up,
 	// and an org whose every destination is backed up gets its new events
 	// refused (503 delivery_backlog). Default 1000 (see
-	// dispatcher.DefaultMaxPendingPerDestination for why); 0 disables.
+	// backlog.DefaultLimit for why); 0 disables.
 	MaxPendingPerDestination int
 	// OTPLimitPerNumber, OTPLimitPerIP and OTPLimitPerOrg are the auth
 	// core's SMS send budgets (starts and resends) per mobile number, per

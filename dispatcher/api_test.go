@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/deliveries"
+	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
 	"github.com/otphub/otphub/store"
 )
 
@@ -36,10 +37,14 @@ type apiClient struct {
 	tok string
 }
 
-func newAPI(t *testing.T, e *env, eng *dispatcher.Engine) *apiClient {
+func newAPI(t *testing.T, e *env) *apiClient {
 	t.Helper()
+	api, err := deliveries.New(deliveries.Config{Now: e.clock.Now}, e.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	eng.Register(mux, tokens{
+	api.Register(mux, tokens{
 		"admin":    {ClientID: "a", OrgID: e.orgID, OrgName: org, Scopes: []string{access.ScopeAdmin}},
 		"otp":      {ClientID: "o", OrgID: e.orgID, OrgName: org, Scopes: []string{access.ScopeOTP}},
 		"platform": {ClientID: "p", PlatformAdmin: true},
@@ -106,11 +111,7 @@ func (c *apiClient) wantError(method, path, body string, status int, code string
 func TestDeliveriesAPI(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	eng, err := dispatcher.New(testConfig(e.clock), e.log, e.log, e.st, nil, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := newAPI(t, e, eng)
+	api := newAPI(t, e)
 	ctx := context.Background()
 
 	// Five tasks of acme, one per status, a minute apart, and one of another org.
@@ -121,7 +122,7 @@ func TestDeliveriesAPI(t *testing.T) {
 		ev := e.event(time.Hour)
 		id := uuid.NewString()
 		ids[st] = id
-		task := store.DeliveryTask{ID: id, OrgID: e.orgID, EventID: ev.ID, DestinationType: dispatcher.TypeWebhook,
+		task := store.DeliveryTask{ID: id, OrgID: e.orgID, EventID: ev.ID, DestinationType: dt.TypeWebhook,
 			DestinationID: "sub-1", Event: []byte(`{"secret":"+94771234567"}`), Status: st, Attempts: 1,
 			NextAttemptAt: base.Add(time.Hour), ExpiresAt: base.Add(2 * time.Hour), LastError: "server_error: HTTP 500",
 			LastStatusCode: 500, CreatedAt: base.Add(time.Duration(i) * time.Minute), UpdatedAt: base.Add(time.Duration(i) * time.Minute)}
@@ -136,7 +137,7 @@ func TestDeliveriesAPI(t *testing.T) {
 	}
 	otherID := uuid.NewString()
 	if _, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{{ID: otherID, OrgID: other.ID, EventID: uuid.NewString(),
-		DestinationType: dispatcher.TypeWebhook, DestinationID: "x", Event: []byte("{}"), Status: store.DeliveryDead}}, nil); err != nil {
+		DestinationType: dt.TypeWebhook, DestinationID: "x", Event: []byte("{}"), Status: store.DeliveryDead}}, nil); err != nil {
 		t.Fatal(err)
 	}
 

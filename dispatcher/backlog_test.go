@@ -8,7 +8,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/backlog"
 	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
@@ -33,10 +34,10 @@ func (e *env) addPending(orgID int64, destType, destID string, n int) {
 }
 
 // startBacklog runs a gate of limit over e's store and resolvers rs.
-func (e *env) startBacklog(t *testing.T, limit int64, rs ...dispatcher.TargetResolver) (*dispatcher.Backlog, func() float64) {
+func (e *env) startBacklog(t *testing.T, limit int64, rs ...backlog.TargetResolver) (*backlog.Gate, func() float64) {
 	t.Helper()
 	reg := newReg()
-	b, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{Limit: limit, Interval: backlogInterval}, e.st, nil, reg)
+	b, err := backlog.New(backlog.Config{Limit: limit, Interval: backlogInterval}, e.st, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +49,8 @@ func (e *env) startBacklog(t *testing.T, limit int64, rs ...dispatcher.TargetRes
 	return b, func() float64 { return metric(t, reg, "otphub_publish_backpressure_total", nil) }
 }
 
-func provider(typ, slot string) dispatcher.Target {
-	return dispatcher.Target{Type: typ, ID: slot, Sender: dt.NewSender("http://127.0.0.1:1")}
+func provider(typ, slot string) delivery.Target {
+	return delivery.Target{Type: typ, ID: slot, Sender: dt.NewSender("http://127.0.0.1:1")}
 }
 
 // TestBacklogGateCountsPerDestination: an org is refused only when every
@@ -64,12 +65,12 @@ func TestBacklogGateCountsPerDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	const limit = 3
-	dead, twilio := dt.Webhook("sub-dead", "http://127.0.0.1:1/cb"), provider(dispatcher.TypeTwilio, store.ProviderPrimary)
+	dead, twilio := dt.Webhook("sub-dead", "http://127.0.0.1:1/cb"), provider(dt.TypeTwilio, store.ProviderPrimary)
 	e.res.Set(org, dead, twilio)
 	e.res.Set(other.Name, dt.Webhook("sub-dead", "http://127.0.0.1:2/cb"))
-	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", limit+1)
-	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, limit) // at the limit: not over it
-	e.addPending(other.ID, dispatcher.TypeWebhook, "sub-dead", limit)
+	e.addPending(e.orgID, dt.TypeWebhook, "sub-dead", limit+1)
+	e.addPending(e.orgID, dt.TypeTwilio, store.ProviderPrimary, limit) // at the limit: not over it
+	e.addPending(other.ID, dt.TypeWebhook, "sub-dead", limit)
 	b, refusals := e.startBacklog(t, limit, e.res)
 
 	// Only the webhook is backed up: once the gate has read the counts
@@ -91,7 +92,7 @@ func TestBacklogGateCountsPerDestination(t *testing.T) {
 	}
 
 	// Every destination backed up: refused, with Retry-After, and counted.
-	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, 1)
+	e.addPending(e.orgID, dt.TypeTwilio, store.ProviderPrimary, 1)
 	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
 		"the org whose every destination is backed up was never refused")
 	before := refusals()
@@ -123,12 +124,12 @@ func TestBacklogGateCountsPerDestination(t *testing.T) {
 func TestBacklogGateFallback(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	primary, fallback := provider(dispatcher.TypeTwilio, store.ProviderPrimary), provider(dispatcher.TypeVonage, store.ProviderFallback)
+	primary, fallback := provider(dt.TypeTwilio, store.ProviderPrimary), provider(dt.TypeVonage, store.ProviderFallback)
 	primary.Fallback = &fallback
 	dead := dt.Webhook("sub-dead", "http://127.0.0.1:1/cb")
 	e.res.Set(org, dead)
-	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", 2)
-	e.addPending(e.orgID, dispatcher.TypeTwilio, store.ProviderPrimary, 2)
+	e.addPending(e.orgID, dt.TypeWebhook, "sub-dead", 2)
+	e.addPending(e.orgID, dt.TypeTwilio, store.ProviderPrimary, 2)
 	b, _ := e.startBacklog(t, 1, e.res)
 	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
 		"the gate never read the counts")
@@ -137,14 +138,14 @@ func TestBacklogGateFallback(t *testing.T) {
 	if over, _ := b.Over(ctx, e.orgID, org); over {
 		t.Fatal("refused although the provider's fallback is not backed up")
 	}
-	e.addPending(e.orgID, dispatcher.TypeVonage, store.ProviderFallback, 2)
+	e.addPending(e.orgID, dt.TypeVonage, store.ProviderFallback, 2)
 	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
 		"primary, fallback and webhook all backed up, yet not refused")
 }
 
 type failingResolver struct{}
 
-func (failingResolver) Resolve(context.Context, *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+func (failingResolver) Resolve(context.Context, *event.SmsOtpNotificationEvent) ([]delivery.Target, error) {
 	return nil, errors.New("store unreachable")
 }
 
@@ -155,7 +156,7 @@ func TestBacklogGateFailsOpen(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.res.Set(org, dt.Webhook("sub-dead", "http://127.0.0.1:1/cb"))
-	e.addPending(e.orgID, dispatcher.TypeWebhook, "sub-dead", 3)
+	e.addPending(e.orgID, dt.TypeWebhook, "sub-dead", 3)
 
 	b, _ := e.startBacklog(t, 1, e.res)
 	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, e.orgID, org); return over },
@@ -168,7 +169,7 @@ func TestBacklogGateFailsOpen(t *testing.T) {
 	if over, _ := off.Over(ctx, e.orgID, org); over {
 		t.Fatal("a disabled gate refused")
 	}
-	if _, err := dispatcher.NewBacklog(dispatcher.BacklogConfig{Limit: -1}, e.st, nil, nil); err == nil {
+	if _, err := backlog.New(backlog.Config{Limit: -1}, e.st, nil, nil); err == nil {
 		t.Fatal("a negative limit was accepted")
 	}
 }

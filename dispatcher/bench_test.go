@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
 	"github.com/otphub/otphub/event"
@@ -32,7 +33,7 @@ func BenchmarkRouter(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	eng, err := dispatcher.New(cfg, e.log, e.log, e.st, []dispatcher.Resolver{e.res}, nil, newReg())
+	eng, err := dispatcher.New(cfg, e.log, e.log, e.st, []delivery.Resolver{e.res}, nil, newReg())
 	if err != nil {
 		b.Fatal(err)
 	}

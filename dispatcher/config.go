@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/otphub/otphub/dispatcher/isolation"
 )
 
 // Config configures the delivery engine. Zero fields take the documented
@@ -47,7 +49,7 @@ type Config struct {
 	// RetryPolicy decides when failed deliveries are tried again.
 	RetryPolicy RetryPolicy
 	// Breaker configures the per-endpoint circuit breaker.
-	Breaker BreakerConfig
+	Breaker isolation.BreakerConfig
 
 	// RetryPollInterval is how often the retry loop looks for due tasks
 	// when the previous look found none. Default 250ms.
@@ -60,10 +62,6 @@ type Config struct {
 	// dead) are kept for the deliveries API before they are purged.
 	// Default 7 days.
 	Retention time.Duration
-	// ReplayWindow is the expiry bound given to a task requeued by the
-	// retry and replay API (its OTP has usually expired by then; the
-	// operator asked for the delivery anyway). Default 10m.
-	ReplayWindow time.Duration
 	// StatsInterval is how often queue gauges are refreshed from the store
 	// and finished tasks are purged. Default 5s.
 	StatsInterval time.Duration
@@ -98,7 +96,6 @@ func (c *Config) applyDefaults() {
 	// A leased retry must outlive its attempt, whatever the timeout.
 	setDefault(&c.LeaseDuration, max(30*time.Second, 2*c.AttemptTimeout+5*time.Second))
 	setDefault(&c.Retention, 7*24*time.Hour)
-	setDefault(&c.ReplayWindow, 10*time.Minute)
 	setDefault(&c.StatsInterval, 5*time.Second)
 	setDefault(&c.RecordBatch, 256)
 	setDefault(&c.RecordInterval, 200*time.Millisecond)
@@ -106,7 +103,7 @@ func (c *Config) applyDefaults() {
 		c.Now = time.Now
 	}
 	c.RetryPolicy.applyDefaults()
-	c.Breaker.applyDefaults()
+	c.Breaker = c.Breaker.WithDefaults()
 }
 
 func setDefault[T int | time.Duration](p *T, v T) {
@@ -133,7 +130,6 @@ func (c Config) Validate() error {
 	positive("RetryPollInterval", int64(c.RetryPollInterval))
 	positive("LeaseDuration", int64(c.LeaseDuration))
 	positive("Retention", int64(c.Retention))
-	positive("ReplayWindow", int64(c.ReplayWindow))
 	positive("StatsInterval", int64(c.StatsInterval))
 	positive("RecordBatch", int64(c.RecordBatch))
 	positive("RecordInterval", int64(c.RecordInterval))

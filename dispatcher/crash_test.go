@@ -13,6 +13,7 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
 	"github.com/otphub/otphub/bus/kafka"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
 	"github.com/otphub/otphub/event"
@@ -68,7 +69,7 @@ func crashTest(t *testing.T, openBus func() logBus) {
 	cfg.DrainTimeout = 50 * time.Millisecond
 
 	start := func(b logBus, st store.Store) (context.CancelFunc, chan error) {
-		eng, err := dispatcher.New(cfg, b, b, st, []dispatcher.Resolver{res}, nil, prometheus.NewRegistry())
+		eng, err := dispatcher.New(cfg, b, b, st, []delivery.Resolver{res}, nil, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}

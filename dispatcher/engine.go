@@ -1,3 +1,10 @@
+// Package dispatcher is the delivery engine: the router that consumes the
+// log and resolves each event's destinations (delivery.Resolver), first
+// attempts at once, durable retries with backoff bounded by the OTP's
+// expiry, dead letters. Per-endpoint isolation is dispatcher/isolation;
+// the deliveries API is dispatcher/deliveries and the publish-side
+// back-pressure gate dispatcher/backlog, so processes that serve the API
+// build no engine. Integrations implement delivery.Sender.
 package dispatcher
 
 import (
@@ -11,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/bus"
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/store"
 )
 
@@ -22,10 +31,11 @@ type Engine struct {
 	sub       bus.Subscriber
 	pub       bus.Publisher
 	st        store.Store
-	resolvers []Resolver
+	resolvers []delivery.Resolver
+	byType    map[string]delivery.Resolver // the resolver of each destination type
 	log       *slog.Logger
 	m         *metrics
-	eps       *endpoints
+	eps       *isolation.Gate[*job]
 
 	firstSlots chan struct{} // first attempts in flight (Config.Workers)
 	retrySlots chan struct{} // retries in flight (Config.RetryWorkers)
@@ -49,7 +59,7 @@ type Engine struct {
 // records on bus.DeadLetterTopic), st the store of retry tasks, resolvers
 // the sources of destinations (all are asked for each event; Lookup asks
 // each in turn). reg receives the otphub_delivery* metrics.
-func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, resolvers []Resolver, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, resolvers []delivery.Resolver, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
 	switch {
 	case sub == nil:
 		return nil, errors.New("dispatcher: nil subscriber")
@@ -60,9 +70,18 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 	case reg == nil:
 		return nil, errors.New("dispatcher: nil prometheus registerer")
 	}
+	byType := map[string]delivery.Resolver{}
+	var types []string
 	for i, r := range resolvers {
 		if r == nil {
 			return nil, fmt.Errorf("dispatcher: resolver %d is nil", i)
+		}
+		for _, t := range r.Types() {
+			if _, dup := byType[t]; dup {
+				return nil, fmt.Errorf("dispatcher: destination type %q has two resolvers", t)
+			}
+			byType[t] = r
+			types = append(types, t)
 		}
 	}
 	cfg.applyDefaults()
@@ -72,7 +91,7 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(reg, types)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher: metrics: %w", err)
 	}
@@ -82,13 +101,14 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 		pub:        pub,
 		st:         st,
 		resolvers:  resolvers,
+		byType:     byType,
 		log:        logger.With("component", "dispatcher"),
 		m:          m,
-		eps:        newEndpoints(cfg.PerEndpointConcurrency, cfg.EndpointQueue, cfg.Breaker, cfg.Now),
+		eps:        isolation.New[*job](cfg.PerEndpointConcurrency, cfg.EndpointQueue, cfg.Breaker, cfg.Now),
 		firstSlots: make(chan struct{}, cfg.Workers),
 		retrySlots: make(chan struct{}, cfg.RetryWorkers),
 	}
-	e.eps.onChange = e.updateBreakerGauge
+	e.eps.OnChange = e.updateBreakerGauge
 	// Until Run starts, the API (which needs no background loop) may be
 	// used; these contexts are replaced by Run.
 	e.stopping, e.workCtx, e.writeCtx = context.Background(), context.Background(), context.Background()
@@ -151,7 +171,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	<-runCtx.Done()
 	loops.Wait()
 	e.log.Info("draining in-flight deliveries", "timeout", e.cfg.DrainTimeout)
-	e.eps.drainQueues() // queued first attempts stay unacknowledged: redelivered after a restart
+	e.eps.DrainQueues() // queued first attempts stay unacknowledged: redelivered after a restart
 
 	drained := make(chan struct{})
 	go func() { e.inflight.Wait(); close(drained) }()
@@ -215,7 +235,7 @@ func (e *Engine) statsLoop(ctx context.Context) {
 			} else if n > 0 {
 				e.log.Info("purged finished deliveries", "count", n)
 			}
-			e.eps.sweep(10 * e.cfg.Breaker.OpenDuration)
+			e.eps.Sweep(10 * e.cfg.Breaker.OpenDuration)
 		}
 		select {
 		case <-ctx.Done():
@@ -247,7 +267,7 @@ func (e *Engine) refreshStats(ctx context.Context) {
 }
 
 func (e *Engine) updateBreakerGauge() {
-	for s, n := range e.eps.states() {
+	for s, n := range e.eps.States() {
 		e.m.breakers.WithLabelValues(s).Set(float64(n))
 	}
 }

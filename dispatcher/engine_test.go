@@ -16,8 +16,10 @@ import (
 
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
@@ -92,7 +94,7 @@ func testConfig(c *clock) dispatcher.Config {
 			MinRetryAfter: 10 * time.Millisecond,
 			MaxRetryAfter: 300 * time.Millisecond,
 		},
-		Breaker:           dispatcher.BreakerConfig{FailureThreshold: -1},
+		Breaker:           isolation.BreakerConfig{FailureThreshold: -1},
 		RetryPollInterval: 50 * time.Millisecond,
 		StatsInterval:     20 * time.Millisecond,
 		RecordInterval:    10 * time.Millisecond,
@@ -111,7 +113,7 @@ type running struct {
 func (e *env) start(cfg dispatcher.Config) *running {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	eng, err := dispatcher.New(cfg, e.log, e.log, e.st, []dispatcher.Resolver{e.res}, nil, reg)
+	eng, err := dispatcher.New(cfg, e.log, e.log, e.st, []delivery.Resolver{e.res}, nil, reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func TestFirstAttemptDelivered(t *testing.T) {
 	evs := []*event.SmsOtpNotificationEvent{e.event(time.Minute), e.event(time.Minute), e.event(time.Minute)}
 	e.publish(evs...)
 	for _, ev := range evs {
-		task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+		task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 		if task.Attempts != 1 {
 			t.Errorf("attempts = %d, want 1", task.Attempts)
 		}
@@ -250,7 +252,7 @@ func TestRetryWithBackoffThenDelivered(t *testing.T) {
 
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 	atts := e.attempts(task)
 	if task.Attempts != 3 || len(atts) != 3 {
 		t.Fatalf("attempts = %d, log %+v; want 3", task.Attempts, atts)
@@ -293,7 +295,7 @@ func TestGoneEndsSubscription(t *testing.T) {
 
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryFailed)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryFailed)
 	if gone.Load() != 1 {
 		t.Errorf("OnGone called %d times, want 1", gone.Load())
 	}
@@ -319,7 +321,7 @@ func TestRetryAfterHonouredWithinBounds(t *testing.T) {
 
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 	atts := e.attempts(task)
 	if len(atts) != 2 {
 		t.Fatalf("attempt log %+v, want 2 attempts", atts)
@@ -345,7 +347,7 @@ func TestRedirectIsAFailureNeverFollowed(t *testing.T) {
 
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryFailed)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryFailed)
 	if elsewhere.Total() != 0 {
 		t.Errorf("the redirect was followed")
 	}
@@ -370,7 +372,7 @@ func TestExpiryEndsRetries(t *testing.T) {
 
 	ev := e.event(2 * time.Second)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryExpired)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryExpired)
 	if len(e.attempts(task)) == 0 {
 		t.Error("no attempt before expiry")
 	}
@@ -395,7 +397,7 @@ func TestExpiredBeforeFirstAttempt(t *testing.T) {
 	ev.IssuedAt = ev.IssuedAt.Add(-time.Hour)
 	ev.ExpiresAt = ev.IssuedAt.Add(time.Minute)
 	e.publish(ev)
-	e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryExpired)
+	e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryExpired)
 	if rcv.Total() != 0 {
 		t.Error("an expired OTP was sent")
 	}
@@ -471,11 +473,11 @@ func TestMaxAttemptsDeadThenReplay(t *testing.T) {
 	cfg := testConfig(e.clock)
 	cfg.RetryPolicy.MaxAttempts = 3
 	r := e.start(cfg)
-	api := newAPI(t, e, r.Engine)
+	api := newAPI(t, e)
 
 	ev := e.event(time.Hour)
 	e.publish(ev)
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDead)
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDead)
 	if task.Attempts != 3 {
 		t.Errorf("attempts = %d, want 3", task.Attempts)
 	}
@@ -489,7 +491,7 @@ func TestMaxAttemptsDeadThenReplay(t *testing.T) {
 	if out.Requeued != 1 {
 		t.Fatalf("requeued = %d, want 1", out.Requeued)
 	}
-	e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+	e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 	if rcv.Delivered(ev.ID) != 1 {
 		t.Errorf("delivered %d times", rcv.Delivered(ev.ID))
 	}
@@ -506,7 +508,7 @@ func TestCircuitBreakerOpensAndHalfOpens(t *testing.T) {
 	})
 	e.res.Set(org, dt.Webhook("sub-1", rcv.URL))
 	cfg := testConfig(e.clock)
-	cfg.Breaker = dispatcher.BreakerConfig{FailureThreshold: 3, OpenDuration: time.Hour}
+	cfg.Breaker = isolation.BreakerConfig{FailureThreshold: 3, OpenDuration: time.Hour}
 	cfg.RetryPolicy.Schedule = []time.Duration{time.Hour} // only the breaker's clock matters here
 	cfg.RetryPolicy.MaxAttempts = 100
 	r := e.start(cfg)
@@ -517,7 +519,7 @@ func TestCircuitBreakerOpensAndHalfOpens(t *testing.T) {
 		evs = append(evs, ev)
 		e.publish(ev)
 		dt.Eventually(t, 10*time.Second, func() bool { return rcv.Total() == i+1 }, "attempt %d never arrived", i+1)
-		e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryPending)
+		e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryPending)
 	}
 	dt.Eventually(t, 10*time.Second, func() bool {
 		return metric(t, r.reg, "otphub_circuit_breakers", map[string]string{"state": "open"}) == 1
@@ -528,7 +530,7 @@ func TestCircuitBreakerOpensAndHalfOpens(t *testing.T) {
 		ev := e.event(48 * time.Hour)
 		evs = append(evs, ev)
 		e.publish(ev)
-		task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryPending)
+		task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryPending)
 		if task.Attempts != 0 {
 			t.Errorf("attempts = %d for a delivery refused by an open circuit", task.Attempts)
 		}
@@ -544,7 +546,7 @@ func TestCircuitBreakerOpensAndHalfOpens(t *testing.T) {
 	healthy.Store(true)
 	e.clock.Advance(2 * time.Hour)
 	for _, ev := range evs {
-		e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+		e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 	}
 	dt.Eventually(t, 10*time.Second, func() bool {
 		return metric(t, r.reg, "otphub_circuit_breakers", map[string]string{"state": "open"}) == 0
@@ -564,7 +566,7 @@ func TestUndecodableRecordDeadLetteredAndConsumptionGoesOn(t *testing.T) {
 	}
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+	e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -592,17 +594,19 @@ func TestFallbackOnPermanentFailure(t *testing.T) {
 	})
 	fallback := dt.NewReceiver(t, nil)
 	fb := dt.Webhook("fallback", fallback.URL)
-	fb.Type = dispatcher.TypeCustom
+	fb.Type = dt.TypeCustom
+	fb.AtLeastOnce = false
 	p := dt.Webhook("primary", primary.URL)
-	p.Type = dispatcher.TypeCustom
+	p.Type = dt.TypeCustom
+	p.AtLeastOnce = false
 	p.Fallback = &fb
 	e.res.Set(org, p)
 	e.start(testConfig(e.clock))
 
 	ev := e.event(time.Minute)
 	e.publish(ev)
-	e.waitTask(ev.ID, dispatcher.TypeCustom, "primary", store.DeliveryFailed)
-	e.waitTask(ev.ID, dispatcher.TypeCustom, "fallback", store.DeliveryDelivered)
+	e.waitTask(ev.ID, dt.TypeCustom, "primary", store.DeliveryFailed)
+	e.waitTask(ev.ID, dt.TypeCustom, "fallback", store.DeliveryDelivered)
 	if fallback.Delivered(ev.ID) != 1 {
 		t.Errorf("fallback delivered %d times", fallback.Delivered(ev.ID))
 	}
@@ -616,13 +620,15 @@ func TestFallbackWhenCircuitOpen(t *testing.T) {
 	})
 	fallback := dt.NewReceiver(t, nil)
 	fb := dt.Webhook("fallback", fallback.URL)
-	fb.Type = dispatcher.TypeVonage
+	fb.Type = dt.TypeVonage
+	fb.AtLeastOnce = false
 	p := dt.Webhook("primary", primary.URL)
-	p.Type = dispatcher.TypeTwilio
+	p.Type = dt.TypeTwilio
+	p.AtLeastOnce = false
 	p.Fallback = &fb
 	e.res.Set(org, p)
 	cfg := testConfig(e.clock)
-	cfg.Breaker = dispatcher.BreakerConfig{FailureThreshold: 1, OpenDuration: time.Hour}
+	cfg.Breaker = isolation.BreakerConfig{FailureThreshold: 1, OpenDuration: time.Hour}
 	r := e.start(cfg)
 	circuitOpen := func() float64 {
 		return metric(t, r.reg, "otphub_delivery_failures_total", map[string]string{"destination": "twilio", "reason": "circuit_open"})
@@ -633,8 +639,8 @@ func TestFallbackWhenCircuitOpen(t *testing.T) {
 	// first attempt's handover does.
 	first := e.event(time.Hour)
 	e.publish(first)
-	e.waitTask(first.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
-	task := e.waitTask(first.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+	e.waitTask(first.ID, dt.TypeVonage, "fallback", store.DeliveryDelivered)
+	task := e.waitTask(first.ID, dt.TypeTwilio, "primary", store.DeliveryFailed)
 	if !strings.Contains(task.LastError, "fallback") {
 		t.Errorf("primary task: %+v", task)
 	}
@@ -644,8 +650,8 @@ func TestFallbackWhenCircuitOpen(t *testing.T) {
 	// A new event goes straight to the fallback.
 	second := e.event(time.Hour)
 	e.publish(second)
-	e.waitTask(second.ID, dispatcher.TypeVonage, "fallback", store.DeliveryDelivered)
-	e.waitTask(second.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+	e.waitTask(second.ID, dt.TypeVonage, "fallback", store.DeliveryDelivered)
+	e.waitTask(second.ID, dt.TypeTwilio, "primary", store.DeliveryFailed)
 	if got := circuitOpen(); got != 2 {
 		t.Errorf("circuit_open failures after the first attempt's handover = %v, want 2", got)
 	}
@@ -666,13 +672,13 @@ func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		breaker dispatcher.BreakerConfig
+		breaker isolation.BreakerConfig
 		answer  int // the primary's answer after the replay
 	}{
-		{"permanent failure", dispatcher.BreakerConfig{FailureThreshold: -1}, http.StatusBadRequest},
+		{"permanent failure", isolation.BreakerConfig{FailureThreshold: -1}, http.StatusBadRequest},
 		// Two failures open the circuit for two days: the replayed retry
 		// finds it open and hands over without an attempt.
-		{"circuit open", dispatcher.BreakerConfig{FailureThreshold: 2, OpenDuration: 48 * time.Hour}, http.StatusServiceUnavailable},
+		{"circuit open", isolation.BreakerConfig{FailureThreshold: 2, OpenDuration: 48 * time.Hour}, http.StatusServiceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -687,21 +693,23 @@ func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
 			})
 			fallback := dt.NewReceiver(t, nil)
 			fb := dt.Webhook("fallback", fallback.URL)
-			fb.Type = dispatcher.TypeVonage
+			fb.Type = dt.TypeVonage
+			fb.AtLeastOnce = false
 			p := dt.Webhook("primary", primary.URL)
-			p.Type = dispatcher.TypeTwilio
+			p.Type = dt.TypeTwilio
+			p.AtLeastOnce = false
 			p.Fallback = &fb
 			e.res.Set(org, p)
 			cfg := testConfig(e.clock)
 			cfg.Breaker = tc.breaker
 			cfg.RetryPolicy.MaxAttempts = 2
-			r := e.start(cfg)
-			api := newAPI(t, e, r.Engine)
+			e.start(cfg)
+			api := newAPI(t, e)
 
 			// Retries exhausted (dead: no handover), then the OTP expires.
 			ev := e.event(time.Hour)
 			e.publish(ev)
-			e.waitTask(ev.ID, dispatcher.TypeTwilio, "primary", store.DeliveryDead)
+			e.waitTask(ev.ID, dt.TypeTwilio, "primary", store.DeliveryDead)
 			e.clock.Advance(2 * time.Hour)
 
 			replayed.Store(true)
@@ -710,15 +718,15 @@ func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
 			if out.Requeued != 1 {
 				t.Fatalf("requeued = %d, want 1", out.Requeued)
 			}
-			prim := e.waitTask(ev.ID, dispatcher.TypeTwilio, "primary", store.DeliveryFailed)
+			prim := e.waitTask(ev.ID, dt.TypeTwilio, "primary", store.DeliveryFailed)
 			if !prim.ExpiresAt.After(ev.ExpiresAt) {
 				t.Fatalf("replayed primary's expiry %v is not past the OTP's %v", prim.ExpiresAt, ev.ExpiresAt)
 			}
 			dt.Eventually(t, 20*time.Second, func() bool {
-				task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+				task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeVonage, "fallback")
 				return err == nil && task.Status != store.DeliveryPending
 			}, "the fallback never finished")
-			got, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeVonage, "fallback")
+			got, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeVonage, "fallback")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -741,14 +749,15 @@ func TestProviderIdempotencyByJTI(t *testing.T) {
 	e := newEnv(t)
 	rcv := dt.NewReceiver(t, nil)
 	target := dt.Webhook("primary", rcv.URL)
-	target.Type = dispatcher.TypeTwilio
+	target.Type = dt.TypeTwilio
+	target.AtLeastOnce = false
 	e.res.Set(org, target)
 
 	// The delivery of this jti was recorded by an earlier run that crashed
 	// before acknowledging its message.
 	done := e.event(time.Minute)
 	if _, err := e.st.InsertDeliveryTasks(context.Background(), []store.DeliveryTask{{
-		OrgID: e.orgID, EventID: done.ID, DestinationType: dispatcher.TypeTwilio, DestinationID: "primary",
+		OrgID: e.orgID, EventID: done.ID, DestinationType: dt.TypeTwilio, DestinationID: "primary",
 		Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1, ExpiresAt: done.ExpiresAt,
 	}}, nil); err != nil {
 		t.Fatal(err)
@@ -756,7 +765,7 @@ func TestProviderIdempotencyByJTI(t *testing.T) {
 	e.start(testConfig(e.clock))
 	fresh := e.event(time.Minute)
 	e.publish(done, fresh)
-	e.waitTask(fresh.ID, dispatcher.TypeTwilio, "primary", store.DeliveryDelivered)
+	e.waitTask(fresh.ID, dt.TypeTwilio, "primary", store.DeliveryDelivered)
 	if rcv.Requests(done.ID) != 0 {
 		t.Errorf("an SMS already delivered was sent again")
 	}
@@ -777,9 +786,9 @@ func TestDestinationRemovedEndsRetries(t *testing.T) {
 	e.start(cfg)
 	ev := e.event(time.Hour)
 	e.publish(ev)
-	e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryPending)
-	e.res.Remove(dispatcher.TypeWebhook, "sub-1")
-	task := e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryFailed)
+	e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryPending)
+	e.res.Remove(dt.TypeWebhook, "sub-1")
+	task := e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryFailed)
 	if task.LastError == "" {
 		t.Error("no error recorded")
 	}
@@ -806,7 +815,7 @@ func TestGracefulShutdownRecordsInFlightFailures(t *testing.T) {
 	e.publish(ev)
 	dt.Eventually(t, 10*time.Second, func() bool { return rcv.Total() == 1 }, "no attempt started")
 	r.stop(t) // drain times out; the attempt is cancelled and recorded as a retry
-	task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dispatcher.TypeWebhook, "sub-1")
+	task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeWebhook, "sub-1")
 	if err != nil || task.Status != store.DeliveryPending {
 		t.Fatalf("after shutdown: task %+v, err %v; want a pending retry task", task, err)
 	}
@@ -814,24 +823,24 @@ func TestGracefulShutdownRecordsInFlightFailures(t *testing.T) {
 	hang = false
 	mu.Unlock()
 	e.start(cfg)
-	e.waitTask(ev.ID, dispatcher.TypeWebhook, "sub-1", store.DeliveryDelivered)
+	e.waitTask(ev.ID, dt.TypeWebhook, "sub-1", store.DeliveryDelivered)
 }
 
 func TestMetricsExportedAtZero(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	e := newEnv(t)
-	if _, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, nil, nil, reg); err != nil {
+	if _, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []delivery.Resolver{dt.NewResolver()}, nil, reg); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range dispatcher.DestinationTypes {
+	for _, d := range dt.Types {
 		for _, o := range []string{"delivered", "retry_scheduled", "expired", "dead", "failed"} {
 			metric(t, reg, "otphub_deliveries_total", map[string]string{"destination": d, "outcome": o})
 		}
 		for _, o := range []string{"success", "retry", "permanent"} {
 			metric(t, reg, "otphub_delivery_attempts_total", map[string]string{"destination": d, "outcome": o})
 		}
-		for _, rs := range dispatcher.Reasons {
+		for _, rs := range delivery.Reasons {
 			metric(t, reg, "otphub_delivery_failures_total", map[string]string{"destination": d, "reason": string(rs)})
 		}
 		metric(t, reg, "otphub_retries_scheduled_total", map[string]string{"destination": d})
@@ -867,7 +876,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	if _, err := dispatcher.New(dispatcher.Config{}, nil, e.log, e.st, nil, nil, prometheus.NewRegistry()); err == nil {
 		t.Error("nil subscriber accepted")
 	}
-	if _, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []dispatcher.Resolver{nil}, nil, prometheus.NewRegistry()); err == nil {
+	if _, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []delivery.Resolver{nil}, nil, prometheus.NewRegistry()); err == nil {
 		t.Error("nil resolver accepted")
 	}
 }
@@ -882,7 +891,7 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 		ev      *event.SmsOtpNotificationEvent
 		updated time.Time
 	}{{old, now.Add(-8 * 24 * time.Hour)}, {fresh, now.Add(-time.Hour)}} {
-		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventID: x.ev.ID, DestinationType: dispatcher.TypeWebhook,
+		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventID: x.ev.ID, DestinationType: dt.TypeWebhook,
 			DestinationID: "sub-1", Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1,
 			CreatedAt: x.updated, UpdatedAt: x.updated})
 	}
@@ -891,10 +900,10 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 	}
 	e.start(testConfig(e.clock))
 	dt.Eventually(t, 10*time.Second, func() bool {
-		_, err := e.st.FindDelivery(context.Background(), e.orgID, old.ID, dispatcher.TypeWebhook, "sub-1")
+		_, err := e.st.FindDelivery(context.Background(), e.orgID, old.ID, dt.TypeWebhook, "sub-1")
 		return errors.Is(err, store.ErrNotFound)
 	}, "the task past retention was not purged")
-	if _, err := e.st.FindDelivery(context.Background(), e.orgID, fresh.ID, dispatcher.TypeWebhook, "sub-1"); err != nil {
+	if _, err := e.st.FindDelivery(context.Background(), e.orgID, fresh.ID, dt.TypeWebhook, "sub-1"); err != nil {
 		t.Errorf("a task within retention was purged: %v", err)
 	}
 }

@@ -3,12 +3,10 @@ package dispatcher
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/store"
 )
-
-// DestinationTypes lists every destination type, so metrics can export
-// each at zero.
-var DestinationTypes = []string{TypeWebhook, TypeTwilio, TypeVonage, TypeCustom, TypeConsole}
 
 // Delivery outcomes, the outcome label of otphub_deliveries_total.
 const (
@@ -38,6 +36,7 @@ func deliveryOutcome(status string) string {
 }
 
 type metrics struct {
+	destinations     map[string]bool          // the values of the destination label
 	deliveries       *prometheus.CounterVec   // destination, outcome
 	attempts         *prometheus.CounterVec   // destination, outcome
 	failures         *prometheus.CounterVec   // destination, reason
@@ -51,8 +50,11 @@ type metrics struct {
 	consumerLag      prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the metrics with reg, each destination type's
+// series exported at zero.
+func newMetrics(reg prometheus.Registerer, types []string) (*metrics, error) {
 	m := &metrics{
+		destinations: map[string]bool{},
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otphub_deliveries_total",
 			Help: "Deliveries that reached an outcome (a scheduled retry counts each time), by destination type.",
@@ -106,32 +108,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, d := range DestinationTypes {
+	for _, d := range types {
+		m.destinations[d] = true
 		for _, o := range deliveryOutcomes {
 			m.deliveries.WithLabelValues(d, o)
 		}
 		for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomePermanent} {
 			m.attempts.WithLabelValues(d, o)
 		}
-		for _, r := range Reasons {
+		for _, r := range delivery.Reasons {
 			m.failures.WithLabelValues(d, string(r))
 		}
 		m.latency.WithLabelValues(d)
 		m.attemptDuration.WithLabelValues(d)
 		m.retriesScheduled.WithLabelValues(d)
 	}
-	for _, s := range []string{StateClosed, StateOpen, StateHalfOpen} {
+	for _, s := range isolation.States {
 		m.breakers.WithLabelValues(s)
 	}
 	return m, nil
 }
 
-// destLabel bounds the destination label to the known types.
-func destLabel(t string) string {
-	for _, d := range DestinationTypes {
-		if d == t {
-			return t
-		}
+// dest bounds the destination label to the resolvers' types.
+func (m *metrics) dest(t string) string {
+	if m.destinations[t] {
+		return t
 	}
 	return "other"
 }

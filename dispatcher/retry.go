@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/store"
 )
 
@@ -120,11 +121,11 @@ type Decision struct {
 // Attempts are never reset: a task requeued by the replay API keeps its
 // attempt log, and MaxAttempts counts the attempts of the current round
 // (the task is dead when attempts reaches a multiple of MaxAttempts).
-func (p RetryPolicy) Decide(res Result, attempts int, now, expiresAt time.Time, rnd func() float64) Decision {
+func (p RetryPolicy) Decide(res delivery.Result, attempts int, now, expiresAt time.Time, rnd func() float64) Decision {
 	switch {
 	case res.OK:
 		return Decision{Status: store.DeliveryDelivered, Outcome: OutcomeSuccess}
-	case !res.Retry || res.Reason == ReasonGone:
+	case !res.Retry || res.Reason == delivery.ReasonGone:
 		return Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}
 	}
 	round := attempts

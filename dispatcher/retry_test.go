@@ -9,38 +9,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/store"
 )
 
 func TestClassifyHTTPEveryStatus(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for code := 100; code <= 599; code++ {
-		r := dispatcher.ClassifyHTTP(code, http.Header{}, now)
+		r := delivery.ClassifyHTTP(code, http.Header{}, now)
 		var wantOK, wantRetry bool
-		var wantReason dispatcher.Reason
+		var wantReason delivery.Reason
 		switch {
 		case code >= 200 && code < 300:
 			wantOK = true
 		case code == 429:
-			wantRetry, wantReason = true, dispatcher.ReasonRateLimited
+			wantRetry, wantReason = true, delivery.ReasonRateLimited
 		case code >= 500:
-			wantRetry, wantReason = true, dispatcher.ReasonServerError
+			wantRetry, wantReason = true, delivery.ReasonServerError
 		case code == 408:
-			wantRetry, wantReason = true, dispatcher.ReasonTimeout
+			wantRetry, wantReason = true, delivery.ReasonTimeout
 		case code == 425:
-			wantRetry, wantReason = true, dispatcher.ReasonClientError
+			wantRetry, wantReason = true, delivery.ReasonClientError
 		case code == 410:
-			wantReason = dispatcher.ReasonGone
+			wantReason = delivery.ReasonGone
 		case code == 401 || code == 403:
-			wantReason = dispatcher.ReasonAuthError
+			wantReason = delivery.ReasonAuthError
 		case code >= 400:
-			wantReason = dispatcher.ReasonClientError
+			wantReason = delivery.ReasonClientError
 		case code >= 300:
-			wantReason = dispatcher.ReasonRedirect
+			wantReason = delivery.ReasonRedirect
 		default:
-			wantRetry, wantReason = true, dispatcher.ReasonServerError
+			wantRetry, wantReason = true, delivery.ReasonServerError
 		}
 		if r.OK != wantOK || r.Retry != wantRetry || r.Reason != wantReason || r.StatusCode != code {
 			t.Errorf("%d: got ok=%v retry=%v reason=%q, want ok=%v retry=%v reason=%q", code, r.OK, r.Retry, r.Reason, wantOK, wantRetry, wantReason)
@@ -74,7 +75,7 @@ func TestClassifyHTTPRetryAfter(t *testing.T) {
 		if tc.value != "" {
 			h.Set("Retry-After", tc.value)
 		}
-		if got := dispatcher.ClassifyHTTP(tc.status, h, now).RetryAfter; got != tc.want {
+		if got := delivery.ClassifyHTTP(tc.status, h, now).RetryAfter; got != tc.want {
 			t.Errorf("%d Retry-After %q: %v, want %v", tc.status, tc.value, got, tc.want)
 		}
 	}
@@ -134,18 +135,18 @@ func TestDecideTable(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	mid := func() float64 { return 0.5 }
 	far := now.Add(time.Hour)
-	retryable := dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError, StatusCode: 500}
+	retryable := delivery.Result{Retry: true, Reason: delivery.ReasonServerError, StatusCode: 500}
 	for _, tc := range []struct {
 		name     string
-		res      dispatcher.Result
+		res      delivery.Result
 		attempts int
 		expires  time.Time
 		status   string
 		outcome  string
 		next     time.Duration
 	}{
-		{"success", dispatcher.Result{OK: true, StatusCode: 204}, 1, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
-		{"success after retries", dispatcher.Result{OK: true}, 9, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
+		{"success", delivery.Result{OK: true, StatusCode: 204}, 1, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
+		{"success after retries", delivery.Result{OK: true}, 9, far, store.DeliveryDelivered, dispatcher.OutcomeSuccess, 0},
 		{"first failure", retryable, 1, far, store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
 		{"third failure", retryable, 3, far, store.DeliveryPending, dispatcher.OutcomeRetry, 5 * time.Second},
 		{"ninth failure", retryable, 9, far, store.DeliveryPending, dispatcher.OutcomeRetry, time.Minute},
@@ -155,11 +156,11 @@ func TestDecideTable(t *testing.T) {
 		{"next attempt after expiry", retryable, 5, now.Add(10 * time.Second), store.DeliveryExpired, dispatcher.OutcomeRetry, 0},
 		{"next attempt exactly at expiry", retryable, 1, now.Add(time.Second), store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
 		{"unknown expiry", retryable, 1, time.Time{}, store.DeliveryPending, dispatcher.OutcomeRetry, time.Second},
-		{"permanent", dispatcher.Result{Reason: dispatcher.ReasonClientError, StatusCode: 400}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
-		{"gone even if marked retryable", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonGone, StatusCode: 410}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
-		{"rate limited with Retry-After", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonRateLimited, RetryAfter: 45 * time.Second}, 1, far, store.DeliveryPending, dispatcher.OutcomeRetry, 45 * time.Second},
-		{"Retry-After past expiry", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonRateLimited, RetryAfter: time.Hour}, 1, now.Add(time.Minute), store.DeliveryExpired, dispatcher.OutcomeRetry, 0},
-		{"timeout", dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: errors.New("deadline")}, 2, far, store.DeliveryPending, dispatcher.OutcomeRetry, 2 * time.Second},
+		{"permanent", delivery.Result{Reason: delivery.ReasonClientError, StatusCode: 400}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
+		{"gone even if marked retryable", delivery.Result{Retry: true, Reason: delivery.ReasonGone, StatusCode: 410}, 1, far, store.DeliveryFailed, dispatcher.OutcomePermanent, 0},
+		{"rate limited with Retry-After", delivery.Result{Retry: true, Reason: delivery.ReasonRateLimited, RetryAfter: 45 * time.Second}, 1, far, store.DeliveryPending, dispatcher.OutcomeRetry, 45 * time.Second},
+		{"Retry-After past expiry", delivery.Result{Retry: true, Reason: delivery.ReasonRateLimited, RetryAfter: time.Hour}, 1, now.Add(time.Minute), store.DeliveryExpired, dispatcher.OutcomeRetry, 0},
+		{"timeout", delivery.Result{Retry: true, Reason: delivery.ReasonTimeout, Err: errors.New("deadline")}, 2, far, store.DeliveryPending, dispatcher.OutcomeRetry, 2 * time.Second},
 	} {
 		d := p.Decide(tc.res, tc.attempts, now, tc.expires, mid)
 		if d.Status != tc.status || d.Outcome != tc.outcome {
@@ -178,7 +179,7 @@ func TestDecideTable(t *testing.T) {
 func BenchmarkRetryPolicy(b *testing.B) {
 	p := testPolicy()
 	now := time.Now()
-	res := dispatcher.Result{Retry: true, Reason: dispatcher.ReasonServerError}
+	res := delivery.Result{Retry: true, Reason: delivery.ReasonServerError}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		_ = p.Decide(res, i%12+1, now, now.Add(5*time.Minute), nil)
@@ -196,14 +197,14 @@ func TestClassifyTransport(t *testing.T) {
 		ctx    context.Context
 		err    error
 		retry  bool
-		reason dispatcher.Reason
+		reason delivery.Reason
 	}{
-		{"egress refused", context.Background(), refused, false, dispatcher.ReasonEgressRefused},
-		{"timeout", context.Background(), timeout, true, dispatcher.ReasonTimeout},
-		{"context ended", expired, conn, true, dispatcher.ReasonTimeout},
-		{"connection", context.Background(), conn, true, dispatcher.ReasonConnection},
+		{"egress refused", context.Background(), refused, false, delivery.ReasonEgressRefused},
+		{"timeout", context.Background(), timeout, true, delivery.ReasonTimeout},
+		{"context ended", expired, conn, true, delivery.ReasonTimeout},
+		{"connection", context.Background(), conn, true, delivery.ReasonConnection},
 	} {
-		r := dispatcher.ClassifyTransport(tc.ctx, "webhook", tc.err)
+		r := delivery.ClassifyTransport(tc.ctx, "webhook", tc.err)
 		if r.OK || r.Retry != tc.retry || r.Reason != tc.reason {
 			t.Errorf("%s: %+v", tc.name, r)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
@@ -55,16 +56,27 @@ func (e *Engine) leaseDue(ctx context.Context) (leased, free int) {
 	return len(tasks), free
 }
 
-// retry runs a leased task: load (decode its event, rebuild its target),
-// gate (its endpoint's circuit, concurrency cap and queue), then the
-// pipeline.
+// retry runs a leased task through the pipeline: load, then its
+// endpoint's gate, as a retry.
 func (e *Engine) retry(task store.DeliveryTask) {
-	d := &delivery{task: &task, target: Target{Type: task.DestinationType, ID: task.DestinationID}}
+	d := e.loadTask(task)
+	if d == nil {
+		return
+	}
+	a, retryAt := e.eps.AdmitRetry(d.endpointKey(), d)
+	e.begin(d, a, retryAt)
+}
+
+// loadTask is the load step of a retry: the task's event and its target
+// rebuilt by the resolver of its type. A task that cannot be loaded is
+// recorded (failed, or deferred when its resolver failed) and nil returned.
+func (e *Engine) loadTask(task store.DeliveryTask) *job {
+	d := &job{task: &task, target: delivery.Target{Type: task.DestinationType, ID: task.DestinationID}}
 	ev, err := decodeTaskEvent(task.Event)
 	if err != nil {
 		d.ev = &event.SmsOtpNotificationEvent{ID: task.EventID}
-		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil, Result{Reason: ReasonInvalid, Err: err})
-		return
+		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil, delivery.Result{Reason: delivery.ReasonInvalid, Err: err})
+		return nil
 	}
 	d.ev = ev
 	d.enc = &encodedEvent{ev: ev}
@@ -74,66 +86,25 @@ func (e *Engine) retry(task store.DeliveryTask) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil,
-			Result{Err: fmt.Errorf("not attempted: destination removed (%v)", err)})
-		return
+			delivery.Result{Err: fmt.Errorf("not attempted: destination removed (%v)", err)})
+		return nil
 	case err != nil:
 		e.log.Warn("rebuilding a retry task's destination failed; deferred", "task", task.ID, "err", err)
-		e.deferTask(d, e.cfg.Now().Add(e.cfg.RetryPolicy.Backoff(1, 0, nil)))
-		return
+		r := delivery.Result{Err: errors.New("not attempted: its destination could not be rebuilt")}
+		e.record(d, e.deferral(d, e.cfg.Now().Add(e.cfg.RetryPolicy.Backoff(1, 0, nil)), &r), nil, r)
+		return nil
 	}
 	d.target = target
-
-	a, retryAt := e.eps.admitRetry(d.endpointKey(), d)
-	if a == denyOpen {
-		// Counted as on a first attempt's refusal, handed over or deferred.
-		e.m.failures.WithLabelValues(destLabel(target.Type), string(ReasonCircuitOpen)).Inc()
-	}
-	switch {
-	case a == admitRun:
-		e.work(d)
-	case a == admitQueued:
-		// It runs, still leased, when the endpoint frees a slot.
-	case a == denyOpen && target.Fallback != nil:
-		fb := d.fallback()
-		if e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil,
-			Result{Reason: ReasonCircuitOpen, Err: errors.New("not attempted: circuit open; handed over to the fallback")}) {
-			e.work(e.admit(nil, fb)...)
-		}
-	case a == denyOpen:
-		e.deferTask(d, retryAt.Add(e.jitter()))
-	default:
-		e.deferTask(d, e.cfg.Now().Add(e.busyDelay()))
-	}
+	return d
 }
 
-// deferTask postpones a leased task to at without counting an attempt, or
-// ends it as expired when at is past its OTP's expiry.
-func (e *Engine) deferTask(d *delivery, at time.Time) {
-	if !at.Before(d.expiresAt()) {
-		e.record(d, Decision{Status: store.DeliveryExpired, Outcome: OutcomePermanent}, nil,
-			Result{Err: errors.New("not attempted: the OTP expires before the endpoint can be tried again")})
-		return
-	}
-	err := e.durably("defer delivery", func(ctx context.Context) error {
-		return e.st.DeferDelivery(ctx, d.task.ID, e.cfg.Owner, at)
-	})
-	if err != nil && !errors.Is(err, store.ErrPrecondition) {
-		e.log.Warn("deferring a retry task failed; its lease will lapse", "task", d.task.ID, "err", err)
-	}
-}
-
-// lookup rebuilds the target a task names, asking each resolver in turn.
-func (e *Engine) lookup(task store.DeliveryTask) (Target, error) {
+// lookup rebuilds the target a task names with the resolver of its type.
+func (e *Engine) lookup(task store.DeliveryTask) (delivery.Target, error) {
 	ctx, cancel := context.WithTimeout(e.workCtx, e.cfg.AttemptTimeout)
 	defer cancel()
-	for _, r := range e.resolvers {
-		t, ok, err := r.Lookup(ctx, task.OrgID, task.DestinationType, task.DestinationID)
-		if err != nil {
-			return Target{}, err
-		}
-		if ok {
-			return t, nil
-		}
+	r, ok := e.byType[task.DestinationType]
+	if !ok {
+		return delivery.Target{}, fmt.Errorf("%w: no resolver knows destination type %q", store.ErrNotFound, task.DestinationType)
 	}
-	return Target{}, fmt.Errorf("%w: no resolver knows destination type %q", store.ErrNotFound, task.DestinationType)
+	return r.Lookup(ctx, task.OrgID, task.DestinationType, task.DestinationID)
 }

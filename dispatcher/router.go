@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/bus"
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/event"
 )
 
@@ -57,7 +59,7 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 	enc := &encodedEvent{ev: ev}
 	for _, target := range targets {
 		t.add()
-		if !e.dispatchFirst(ctx, &delivery{ev: ev, enc: enc, target: target, msg: t}) {
+		if !e.dispatchFirst(ctx, &job{ev: ev, enc: enc, target: target, msg: t}) {
 			return // shutting down: left unacknowledged
 		}
 	}
@@ -67,10 +69,10 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 // resolve asks every resolver for ev's targets. A resolver error (the
 // store unreachable) is retried with backoff until ctx is done: the message
 // cannot be skipped, and later ones would fail alike.
-func (e *Engine) resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]Target, error) {
+func (e *Engine) resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error) {
 	delay := 100 * time.Millisecond
 	for {
-		var all []Target
+		var all []delivery.Target
 		var err error
 		for _, r := range e.resolvers {
 			ts, rerr := r.Resolve(ctx, ev)
@@ -98,14 +100,14 @@ func (e *Engine) resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 // which never waits on the endpoint: d runs, queues in the endpoint's
 // bounded queue, or is refused and becomes a durable retry task at once.
 // It reports false when ctx ended first.
-func (e *Engine) dispatchFirst(ctx context.Context, d *delivery) bool {
+func (e *Engine) dispatchFirst(ctx context.Context, d *job) bool {
 	select {
 	case e.firstSlots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	a, retryAt := e.eps.admit(d.endpointKey(), d)
-	if a == admitQueued {
+	a, retryAt := e.eps.Admit(d.endpointKey(), d)
+	if a == isolation.Queued {
 		<-e.firstSlots
 		return true
 	}
@@ -113,13 +115,7 @@ func (e *Engine) dispatchFirst(ctx context.Context, d *delivery) bool {
 	go func() {
 		defer e.inflight.Done()
 		defer func() { <-e.firstSlots }()
-		if a == admitRun {
-			e.work(d)
-			return
-		}
-		if fb := e.refuse(d, a, retryAt); fb != nil {
-			e.work(e.admit(nil, fb)...)
-		}
+		e.begin(d, a, retryAt)
 	}()
 	return true
 }

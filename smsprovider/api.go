@@ -7,24 +7,22 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/access"
-	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
+	"github.com/otphub/otphub/smsprovider/provider"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // maxTestMessage bounds a test SMS's text (10 concatenated parts).
 const maxTestMessage = 1600
-
-var mobilePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 
 // Register adds the provider config API (org admin scope):
 //
@@ -33,7 +31,7 @@ var mobilePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 //	POST           /api/v1/orgs/{org}/sms-provider/test      send a test SMS
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, tenants.WithOrg(s.st, h)))
+		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(s.st, s.log, h)))
 	}
 	for path, slot := range map[string]string{
 		"/api/v1/orgs/{org}/sms-provider":          store.ProviderPrimary,
@@ -47,7 +45,7 @@ func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 }
 
 func org(r *http.Request) store.Org {
-	o, _ := tenants.OrgFrom(r.Context())
+	o, _ := orgs.From(r.Context())
 	return o
 }
 
@@ -60,19 +58,8 @@ func notConfigured(w http.ResponseWriter, slot string) {
 	httpx.Error(w, http.StatusNotFound, "provider_not_configured", fmt.Sprintf("no SMS provider is configured in the %s slot", slot))
 }
 
-// view is what GET and PUT answer: the configuration with secrets masked.
-func view(pc ProviderConfig, p store.SMSProvider) ProviderConfig {
-	out := pc.masked()
-	out.Type, out.Slot = p.Type, p.Slot
-	if !p.UpdatedAt.IsZero() {
-		t := p.UpdatedAt.UTC()
-		out.UpdatedAt = &t
-	}
-	return out
-}
-
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, slot string) {
-	pc, p, err := s.load(r.Context(), org(r).ID, slot)
+	sp, err := s.load(r.Context(), org(r).ID, slot)
 	if errors.Is(err, store.ErrNotFound) {
 		notConfigured(w, slot)
 		return
@@ -81,55 +68,69 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, slot string)
 		s.internalError(w, r, "load sms provider", err)
 		return
 	}
-	httpx.JSON(w, http.StatusOK, view(pc, p))
+	s.answer(w, r, sp)
 }
 
-func (s *Service) handlePut(w http.ResponseWriter, r *http.Request, slot string) {
-	var pc ProviderConfig
-	if err := httpx.DecodeJSON(w, r, &pc, 0); err != nil {
-		httpx.WriteDecodeError(w, err)
-		return
-	}
-	o := org(r)
-	var oldPtr *ProviderConfig
-	old, _, err := s.load(r.Context(), o.ID, slot)
-	switch {
-	case err == nil:
-		oldPtr = &old
-	case !errors.Is(err, store.ErrNotFound):
-		s.internalError(w, r, "load sms provider", err)
-		return
-	}
-	if err := keepSecrets(&pc, oldPtr); err != nil {
-		writeFieldError(w, err)
-		return
-	}
-	if err := s.validate(r.Context(), &pc); err != nil {
-		writeFieldError(w, err)
-		return
-	}
-	raw, err := json.Marshal(pc)
+func (s *Service) answer(w http.ResponseWriter, r *http.Request, sp stored) {
+	out, err := view(sp)
 	if err != nil {
 		s.internalError(w, r, "encode sms provider", err)
 		return
 	}
-	p := store.SMSProvider{OrgID: o.ID, Slot: slot, Type: pc.Type, Config: raw, UpdatedAt: s.cfg.Now().UTC()}
-	if err := s.st.PutSMSProvider(r.Context(), p); err != nil {
+	httpx.JSON(w, http.StatusOK, out)
+}
+
+func (s *Service) handlePut(w http.ResponseWriter, r *http.Request, slot string) {
+	var raw map[string]json.RawMessage
+	if err := httpx.DecodeJSON(w, r, &raw, 0); err != nil {
+		httpx.WriteDecodeError(w, err)
+		return
+	}
+	p, cfg, err := s.parse(raw)
+	if err != nil {
+		writeFieldError(w, err)
+		return
+	}
+	o := org(r)
+	old, err := s.load(r.Context(), o.ID, slot)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, r, "load sms provider", err)
+		return
+	}
+	var same provider.Config // the stored configuration, when of the same type
+	if old.p != nil && old.p.Type() == p.Type() {
+		same = old.cfg
+	}
+	if err := cfg.KeepSecrets(same); err != nil {
+		writeFieldError(w, err)
+		return
+	}
+	if err := cfg.Validate(r.Context(), s.env); err != nil {
+		writeFieldError(w, err)
+		return
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		s.internalError(w, r, "encode sms provider", err)
+		return
+	}
+	row := store.SMSProvider{OrgID: o.ID, Slot: slot, Type: p.Type(), Config: b, UpdatedAt: s.cfg.Now().UTC()}
+	if err := s.st.PutSMSProvider(r.Context(), row); err != nil {
 		s.internalError(w, r, "store sms provider", err)
 		return
 	}
 	s.invalidate(o.ID)
-	s.log.InfoContext(r.Context(), "sms provider saved", "org", o.Name, "slot", slot, "type", pc.Type)
-	httpx.JSON(w, http.StatusOK, view(pc, p))
+	s.log.InfoContext(r.Context(), "sms provider saved", "org", o.Name, "slot", slot, "type", p.Type())
+	s.answer(w, r, stored{p: p, cfg: cfg, row: row})
 }
 
 func writeFieldError(w http.ResponseWriter, err error) {
-	var fe *FieldError
+	var fe *provider.FieldError
 	if errors.As(err, &fe) {
 		httpx.ErrorWith(w, http.StatusBadRequest, "invalid_provider_config", fe.Error(), map[string]any{"field": fe.Field})
 		return
 	}
-	httpx.Error(w, http.StatusBadRequest, "invalid_provider_config", err.Error())
+	httpx.WriteDecodeError(w, err)
 }
 
 func (s *Service) handleDelete(w http.ResponseWriter, r *http.Request, slot string) {
@@ -179,7 +180,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 	case req.Slot != store.ProviderPrimary && req.Slot != store.ProviderFallback:
 		httpx.ErrorWith(w, http.StatusBadRequest, "invalid_request", "slot must be primary or fallback", map[string]any{"field": "slot"})
 		return
-	case !mobilePattern.MatchString(req.Mobile):
+	case !event.ValidMobile(req.Mobile):
 		httpx.ErrorWith(w, http.StatusBadRequest, "invalid_mobile", "mobile must be an E.164 number such as +94771234567", map[string]any{"field": "mobile"})
 		return
 	case !utf8.ValidString(req.Message) || utf8.RuneCountInString(req.Message) > maxTestMessage:
@@ -189,7 +190,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 	if req.Message == "" {
 		req.Message = "otphub test message for " + o.Name + ": your SMS provider works."
 	}
-	pc, _, err := s.load(r.Context(), o.ID, req.Slot)
+	sp, err := s.load(r.Context(), o.ID, req.Slot)
 	if errors.Is(err, store.ErrNotFound) {
 		notConfigured(w, req.Slot)
 		return
@@ -203,7 +204,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return
 	}
-	sender, _ := s.sender(pc)
+	sender, _ := s.sender(sp)
 	now := s.cfg.Now()
 	ev := &event.SmsOtpNotificationEvent{ID: uuid.NewString(), IssuedAt: now, OrganizationID: o.ID,
 		OrganizationName: o.Name, SendTo: req.Mobile, MessageBody: req.Message, ExpiresAt: now.Add(event.DefaultOTPValidity)}
@@ -219,9 +220,9 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		outcome = "failed"
 	}
 	s.tests.WithLabelValues(outcome).Inc()
-	s.log.InfoContext(r.Context(), "sms provider test", "org", o.Name, "slot", req.Slot, "type", pc.Type,
+	s.log.InfoContext(r.Context(), "sms provider test", "org", o.Name, "slot", req.Slot, "type", sp.row.Type,
 		"ok", res.OK, "reason", string(res.Reason), "status", res.StatusCode)
 	httpx.JSON(w, http.StatusOK, out)
 }
 
-var _ dispatcher.Resolver = resolver{}
+var _ delivery.Resolver = resolver{}

@@ -14,8 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/bus/embedded"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	dt "github.com/otphub/otphub/dispatcher/dispatchertest"
+	"github.com/otphub/otphub/dispatcher/isolation"
+	"github.com/otphub/otphub/smsprovider/custom"
+	"github.com/otphub/otphub/smsprovider/twilio"
+	"github.com/otphub/otphub/smsprovider/vonage"
 	"github.com/otphub/otphub/store"
 )
 
@@ -33,10 +38,10 @@ func startEngine(t *testing.T, e *env) *embedded.Log {
 		AttemptTimeout: 5 * time.Second, DrainTimeout: 2 * time.Second, LeaseDuration: 10 * time.Second,
 		RetryPolicy: dispatcher.RetryPolicy{Schedule: []time.Duration{20 * time.Millisecond}, Jitter: -1, MaxAttempts: 5,
 			MinRetryAfter: 10 * time.Millisecond, MaxRetryAfter: 300 * time.Millisecond},
-		Breaker:           dispatcher.BreakerConfig{FailureThreshold: -1},
+		Breaker:           isolation.BreakerConfig{FailureThreshold: -1},
 		RetryPollInterval: 20 * time.Millisecond, StatsInterval: 20 * time.Millisecond, RecordInterval: 10 * time.Millisecond,
 	}
-	eng, err := dispatcher.New(cfg, lg, lg, e.st, []dispatcher.Resolver{e.svc.Resolver()}, nil, prometheus.NewRegistry())
+	eng, err := dispatcher.New(cfg, lg, lg, e.st, []delivery.Resolver{e.svc.Resolver()}, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +90,11 @@ func TestEngineFallsBackToSecondProvider(t *testing.T) {
 	if err := dt.Publish(context.Background(), lg, ev); err != nil {
 		t.Fatal(err)
 	}
-	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeTwilio, store.ProviderPrimary, store.DeliveryFailed)
+	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, twilio.Type, store.ProviderPrimary, store.DeliveryFailed)
 	if task.LastError == "" {
 		t.Error("the Twilio refusal was not recorded")
 	}
-	waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeCustom, store.ProviderFallback, store.DeliveryDelivered)
+	waitTask(t, e.st, ev.OrganizationID, ev.ID, custom.Type, store.ProviderFallback, store.DeliveryDelivered)
 	var p struct{ To, Text string }
 	if err := json.Unmarshal(<-bodies, &p); err != nil || p.To != ev.SendTo || p.Text != ev.MessageBody {
 		t.Fatalf("gateway got %+v %v", p, err)
@@ -120,7 +125,7 @@ func TestEngineRetriesThrottledVonage(t *testing.T) {
 	if err := dt.Publish(context.Background(), lg, ev); err != nil {
 		t.Fatal(err)
 	}
-	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, dispatcher.TypeVonage, store.ProviderPrimary, store.DeliveryDelivered)
+	task := waitTask(t, e.st, ev.OrganizationID, ev.ID, vonage.Type, store.ProviderPrimary, store.DeliveryDelivered)
 	if task.Attempts != 2 || calls.Load() != 2 {
 		t.Fatalf("attempts %d, calls %d", task.Attempts, calls.Load())
 	}

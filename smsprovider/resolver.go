@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
@@ -16,19 +16,19 @@ const maxCachedOrgs = 10000
 
 // orgProviders is the cached resolution of one org's two slots.
 type orgProviders struct {
-	primary, fallback *dispatcher.Target // nil when the slot is empty
+	primary, fallback *delivery.Target // nil when the slot is empty
 	loaded            time.Time
 }
 
-// Resolver returns the dispatcher.Resolver of SMS provider destinations.
-func (s *Service) Resolver() dispatcher.Resolver { return resolver{s} }
+// Resolver returns the delivery.Resolver of SMS provider destinations.
+func (s *Service) Resolver() delivery.Resolver { return resolver{s} }
 
 type resolver struct{ s *Service }
 
 // Resolve returns the org's primary provider with its fallback, or the
 // fallback alone when only it is configured, or nothing.
-func (r resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
-	op, err := r.s.providers(ctx, ev.OrganizationID)
+func (r resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error) {
+	op, err := r.s.slots(ctx, ev.OrganizationID)
 	if err != nil {
 		return nil, err
 	}
@@ -36,40 +36,37 @@ func (r resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent
 	case op.primary != nil:
 		t := *op.primary
 		t.Fallback = op.fallback
-		return []dispatcher.Target{t}, nil
+		return []delivery.Target{t}, nil
 	case op.fallback != nil:
-		return []dispatcher.Target{*op.fallback}, nil
+		return []delivery.Target{*op.fallback}, nil
 	}
 	return nil, nil
 }
 
+// Types lists the registered provider types.
+func (r resolver) Types() []string { return r.s.providers.Types() }
+
 // Lookup rebuilds the target of a retry: destID is the slot. The slot's
 // current provider is returned even if its type changed since the first
-// attempt (the OTP still needs delivering); ok is false for destination
-// types that are not SMS providers.
-func (r resolver) Lookup(ctx context.Context, orgID int64, destType, destID string) (dispatcher.Target, bool, error) {
-	switch destType {
-	case dispatcher.TypeTwilio, dispatcher.TypeVonage, dispatcher.TypeCustom, dispatcher.TypeConsole:
-	default:
-		return dispatcher.Target{}, false, nil
-	}
-	op, err := r.s.providers(ctx, orgID)
+// attempt (the OTP still needs delivering).
+func (r resolver) Lookup(ctx context.Context, orgID int64, destType, destID string) (delivery.Target, error) {
+	op, err := r.s.slots(ctx, orgID)
 	if err != nil {
-		return dispatcher.Target{}, true, err
+		return delivery.Target{}, err
 	}
 	switch {
 	case destID == store.ProviderPrimary && op.primary != nil:
 		t := *op.primary
 		t.Fallback = op.fallback
-		return t, true, nil
+		return t, nil
 	case destID == store.ProviderFallback && op.fallback != nil:
-		return *op.fallback, true, nil
+		return *op.fallback, nil
 	}
-	return dispatcher.Target{}, true, store.ErrNotFound
+	return delivery.Target{}, store.ErrNotFound
 }
 
-// providers returns org's resolved slots, from the cache when fresh.
-func (s *Service) providers(ctx context.Context, orgID int64) (*orgProviders, error) {
+// slots returns org's resolved slots, from the cache when fresh.
+func (s *Service) slots(ctx context.Context, orgID int64) (*orgProviders, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	op, ok := s.cache[orgID]
@@ -82,15 +79,15 @@ func (s *Service) providers(ctx context.Context, orgID int64) (*orgProviders, er
 	s.mu.Unlock()
 	op = &orgProviders{loaded: now}
 	for _, slot := range []string{store.ProviderPrimary, store.ProviderFallback} {
-		pc, _, err := s.load(ctx, orgID, slot)
+		sp, err := s.load(ctx, orgID, slot)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		sender, endpoint := s.sender(pc)
-		t := &dispatcher.Target{Type: pc.Type, ID: slot, Endpoint: endpoint, Sender: sender}
+		sender, endpoint := s.sender(sp)
+		t := &delivery.Target{Type: sp.row.Type, ID: slot, Endpoint: endpoint, Sender: sender}
 		if slot == store.ProviderPrimary {
 			op.primary = t
 		} else {

@@ -1,14 +1,14 @@
 // Package smsprovider owns each org's SMS provider configuration: the
 // provider config API (/api/v1/orgs/{org}/sms-provider, its fallback slot
-// and a test send), validation and secret masking, and the
-// dispatcher.Resolver that turns an org's stored configuration into the
-// Senders of dispatcher/twilio, dispatcher/vonage, dispatcher/custom and
-// dispatcher/console.
+// and a test send) and the delivery.Resolver that turns an org's stored
+// configuration into its provider's Sender. What a provider type is (its
+// fields, their validation, its secrets, its Sender) belongs to the
+// provider's own package (smsprovider/twilio, vonage, custom, console),
+// registered in registry.go.
 package smsprovider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,20 +20,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/console"
-	"github.com/otphub/otphub/dispatcher/custom"
-	"github.com/otphub/otphub/dispatcher/twilio"
-	"github.com/otphub/otphub/dispatcher/vonage"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/smsprovider/provider"
 	"github.com/otphub/otphub/store"
 )
 
 // URLChecker checks a URL before it is saved (the egress client's
 // CheckURL: scheme, host, and an address the SSRF guard allows).
-type URLChecker interface {
-	CheckURL(ctx context.Context, raw string) error
-}
+type URLChecker = provider.URLChecker
 
 // Config configures the Service.
 type Config struct {
@@ -57,16 +52,18 @@ type Config struct {
 	TestSendsPerMinute int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Providers are the provider types offered. Default Registered().
+	Providers []provider.Provider
 }
 
 // Service is the SMS provider configuration service and resolver.
 type Service struct {
-	cfg    Config
-	st     store.Store
-	client *http.Client
-	urls   URLChecker
-	log    *slog.Logger
-	tests  *prometheus.CounterVec
+	cfg       Config
+	st        store.Store
+	env       *provider.Env
+	providers *registry
+	log       *slog.Logger
+	tests     *prometheus.CounterVec
 
 	mu    sync.Mutex
 	cache map[int64]*orgProviders
@@ -124,10 +121,18 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Providers == nil {
+		cfg.Providers = Registered()
+	}
+	providers, err := newRegistry(cfg.Providers)
+	if err != nil {
+		return nil, err
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, st: st, client: client, urls: urls, log: logger.With("component", "smsprovider"),
+	env := &provider.Env{Client: client, URLs: urls, AllowHTTP: cfg.AllowHTTP, AllowConsole: cfg.AllowConsole, Stdout: cfg.Stdout, Now: cfg.Now}
+	s := &Service{cfg: cfg, st: st, env: env, providers: providers, log: logger.With("component", "smsprovider"),
 		cache: map[int64]*orgProviders{}, testWindows: map[int64]testWindow{}}
 	s.tests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otphub_sms_provider_tests_total",
@@ -144,59 +149,24 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 	return s, nil
 }
 
-// load returns the configuration of org's slot (store.ErrNotFound when none).
-func (s *Service) load(ctx context.Context, orgID int64, slot string) (ProviderConfig, store.SMSProvider, error) {
-	p, err := s.st.GetSMSProvider(ctx, orgID, slot)
-	if err != nil {
-		return ProviderConfig{}, p, err
-	}
-	var pc ProviderConfig
-	if err := json.Unmarshal(p.Config, &pc); err != nil {
-		return ProviderConfig{}, p, fmt.Errorf("smsprovider: stored config of org %d slot %s: %w", orgID, slot, err)
-	}
-	pc.Type = p.Type
-	return pc, p, nil
-}
-
 // sender builds the Sender of a stored configuration. A configuration
 // that no longer builds (or a console provider on a server that disallows
-// it) yields a Sender failing every attempt as invalid, so deliveries
-// record why instead of vanishing.
-func (s *Service) sender(pc ProviderConfig) (dispatcher.Sender, string) {
-	switch pc.Type {
-	case dispatcher.TypeTwilio:
-		tw, err := twilio.New(twilio.Config{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.Sender,
-			MessagingServiceSID: pc.MessagingServiceSID, BaseURL: pc.BaseURL}, s.client, s.cfg.Now)
-		if err != nil {
-			return invalid{err}, "twilio:"
-		}
-		return tw, tw.Endpoint()
-	case dispatcher.TypeVonage:
-		vo, err := vonage.New(vonage.Config{APIKey: pc.APIKey, APISecret: pc.APISecret, From: pc.Sender, BaseURL: pc.BaseURL}, s.client)
-		if err != nil {
-			return invalid{err}, "vonage:"
-		}
-		return vo, vo.Endpoint()
-	case dispatcher.TypeCustom:
-		cu, err := custom.New(custom.Config{URL: pc.URL, ContentType: pc.ContentType, Method: pc.Method,
-			PayloadTemplate: pc.PayloadTemplate, Headers: pc.Headers}, s.client)
-		if err != nil {
-			return invalid{err}, "custom:"
-		}
-		return cu, cu.Endpoint()
-	case dispatcher.TypeConsole:
-		if !s.cfg.AllowConsole {
-			return invalid{errors.New("console: the console provider is disabled on this server")}, "console:"
-		}
-		c := console.New(s.cfg.Stdout)
-		return c, c.Endpoint()
+// it, or a type no longer offered) yields a Sender failing every attempt
+// as invalid, so deliveries record why instead of vanishing.
+func (s *Service) sender(sp stored) (delivery.Sender, string) {
+	if sp.p == nil {
+		return invalid{fmt.Errorf("unknown provider type %q", sp.row.Type)}, "unknown:"
 	}
-	return invalid{fmt.Errorf("unknown provider type %q", pc.Type)}, "unknown:"
+	snd, err := sp.cfg.NewSender(s.env)
+	if err != nil {
+		return invalid{err}, sp.p.Type() + ":"
+	}
+	return snd, snd.Endpoint()
 }
 
 // invalid is the Sender of a configuration that cannot send.
 type invalid struct{ err error }
 
-func (i invalid) Send(context.Context, *event.SmsOtpNotificationEvent) dispatcher.Result {
-	return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: i.err}
+func (i invalid) Send(context.Context, *event.SmsOtpNotificationEvent) delivery.Result {
+	return delivery.Result{Reason: delivery.ReasonInvalid, Err: i.err}
 }

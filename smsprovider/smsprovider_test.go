@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +20,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/smsprovider/console"
+	"github.com/otphub/otphub/smsprovider/custom"
+	"github.com/otphub/otphub/smsprovider/provider"
+	"github.com/otphub/otphub/smsprovider/twilio"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
 )
@@ -372,7 +376,7 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("masked headers PUT back: %d %v", code, body)
 	}
 	p, _ := e.st.GetSMSProvider(context.Background(), e.org.ID, store.ProviderPrimary)
-	var pc ProviderConfig
+	var pc custom.Config
 	_ = json.Unmarshal(p.Config, &pc)
 	if pc.Headers != "X-Api-Key: k:e:y:1234567890, X-Csrf: true" {
 		t.Fatalf("stored headers %q", pc.Headers)
@@ -390,7 +394,7 @@ func TestServerPolicies(t *testing.T) {
 		t.Fatalf("http: %d %v", code, body)
 	}
 	// A console provider stored earlier (the flag since removed) fails as invalid.
-	raw, _ := json.Marshal(ProviderConfig{Type: "console"})
+	raw, _ := json.Marshal(console.Config{})
 	_ = e.st.PutSMSProvider(context.Background(), store.SMSProvider{OrgID: e.org.ID, Slot: store.ProviderPrimary, Type: "console", Config: raw})
 	code, body := e.do(t, "POST", path+"/test", e.admin, map[string]any{"mobile": "+94771234567"})
 	if code != 200 || body["ok"] != false || body["reason"] != "invalid" {
@@ -503,8 +507,8 @@ func TestResolver(t *testing.T) {
 		t.Fatalf("resolve: %v %v", ts, err)
 	}
 	p := ts[0]
-	if p.Type != dispatcher.TypeTwilio || p.ID != "primary" || p.Endpoint != tw.URL+"#"+twSID || p.Fallback == nil ||
-		p.Fallback.Type != dispatcher.TypeCustom || p.Fallback.ID != "fallback" || p.Fallback.Endpoint != gw.URL {
+	if p.Type != twilio.Type || p.ID != "primary" || p.Endpoint != tw.URL+"#"+twSID || p.Fallback == nil ||
+		p.Fallback.Type != custom.Type || p.Fallback.ID != "fallback" || p.Fallback.Endpoint != gw.URL {
 		t.Fatalf("target %+v fallback %+v", p, p.Fallback)
 	}
 	if r := p.Sender.Send(ctx, ev); !r.OK || r.ProviderID == "" {
@@ -521,17 +525,17 @@ func TestResolver(t *testing.T) {
 	}
 
 	// Lookup for retries.
-	if lt, ok, err := res.Lookup(ctx, e.org.ID, "twilio", "primary"); !ok || err != nil || lt.Type != "twilio" || lt.Fallback == nil {
-		t.Fatalf("lookup primary: %+v %v %v", lt, ok, err)
+	if lt, err := res.Lookup(ctx, e.org.ID, "twilio", "primary"); err != nil || lt.Type != "twilio" || lt.Fallback == nil {
+		t.Fatalf("lookup primary: %+v %v", lt, err)
 	}
-	if lt, ok, err := res.Lookup(ctx, e.org.ID, "custom", "fallback"); !ok || err != nil || lt.Type != "custom" || lt.Fallback != nil {
-		t.Fatalf("lookup fallback: %+v %v %v", lt, ok, err)
+	if lt, err := res.Lookup(ctx, e.org.ID, "custom", "fallback"); err != nil || lt.Type != "custom" || lt.Fallback != nil {
+		t.Fatalf("lookup fallback: %+v %v", lt, err)
 	}
-	if _, ok, _ := res.Lookup(ctx, e.org.ID, "webhook", "some-subscription"); ok {
-		t.Fatal("lookup of a webhook claimed by the SMS resolver")
+	if types := res.Types(); !slices.Equal(types, []string{"twilio", "vonage", "custom", "console"}) {
+		t.Fatalf("the SMS resolver resolves %v", types)
 	}
-	if _, ok, err := res.Lookup(ctx, e.org.ID, "twilio", "third"); !ok || !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("lookup of an unknown slot: %v %v", ok, err)
+	if _, err := res.Lookup(ctx, e.org.ID, "twilio", "third"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("lookup of an unknown slot: %v", err)
 	}
 
 	// Deleting the primary leaves the fallback as the org's provider.
@@ -541,8 +545,8 @@ func TestResolver(t *testing.T) {
 	if ts, _ := res.Resolve(ctx, ev); len(ts) != 1 || ts[0].ID != "fallback" || ts[0].Fallback != nil {
 		t.Fatalf("after DELETE: %+v", ts)
 	}
-	if _, ok, err := res.Lookup(ctx, e.org.ID, "twilio", "primary"); !ok || !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("lookup of the deleted primary: %v %v", ok, err)
+	if _, err := res.Lookup(ctx, e.org.ID, "twilio", "primary"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("lookup of the deleted primary: %v", err)
 	}
 
 	// A change made by another replica (straight into the store) shows
@@ -565,7 +569,7 @@ func TestNewRequiresDependencies(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	for in, want := range map[string]string{"0123456789abcdef": "****cdef", "short": "****", "": "****", "123456789012": "****9012"} {
-		if got := mask(in); got != want {
+		if got := provider.Mask(in); got != want {
 			t.Errorf("mask(%q) = %q", in, got)
 		}
 	}

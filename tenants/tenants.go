@@ -9,12 +9,10 @@
 package tenants
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"time"
 	"unicode"
@@ -23,62 +21,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/store"
 )
-
-var orgNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ErrOrgNotFound is returned by ResolveOrg for an unknown org.
-var ErrOrgNotFound = errors.New("tenants: org not found")
-
-// ResolveOrg returns the org named name, or ErrOrgNotFound.
-func ResolveOrg(ctx context.Context, st store.Store, name string) (store.Org, error) {
-	if !orgNamePattern.MatchString(name) {
-		return store.Org{}, ErrOrgNotFound
-	}
-	o, err := st.GetOrg(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Org{}, ErrOrgNotFound
-	}
-	return o, err
-}
-
-// WriteOrgError writes the response for an error of ResolveOrg: 404
-// org_not_found or 500.
-func WriteOrgError(w http.ResponseWriter, err error) {
-	if errors.Is(err, ErrOrgNotFound) {
-		httpx.Error(w, http.StatusNotFound, "org_not_found", "no such organization")
-		return
-	}
-	httpx.Error(w, http.StatusInternalServerError, "internal", "internal error")
-}
-
-type orgKey struct{}
-
-// WithOrg resolves the {org} path value and stores the org in the request
-// context (read it with OrgFrom); an unknown org is a 404 org_not_found.
-// Put it inside access.Require so only authorised callers can tell an
-// unknown org from a forbidden one:
-//
-//	access.Authenticate(v, access.Require(scope, tenants.WithOrg(st, h)))
-func WithOrg(st store.Store, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, err := ResolveOrg(r.Context(), st, r.PathValue("org"))
-		if err != nil {
-			WriteOrgError(w, err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), orgKey{}, o)))
-	})
-}
-
-// OrgFrom returns the org stored by WithOrg.
-func OrgFrom(ctx context.Context) (store.Org, bool) {
-	o, ok := ctx.Value(orgKey{}).(store.Org)
-	return o, ok
-}
 
 // Config configures the API.
 type Config struct {
@@ -114,11 +62,11 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*API, error) {
 // Register adds the orgs and clients routes to mux.
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
 	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, WithOrg(a.st, h)))
+		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(a.st, a.log, h)))
 	}
 	mux.Handle("POST /api/v1/orgs", access.Authenticate(v, requirePlatformAdmin(http.HandlerFunc(a.createOrg))))
 	mux.Handle("GET /api/v1/orgs", access.Authenticate(v, requirePlatformAdmin(http.HandlerFunc(a.listOrgs))))
-	mux.Handle("GET /api/v1/orgs/{org}", access.Authenticate(v, requireMember(WithOrg(a.st, http.HandlerFunc(a.getOrg)))))
+	mux.Handle("GET /api/v1/orgs/{org}", access.Authenticate(v, requireMember(orgs.With(a.st, a.log, http.HandlerFunc(a.getOrg)))))
 	mux.Handle("POST /api/v1/orgs/{org}/clients", admin(a.createClient))
 	mux.Handle("GET /api/v1/orgs/{org}/clients", admin(a.listClients))
 	mux.Handle("DELETE /api/v1/orgs/{org}/clients/{clientId}", admin(a.deleteClient))
@@ -163,7 +111,7 @@ func (a *API) createOrg(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteDecodeError(w, err)
 		return
 	}
-	if !orgNamePattern.MatchString(req.Name) {
+	if !event.ValidOrgName(req.Name) {
 		httpx.Error(w, http.StatusBadRequest, "invalid_field", "name: must match ^[a-z0-9][a-z0-9-]{0,62}$")
 		return
 	}
@@ -194,7 +142,7 @@ func (a *API) listOrgs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getOrg(w http.ResponseWriter, r *http.Request) {
-	o, _ := OrgFrom(r.Context())
+	o, _ := orgs.From(r.Context())
 	httpx.JSON(w, http.StatusOK, orgOut(o))
 }
 
@@ -220,7 +168,7 @@ func ValidClientName(name string) bool {
 }
 
 func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
-	org, _ := OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	var req struct {
 		Name   string   `json:"name"`
 		Scopes []string `json:"scopes"`
@@ -271,7 +219,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) {
-	org, _ := OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	cs, err := a.st.ListClients(r.Context(), org.ID)
 	if err != nil {
 		a.internal(w, "list clients", err)
@@ -285,7 +233,7 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteClient(w http.ResponseWriter, r *http.Request) {
-	org, _ := OrgFrom(r.Context())
+	org, _ := orgs.From(r.Context())
 	id := r.PathValue("clientId")
 	err := a.st.DeleteClient(r.Context(), org.ID, id)
 	if errors.Is(err, store.ErrNotFound) {

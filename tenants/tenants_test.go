@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
@@ -55,8 +57,8 @@ func newEnv(t *testing.T) *env {
 	iss.Register(mux, iss)
 	api.Register(mux, iss)
 	// A route of another component using the org middleware.
-	mux.Handle("GET /api/v1/orgs/{org}/probe", access.Authenticate(iss, access.Require(access.ScopeOTP, tenants.WithOrg(st, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o, _ := tenants.OrgFrom(r.Context())
+	mux.Handle("GET /api/v1/orgs/{org}/probe", access.Authenticate(iss, access.Require(access.ScopeOTP, orgs.With(st, slog.New(slog.DiscardHandler), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o, _ := orgs.From(r.Context())
 		json.NewEncoder(w).Encode(map[string]any{"id": o.ID})
 	})))))
 	srv := httptest.NewServer(mux)
@@ -207,11 +209,11 @@ func TestResolveOrg(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := tenants.ResolveOrg(ctx, e.st, "acme"); err != nil || got.ID != o.ID {
+	if got, err := orgs.Resolve(ctx, e.st, "acme"); err != nil || got.ID != o.ID {
 		t.Fatalf("%v %v", got, err)
 	}
 	for _, name := range []string{"nosuch", "", "../acme", "ACME"} {
-		if _, err := tenants.ResolveOrg(ctx, e.st, name); err != tenants.ErrOrgNotFound {
+		if _, err := orgs.Resolve(ctx, e.st, name); err != orgs.ErrNotFound {
 			t.Fatalf("%q: %v", name, err)
 		}
 	}

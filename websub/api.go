@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
-	"github.com/otphub/otphub/tenants"
 )
 
 // stateExpired is the state the API shows for an active subscription
@@ -53,19 +53,12 @@ func viewOf(s store.Subscription, now time.Time) SubscriptionView {
 	return v
 }
 
-// orgOf loads the {org} of the path with tenants.ResolveOrg, so an unknown
-// org is the 404 org_not_found of every org API; a store failure is 503
-// like every other store failure of the hub. On failure it has written
-// the error.
+// orgOf loads the {org} of the path as every org API does (orgs.Resolve:
+// 404 org_not_found, 503 unavailable). On failure it has written the error.
 func (h *Hub) orgOf(w http.ResponseWriter, r *http.Request) (store.Org, bool) {
-	org, err := tenants.ResolveOrg(r.Context(), h.st, r.PathValue("org"))
-	if errors.Is(err, tenants.ErrOrgNotFound) {
-		tenants.WriteOrgError(w, err)
-		return store.Org{}, false
-	}
+	org, err := orgs.Resolve(r.Context(), h.st, r.PathValue("org"))
 	if err != nil {
-		h.log.Error("loading org failed", "err", err)
-		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
+		orgs.WriteError(w, h.log, err)
 		return store.Org{}, false
 	}
 	return org, true

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/bus/embedded"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/store"
@@ -335,20 +335,20 @@ type receiver struct {
 	mu       sync.Mutex
 	gets     []url.Values
 	rawGets  []string
-	posts    []delivery
+	posts    []post
 	answer   func(q url.Values) (int, string) // default: 200 echoing hub.challenge
 	postCode int                              // default 200
-	postCh   chan delivery
+	postCh   chan post
 }
 
-type delivery struct {
+type post struct {
 	header http.Header
 	body   []byte
 	query  string
 }
 
 func newSubscriber(t *testing.T) *receiver {
-	s := &receiver{postCh: make(chan delivery, 100)}
+	s := &receiver{postCh: make(chan post, 100)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		answer, postCode := s.answer, s.postCode
@@ -372,7 +372,7 @@ func newSubscriber(t *testing.T) *receiver {
 			io.WriteString(w, body)
 		case http.MethodPost:
 			b, _ := io.ReadAll(r.Body)
-			d := delivery{r.Header.Clone(), b, r.URL.RawQuery}
+			d := post{r.Header.Clone(), b, r.URL.RawQuery}
 			s.mu.Lock()
 			s.posts = append(s.posts, d)
 			s.mu.Unlock()
@@ -406,14 +406,14 @@ func (s *receiver) verifications() []url.Values {
 }
 
 // waitPost waits for a content distribution request.
-func (s *receiver) waitPost(t *testing.T) delivery {
+func (s *receiver) waitPost(t *testing.T) post {
 	t.Helper()
 	select {
 	case d := <-s.postCh:
 		return d
 	case <-time.After(30 * time.Second):
 		t.Fatal("no content distribution request arrived")
-		return delivery{}
+		return post{}
 	}
 }
 
@@ -426,7 +426,7 @@ func hubSignature(secret string, body []byte) string {
 
 // standardSignature computes the Standard Webhooks signature of d with
 // secret, independently of the hub.
-func standardSignature(secret string, d delivery) string {
+func standardSignature(secret string, d post) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	fmt.Fprintf(m, "%s.%s.%s", d.header.Get("webhook-id"), d.header.Get("webhook-timestamp"), d.body)
 	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))

@@ -1,9 +1,9 @@
 // Package websub is otphub's W3C WebSub hub: subscribe and unsubscribe
 // with asynchronous verification of intent, leases and their expiry,
 // denial, publishing over HTTP into the durable log, the subscriptions API,
-// and the dispatcher.Resolver that turns an event into one webhook Target
+// and the delivery.Resolver that turns an event into one webhook Target
 // per active subscription of its org's topic. Content distribution itself
-// is the dispatcher's (with dispatcher/webhook as the sender).
+// is the dispatcher's (with websub/webhook as the sender).
 //
 // Topics are per org: <public url>/topics/{org}/NOTIFICATIONS, with the
 // alias {org}-NOTIFICATIONS. Every /hub request needs a bearer token: the
@@ -27,7 +27,7 @@ import (
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/bus"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
@@ -67,7 +67,7 @@ const (
 
 // BacklogGate tells whether an org's next event should be refused because
 // every destination it would go to is backed up, and how long to wait
-// before trying again (dispatcher.Backlog).
+// before trying again (backlog.Gate).
 type BacklogGate interface {
 	Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration)
 }

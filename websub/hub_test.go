@@ -15,11 +15,12 @@ import (
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
-	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
 func TestSubscribeErrors(t *testing.T) {
@@ -508,17 +509,17 @@ func TestResolverLookupAndGone(t *testing.T) {
 		t.Fatalf("Resolve: %d, %v", len(ts), err)
 	}
 	tg := ts[0]
-	if tg.Type != dispatcher.TypeWebhook || tg.ID != s.ID || tg.Endpoint != "http://"+strings.TrimPrefix(sub.URL, "http://") || tg.OnGone == nil {
+	if tg.Type != webhook.Type || tg.ID != s.ID || tg.Endpoint != "http://"+strings.TrimPrefix(sub.URL, "http://") || tg.OnGone == nil {
 		t.Errorf("target %+v", tg)
 	}
-	if _, ok, err := res.Lookup(e.ctx, org.ID, dispatcher.TypeTwilio, "primary"); ok || err != nil {
-		t.Errorf("Lookup of another type: ok=%v err=%v", ok, err)
+	if types := res.Types(); len(types) != 1 || types[0] != webhook.Type {
+		t.Errorf("the hub resolves %v", types)
 	}
-	lt, ok, err := res.Lookup(e.ctx, org.ID, dispatcher.TypeWebhook, s.ID)
-	if !ok || err != nil || lt.ID != s.ID {
-		t.Fatalf("Lookup: %+v %v %v", lt, ok, err)
+	lt, err := res.Lookup(e.ctx, org.ID, webhook.Type, s.ID)
+	if err != nil || lt.ID != s.ID {
+		t.Fatalf("Lookup: %+v %v", lt, err)
 	}
-	if _, _, err := res.Lookup(e.ctx, org.ID+1, dispatcher.TypeWebhook, s.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := res.Lookup(e.ctx, org.ID+1, webhook.Type, s.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Lookup under another org: %v", err)
 	}
 
@@ -527,7 +528,7 @@ func TestResolverLookupAndGone(t *testing.T) {
 	sub.postCode = http.StatusGone
 	sub.mu.Unlock()
 	r := lt.Sender.Send(e.ctx, ev)
-	if r.Reason != dispatcher.ReasonGone || r.Retry {
+	if r.Reason != delivery.ReasonGone || r.Retry {
 		t.Fatalf("Send: %+v", r)
 	}
 	if err := lt.OnGone(e.ctx); err != nil {
@@ -539,7 +540,7 @@ func TestResolverLookupAndGone(t *testing.T) {
 	if ts, _ := res.Resolve(e.ctx, ev); len(ts) != 0 {
 		t.Error("a disabled subscription still resolves")
 	}
-	if _, _, err := res.Lookup(e.ctx, org.ID, dispatcher.TypeWebhook, s.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := res.Lookup(e.ctx, org.ID, webhook.Type, s.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Lookup of a disabled subscription: %v", err)
 	}
 
@@ -740,7 +741,7 @@ func TestGaugesFollowChanges(t *testing.T) {
 	eventually(t, "active=1", func() bool { return gauge("active") == 1 })
 
 	s, _ := e.findSub(org, sub.URL+"/cb")
-	tg, _, err := e.hub.Resolver().Lookup(e.ctx, org.ID, dispatcher.TypeWebhook, s.ID)
+	tg, err := e.hub.Resolver().Lookup(e.ctx, org.ID, webhook.Type, s.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

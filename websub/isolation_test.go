@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/access"
-	"github.com/otphub/otphub/dispatcher/egress"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/websub"
 )
@@ -123,6 +123,9 @@ func TestLapsedSubscriptionIsNotListedActive(t *testing.T) {
 	e.subscribe(tok, e.topic(org.Name), sub.URL+"/cb", url.Values{"hub.lease_seconds": {"300"}})
 	e.waitVerifications("verified", 1)
 	s, _ := e.findSub(org, sub.URL+"/cb")
+	// The sweep the subscription triggered has run (it recounts the
+	// gauge): the next is an hour away.
+	eventually(t, "the sweep after the change", func() bool { return e.metric("otphub_websub_subscriptions", "state", "active") == 1 })
 	e.clock.Advance(301 * time.Second)
 	list := e.do(http.MethodGet, "/api/v1/orgs/"+org.Name+"/subscriptions", tok, "", nil)
 	one := e.do(http.MethodGet, "/api/v1/orgs/"+org.Name+"/subscriptions/"+s.ID, tok, "", nil)
@@ -149,7 +152,7 @@ func TestSecretRotationOverlap(t *testing.T) {
 	e.subscribe(tok, e.topic(org.Name), cb, url.Values{"hub.secret": {"new-secret"}, websub.ParamSecretOverlap: {"3600"}})
 	e.waitVerifications("verified", 2)
 
-	send := func() delivery {
+	send := func() post {
 		t.Helper()
 		ev, _ := eventFor(t, org)
 		ts, err := e.hub.Resolver().Resolve(e.ctx, ev)

@@ -11,15 +11,15 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
-// Resolver returns the dispatcher.Resolver of webhook destinations: one
+// Resolver returns the delivery.Resolver of webhook destinations: one
 // Target per active, unexpired subscription of the event's org topic.
-func (h *Hub) Resolver() dispatcher.Resolver { return h.res }
+func (h *Hub) Resolver() delivery.Resolver { return h.res }
 
 // resolver caches each org's targets for ResolveCacheTTL.
 type resolver struct {
@@ -41,7 +41,7 @@ type orgEntry struct {
 }
 
 type target struct {
-	t         dispatcher.Target
+	t         delivery.Target
 	expiresAt time.Time
 }
 
@@ -83,7 +83,7 @@ func (r *resolver) invalidateAll() {
 // Resolve returns the webhook targets of ev. An event whose org is unknown,
 // or whose organizationId is not that org's, has none (logged): retrying
 // would not change that, and delivering it would cross tenants.
-func (r *resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+func (r *resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error) {
 	e, err := r.entry(ctx, ev.OrganizationName)
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func (r *resolver) Resolve(ctx context.Context, ev *event.SmsOtpNotificationEven
 		return nil, nil
 	}
 	now := r.h.cfg.Now()
-	out := make([]dispatcher.Target, 0, len(e.targets))
+	out := make([]delivery.Target, 0, len(e.targets))
 	for _, t := range e.targets {
 		if now.Before(t.expiresAt) {
 			out = append(out, t.t)
@@ -154,13 +154,14 @@ func (r *resolver) load(ctx context.Context, orgName string, now time.Time, gen 
 }
 
 // target builds the webhook Target of s.
-func (r *resolver) target(s store.Subscription) dispatcher.Target {
+func (r *resolver) target(s store.Subscription) delivery.Target {
 	orgID, id := s.OrgID, s.ID
-	return dispatcher.Target{
-		Type:     dispatcher.TypeWebhook,
-		ID:       s.ID,
-		Endpoint: endpointOf(s.Callback),
-		Sender:   webhook.New(s, r.opts),
+	return delivery.Target{
+		Type:        webhook.Type,
+		ID:          s.ID,
+		Endpoint:    endpointOf(s.Callback),
+		Sender:      webhook.New(s, r.opts),
+		AtLeastOnce: true,
 		OnGone: func(ctx context.Context) error {
 			// 410 Gone ends the subscription (WebSub §7); a renewal
 			// (subscribe again) reactivates it.
@@ -189,19 +190,19 @@ func (r *resolver) invalidateID(id int64) {
 
 // Lookup rebuilds the target of a retry task: store.ErrNotFound when the
 // subscription was deleted, disabled or its lease ended.
-func (r *resolver) Lookup(ctx context.Context, orgID int64, destType, destID string) (dispatcher.Target, bool, error) {
-	if destType != dispatcher.TypeWebhook {
-		return dispatcher.Target{}, false, nil
-	}
+func (r *resolver) Lookup(ctx context.Context, orgID int64, _, destID string) (delivery.Target, error) {
 	s, err := r.h.st.GetSubscription(ctx, orgID, destID)
 	if err != nil {
-		return dispatcher.Target{}, true, err
+		return delivery.Target{}, err
 	}
 	if s.State != store.SubActive || !r.h.cfg.Now().Before(s.ExpiresAt) {
-		return dispatcher.Target{}, true, fmt.Errorf("websub: subscription is %s: %w", stateOrExpired(s, r.h.cfg.Now()), store.ErrNotFound)
+		return delivery.Target{}, fmt.Errorf("websub: subscription is %s: %w", stateOrExpired(s, r.h.cfg.Now()), store.ErrNotFound)
 	}
-	return r.target(s), true, nil
+	return r.target(s), nil
 }
+
+// Types is the one type of webhook destinations.
+func (r *resolver) Types() []string { return []string{webhook.Type} }
 
 func stateOrExpired(s store.Subscription, now time.Time) string {
 	if s.State != store.SubActive {

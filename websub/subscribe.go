@@ -17,11 +17,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/otphub/otphub/access"
-	"github.com/otphub/otphub/dispatcher/egress"
-	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
 // Subscription parameters otphub adds to WebSub's (other hubs ignore them,

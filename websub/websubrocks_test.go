@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
@@ -22,7 +23,7 @@ import (
 // store, with the hub's resolver.
 func (e *env) startDispatcher() {
 	e.t.Helper()
-	eng, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []dispatcher.Resolver{e.hub.Resolver()}, nil, e.reg)
+	eng, err := dispatcher.New(dispatcher.Config{}, e.log, e.log, e.st, []delivery.Resolver{e.hub.Resolver()}, nil, e.reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func (e *env) publishOK(token string, org store.Org) *event.SmsOtpNotificationEv
 }
 
 // checkDistribution checks the WebSub content distribution request d of ev.
-func (e *env) checkDistribution(d delivery, ev *event.SmsOtpNotificationEvent, org store.Org) {
+func (e *env) checkDistribution(d post, ev *event.SmsOtpNotificationEvent, org store.Org) {
 	e.t.Helper()
 	wantLink := `<` + e.base + `/hub>; rel="hub", <` + e.topic(org.Name) + `>; rel="self"`
 	if got := d.header.Get("Link"); got != wantLink {

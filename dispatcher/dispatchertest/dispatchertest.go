@@ -6,10 +6,8 @@ package dispatchertest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -19,7 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/bus"
-	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
@@ -155,7 +153,7 @@ func (r *Receiver) Duplicates() int {
 
 // Sender is a minimal webhook Sender for engine tests: it POSTs the
 // Asgardeo body with webhook-id = jti, follows no redirect, and classifies
-// the answer with dispatcher.ClassifyHTTP.
+// the answer with delivery.ClassifyHTTP.
 type Sender struct {
 	URL    string
 	Client *http.Client
@@ -164,57 +162,65 @@ type Sender struct {
 // NewSender returns a Sender posting to url.
 func NewSender(url string) *Sender {
 	return &Sender{URL: url, Client: &http.Client{
-		CheckRedirect: dispatcher.NoRedirect,
+		CheckRedirect: delivery.NoRedirect,
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
 	}}
 }
 
-// Send implements dispatcher.Sender.
-func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+// Send implements delivery.Sender.
+func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) delivery.Result {
 	body, err := event.MarshalAsgardeo(ev)
 	if err != nil {
-		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: err}
+		return delivery.Result{Reason: delivery.ReasonInvalid, Err: err}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
 	if err != nil {
-		return dispatcher.Result{Reason: dispatcher.ReasonInvalid, Err: err}
+		return delivery.Result{Reason: delivery.ReasonInvalid, Err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("webhook-id", ev.ID)
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonTimeout, Err: err}
-		}
-		return dispatcher.Result{Retry: true, Reason: dispatcher.ReasonConnection, Err: err}
+		return delivery.ClassifyTransport(ctx, "webhook", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return dispatcher.ClassifyHTTP(resp.StatusCode, resp.Header, time.Now())
+	return delivery.ClassifyHTTP(resp.StatusCode, resp.Header, time.Now())
 }
 
 // Webhook returns a webhook Target named id whose sender posts to url;
 // its endpoint (for the breaker and concurrency cap) is url.
-func Webhook(id, url string) dispatcher.Target {
-	return dispatcher.Target{Type: dispatcher.TypeWebhook, ID: id, Endpoint: url, Sender: NewSender(url)}
+func Webhook(id, url string) delivery.Target {
+	return delivery.Target{Type: TypeWebhook, ID: id, Endpoint: url, Sender: NewSender(url), AtLeastOnce: true}
 }
+
+// The destination types of engine tests; a Resolver resolves them all.
+const (
+	TypeWebhook = "webhook"
+	TypeTwilio  = "twilio"
+	TypeVonage  = "vonage"
+	TypeCustom  = "custom"
+	TypeConsole = "console"
+)
+
+// Types lists the destination types of engine tests.
+var Types = []string{TypeWebhook, TypeTwilio, TypeVonage, TypeCustom, TypeConsole}
 
 // Resolver is a static Resolver: targets per org name, looked up by type
 // and ID.
 type Resolver struct {
 	mu      sync.Mutex
-	byOrg   map[string][]dispatcher.Target
+	byOrg   map[string][]delivery.Target
 	removed map[string]bool
 }
 
 // NewResolver returns an empty Resolver.
 func NewResolver() *Resolver {
-	return &Resolver{byOrg: map[string][]dispatcher.Target{}, removed: map[string]bool{}}
+	return &Resolver{byOrg: map[string][]delivery.Target{}, removed: map[string]bool{}}
 }
 
 // Set replaces org's targets.
-func (r *Resolver) Set(org string, targets ...dispatcher.Target) {
+func (r *Resolver) Set(org string, targets ...delivery.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byOrg[org] = targets
@@ -229,7 +235,7 @@ func (r *Resolver) Remove(destType, id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for org, ts := range r.byOrg {
-		var keep []dispatcher.Target
+		var keep []delivery.Target
 		for _, t := range ts {
 			if t.Type != destType || t.ID != id {
 				keep = append(keep, t)
@@ -240,32 +246,34 @@ func (r *Resolver) Remove(destType, id string) {
 	r.removed[destType+"/"+id] = true
 }
 
-// Resolve implements dispatcher.Resolver.
-func (r *Resolver) Resolve(_ context.Context, ev *event.SmsOtpNotificationEvent) ([]dispatcher.Target, error) {
+// Resolve implements delivery.Resolver.
+func (r *Resolver) Resolve(_ context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]dispatcher.Target(nil), r.byOrg[ev.OrganizationName]...), nil
+	return append([]delivery.Target(nil), r.byOrg[ev.OrganizationName]...), nil
 }
 
-// Lookup implements dispatcher.Resolver.
-func (r *Resolver) Lookup(_ context.Context, _ int64, destType, destID string) (dispatcher.Target, bool, error) {
+// Lookup implements delivery.Resolver.
+func (r *Resolver) Lookup(_ context.Context, _ int64, destType, destID string) (delivery.Target, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.removed[destType+"/"+destID] {
-		return dispatcher.Target{}, false, fmt.Errorf("%s %s: %w", destType, destID, store.ErrNotFound)
-	}
-	for _, ts := range r.byOrg {
-		for _, t := range ts {
-			if t.Type == destType && t.ID == destID {
-				return t, true, nil
-			}
-			if t.Fallback != nil && t.Fallback.Type == destType && t.Fallback.ID == destID {
-				return *t.Fallback, true, nil
+	if !r.removed[destType+"/"+destID] {
+		for _, ts := range r.byOrg {
+			for _, t := range ts {
+				if t.Type == destType && t.ID == destID {
+					return t, nil
+				}
+				if t.Fallback != nil && t.Fallback.Type == destType && t.Fallback.ID == destID {
+					return *t.Fallback, nil
+				}
 			}
 		}
 	}
-	return dispatcher.Target{}, false, nil
+	return delivery.Target{}, fmt.Errorf("%s %s: %w", destType, destID, store.ErrNotFound)
 }
+
+// Types implements delivery.Resolver.
+func (r *Resolver) Types() []string { return Types }
 
 // NewEvent returns a valid event of org (orgID) issued now, expiring in ttl.
 func NewEvent(org string, orgID int64, ttl time.Duration) *event.SmsOtpNotificationEvent {

@@ -78,45 +78,65 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
+			return decodeError(err, limit)
 		}
 		return &RequestError{http.StatusBadRequest, "invalid_request", "the body could not be read"}
 	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 {
-		return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
-	}
-	if trimmed[0] != '{' {
+	return decodeStrict(body, dst, limit)
+}
+
+// Unmarshal decodes the JSON object b into dst as DecodeJSON decodes a
+// body: unknown fields and duplicate keys refused, errors that name the
+// field and its JSON types. It is for a body read first and decoded again
+// in parts (a provider configuration whose fields depend on its type).
+func Unmarshal(b []byte, dst any) error {
+	return decodeStrict(b, dst, 0)
+}
+
+func decodeStrict(b []byte, dst any, limit int64) error {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) > 0 && b[0] != '{' {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
-		case errors.As(err, &te) && te.Field == "":
-			return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
-		case errors.As(err, &te):
-			return &RequestError{http.StatusBadRequest, "invalid_json",
-				fmt.Sprintf("field %q has %s where %s is expected", te.Field, jsonValue(te.Value), jsonType(te.Type, te.Value))}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
-		default:
-			// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
-			msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
-			return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
-		}
+		return decodeError(err, limit)
 	}
 	if dec.More() {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
 	}
-	if key, dup := jsondup.Find(trimmed); dup {
+	if key, dup := jsondup.Find(b); dup {
 		return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("duplicate key %q: each key may appear once", key)}
 	}
 	return nil
+}
+
+// decodeError turns a decoding error into the RequestError that says what
+// is wrong.
+func decodeError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return &RequestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body exceeds %d bytes", limit)}
+	case errors.Is(err, io.EOF):
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body is empty; a JSON object is required"}
+	case errors.As(err, &se):
+		return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+	case errors.As(err, &te) && te.Field == "":
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
+	case errors.As(err, &te):
+		return &RequestError{http.StatusBadRequest, "invalid_json",
+			fmt.Sprintf("field %q has %s where %s is expected", te.Field, jsonValue(te.Value), jsonType(te.Type, te.Value))}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return &RequestError{http.StatusBadRequest, "invalid_json", strings.TrimPrefix(err.Error(), "json: ")}
+	default:
+		// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
+		msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
+		return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
+	}
 }
 
 // jsonValue describes the JSON value of a json.UnmarshalTypeError:

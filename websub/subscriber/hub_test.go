@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otphub/otphub/dispatcher"
-	"github.com/otphub/otphub/dispatcher/webhook"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
 // specHub is a small WebSub hub for the SDK's tests, written from the
@@ -29,7 +29,7 @@ import (
 // endpoint, POST /hub answering 202 and then verifying intent with a GET
 // to the callback (hub.mode, hub.topic, hub.challenge, hub.lease_seconds)
 // that must echo the challenge, denial, and a JWKS. Deliveries go through
-// otphub's real webhook sender (dispatcher/webhook), so the signatures
+// otphub's real webhook sender (websub/webhook), so the signatures
 // and body formats are the hub's own.
 type specHub struct {
 	t      *testing.T
@@ -192,7 +192,7 @@ func (h *specHub) requestCount(mode string) int {
 
 // deliver sends ev to the subscription at callback with otphub's webhook
 // sender.
-func (h *specHub) deliver(callback string, ev *event.SmsOtpNotificationEvent) dispatcher.Result {
+func (h *specHub) deliver(callback string, ev *event.SmsOtpNotificationEvent) delivery.Result {
 	sub := h.sub(callback)
 	if sub == nil {
 		h.t.Fatalf("no subscription for %s", callback)

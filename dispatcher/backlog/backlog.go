@@ -1,0 +1,224 @@
+// Package backlog is the publish-side back-pressure gate: it refuses an
+// org's new events (503 with Retry-After) while every destination they
+// would go to has more pending deliveries than the limit. The API
+// processes run it; it reads the store, never the engine.
+package backlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otphub/otphub/delivery"
+	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
+)
+
+// DefaultLimit is the default Config.Limit (and
+// --max-pending-per-destination). A working destination has almost no
+// pending tasks: first attempts run from memory, and only transient
+// failures and bursts past its EndpointQueue become tasks. An endpoint at
+// the default concurrency cap (8) answering in 250 ms needs about 30 s, a
+// tenth of the default 5-minute OTP lifetime, to deliver 1000; a backlog
+// larger than that is one the destination is not keeping up with. A
+// destination that is down reaches it when its org sends more than about
+// 1000 OTPs per OTP lifetime (the tasks expire with their OTPs).
+const DefaultLimit = 1000
+
+// DefaultInterval is the default Config.Interval.
+const DefaultInterval = 2 * time.Second
+
+// Config configures the Gate.
+type Config struct {
+	// Limit: a destination with more pending tasks than this is backed up.
+	// 0 disables the gate; negative is invalid.
+	Limit int64
+	// Interval is how often the counts are read from the store, and the
+	// Retry-After of a refusal. Default DefaultInterval.
+	Interval time.Duration
+}
+
+// TargetResolver is what the gate needs of a Resolver: the destinations an
+// org's next event would go to. The gate asks with an event that carries
+// only the org's ID and name, since destinations are per org (one topic
+// per org), never per event content.
+type TargetResolver interface {
+	Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error)
+}
+
+// destKey is one destination of an org, as its tasks and Targets name it.
+type destKey struct{ typ, id string }
+
+// Gate is the back-pressure gate of publishing. A destination is backed
+// up when it has more pending delivery tasks than the limit (it is down,
+// or far slower than its traffic). An org's new events are refused (503
+// with Retry-After) only when every destination its next event would go
+// to is backed up: then the event would only join backlogs whose OTPs are
+// likely to expire undelivered, and the caller is better told at once so
+// it can fall back. One working destination (a healthy SMS provider
+// beside a dead webhook) keeps the org publishing; the dead destination's
+// tasks keep expiring as they would without the gate. Counts are per
+// destination, so one tenant's backlog never refuses another tenant.
+//
+// Counts come from the store (shared by every replica) and are refreshed
+// every interval, so the gate lags the backlog by at most that much. The
+// org's current destinations come from the dispatcher's resolvers (cached
+// by them) and are read only for an org with a backed-up destination.
+type Gate struct {
+	st       store.Deliveries
+	limit    int64
+	interval time.Duration
+	log      *slog.Logger
+	refused  prometheus.Counter
+
+	mu        sync.RWMutex
+	resolvers []TargetResolver
+	backedUp  map[int64]map[destKey]bool // per org, its backed-up destinations
+}
+
+// New returns the gate. It refuses nothing until UseResolvers has
+// told it where events go.
+func New(cfg Config, st store.Deliveries, logger *slog.Logger, reg prometheus.Registerer) (*Gate, error) {
+	if cfg.Limit < 0 {
+		return nil, fmt.Errorf("dispatcher: backlog limit %d must not be negative", cfg.Limit)
+	}
+	if st == nil {
+		return nil, errors.New("dispatcher: nil store")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Gate{st: st, limit: cfg.Limit, interval: cfg.Interval, log: logger, backedUp: map[int64]map[destKey]bool{},
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otphub_publish_backpressure_total",
+			Help: "Events refused (503) because every destination of their org had more pending deliveries than the limit.",
+		})}
+	if reg != nil {
+		if err := reg.Register(b.refused); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// UseResolvers sets the resolvers that tell an org's destinations: the
+// dispatcher's own, so the gate sees what the router will deliver to. It
+// is separate from New because the hub is both guarded by the gate
+// and one of the resolvers; call it before serving.
+func (b *Gate) UseResolvers(rs ...TargetResolver) {
+	b.mu.Lock()
+	b.resolvers = rs
+	b.mu.Unlock()
+}
+
+// Over reports whether the org's next event should be refused because
+// every destination it would go to is backed up (counting the refusal),
+// and how long the caller should wait (Retry-After). An org without
+// destinations, or whose destinations cannot be resolved now, is not
+// refused: its event would join no backlog, or the gate cannot tell.
+func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration) {
+	if b == nil || b.limit <= 0 {
+		return false, 0
+	}
+	b.mu.RLock()
+	backed, rs := b.backedUp[orgID], b.resolvers
+	b.mu.RUnlock()
+	if len(backed) == 0 {
+		return false, 0 // the common case: no map of targets to build
+	}
+	probe := &event.SmsOtpNotificationEvent{OrganizationID: orgID, OrganizationName: orgName}
+	var targets []delivery.Target
+	for _, r := range rs {
+		ts, err := r.Resolve(ctx, probe)
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Warn("resolving an org's destinations for the backlog gate failed; not refusing", "org", orgName, "err", err)
+			}
+			return false, 0
+		}
+		targets = append(targets, ts...)
+	}
+	if len(targets) == 0 {
+		return false, 0
+	}
+	for _, t := range targets {
+		if canTake(&t, backed) {
+			return false, 0
+		}
+	}
+	b.refused.Inc()
+	return true, b.interval
+}
+
+// canTake tells whether t, or the fallback it hands over to when its
+// circuit is open, is not backed up.
+func canTake(t *delivery.Target, backed map[destKey]bool) bool {
+	for ; t != nil; t = t.Fallback {
+		if !backed[destKey{t.Type, t.ID}] {
+			return true
+		}
+	}
+	return false
+}
+
+// Run refreshes the counts until ctx ends.
+func (b *Gate) Run(ctx context.Context) error {
+	if b.limit <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	for {
+		b.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// refresh reads the backed-up destinations, logging the ones that became
+// backed up or recovered since the last refresh (rare, and the log names
+// the org and destination, which a metric label must not).
+func (b *Gate) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pending, err := b.st.PendingByDestination(ctx, b.limit)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("reading the delivery backlog failed; keeping the last known state", "err", err)
+		}
+		return
+	}
+	backedUp := map[int64]map[destKey]bool{}
+	for d, n := range pending {
+		if backedUp[d.OrgID] == nil {
+			backedUp[d.OrgID] = map[destKey]bool{}
+		}
+		k := destKey{d.Type, d.ID}
+		backedUp[d.OrgID][k] = true
+		if !b.backedUp[d.OrgID][k] { // b.backedUp is only written here
+			b.log.Warn("a destination's deliveries are backed up", "orgId", d.OrgID, "destination", d.Type, "id", d.ID, "pending", n, "limit", b.limit)
+		}
+	}
+	for org, ds := range b.backedUp {
+		for k := range ds {
+			if !backedUp[org][k] {
+				b.log.Info("a destination's deliveries are no longer backed up", "orgId", org, "destination", k.typ, "id", k.id)
+			}
+		}
+	}
+	b.mu.Lock()
+	b.backedUp = backedUp
+	b.mu.Unlock()
+}

@@ -1,0 +1,319 @@
+// Package isolation keeps one remote endpoint's trouble from reaching the
+// others: per endpoint, a circuit breaker, a cap on attempts in flight and
+// a bounded queue of attempts waiting for a slot. It knows nothing of what
+// is delivered: the engine gives it opaque items and the outcome of each
+// attempt.
+package isolation
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// BreakerConfig configures the per-endpoint circuit breaker. After
+// FailureThreshold consecutive retryable failures (timeouts, refused
+// connections, 429, 5xx…) an endpoint's circuit opens: nothing is sent to it
+// for OpenDuration, its deliveries become durable retry tasks at once. Then
+// it half-opens: one probe attempt goes through; success closes it, failure
+// opens it again. Permanent errors (a 4xx) do not count: the endpoint is up.
+type BreakerConfig struct {
+	// FailureThreshold is the consecutive failures that open a circuit.
+	// Default 5; a negative value disables the breaker.
+	FailureThreshold int
+	// OpenDuration is how long an open circuit stays open. Default 30s.
+	OpenDuration time.Duration
+}
+
+// Defaults of BreakerConfig.
+const (
+	DefaultFailureThreshold = 5
+	DefaultOpenDuration     = 30 * time.Second
+)
+
+// WithDefaults returns b with zero fields set to their defaults.
+func (b BreakerConfig) WithDefaults() BreakerConfig {
+	if b.FailureThreshold == 0 {
+		b.FailureThreshold = DefaultFailureThreshold
+	}
+	if b.OpenDuration == 0 {
+		b.OpenDuration = DefaultOpenDuration
+	}
+	return b
+}
+
+// Validate reports a contradictory configuration.
+func (b BreakerConfig) Validate() error {
+	if b.OpenDuration < 0 {
+		return errors.New("dispatcher: Breaker.OpenDuration must not be negative")
+	}
+	return nil
+}
+
+// Circuit states, the state label of otphub_circuit_breakers.
+const (
+	StateClosed   = "closed"
+	StateOpen     = "open"
+	StateHalfOpen = "half_open"
+)
+
+// States lists the circuit states, so metrics can export each at zero.
+var States = []string{StateClosed, StateOpen, StateHalfOpen}
+
+// Admission is the gate's answer for one attempt to an endpoint.
+type Admission int
+
+// The admissions.
+const (
+	Run      Admission = iota // a slot is held: send now, then Release
+	Queued                    // queued behind the endpoint's running attempts; handed back by a Release
+	DenyOpen                  // the circuit is open (or half-open with its probe out)
+	DenyBusy                  // at the concurrency cap with a full queue
+)
+
+// Outcome is what an attempt that held a slot came to, as the breaker
+// counts it.
+type Outcome int
+
+// The outcomes.
+const (
+	NoAttempt        Outcome = iota // the slot was given back unused
+	Success                         // the endpoint accepted
+	TransientFailure                // worth retrying: counts towards opening the circuit
+	PermanentFailure                // a refusal: the endpoint is up, nothing is counted
+)
+
+// endpoint is the isolation state of one remote endpoint: its circuit, its
+// attempts in flight and its bounded queue of items waiting.
+type endpoint[T comparable] struct {
+	running   int
+	queue     []T
+	failures  int
+	state     string
+	openUntil time.Time
+	probing   bool // a half-open probe is in flight
+	probe     T    // the item that is the probe, while probing
+}
+
+// Gate keeps the state of every endpoint with attempts in flight or a
+// circuit not closed; idle closed endpoints are forgotten. T is the
+// engine's item (compared by ==: use a pointer).
+type Gate[T comparable] struct {
+	mu       sync.Mutex
+	m        map[string]*endpoint[T]
+	cap      int
+	queueCap int
+	breaker  BreakerConfig
+	now      func() time.Time
+	// OnChange, if set, is called (without the lock) after a circuit
+	// changes state.
+	OnChange func()
+}
+
+// New returns a gate allowing concurrency attempts in flight and queue
+// waiting per endpoint.
+func New[T comparable](concurrency, queue int, b BreakerConfig, now func() time.Time) *Gate[T] {
+	return &Gate[T]{m: make(map[string]*endpoint[T]), cap: concurrency, queueCap: queue, breaker: b, now: now}
+}
+
+func (g *Gate[T]) get(key string) *endpoint[T] {
+	ep := g.m[key]
+	if ep == nil {
+		ep = &endpoint[T]{state: StateClosed}
+		g.m[key] = ep
+	}
+	return ep
+}
+
+// pass checks the circuit of ep for it; if it lets it through, the caller
+// must later Release. It reports when the circuit will next let an
+// attempt through when it refuses.
+func (g *Gate[T]) pass(ep *endpoint[T], it T) (ok bool, changed bool, retryAt time.Time) {
+	if g.breaker.FailureThreshold < 0 {
+		return true, false, time.Time{}
+	}
+	switch ep.state {
+	case StateOpen:
+		now := g.now()
+		if now.Before(ep.openUntil) {
+			return false, false, ep.openUntil
+		}
+		ep.state = StateHalfOpen
+		ep.probing = false
+		fallthrough
+	case StateHalfOpen:
+		if ep.probing {
+			// The probe decides soon; look again then.
+			return false, false, g.now().Add(min(g.breaker.OpenDuration, time.Second))
+		}
+		ep.probing, ep.probe = true, it
+		return true, true, time.Time{}
+	}
+	return true, false, time.Time{}
+}
+
+// Admit decides what happens to a first attempt it to key: run now (slot
+// taken), wait in the endpoint's queue, or be refused (circuit open or
+// queue full) so the caller records a retry task. retryAt is when an open
+// circuit will let an attempt through.
+func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
+	g.mu.Lock()
+	ep := g.get(key)
+	if ep.running >= g.cap {
+		if ep.state != StateClosed {
+			g.mu.Unlock()
+			return DenyOpen, ep.openUntil
+		}
+		if len(ep.queue) >= g.queueCap {
+			g.mu.Unlock()
+			return DenyBusy, time.Time{}
+		}
+		ep.queue = append(ep.queue, it)
+		g.mu.Unlock()
+		return Queued, time.Time{}
+	}
+	ok, changed, at := g.pass(ep, it)
+	if !ok {
+		g.mu.Unlock()
+		g.notify(changed)
+		return DenyOpen, at
+	}
+	ep.running++
+	g.mu.Unlock()
+	g.notify(changed)
+	return Run, time.Time{}
+}
+
+// AdmitRetry is Admit for a leased retry task. A retry may wait in the
+// endpoint's queue like a first attempt (a busy but healthy endpoint then
+// drains its retries at its own pace, instead of each one going back to
+// the store and being leased again a second later), but only in the first
+// half of the queue: the other half is kept for first attempts, which must
+// never wait behind retries.
+func (g *Gate[T]) AdmitRetry(key string, it T) (a Admission, retryAt time.Time) {
+	g.mu.Lock()
+	ep := g.get(key)
+	if ep.running >= g.cap && ep.state == StateClosed && len(ep.queue) >= g.queueCap/2 {
+		g.mu.Unlock()
+		return DenyBusy, time.Time{}
+	}
+	g.mu.Unlock()
+	return g.Admit(key, it)
+}
+
+// IsProbe reports whether it is key's half-open probe in flight.
+func (g *Gate[T]) IsProbe(key string, it T) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ep := g.m[key]
+	return ep != nil && ep.probing && ep.probe == it
+}
+
+// Release returns it's slot of key after an attempt that came to o and
+// hands back the next queued item, whose slot it keeps (ok), if the
+// circuit still lets it through. Queued items found behind an open
+// circuit are returned in refused, with when it will let one through.
+func (g *Gate[T]) Release(key string, it T, o Outcome) (next T, ok bool, refused []T, retryAt time.Time) {
+	g.mu.Lock()
+	ep := g.get(key)
+	var zero T
+	isProbe := ep.probing && ep.probe == it
+	changed := false
+	if o != NoAttempt && g.breaker.FailureThreshold >= 0 {
+		failed := o == TransientFailure
+		switch {
+		case isProbe && failed:
+			ep.state, ep.openUntil, ep.probing = StateOpen, g.now().Add(g.breaker.OpenDuration), false
+			changed = true
+		case isProbe:
+			ep.state, ep.failures, ep.probing = StateClosed, 0, false
+			changed = true
+		case failed:
+			ep.failures++
+			if ep.state == StateClosed && ep.failures >= g.breaker.FailureThreshold {
+				ep.state, ep.openUntil = StateOpen, g.now().Add(g.breaker.OpenDuration)
+				changed = true
+			}
+		case o == Success:
+			ep.failures = 0
+		}
+	} else if isProbe {
+		ep.probing = false // no attempt was made; let another probe go
+	}
+	if isProbe {
+		ep.probe = zero
+	}
+	ep.running--
+	for len(ep.queue) > 0 {
+		n := ep.queue[0]
+		ep.queue[0] = zero
+		ep.queue = ep.queue[1:]
+		pass, probe, at := g.pass(ep, n)
+		if !pass {
+			refused = append(refused, n)
+			retryAt = at
+			continue
+		}
+		changed = changed || probe
+		ep.running++
+		next, ok = n, true
+		break
+	}
+	if len(ep.queue) == 0 {
+		ep.queue = nil
+	}
+	if ep.running == 0 && len(ep.queue) == 0 && ep.state == StateClosed && ep.failures == 0 {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+	g.notify(changed)
+	return next, ok, refused, retryAt
+}
+
+func (g *Gate[T]) notify(changed bool) {
+	if changed && g.OnChange != nil {
+		g.OnChange()
+	}
+}
+
+// DrainQueues removes and returns every queued item (at shutdown).
+func (g *Gate[T]) DrainQueues() []T {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []T
+	for _, ep := range g.m {
+		out = append(out, ep.queue...)
+		ep.queue = nil
+	}
+	return out
+}
+
+// Sweep forgets idle endpoints whose circuit has been open, unprobed, for
+// longer than idle: nothing was sent their way since.
+func (g *Gate[T]) Sweep(idle time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	for key, ep := range g.m {
+		if ep.running == 0 && len(ep.queue) == 0 && ep.state != StateClosed && now.Sub(ep.openUntil) > idle {
+			delete(g.m, key)
+		}
+	}
+}
+
+// States counts endpoints by circuit state (idle closed endpoints are not
+// tracked, so "closed" counts the closed endpoints currently in use).
+func (g *Gate[T]) States() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]int{StateClosed: 0, StateOpen: 0, StateHalfOpen: 0}
+	now := g.now()
+	for _, ep := range g.m {
+		st := ep.state
+		if st == StateOpen && !now.Before(ep.openUntil) {
+			st = StateHalfOpen
+		}
+		out[st]++
+	}
+	return out
+}

@@ -1,0 +1,135 @@
+package isolation
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type item struct{ _ int }
+
+type fakeNow struct{ t atomic.Int64 }
+
+func (f *fakeNow) now() time.Time          { return time.Unix(0, f.t.Load()) }
+func (f *fakeNow) advance(d time.Duration) { f.t.Add(int64(d)) }
+
+func TestEndpointGateQueueAndCap(t *testing.T) {
+	clk := &fakeNow{}
+	es := New[*item](2, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	ds := []*item{{}, {}, {}, {}}
+	want := []Admission{Run, Run, Queued, DenyBusy}
+	for i, d := range ds {
+		if a, _ := es.Admit("e", d); a != want[i] {
+			t.Fatalf("delivery %d: admission %d, want %d", i, a, want[i])
+		}
+	}
+	// A retry queues only in the first half of the queue (here: none of it).
+	if a, _ := es.AdmitRetry("e", &item{}); a != DenyBusy {
+		t.Errorf("retry at cap: %d, want DenyBusy", a)
+	}
+	// With room in the first half of the queue, a retry waits there.
+	wide := New[*item](1, 4, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	wide.Admit("w", &item{})
+	for i, want := range []Admission{Queued, Queued, DenyBusy} {
+		if a, _ := wide.AdmitRetry("w", &item{}); a != want {
+			t.Errorf("retry %d at a busy endpoint: %d, want %d", i, a, want)
+		}
+	}
+	if a, _ := wide.Admit("w", &item{}); a != Queued {
+		t.Errorf("a first attempt must still find room in the queue: %d", a)
+	}
+	// Another endpoint is unaffected.
+	if a, _ := es.Admit("other", &item{}); a != Run {
+		t.Errorf("other endpoint: %d", a)
+	}
+	ok := Success
+	next, _, refused, _ := es.Release("e", ds[0], ok)
+	if next != ds[2] || len(refused) != 0 {
+		t.Fatalf("release handed over %v (refused %d), want the queued delivery", next, len(refused))
+	}
+	es.Release("e", ds[1], ok)
+	es.Release("e", ds[2], ok)
+	es.Release("other", &item{}, ok)
+	if n := len(es.m); n != 0 {
+		t.Errorf("%d idle endpoints still tracked", n)
+	}
+}
+
+func TestBreakerOpensHalfOpensCloses(t *testing.T) {
+	clk := &fakeNow{}
+	es := New[*item](8, 8, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	fail := TransientFailure
+	permanent := PermanentFailure
+	for i := range 3 {
+		d := &item{}
+		if a, _ := es.Admit("e", d); a != Run {
+			t.Fatalf("attempt %d refused", i)
+		}
+		es.Release("e", d, fail)
+		if i < 2 {
+			// Permanent errors do not count (the endpoint is up) nor reset.
+			d := &item{}
+			es.Admit("e", d)
+			es.Release("e", d, permanent)
+		}
+	}
+	if st := es.States(); st[StateOpen] != 1 {
+		t.Fatalf("states %v, want one open", st)
+	}
+	a, retryAt := es.Admit("e", &item{})
+	if a != DenyOpen || !retryAt.Equal(clk.now().Add(time.Minute)) {
+		t.Fatalf("open circuit: %d until %v", a, retryAt)
+	}
+
+	// Half-open: one probe, others refused while it is out.
+	clk.advance(time.Minute)
+	if st := es.States(); st[StateHalfOpen] != 1 {
+		t.Fatalf("states %v, want one half-open", st)
+	}
+	probe := &item{}
+	if a, _ := es.AdmitRetry("e", probe); a != Run || !es.IsProbe("e", probe) {
+		t.Fatalf("probe: %d (probe=%v)", a, es.IsProbe("e", probe))
+	}
+	if a, _ := es.Admit("e", &item{}); a != DenyOpen {
+		t.Fatalf("second attempt while probing: %d", a)
+	}
+	// The probe fails: open again for a full OpenDuration.
+	es.Release("e", probe, fail)
+	if a, at := es.AdmitRetry("e", &item{}); a != DenyOpen || !at.Equal(clk.now().Add(time.Minute)) {
+		t.Fatalf("after failed probe: %d until %v", a, at)
+	}
+	// The next probe succeeds: closed.
+	clk.advance(time.Minute)
+	probe = &item{}
+	es.Admit("e", probe)
+	es.Release("e", probe, Success)
+	if a, _ := es.Admit("e", &item{}); a != Run {
+		t.Fatalf("closed circuit refused: %d", a)
+	}
+}
+
+func TestBreakerQueuedBehindOpeningCircuitAreRefused(t *testing.T) {
+	clk := &fakeNow{}
+	es := New[*item](1, 4, BreakerConfig{FailureThreshold: 1, OpenDuration: time.Minute}, clk.now)
+	first, queued := &item{}, &item{}
+	es.Admit("e", first)
+	if a, _ := es.Admit("e", queued); a != Queued {
+		t.Fatal("not queued")
+	}
+	next, _, refused, retryAt := es.Release("e", first, TransientFailure)
+	if next != nil || len(refused) != 1 || refused[0] != queued || retryAt.IsZero() {
+		t.Fatalf("next %v refused %v at %v", next, refused, retryAt)
+	}
+}
+
+func TestBreakerDisabled(t *testing.T) {
+	clk := &fakeNow{}
+	es := New[*item](1, 0, BreakerConfig{FailureThreshold: -1, OpenDuration: time.Minute}, clk.now)
+	for range 20 {
+		d := &item{}
+		if a, _ := es.Admit("e", d); a != Run {
+			t.Fatal("disabled breaker refused")
+		}
+		es.Release("e", d, TransientFailure)
+	}
+}
