@@ -39,6 +39,7 @@ import (
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/postgres"
@@ -158,16 +159,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return nil, fmt.Errorf("resealer: %w", err)
 	}
 	a.runners = append(a.runners, resealer.Run)
+	// The server-wide SMS budgets: every org's ceilings, for challenges
+	// (authcore) and for every other SMS a provider sends (the policy).
+	limits := authcore.Limits{
+		PerNumber: sendLimit(cfg.OTPLimitPerNumber),
+		PerIP:     sendLimit(cfg.OTPLimitPerIP),
+		PerOrg:    sendLimit(cfg.OTPLimitPerOrg),
+	}
+	smsPolicy := smspolicy.NewGuard(a.store, limits, nil)
 	core, err := authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
 		Backlog:           backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
-		Limits: authcore.Limits{
-			PerNumber: sendLimit(cfg.OTPLimitPerNumber),
-			PerIP:     sendLimit(cfg.OTPLimitPerIP),
-			PerOrg:    sendLimit(cfg.OTPLimitPerOrg),
-		},
+		Limits:            limits,
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
 		return nil, fmt.Errorf("auth core: %w", err)
@@ -182,6 +187,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
+		Policy:    smsPolicy,
 	},
 		a.store, eg.HTTP(), eg, a.log, a.reg)
 	if err != nil {
@@ -189,7 +195,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	}
 	// The gate sees an org's destinations as the router resolves them.
 	backlog.UseResolvers(hub.Resolver(), providers.Resolver())
-	deliveryAPI, err := deliveries.New(deliveries.Config{}, a.store, a.log)
+	deliveryAPI, err := deliveries.New(deliveries.Config{Policy: smsPolicy}, a.store, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("deliveries API: %w", err)
 	}
@@ -198,6 +204,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 			RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 			AttemptTimeout:         cfg.DeliveryTimeout,
 			PerEndpointConcurrency: cfg.EndpointConcurrency,
+			PerHostConcurrency:     cfg.HostConcurrency,
 		}, a.bus, a.bus, a.store, []delivery.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
 		if err != nil {
 			return nil, fmt.Errorf("dispatcher: %w", err)

@@ -324,27 +324,27 @@ func (g *Guard) CheckSend(ctx context.Context, ev *event.SmsOtpNotificationEvent
 // Replay charges one more SMS of event eventID to number (a replayed
 // delivery sends it again, until at most until) against the org's number
 // and org budgets, and marks the event charged so the send path does not
-// charge it again. It returns why the replay may not go ahead (the
-// exhausted budget, or the org's current policy refusing the number), or
-// "".
-func (g *Guard) Replay(ctx context.Context, orgID int64, eventID, number string, until time.Time) (refusal string, err error) {
+// charge it again. refusal says why the replay may not go ahead, "" when
+// it may; overBudget tells a spent budget from the org's current policy
+// refusing the number.
+func (g *Guard) Replay(ctx context.Context, orgID int64, eventID, number string, until time.Time) (refusal string, overBudget bool, err error) {
 	s, err := g.settings(ctx, orgID)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	e164, why := Screen(number, s)
 	if why != "" {
-		return why, nil
+		return "the organization's SMS policy refuses it: " + why, false, nil
 	}
 	now := g.now()
 	scope, _, err := Spend(ctx, g.st, orgID, e164, "", g.ceilings.ForOrg(s), now)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if scope != "" {
-		return "the SMS budget per " + scope + " is spent for this window", nil
+		return "the organization's SMS budget per " + scope + " is spent for this window", true, nil
 	}
-	return "", MarkCharged(ctx, g.st, orgID, eventID, later(until, now))
+	return "", false, MarkCharged(ctx, g.st, orgID, eventID, later(until, now))
 }
 
 func later(a, b time.Time) time.Time {

@@ -126,10 +126,13 @@ func TestGuard(t *testing.T) {
 	if why, _ := g.CheckSend(ctx, ev("e4", "+94771234567")); !strings.Contains(why, "budget per number") {
 		t.Fatalf("the org's own budget of 2: %q", why)
 	}
-	if why, _ := g.Replay(ctx, org.ID, "e2", "+94771234567", now.Add(time.Minute)); !strings.Contains(why, "budget per number") {
+	if why, over, _ := g.Replay(ctx, org.ID, "e2", "+94771234567", now.Add(time.Minute)); !over || !strings.Contains(why, "budget per number") {
 		t.Fatalf("a replay over budget: %q", why)
 	}
-	if why, _ := g.Replay(ctx, org.ID, "e5", "+94712345678", now.Add(time.Minute)); why != "" {
+	if why, over, _ := g.Replay(ctx, org.ID, "e1", "+447400123456", now.Add(time.Minute)); over || !strings.Contains(why, "+44") {
+		t.Fatalf("a replay the policy refuses: %q", why)
+	}
+	if why, _, _ := g.Replay(ctx, org.ID, "e5", "+94712345678", now.Add(time.Minute)); why != "" {
 		t.Fatalf("a replay within budget: %q", why)
 	}
 	// The replay was charged: its send is not charged again.

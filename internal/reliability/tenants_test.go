@@ -1,6 +1,8 @@
 package reliability_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +43,28 @@ func publishTo(t *testing.T, c *client, publicURL string, tn tenant, number stri
 		t.Fatalf("publish to %s: %d %s", tn.name, resp.StatusCode, b)
 	}
 	return jti
+}
+
+// errorOf makes a request expected to fail and returns its status and
+// error code.
+func errorOf(t *testing.T, c *client, method, path, tok string, in any) (int, string) {
+	t.Helper()
+	var body io.Reader = http.NoBody
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, body)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e.Error
 }
 
 type deliveryRow struct {
@@ -179,9 +203,8 @@ func TestReplayOfDeliveredSMSNeedsChoiceAndBudget(t *testing.T) {
 	if out["requeued"] != 0.0 || out["deliveredSmsSkipped"] != 1.0 {
 		t.Fatalf("a bulk replay of delivered SMS without redeliverDelivered: %v", out)
 	}
-	var e struct{ Error string }
-	if code := c.do(t, http.MethodPost, "/api/v1/orgs/replay-sms/deliveries/"+id+"/retry", tn.token, nil, &e); code != http.StatusConflict || e.Error != "delivered_sms" {
-		t.Fatalf("retrying a delivered SMS without redeliverDelivered: %d %s", code, e.Error)
+	if code, e := errorOf(t, c, http.MethodPost, "/api/v1/orgs/replay-sms/deliveries/"+id+"/retry", tn.token, nil); code != http.StatusConflict || e != "delivered_sms" {
+		t.Fatalf("retrying a delivered SMS without redeliverDelivered: %d %s", code, e)
 	}
 
 	// With it, each replay is charged: 1 sent + 2 replays fill the budget of 3.
@@ -197,8 +220,8 @@ func TestReplayOfDeliveredSMSNeedsChoiceAndBudget(t *testing.T) {
 	if out["requeued"] != 0.0 || out["smsOverBudget"] != 1.0 {
 		t.Fatalf("a replay over the budget: %v", out)
 	}
-	if code := c.do(t, http.MethodPost, "/api/v1/orgs/replay-sms/deliveries/"+id+"/retry", tn.token, map[string]any{"redeliverDelivered": true}, &e); code != http.StatusTooManyRequests || e.Error != "rate_limited" {
-		t.Fatalf("a retry over the budget: %d %s", code, e.Error)
+	if code, e := errorOf(t, c, http.MethodPost, "/api/v1/orgs/replay-sms/deliveries/"+id+"/retry", tn.token, map[string]any{"redeliverDelivered": true}); code != http.StatusTooManyRequests || e != "rate_limited" {
+		t.Fatalf("a retry over the budget: %d %s", code, e)
 	}
 	if d := deliveries(t, c, tn)[0]; d.Status != "delivered" {
 		t.Fatalf("after the refused replays the delivery is %+v, want it left delivered", d)
