@@ -178,6 +178,15 @@ func TestHubPublishObeysSMSPolicy(t *testing.T) {
 	if refused != 4 {
 		t.Errorf("%d deliveries failed as refused by the SMS policy, want 4 (2 over budget, 2 outside the policy)", refused)
 	}
+	// The provider's test send is an SMS too.
+	var res struct {
+		OK     bool
+		Reason string
+	}
+	c.mustDo(t, http.MethodPost, "/api/v1/orgs/pub-sms/sms-provider/test", admin.token, map[string]any{"mobile": "+447400123456"}, &res)
+	if res.OK || res.Reason != "policy_refused" || smsTo(s, "pub-sms", "+447400123456") != 0 {
+		t.Errorf("a test send outside the allow-list: %+v", res)
+	}
 }
 
 // TestReplayOfDeliveredSMSNeedsChoiceAndBudget: three bulk replays in 9 s
