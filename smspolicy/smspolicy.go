@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -280,7 +281,19 @@ type Guard struct {
 	st       Settings
 	ceilings Limits
 	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[int64]cachedSettings // org settings, for settingsTTL
 }
+
+type cachedSettings struct {
+	s  store.OTPSettings
+	at time.Time
+}
+
+// settingsTTL is how long the send path trusts an org's settings: a
+// changed policy applies to SMS sent a second later at most.
+const settingsTTL = time.Second
 
 // NewGuard returns the guard of the server-wide ceilings (defaults filled).
 // now is the clock (nil: time.Now).
@@ -288,15 +301,31 @@ func NewGuard(st Settings, ceilings Limits, now func() time.Time) *Guard {
 	if now == nil {
 		now = time.Now
 	}
-	return &Guard{st: st, ceilings: ceilings.WithDefaults(), now: now}
+	return &Guard{st: st, ceilings: ceilings.WithDefaults(), now: now, cache: map[int64]cachedSettings{}}
 }
 
 func (g *Guard) settings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
+	now := g.now()
+	g.mu.Lock()
+	c, ok := g.cache[orgID]
+	g.mu.Unlock()
+	if ok && now.Sub(c.at) < settingsTTL {
+		return c.s, nil
+	}
 	s, err := g.st.GetOTPSettings(ctx, orgID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.OTPSettings{OrgID: orgID}, nil
+		s, err = store.OTPSettings{OrgID: orgID}, nil
 	}
-	return s, err
+	if err != nil {
+		return s, err
+	}
+	g.mu.Lock()
+	if len(g.cache) >= 10000 {
+		clear(g.cache)
+	}
+	g.cache[orgID] = cachedSettings{s, now}
+	g.mu.Unlock()
+	return s, nil
 }
 
 // CheckSend decides whether a built-in provider may send the SMS of ev:

@@ -345,12 +345,19 @@ func (h *Hub) policy(ctx context.Context, req request) (string, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return "", err
 	}
-	// An early answer only: apply checks again, atomically with the insert.
+	// An early answer only: apply checks again, atomically with the
+	// insert. Lapsed subscriptions (not swept yet) count in neither.
 	subs, err := h.st.ListSubscriptions(ctx, req.org.ID)
 	if err != nil {
 		return "", err
 	}
-	if len(subs) >= h.cfg.MaxSubscriptionsPerOrg {
+	now, n := h.cfg.Now(), 0
+	for _, s := range subs {
+		if s.ExpiresAt.IsZero() || !s.ExpiresAt.Before(now) {
+			n++
+		}
+	}
+	if n >= h.cfg.MaxSubscriptionsPerOrg {
 		return h.limitReason(), nil
 	}
 	return "", nil
