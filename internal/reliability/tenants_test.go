@@ -239,3 +239,28 @@ func TestReplayOfDeliveredSMSNeedsChoiceAndBudget(t *testing.T) {
 		t.Fatalf("%d SMS to %s, want 3 (the budget)", n, number)
 	}
 }
+
+// TestChallengeSMSChargedOnce: a challenge's SMS is charged when it is
+// requested; the provider send path must not charge it again (with a
+// budget of 3, three challenges send three SMS, the fourth is refused).
+func TestChallengeSMSChargedOnce(t *testing.T) {
+	s := apptest.Start(t)
+	c := newClient(s.URL)
+	tn := setupTenant(t, c, s.AdminClientID, s.AdminClientSecret, "once-sms", "admin", "otp")
+	c.mustDo(t, http.MethodPut, "/api/v1/orgs/once-sms/sms-provider", tn.token, map[string]any{"type": "console"}, nil)
+	c.mustDo(t, http.MethodPut, "/api/v1/orgs/once-sms/sms-otp/settings", tn.token, map[string]any{"maxSendsPerNumber": 3}, nil)
+	const number = "+94771234567"
+	start := map[string]any{"mobile": number, "userId": "u", "application": "app"}
+	for range 3 {
+		c.mustDo(t, http.MethodPost, "/api/v1/orgs/once-sms/sms-otp/challenges", tn.token, start, nil)
+	}
+	waitFor(t, 10*time.Second, "the three SMS", func() bool { return smsTo(s, "once-sms", number) == 3 })
+	if code, e := errorOf(t, c, http.MethodPost, "/api/v1/orgs/once-sms/sms-otp/challenges", tn.token, start); code != http.StatusTooManyRequests || e != "rate_limited" {
+		t.Fatalf("a fourth challenge: %d %s", code, e)
+	}
+	for _, d := range deliveries(t, c, tn) {
+		if d.Status != "delivered" {
+			t.Errorf("challenge delivery %+v, want delivered", d)
+		}
+	}
+}
