@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/otphub/otphub/applications"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
@@ -38,7 +39,9 @@ import (
 	"github.com/otphub/otphub/dispatcher/deliveries"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
@@ -46,6 +49,7 @@ import (
 	"github.com/otphub/otphub/store/sqlite"
 	"github.com/otphub/otphub/tenants"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/keyservice"
 )
 
 // Options are what the process gives the app besides its configuration.
@@ -86,7 +90,9 @@ type App struct {
 	AdminClientID, AdminClientSecret string
 }
 
-// New builds the app from cfg. Resources opened before an error are closed.
+// New builds the app from cfg, in phases: the state (keys, store, log),
+// the components, then the routes and background runners. Resources
+// opened before an error are closed.
 func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
@@ -105,9 +111,44 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	key := cfg.EncryptionKey
+	key, err := a.openState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.build(ctx, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	a.route(c, opts.Version)
+	return a, nil
+}
+
+// components are the parts of one process, built by build.
+type components struct {
+	egress      *egress.Client
+	issuer      *oauth.Issuer
+	tenants     *tenants.API
+	backlog     *backlog.Gate
+	resealer    *store.Resealer
+	core        *authcore.Service
+	apps        *applications.API
+	payloadKeys *keyservice.Service
+	receipts    *receipts.Service
+	login       *login.Service
+	hub         *websub.Hub
+	providers   *smsprovider.Service
+	deliveries  *deliveries.API
+	engine      *dispatcher.Engine // nil unless this process has the dispatcher role
+	smsPolicy   *smspolicy.Guard   // every SMS's number policy and budgets
+}
+
+// openState opens the encryption key, the store and the log, the state
+// every component works on. It returns the master key.
+func (a *App) openState(ctx context.Context) ([]byte, error) {
+	key := a.cfg.EncryptionKey
 	if len(key) == 0 {
-		if key, err = store.LoadOrCreateKey(cfg.DataDir); err != nil {
+		var err error
+		if key, err = store.LoadOrCreateKey(a.cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("encryption key: %w", err)
 		}
 	}
@@ -117,31 +158,44 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err := a.openLog(ctx); err != nil {
 		return nil, err
 	}
+	return key, nil
+}
 
-	eg, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Timeout: cfg.DeliveryTimeout}, a.reg)
-	if err != nil {
+// build builds the components: access (egress, token issuer, platform
+// admin, tenants), the auth core, then the delivery side.
+func (a *App) build(ctx context.Context, key []byte, opts Options) (*components, error) {
+	cfg := a.cfg
+	c := &components{}
+	var err error
+	if c.egress, err = egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Timeout: cfg.DeliveryTimeout}, a.reg); err != nil {
 		return nil, fmt.Errorf("egress client: %w", err)
 	}
-	a.closers = append(a.closers, func() error { eg.CloseIdleConnections(); return nil })
-
-	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, a.log, a.reg)
-	if err != nil {
+	a.closers = append(a.closers, func() error { c.egress.CloseIdleConnections(); return nil })
+	if c.issuer, err = oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, a.log, a.reg); err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
-	if err := a.ensureAdmin(ctx, issuer, opts.Stdout); err != nil {
+	if err := a.ensureAdmin(ctx, c.issuer, opts.Stdout); err != nil {
 		return nil, err
 	}
-	tenantAPI, err := tenants.New(tenants.Config{OnClientDeleted: issuer.ForgetClient}, a.store, a.log)
-	if err != nil {
+	if c.tenants, err = tenants.New(tenants.Config{OnClientDeleted: c.issuer.ForgetClient}, a.store, a.log); err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
-	backlog, err := backlog.New(backlog.Config{
-		Limit:    int64(cfg.MaxPendingPerDestination),
-		Interval: opts.BacklogInterval,
-	}, a.store, a.log, a.reg)
-	if err != nil {
+	if c.backlog, err = backlog.New(backlog.Config{Limit: int64(cfg.MaxPendingPerDestination), Interval: opts.BacklogInterval}, a.store, a.log, a.reg); err != nil {
 		return nil, fmt.Errorf("delivery backlog gate: %w", err)
 	}
+	if err := a.buildCore(ctx, c, key); err != nil {
+		return nil, err
+	}
+	if err := a.buildDelivery(c, opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// buildCore builds the auth core with its OTP HMAC key, and the resealer
+// of sealed values.
+func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
+	cfg := a.cfg
 	hmacKey, err := a.store.DataKey(ctx, "otp-hmac", func() ([]byte, error) {
 		if len(cfg.PreviousEncryptionKeys) > 0 {
 			// Versions before data keys derived it from the encryption key
@@ -152,89 +206,124 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return deriveKey(key, "otphub otp hmac v1"), nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("OTP HMAC key: %w", err)
+		return fmt.Errorf("OTP HMAC key: %w", err)
 	}
-	resealer, err := store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg)
-	if err != nil {
-		return nil, fmt.Errorf("resealer: %w", err)
+	if c.resealer, err = store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg); err != nil {
+		return fmt.Errorf("resealer: %w", err)
 	}
-	a.runners = append(a.runners, resealer.Run)
-	// The server-wide SMS budgets: every org's ceilings, for challenges
+	// The server-wide SMS budgets are every org's ceilings, for challenges
 	// (authcore) and for every other SMS a provider sends (the policy).
-	limits := authcore.Limits{
-		PerNumber: sendLimit(cfg.OTPLimitPerNumber),
-		PerIP:     sendLimit(cfg.OTPLimitPerIP),
-		PerOrg:    sendLimit(cfg.OTPLimitPerOrg),
+	limits := authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg}
+	c.smsPolicy = smspolicy.NewGuard(a.store, limits, nil)
+	// Receipts authenticate callbacks with the providers' secrets, and the
+	// providers send with receipts' callback URLs: the credentials are
+	// looked up through c.providers, built in buildDelivery.
+	receiptWindow := cfg.ReceiptWindow
+	if receiptWindow == 0 {
+		receiptWindow = -1 // --receipt-window=0: no failover for silence
 	}
-	smsPolicy := smspolicy.NewGuard(a.store, limits, nil)
-	core, err := authcore.New(authcore.Config{
+	if c.receipts, err = receipts.New(receipts.Config{PublicURL: cfg.PublicURL, Window: receiptWindow}, a.store,
+		receipts.CredentialFunc(func(ctx context.Context, orgID int64, slot string) (receipts.Credentials, error) {
+			return c.providers.ReceiptCredentials(ctx, orgID, slot)
+		}), a.log, a.reg); err != nil {
+		return fmt.Errorf("delivery receipts: %w", err)
+	}
+	c.core, err = authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
-		Backlog:           backlog,
+		Backlog:           c.backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		OnVerified:        c.receipts.Verified,
 		Limits:            limits,
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
-		return nil, fmt.Errorf("auth core: %w", err)
+		return fmt.Errorf("auth core: %w", err)
 	}
-	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog}, a.store, a.bus, eg, issuer, a.log, a.reg)
-	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+	if c.apps, err = applications.New(a.store, a.log); err != nil {
+		return fmt.Errorf("applications: %w", err)
 	}
-	providers, err := smsprovider.New(smsprovider.Config{
+	if c.login, err = login.New(login.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, c.core, c.issuer, a.log, a.reg); err != nil {
+		return fmt.Errorf("login step: %w", err)
+	}
+	return nil
+}
+
+// buildDelivery builds the delivery side: the hub and the SMS providers
+// (the two resolvers), the deliveries API, and the engine when this
+// process has the dispatcher role.
+func (a *App) buildDelivery(c *components, opts Options) error {
+	cfg := a.cfg
+	var err error
+	// The key service tells the hub when an org's payload key changes.
+	c.payloadKeys = keyservice.New(a.store, func(org string) { c.hub.Forget(org) }, a.log)
+	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog, PayloadKeys: c.payloadKeys}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	c.providers, err = smsprovider.New(smsprovider.Config{
 		AllowConsole: cfg.AllowConsoleProvider,
 		// Plain http:// gateways only where the operator opened the egress
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
-		Policy:    smsPolicy,
-	},
-		a.store, eg.HTTP(), eg, a.log, a.reg)
+		Receipts:  c.receipts,
+		Policy:    c.smsPolicy,
+	}, a.store, c.egress.HTTP(), c.egress, a.log, a.reg)
 	if err != nil {
-		return nil, fmt.Errorf("sms providers: %w", err)
+		return fmt.Errorf("sms providers: %w", err)
 	}
+	resolvers := []delivery.Resolver{c.hub.Resolver(), c.providers.Resolver()}
 	// The gate sees an org's destinations as the router resolves them.
-	backlog.UseResolvers(hub.Resolver(), providers.Resolver())
-	deliveryAPI, err := deliveries.New(deliveries.Config{Policy: smsPolicy}, a.store, a.log)
-	if err != nil {
-		return nil, fmt.Errorf("deliveries API: %w", err)
+	c.backlog.UseResolvers(c.hub.Resolver(), c.providers.Resolver())
+	if c.deliveries, err = deliveries.New(deliveries.Config{Policy: c.smsPolicy}, a.store, a.log); err != nil {
+		return fmt.Errorf("deliveries API: %w", err)
 	}
 	if cfg.Has(config.RoleDispatcher) {
-		engine, err := dispatcher.New(dispatcher.Config{
+		c.engine, err = dispatcher.New(dispatcher.Config{
 			RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 			AttemptTimeout:         cfg.DeliveryTimeout,
 			PerEndpointConcurrency: cfg.EndpointConcurrency,
 			PerHostConcurrency:     cfg.HostConcurrency,
-		}, a.bus, a.bus, a.store, []delivery.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
+		}, a.bus, a.bus, a.store, resolvers, a.log, a.reg)
 		if err != nil {
-			return nil, fmt.Errorf("dispatcher: %w", err)
+			return fmt.Errorf("dispatcher: %w", err)
 		}
-		a.runners = append(a.runners, engine.Run)
 	}
+	return nil
+}
 
+// route registers the routes of this process's roles and its background
+// runners.
+func (a *App) route(c *components, version string) {
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	if cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub) {
-		issuer.Register(mux, issuer)
-		tenantAPI.Register(mux, issuer)
-		core.Register(mux, issuer)
-		providers.Register(mux, issuer)
-		hub.Register(mux, issuer)
-		deliveryAPI.Register(mux, issuer)
-		a.runners = append(a.runners, backlog.Run)
+	a.runners = append(a.runners, c.resealer.Run, c.issuer.Run)
+	if a.cfg.Has(config.RoleAuthcore) || a.cfg.Has(config.RoleHub) {
+		c.issuer.Register(mux, c.issuer)
+		c.tenants.Register(mux, c.issuer)
+		c.core.Register(mux, c.issuer)
+		c.apps.Register(mux, c.issuer)
+		c.login.Register(mux, c.issuer)
+		c.providers.Register(mux, c.issuer)
+		c.hub.Register(mux, c.issuer)
+		c.payloadKeys.Register(mux, c.issuer)
+		c.deliveries.Register(mux, c.issuer)
+		c.receipts.Register(mux)
+		a.runners = append(a.runners, c.backlog.Run)
+	}
+	if a.cfg.Has(config.RoleHub) {
+		a.runners = append(a.runners, c.hub.Run)
+	}
+	if c.engine != nil {
+		// The failover sweep runs with the engine, whose retry loop sends
+		// the fallback tasks it creates.
+		a.runners = append(a.runners, c.engine.Run, func(ctx context.Context) error { c.receipts.Run(ctx); return nil })
 	}
 	a.routes = mux.patterns
 	a.handler = httpx.RefuseAmbiguousFraming(instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg)))
-
-	a.runners = append(a.runners, issuer.Run)
-	if cfg.Has(config.RoleHub) {
-		a.runners = append(a.runners, hub.Run)
-	}
-	return a, nil
 }
 
 func (a *App) openStore(ctx context.Context, key []byte) error {
@@ -449,13 +538,4 @@ func deriveKey(master []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, master)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
-}
-
-// sendLimit is a --otp-limit-* budget as authcore takes it: there a zero
-// Max means the default, a negative one disabled.
-func sendLimit(l config.SendLimit) authcore.Limit {
-	if l.Max == 0 {
-		return authcore.Limit{Max: -1}
-	}
-	return authcore.Limit{Max: l.Max, Window: l.Window}
 }

@@ -24,6 +24,7 @@ type settingsJSON struct {
 	ResendIntervalSeconds int   `json:"resendIntervalSeconds"`
 	MaxFailedAttempts     int   `json:"maxFailedAttempts"`
 	BackupCodesEnabled    bool  `json:"backupCodesEnabled"`
+	WebOTP                bool  `json:"webOtp"`
 	AllowedCountryCodes   []int `json:"allowedCountryCodes"`
 	// AllowedNumberTypes shows the effective policy (the default when the
 	// org chose none).
@@ -44,6 +45,7 @@ type settingsPatch struct {
 	ResendIntervalSeconds *int   `json:"resendIntervalSeconds"`
 	MaxFailedAttempts     *int   `json:"maxFailedAttempts"`
 	BackupCodesEnabled    *bool  `json:"backupCodesEnabled"`
+	WebOTP                *bool  `json:"webOtp"`
 	AllowedCountryCodes   *[]int `json:"allowedCountryCodes"`
 	// AllowedNumberTypes: [] restores the default policy.
 	AllowedNumberTypes *[]string `json:"allowedNumberTypes"`
@@ -64,11 +66,11 @@ func (s *Service) settingsOut(st store.OTPSettings) settingsJSON {
 	}
 	l := s.cfg.Limits.ForOrg(st)
 	return settingsJSON{st.ExpirySeconds, st.NumericOnly, st.Length, st.MaxResends, st.ResendIntervalSeconds, st.MaxFailedAttempts,
-		st.BackupCodesEnabled, cc, types, max(l.PerNumber.Max, -1), max(l.PerIP.Max, -1), max(l.PerOrg.Max, -1)}
+		st.BackupCodesEnabled, st.WebOTP, cc, types, max(l.PerNumber.Max, -1), max(l.PerIP.Max, -1), max(l.PerOrg.Max, -1)}
 }
 
 func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
-	st, err := s.settings(r.Context(), orgOf(r).ID)
+	st, err := s.Settings(r.Context(), orgOf(r).ID)
 	if err != nil {
 		s.internal(w, "get settings", err)
 		return
@@ -83,7 +85,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteDecodeError(w, err)
 		return
 	}
-	st, err := s.settings(r.Context(), org.ID)
+	st, err := s.Settings(r.Context(), org.ID)
 	if err != nil {
 		s.internal(w, "get settings", err)
 		return
@@ -95,6 +97,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 	setIf(&st.ResendIntervalSeconds, p.ResendIntervalSeconds)
 	setIf(&st.MaxFailedAttempts, p.MaxFailedAttempts)
 	setIf(&st.BackupCodesEnabled, p.BackupCodesEnabled)
+	setIf(&st.WebOTP, p.WebOTP)
 	if p.AllowedCountryCodes != nil {
 		cc := slices.Clone(*p.AllowedCountryCodes)
 		slices.Sort(cc)

@@ -28,6 +28,7 @@ var metrics = map[string]string{
 	"otphub_delivery_queue_oldest_age_seconds": "gauge",
 	"otphub_retries_scheduled_total":           "counter",
 	"otphub_dead_letters":                      "gauge",
+	"otphub_log_records_dead_lettered_total":   "counter",
 	"otphub_circuit_breakers":                  "gauge",
 	"otphub_egress_refused_total":              "counter",
 	"otphub_otp_challenges_started_total":      "counter",
@@ -39,6 +40,13 @@ var metrics = map[string]string{
 	"otphub_websub_intent_verifications_total": "counter",
 	"otphub_http_requests_total":               "counter",
 	"otphub_http_request_duration_seconds":     "histogram",
+	"otphub_login_outcomes_total":              "counter",
+	"otphub_sms_receipt_callbacks_total":       "counter",
+	"otphub_sms_handset_outcomes_total":        "counter",
+	"otphub_sms_receipt_latency_seconds":       "histogram",
+	"otphub_sms_failovers_total":               "counter",
+	"otphub_sms_accepted_total":                "counter",
+	"otphub_sms_otp_verified_total":            "counter",
 }
 
 var metricRef = regexp.MustCompile(`\botphub_[a-z0-9_]+`)
@@ -101,6 +109,9 @@ func TestDashboard(t *testing.T) {
 	raw, err := os.ReadFile("grafana/otphub-dashboard.json")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if chartCopy, err := os.ReadFile("../charts/otphub/files/otphub-dashboard.json"); err != nil || !bytes.Equal(raw, chartCopy) {
+		t.Errorf("charts/otphub/files/otphub-dashboard.json differs from grafana/otphub-dashboard.json (%v): copy it", err)
 	}
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -225,7 +236,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"OtphubDeliveryFailureRateHigh", "OtphubDeliveryBacklogExpiring", "OtphubConsumerLagGrowing",
-		"OtphubDeadLettersIncreasing", "OtphubAbsent", "OtphubCircuitBreakersOpen"} {
+		"OtphubDeadLettersIncreasing", "OtphubLogRecordsDeadLettered", "OtphubAbsent", "OtphubCircuitBreakersOpen", "OtphubSMSHandsetDeliveryRateDrop"} {
 		if !names[want] {
 			t.Errorf("alert %s is missing", want)
 		}

@@ -42,7 +42,7 @@ func TestPolicyRefusalIsNotHandedToFallback(t *testing.T) {
 	if task.Attempts != 1 || primary.calls.Load() != 1 {
 		t.Errorf("the refused delivery: %d attempts, %d sends; want one, not retried", task.Attempts, primary.calls.Load())
 	}
-	if _, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeCustom, "fallback"); !errors.Is(err, store.ErrNotFound) || fallback.Delivered(ev.ID) != 0 {
+	if _, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dt.TypeCustom, "fallback"); !errors.Is(err, store.ErrNotFound) || fallback.Delivered(ev.ID) != 0 {
 		t.Errorf("the fallback got the refused SMS (task: %v, delivered %d)", err, fallback.Delivered(ev.ID))
 	}
 }

@@ -274,6 +274,11 @@ func (e *Engine) classify(d *job, r delivery.Result) (Decision, *job) {
 func (e *Engine) conclude(d *job, dec Decision, att *store.DeliveryAttempt, r delivery.Result, fb *job) *job {
 	if e.record(d, dec, att, r) {
 		d.finish()
+		if dec.Status == store.DeliveryDelivered && d.target.OnDelivered != nil {
+			ctx, cancel := context.WithTimeout(e.writeCtx, 10*time.Second)
+			d.target.OnDelivered(ctx, d.ev, r, d.expiresAt())
+			cancel()
+		}
 		return fb
 	}
 	if fb != nil {
@@ -289,7 +294,7 @@ func (e *Engine) conclude(d *job, dec Decision, att *store.DeliveryAttempt, r de
 func (e *Engine) alreadyRecorded(d *job) (bool, error) {
 	var found bool
 	err := e.durably("find delivery", func(ctx context.Context) error {
-		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.ID, d.target.Type, d.target.ID)
+		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.Issuer, d.ev.ID, d.target.Type, d.target.ID)
 		found = err == nil
 		return err
 	})
@@ -353,6 +358,7 @@ func (e *Engine) insertTask(d *job, dec Decision, att *store.DeliveryAttempt, r 
 	task := store.DeliveryTask{
 		ID:              newTaskID(),
 		OrgID:           d.ev.OrganizationID,
+		EventSource:     d.ev.Issuer,
 		EventID:         d.ev.ID,
 		DestinationType: d.target.Type,
 		DestinationID:   d.target.ID,

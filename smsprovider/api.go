@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -72,7 +70,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, slot string)
 }
 
 func (s *Service) answer(w http.ResponseWriter, r *http.Request, sp stored) {
-	out, err := view(sp)
+	out, err := s.view(sp, org(r).Name)
 	if err != nil {
 		s.internalError(w, r, "encode sms provider", err)
 		return
@@ -200,11 +198,11 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := s.allowTest(o.ID); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return
 	}
-	sender, _ := s.sender(sp)
+	sender, _ := s.sender(sp, false) // a test send asks for no receipts
 	now := s.cfg.Now()
 	ev := &event.SmsOtpNotificationEvent{ID: uuid.NewString(), IssuedAt: now, OrganizationID: o.ID,
 		OrganizationName: o.Name, SendTo: req.Mobile, MessageBody: req.Message, ExpiresAt: now.Add(event.DefaultOTPValidity)}

@@ -62,7 +62,7 @@ type Client struct {
 	CreatedAt     time.Time
 }
 
-// OTPSettings are an org's SMS OTP settings (DESIGN §4.6).
+// OTPSettings are an org's SMS OTP settings (docs/auth.md).
 type OTPSettings struct {
 	OrgID                 int64
 	ExpirySeconds         int
@@ -72,6 +72,9 @@ type OTPSettings struct {
 	ResendIntervalSeconds int
 	MaxFailedAttempts     int
 	BackupCodesEnabled    bool
+	// WebOTP ends the SMS sent by the hosted login prompt with the WICG
+	// WebOTP origin-bound line (@host #code) so browsers can autofill it.
+	WebOTP bool
 	// AllowedCountryCodes limits mobile numbers to these calling codes
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
@@ -134,8 +137,11 @@ type Subscription struct {
 	ExpiresAt    time.Time // lease end; zero while pending
 	Format       string    // body format: asgardeo (default) | set | set-jwt | cloudevents
 	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AutoRenew: the subscriber asked for no lease, so the hub renews it by
+	// verifying intent again before it ends (docs/websub.md).
+	AutoRenew bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 
 	// PreviousSecret is the secret a re-subscription replaced (encrypted
 	// at rest): deliveries are signed under both until PreviousSecretUntil.
@@ -151,6 +157,7 @@ type Challenge struct {
 	Mobile      string // E.164
 	Application string
 	CodeHMAC    []byte // HMAC of the current OTP; never the OTP
+	EventID     string // jti of the current OTP's event; "" for challenges from before migration 0007
 	ExpiresAt   time.Time
 	Resends     int       // resends used
 	LastSentAt  time.Time // when the current OTP was issued
@@ -165,6 +172,65 @@ type BackupCode struct {
 	UserID string
 	Hash   []byte // salted hash computed by package authcore; salt included
 	UsedAt time.Time
+}
+
+// Application is a relying party of the hosted login step: an OAuth 2.0
+// client of the authorization code flow (never of the admin API).
+type Application struct {
+	ID       string // UUID
+	OrgID    int64
+	Name     string
+	ClientID string // unique across orgs
+	// ClientSecret authenticates the application at the token endpoint and
+	// is the HS256 key of its request objects, so it is kept (sealed at
+	// rest), not hashed.
+	ClientSecret []byte
+	RedirectURIs []string // exact match
+	// FirstFactors are the amr values of the first factors it accepts
+	// (pwd, magic_link, fed).
+	FirstFactors []string
+	// BackupCodes lets its users finish the step with a backup code.
+	BackupCodes bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Login flow completion methods.
+const (
+	LoginBySMS        = "sms"
+	LoginByBackupCode = "backup_code"
+)
+
+// LoginFlow is one run of the hosted login step, from the authorization
+// request to the redemption of its authorization code.
+type LoginFlow struct {
+	ID            string // UUID
+	OrgID         int64
+	ApplicationID string
+	ClientID      string
+	// BrowserHash is the SHA-256 of the secret in the browser's cookie:
+	// only that browser may drive the flow.
+	BrowserHash   []byte
+	RedirectURI   string
+	State         string
+	Nonce         string
+	CodeChallenge string // PKCE S256
+	UserID        string
+	Mobile        string   // E.164
+	AMR           []string // the first factor's, from the request object
+	Locale        string   // BCP 47; "" for the default
+	ChallengeID   string   // "" until the first SMS is sent
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+	// CompletedAt is when the second factor succeeded (zero until then);
+	// Method is how (LoginBySMS or LoginByBackupCode).
+	CompletedAt time.Time
+	Method      string
+	// CodeHash is the SHA-256 of the authorization code issued on
+	// completion; the code itself is never stored.
+	CodeHash      []byte
+	CodeExpiresAt time.Time
+	CodeUsedAt    time.Time
 }
 
 // SigningKey is a JWT signing key of the token issuer. The private key is
@@ -192,9 +258,14 @@ const (
 // run from memory; a task row is written when an attempt fails (a durable
 // retry task) or completes, and is the record the deliveries API shows.
 type DeliveryTask struct {
-	ID              string // UUID
-	OrgID           int64
-	EventID         string // jti; (OrgID, EventID, DestinationType, DestinationID) is unique
+	ID    string // UUID
+	OrgID int64
+	// EventSource and EventID are the producer (iss, ce_source) and its
+	// event ID (jti, ce_id): IDs are free-form, chosen by each producer, so
+	// the idempotency key (OrgID, EventSource, EventID, DestinationType,
+	// DestinationID) names both. Unique.
+	EventSource     string
+	EventID         string
 	DestinationType string // webhook | twilio | vonage | custom | console
 	DestinationID   string // subscription ID, or provider slot
 	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
@@ -208,6 +279,9 @@ type DeliveryTask struct {
 	LastStatusCode  int
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	// Handset is what delivery receipts said of an SMS delivery (nil when
+	// nothing is known). Filled by GetDelivery and ListDeliveries only.
+	Handset *SMSReceipt
 }
 
 // DeliveryAttempt is one entry in a task's attempt log.
@@ -272,8 +346,12 @@ type Store interface {
 	Providers
 	Subscriptions
 	Deliveries
+	Receipts
 	SigningKeys
 	Keys
+	Applications
+	LoginFlows
+	PayloadEncryption
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -318,10 +396,11 @@ type OTP interface {
 	// gives it back the same way if the send fails. Of concurrent claims
 	// of one turn at most one succeeds.
 	ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error
-	// ReplaceChallengeCode installs a resent OTP if the challenge still has
-	// prevResends resends used, LastSentAt sentAt (the resend's claim) and
-	// is not consumed (else ErrPrecondition): Resends becomes prevResends+1.
-	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error
+	// ReplaceChallengeCode installs a resent OTP (its HMAC and its event's
+	// jti) if the challenge still has prevResends resends used, LastSentAt
+	// sentAt (the resend's claim) and is not consumed (else
+	// ErrPrecondition): Resends becomes prevResends+1.
+	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error
 	// ConsumeChallenge marks the challenge consumed at now if it is not
 	// consumed yet and its code is still codeHMAC (else ErrPrecondition).
 	// Of concurrent calls at most one succeeds.
@@ -387,10 +466,11 @@ type Subscriptions interface {
 // Deliveries keeps delivery tasks and their attempt log.
 type Deliveries interface {
 	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
-	// transaction; a task whose (OrgID, EventID, DestinationType,
-	// DestinationID) exists already is skipped. Returns how many were
-	// inserted. The key includes the org: jtis are chosen by publishers and
-	// provider destination IDs are slot names, so two orgs may share both.
+	// transaction; a task whose (OrgID, EventSource, EventID,
+	// DestinationType, DestinationID) exists already is skipped. Returns how
+	// many were inserted. The key includes the org and the producer: jtis
+	// are chosen by publishers and provider destination IDs are slot names,
+	// so two orgs, or two producers, may share both.
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
@@ -416,9 +496,10 @@ type Deliveries interface {
 	// transaction failed and nothing was applied.
 	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
-	// FindDelivery returns the org's task of (eventID, destType, destID)
-	// (ErrNotFound when there is none, even if another org has one).
-	FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (DeliveryTask, error)
+	// FindDelivery returns the org's task of (source, eventID, destType,
+	// destID) (ErrNotFound when there is none, even if another org or
+	// another producer has one).
+	FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (DeliveryTask, error)
 	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
 	// RequeueDelivery makes a non-pending task pending again, due at now,
 	// with expiresAt as its new bound.
@@ -439,6 +520,143 @@ type Deliveries interface {
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// PayloadSettings are an org's payload encryption settings.
+type PayloadSettings struct {
+	// Enabled: the org's Asgardeo-format deliveries are encrypted.
+	Enabled bool
+	// KeyGeneration is the current key's generation (0 until the first
+	// rotation); the keys themselves are data keys.
+	KeyGeneration int64
+	UpdatedAt     time.Time
+}
+
+// PayloadEncryption keeps the orgs' payload encryption settings.
+type PayloadEncryption interface {
+	// GetPayloadSettings returns the zero settings (no error) for an org
+	// that never set them.
+	GetPayloadSettings(ctx context.Context, orgID int64) (PayloadSettings, error)
+	// SetPayloadEncryption turns encryption on or off, keeping the key
+	// generation.
+	SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error
+	// RotatePayloadKey makes the next key generation current, atomically
+	// (of concurrent rotations each moves it one step), and returns the
+	// new settings.
+	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
+}
+
+// Handset states of an SMS, as delivery receipts report them. Receipts
+// may arrive out of order and more than once: a state never goes back to
+// one of lower rank (queued < sent < undelivered = failed < delivered;
+// a carrier's late "delivered" overrides an earlier failure).
+const (
+	HandsetQueued      = "queued"      // the provider holds the message
+	HandsetSent        = "sent"        // handed to the carrier; no handset receipt yet
+	HandsetDelivered   = "delivered"   // the handset got it
+	HandsetUndelivered = "undelivered" // the carrier could not deliver it
+	HandsetFailed      = "failed"      // the provider could not send it
+)
+
+// Failover outcomes of an SMS receipt record.
+const (
+	FailoverSent       = "sent"        // a fallback delivery task was created
+	FailoverNoFallback = "no_fallback" // the org has no fallback provider
+)
+
+// ReceiptKey names one SMS delivery: the key of its delivery task.
+type ReceiptKey struct {
+	OrgID           int64
+	EventID         string // jti
+	DestinationType string // twilio | vonage | custom
+	DestinationID   string // provider slot
+}
+
+// SMSReceipt is what otphub knows of one SMS after it was handed to a
+// provider: the provider's message ID, the handset state and when each
+// state was first reported, and whether it failed over.
+type SMSReceipt struct {
+	ReceiptKey
+	ProviderMessageID string
+	CountryCode       int       // calling code of the recipient; 0 unknown
+	AcceptedAt        time.Time // the provider's API accepted it; zero when a receipt came first
+	ExpiresAt         time.Time // the OTP's expiry
+	// ReceiptDueAt: with no final receipt by then the SMS fails over.
+	// Zero when no receipt is expected (receipts not configured).
+	ReceiptDueAt  time.Time
+	State         string // a Handset* state; "" before any receipt
+	ErrorCode     string // the provider's error code of the latest failure, if any
+	QueuedAt      time.Time
+	SentAt        time.Time
+	DeliveredAt   time.Time
+	FailedAt      time.Time // undelivered or failed
+	LastReceiptAt time.Time // when the latest receipt was received
+	Receipts      int       // receipts applied (duplicates not counted)
+	// FailoverStatus is "" until the record failed over (Failover*).
+	FailoverStatus string
+	FailoverReason string // undelivered | failed | no_receipt
+	FailoverAt     time.Time
+	UpdatedAt      time.Time
+}
+
+// Receipt is one delivery receipt, as a provider's callback reports it.
+type Receipt struct {
+	ReceiptKey
+	ProviderMessageID string // "" when the callback does not carry it
+	State             string // a Handset* state
+	ErrorCode         string
+	At                time.Time // the provider's time of the state; zero: ReceivedAt
+	ReceivedAt        time.Time
+	CountryCode       int // 0 when unknown
+}
+
+// ReceiptResult is what ApplyReceipt did.
+type ReceiptResult struct {
+	Receipt  SMSReceipt // the record after the receipt
+	Previous string     // State before it
+	// Changed: the state or one of its timestamps moved (false for a
+	// duplicate or a stale, lower-ranked receipt).
+	Changed bool
+}
+
+// Failover is the outcome FailOver records for a receipt record: Status
+// (Failover*), Reason, At, and for FailoverSent the fallback's delivery
+// task (ID, DestinationType, DestinationID, NextAttemptAt, ExpiresAt; the
+// event is copied from the primary's task).
+type Failover struct {
+	Status string
+	Reason string
+	At     time.Time
+	Task   *DeliveryTask
+}
+
+// Receipts keeps what SMS delivery receipts report.
+type Receipts interface {
+	// RecordSMSAccepted stores that the provider accepted the SMS of r's
+	// key: ProviderMessageID, CountryCode, AcceptedAt, ExpiresAt and
+	// ReceiptDueAt. Receipts that arrived first are kept (their state
+	// wins); a record whose ProviderMessageID differs is replaced.
+	RecordSMSAccepted(ctx context.Context, r SMSReceipt) error
+	// ApplyReceipt merges one receipt into its record (creating it when
+	// the receipt came first), atomically: a state of lower rank than the
+	// record's is not applied, but the first time of each state is kept
+	// (a late "sent" still stamps SentAt). ErrPrecondition when both the
+	// record and the receipt name a provider message ID and they differ.
+	ApplyReceipt(ctx context.Context, rc Receipt) (ReceiptResult, error)
+	GetSMSReceipt(ctx context.Context, key ReceiptKey) (SMSReceipt, error)
+	// SMSReceiptsOfEvent returns the org's receipt records of eventID.
+	SMSReceiptsOfEvent(ctx context.Context, orgID int64, eventID string) ([]SMSReceipt, error)
+	// DueFailovers returns up to limit primary-slot records that have not
+	// failed over, whose OTP has not expired at now, and that either
+	// ended undelivered or failed, or expected a final receipt by now and
+	// have none.
+	DueFailovers(ctx context.Context, now time.Time, limit int) ([]SMSReceipt, error)
+	// FailOver records f on key's record if it has not failed over yet
+	// (else ErrPrecondition) and, for FailoverSent, inserts f.Task in the
+	// same transaction with the event of the record's own delivery task
+	// (ErrNotFound when that task does not exist). Of concurrent calls at
+	// most one succeeds: an SMS fails over once.
+	FailOver(ctx context.Context, key ReceiptKey, f Failover) error
 }
 
 // Keys keeps data keys and moves secrets to the current encryption key
@@ -463,6 +681,45 @@ type ResealResult struct {
 	// pass; Unreadable of them open under no configured key.
 	Remaining  int64
 	Unreadable int64
+}
+
+// Applications keeps the relying parties of the hosted login step.
+type Applications interface {
+	// CreateApplication stores a; ErrConflict on a duplicate ID or ClientID.
+	CreateApplication(ctx context.Context, a Application) error
+	GetApplication(ctx context.Context, orgID int64, id string) (Application, error)
+	// GetApplicationByClientID finds an application of any org by its
+	// client id (the authorization and token endpoints know only that).
+	GetApplicationByClientID(ctx context.Context, clientID string) (Application, error)
+	ListApplications(ctx context.Context, orgID int64) ([]Application, error) // by creation
+	// UpdateApplication replaces Name, RedirectURIs, FirstFactors,
+	// BackupCodes and UpdatedAt of the org's application a.ID.
+	UpdateApplication(ctx context.Context, a Application) error
+	// SetApplicationSecret replaces the org's application's client secret
+	// (a rotation); the old one stops working at once.
+	SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error
+	DeleteApplication(ctx context.Context, orgID int64, id string) error
+}
+
+// LoginFlows keeps hosted login flows and their authorization codes.
+type LoginFlows interface {
+	// CreateLoginFlow stores f; flows long past their expiry are purged
+	// now and then.
+	CreateLoginFlow(ctx context.Context, f LoginFlow) error
+	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)
+	// SetLoginFlowChallenge records the flow's SMS challenge if it has none
+	// and is not completed (else ErrPrecondition): of concurrent first
+	// sends one wins.
+	SetLoginFlowChallenge(ctx context.Context, id, challengeID string) error
+	// CompleteLoginFlow marks the flow completed at by method and installs
+	// its authorization code, if it is not completed yet (else
+	// ErrPrecondition).
+	CompleteLoginFlow(ctx context.Context, id, method string, at time.Time, codeHash []byte, codeExpiresAt time.Time) error
+	// RedeemAuthorizationCode marks the code of hash used at now and returns
+	// its flow: ErrNotFound for an unknown code, ErrPrecondition for a code
+	// already used or expired. Of concurrent redemptions at most one
+	// succeeds.
+	RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now time.Time) (LoginFlow, error)
 }
 
 // SigningKeys keeps the token issuer's keys.

@@ -85,6 +85,10 @@ type Env struct {
 	Stdout io.Writer
 	// Now is the clock.
 	Now func() time.Time
+	// ReceiptURL, when set, is where the provider is asked to report the
+	// delivery receipts of ev's SMS (smsprovider sets it for each slot
+	// that takes receipts; package receipts builds it). Nil: ask for none.
+	ReceiptURL func(ev *event.SmsOtpNotificationEvent) string
 }
 
 // Define returns the Provider named typ whose configuration is a *C.
@@ -158,6 +162,16 @@ func MaskSet(v string) string {
 		return ""
 	}
 	return Mask(v)
+}
+
+// Stored returns the stored configuration given to KeepSecrets as a *C,
+// and whether there is one (an empty *C when not).
+func Stored[C any](stored Config) (*C, bool) {
+	old, ok := any(stored).(*C)
+	if !ok {
+		return new(C), false
+	}
+	return old, true
 }
 
 // KeepMasked restores a masked secret *v sent back: it becomes stored

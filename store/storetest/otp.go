@@ -31,13 +31,13 @@ func testOTPSettings(t *testing.T, s store.Store) {
 	wantErr(t, err, store.ErrNotFound, "GetOTPSettings before any put")
 
 	in := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 300, NumericOnly: true, Length: 6, MaxResends: 3,
-		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, AllowedCountryCodes: []int{94, 1},
+		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, WebOTP: true, AllowedCountryCodes: []int{94, 1},
 		UpdatedAt: at(0), AllowedNumberTypes: []string{"mobile", "voip"}, SendLimitPerNumber: 3, SendLimitPerIP: 40, SendLimitPerOrg: 500}
 	must(t, s.PutOTPSettings(c, in), "PutOTPSettings")
 	got, err := s.GetOTPSettings(c, a.ID)
 	must(t, err, "GetOTPSettings")
 	if got.OrgID != a.ID || got.ExpirySeconds != 300 || !got.NumericOnly || got.Length != 6 || got.MaxResends != 3 ||
-		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled ||
+		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled || !got.WebOTP ||
 		!slices.Equal(got.AllowedCountryCodes, []int{94, 1}) || !got.UpdatedAt.Equal(at(0)) ||
 		!slices.Equal(got.AllowedNumberTypes, []string{"mobile", "voip"}) || got.SendLimitPerNumber != 3 ||
 		got.SendLimitPerIP != 40 || got.SendLimitPerOrg != 500 {
@@ -47,7 +47,7 @@ func testOTPSettings(t *testing.T, s store.Store) {
 	in2 := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 120, Length: 8, UpdatedAt: at(time.Minute)}
 	must(t, s.PutOTPSettings(c, in2), "PutOTPSettings(replace)")
 	got, _ = s.GetOTPSettings(c, a.ID)
-	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled ||
+	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled || got.WebOTP ||
 		len(got.AllowedCountryCodes) != 0 || !got.UpdatedAt.Equal(at(time.Minute)) || got.AllowedNumberTypes != nil ||
 		got.SendLimitPerNumber != 0 || got.SendLimitPerIP != 0 || got.SendLimitPerOrg != 0 {
 		t.Fatalf("GetOTPSettings after replace = %+v, want %+v", got, in2)
@@ -92,7 +92,7 @@ func testMessageTemplates(t *testing.T, s store.Store) {
 
 func newChallenge(orgID int64, id string) store.Challenge {
 	return store.Challenge{ID: id, OrgID: orgID, UserID: "alice", Mobile: "+94771234567", Application: "myapp",
-		CodeHMAC: []byte("hmac-1"), ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
+		CodeHMAC: []byte("hmac-1"), EventID: "ev-1", ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
 }
 
 func testChallenges(t *testing.T, s store.Store) {
@@ -110,6 +110,7 @@ func testChallenges(t *testing.T, s store.Store) {
 		t.Fatalf("GetChallenge = %+v, want %+v", got, ch)
 	}
 	eqBytes(t, got.CodeHMAC, ch.CodeHMAC, "CodeHMAC")
+	eq(t, got.EventID, "ev-1", "EventID")
 
 	_, err = s.GetChallenge(c, b.ID, ch.ID)
 	wantErr(t, err, store.ErrNotFound, "GetChallenge with another org's ID")
@@ -127,24 +128,25 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	must(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute)), "ClaimResend")
 	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute+time.Second)), store.ErrPrecondition, "ClaimResend of a turn already claimed")
 	wantErr(t, s.ClaimResend(c, b.ID, ch.ID, 0, at(time.Minute), at(2*time.Minute)), store.ErrNotFound, "ClaimResend through another org")
-	wantErr(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute+time.Second)), store.ErrPrecondition,
+	wantErr(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute+time.Second)), store.ErrPrecondition,
 		"ReplaceChallengeCode under another resend's claim")
 	got, _ := s.GetChallenge(c, a.ID, ch.ID)
 	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after a claim")
 	eqBytes(t, got.CodeHMAC, []byte("hmac-1"), "CodeHMAC after a claim (the old code stays valid)")
-	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
+	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), "ev-hmac-2", at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
 	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eq(t, got.Resends, 1, "Resends after one resend")
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after resend")
+	eq(t, got.EventID, "ev-hmac-2", "EventID after resend")
 	eqTime(t, got.ExpiresAt, at(10*time.Minute), "ExpiresAt after resend")
 	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after resend")
 
 	// A stale prevResends (a concurrent resend won) does not apply.
-	err := s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err := s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode with a stale resend count")
-	err = s.ReplaceChallengeCode(c, b.ID, ch.ID, 1, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, b.ID, ch.ID, 1, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode through another org")
-	err = s.ReplaceChallengeCode(c, a.ID, "nope", 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, a.ID, "nope", 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode(unknown)")
 	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after refused resends")
@@ -158,7 +160,7 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	// The old code no longer consumes it; the new one does, once.
 	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-1"), at(2*time.Minute)), store.ErrPrecondition, "ConsumeChallenge with the replaced code")
 	must(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-2"), at(2*time.Minute)), "ConsumeChallenge")
-	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), "ev-hmac-3", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode of a consumed challenge")
 	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 1, at(time.Minute), at(3*time.Minute)), store.ErrPrecondition, "ClaimResend of a consumed challenge")
 }

@@ -41,7 +41,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	cases = append(cases, otpCases...)
 	cases = append(cases, subscriptionCases...)
 	cases = append(cases, deliveryCases...)
+	cases = append(cases, receiptCases...)
 	cases = append(cases, concurrencyCases...)
+	cases = append(cases, loginCases...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -17,10 +17,10 @@ func (db *DB) GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSetting
 	var codes, types string
 	var updated int64
 	err := db.r.QueryRowContext(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
-		max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at,
+		max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
 		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org FROM otp_settings WHERE org_id = ?`), orgID).
 		Scan(&s.ExpirySeconds, &s.NumericOnly, &s.Length, &s.MaxResends, &s.ResendIntervalSeconds,
-			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &codes, &updated,
+			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &s.WebOTP, &codes, &updated,
 			&types, &s.SendLimitPerNumber, &s.SendLimitPerIP, &s.SendLimitPerOrg)
 	if err != nil {
 		return store.OTPSettings{}, db.wrap("otp settings", err)
@@ -61,17 +61,17 @@ func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
 		return fmt.Errorf("store: otp settings: %w", err)
 	}
 	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
-		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at,
+		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
 		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id) DO UPDATE SET expiry_seconds = excluded.expiry_seconds, numeric_only = excluded.numeric_only,
 		length = excluded.length, max_resends = excluded.max_resends, resend_interval_seconds = excluded.resend_interval_seconds,
 		max_failed_attempts = excluded.max_failed_attempts, backup_codes_enabled = excluded.backup_codes_enabled,
-		allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at,
+		web_otp = excluded.web_otp, allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at,
 		allowed_number_types = excluded.allowed_number_types, send_limit_per_number = excluded.send_limit_per_number,
 		send_limit_per_ip = excluded.send_limit_per_ip, send_limit_per_org = excluded.send_limit_per_org`),
 		s.OrgID, s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds,
-		s.MaxFailedAttempts, s.BackupCodesEnabled, string(js), micros(s.UpdatedAt),
+		s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, string(js), micros(s.UpdatedAt),
 		string(tjs), s.SendLimitPerNumber, s.SendLimitPerIP, s.SendLimitPerOrg)
 	return db.wrap("put otp settings", err)
 }
@@ -145,8 +145,8 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 		code = []byte{}
 	}
 	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, application, code_hmac,
-		expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, micros(c.ExpiresAt), c.Resends,
+		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
 		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
 	if err != nil {
 		return db.wrap("create challenge", err)
@@ -169,9 +169,9 @@ const ChallengeRetention = 24 * time.Hour
 func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
 	c := store.Challenge{ID: id, OrgID: orgID}
 	var expires, lastSent, consumed, created int64
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, expires_at, resends,
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, event_id, expires_at, resends,
 		last_sent_at, consumed_at, created_at FROM challenges WHERE org_id = ? AND id = ?`), orgID, id).
-		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &expires, &c.Resends, &lastSent, &consumed, &created)
+		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &c.EventID, &expires, &c.Resends, &lastSent, &consumed, &created)
 	if err != nil {
 		return store.Challenge{}, db.wrap("challenge", err)
 	}
@@ -183,10 +183,10 @@ func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.C
 // ReplaceChallengeCode installs a resent OTP when the challenge still has
 // prevResends resends used and is not consumed; ErrPrecondition otherwise,
 // ErrNotFound when the org has no such challenge.
-func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, expires_at = ?, resends = resends + 1
+func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, event_id = ?, expires_at = ?, resends = resends + 1
 		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
-		codeHMAC, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
+		codeHMAC, eventID, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
 	if err != nil {
 		return db.wrap("replace challenge code", err)
 	}

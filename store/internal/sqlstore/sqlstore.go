@@ -39,9 +39,9 @@ type Dialect struct {
 	// (" FOR UPDATE SKIP LOCKED" for PostgreSQL; "" for SQLite, whose single
 	// writer serialises leases anyway).
 	SkipLocked string
-	// ForUpdate is appended to a SELECT that locks the rows it reads for
-	// the rest of the transaction (" FOR UPDATE" for PostgreSQL; "" for
-	// SQLite, whose one writer connection serialises transactions).
+	// ForUpdate is appended to a SELECT whose row a transaction then
+	// rewrites (" FOR UPDATE" for PostgreSQL; "" for SQLite, whose
+	// single writer serialises such transactions anyway).
 	ForUpdate string
 	// IsUniqueViolation tells whether err is a unique/primary key violation.
 	IsUniqueViolation func(err error) bool
@@ -66,6 +66,7 @@ type DB struct {
 
 	counterPurge   purger // expired rate counters, from HitCounter
 	challengePurge purger // long-expired challenges, from CreateChallenge
+	flowPurge      purger // long-expired login flows, from CreateLoginFlow
 }
 
 // New returns a DB on the given handles, sealing secrets under
