@@ -28,11 +28,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/otphub/otphub/applications"
+	"github.com/otphub/otphub/audit"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
 	"github.com/otphub/otphub/bus/kafka"
 	"github.com/otphub/otphub/config"
+	"github.com/otphub/otphub/console"
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/backlog"
@@ -88,6 +90,9 @@ type App struct {
 	// AdminClientID and AdminClientSecret are set when this start created
 	// the platform admin client (first embedded start); tests read them.
 	AdminClientID, AdminClientSecret string
+	// ConsoleSetupLink is the first platform admin's setup link when this
+	// start printed one; tests read it.
+	ConsoleSetupLink string
 }
 
 // New builds the app from cfg, in phases: the state (keys, store, log),
@@ -119,7 +124,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err != nil {
 		return nil, err
 	}
-	a.route(c, opts.Version)
+	if err := a.route(ctx, c, opts); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -292,16 +299,19 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 }
 
 // route registers the routes of this process's roles and its background
-// runners.
-func (a *App) route(c *components, version string) {
+// runners, and builds the console in front of them.
+func (a *App) route(ctx context.Context, c *components, opts Options) error {
+	cfg := a.cfg
+	auditLog := audit.New(audit.Config{TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, c.issuer, a.log)
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	a.runners = append(a.runners, c.resealer.Run, c.issuer.Run)
-	if a.cfg.Has(config.RoleAuthcore) || a.cfg.Has(config.RoleHub) {
+	api := cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub)
+	if api {
 		c.issuer.Register(mux, c.issuer)
 		c.tenants.Register(mux, c.issuer)
 		c.core.Register(mux, c.issuer)
@@ -312,9 +322,10 @@ func (a *App) route(c *components, version string) {
 		c.payloadKeys.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)
 		c.receipts.Register(mux)
+		auditLog.Register(mux, c.issuer)
 		a.runners = append(a.runners, c.backlog.Run)
 	}
-	if a.cfg.Has(config.RoleHub) {
+	if cfg.Has(config.RoleHub) {
 		a.runners = append(a.runners, c.hub.Run)
 	}
 	if c.engine != nil {
@@ -322,8 +333,26 @@ func (a *App) route(c *components, version string) {
 		// the fallback tasks it creates.
 		a.runners = append(a.runners, c.engine.Run, func(ctx context.Context) error { c.receipts.Run(ctx); return nil })
 	}
+	// Every state-changing API request, from the network or from the
+	// console in process, passes the audit log on its way to the mux.
+	handler := auditLog.Middleware(mux.ServeMux)
+	if api {
+		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
+			a.store, handler, auditLog, a.log)
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		// Its pages are not on the route recorder: they are not API
+		// operations (docs/openapi.yaml); its API route is.
+		con.Register(mux.ServeMux)
+		con.RegisterAPI(mux, c.issuer)
+		if err := a.printSetupLink(ctx, con, opts.Stdout); err != nil {
+			return err
+		}
+	}
 	a.routes = mux.patterns
-	a.handler = httpx.RefuseAmbiguousFraming(instrument(mux.ServeMux, a.log, newHTTPMetrics(a.reg)))
+	a.handler = httpx.RefuseAmbiguousFraming(instrument(mux.ServeMux, handler, a.log, newHTTPMetrics(a.reg)))
+	return nil
 }
 
 func (a *App) openStore(ctx context.Context, key []byte) error {
@@ -401,6 +430,22 @@ func (a *App) ensureAdmin(ctx context.Context, issuer *oauth.Issuer, stdout io.W
 		fmt.Fprintf(stdout, "\n=== otphub: platform admin client created (shown once; store it now) ===\n"+
 			"OTPHUB_ADMIN_CLIENT_ID=%s\nOTPHUB_ADMIN_CLIENT_SECRET=%s\n"+
 			"=========================================================================\n\n", id, secret)
+	}
+	return nil
+}
+
+// printSetupLink prints, while the console has no platform admin, a
+// one-time link that creates the first one (to stdout, never to the logs).
+func (a *App) printSetupLink(ctx context.Context, con *console.Console, stdout io.Writer) error {
+	link, err := con.SetupLink(ctx)
+	if err != nil {
+		return fmt.Errorf("console setup link: %w", err)
+	}
+	if link != "" {
+		a.ConsoleSetupLink = link
+		fmt.Fprintf(stdout, "\n=== otphub: create the console's first platform admin (link works once, for 72 h) ===\n"+
+			"%s\n"+
+			"=========================================================================\n\n", link)
 	}
 	return nil
 }

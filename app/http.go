@@ -69,7 +69,8 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // instrument wraps the mux with request IDs, panic recovery, access logs
 // and metrics. It logs method, route pattern, status and duration — never
 // the query string or body, which may carry secrets.
-func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handler {
+// next serves the request (mux, or a middleware in front of it).
+func instrument(mux *http.ServeMux, next http.Handler, log *slog.Logger, m *httpMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -112,7 +113,7 @@ func instrument(mux *http.ServeMux, log *slog.Logger, m *httpMetrics) http.Handl
 		if route == "unmatched" {
 			out = &muxErrorWriter{ResponseWriter: rec, r: r}
 		}
-		mux.ServeHTTP(out, r)
+		next.ServeHTTP(out, r)
 	})
 }
 

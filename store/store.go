@@ -352,6 +352,8 @@ type Store interface {
 	Applications
 	LoginFlows
 	PayloadEncryption
+	Console
+	Audit
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -728,4 +730,132 @@ type SigningKeys interface {
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // newest first
 	RetireSigningKey(ctx context.Context, kid string, at time.Time) error
 	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// ConsoleUser is a person who signs in to the console: an org admin
+// (OrgID set) or a platform admin (OrgID 0).
+type ConsoleUser struct {
+	ID           int64
+	Email        string // unique, lower case
+	OrgID        int64  // 0 for a platform admin
+	Name         string
+	PasswordHash string // PHC-encoded argon2id hash computed by package console; never the password
+	Mobile       string // E.164, for the SMS OTP second factor; "" when none
+	CreatedAt    time.Time
+}
+
+// Invitation is a single-use, expiring link that lets its holder create a
+// console user. Only a hash of its token is stored.
+type Invitation struct {
+	ID        int64
+	TokenHash []byte // SHA-256 of the token in the link
+	Email     string
+	OrgID     int64  // 0 invites a platform admin
+	CreatedBy string // who made it: a console user's email, "setup" for the first admin
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero until accepted
+	CreatedAt time.Time
+}
+
+// ConsoleSession is a signed-in browser. Only a hash of the cookie's
+// session ID is stored.
+type ConsoleSession struct {
+	IDHash     []byte // SHA-256 of the session ID
+	UserID     int64
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time // absolute end, however active the session
+	IP         string
+}
+
+// Console keeps console users, invitations and sessions.
+type Console interface {
+	// CreateInvitation stores inv (TokenHash unique; ErrConflict otherwise)
+	// and returns it with its ID and CreatedAt.
+	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error)
+	// GetInvitation returns the invitation with tokenHash, used or not.
+	GetInvitation(ctx context.Context, tokenHash []byte) (Invitation, error)
+	// ListInvitations returns unused invitations not expired at now, newest first.
+	ListInvitations(ctx context.Context, now time.Time) ([]Invitation, error)
+	// AcceptInvitation marks the invitation with tokenHash used at now and
+	// creates u from it (OrgID is the invitation's, and so is Email unless
+	// the invitation names none: the first admin's setup link, which is
+	// refused once a platform admin exists), in one transaction:
+	// ErrNotFound for no such invitation, ErrPrecondition when it is used
+	// or expired at now, ErrConflict when the email has a user. Of
+	// concurrent calls at most one succeeds.
+	AcceptInvitation(ctx context.Context, tokenHash []byte, now time.Time, u ConsoleUser) (ConsoleUser, error)
+	GetConsoleUser(ctx context.Context, id int64) (ConsoleUser, error)
+	GetConsoleUserByEmail(ctx context.Context, email string) (ConsoleUser, error)
+	// ListConsoleUsers returns every console user, by ID.
+	ListConsoleUsers(ctx context.Context) ([]ConsoleUser, error)
+	// CountConsolePlatformAdmins tells whether the first admin's setup link is needed.
+	CountConsolePlatformAdmins(ctx context.Context) (int, error)
+	// SetConsolePassword replaces the user's password hash and ends every
+	// session of the user but keepSession (the one that changed it; nil
+	// for none), in one transaction.
+	SetConsolePassword(ctx context.Context, userID int64, hash string, keepSession []byte) error
+	// DeleteConsoleUser removes the user and their sessions.
+	DeleteConsoleUser(ctx context.Context, userID int64) error
+
+	// CreateConsoleSession stores s; sessions expired (absolute end) long
+	// ago may be purged meanwhile.
+	CreateConsoleSession(ctx context.Context, s ConsoleSession) error
+	GetConsoleSession(ctx context.Context, idHash []byte) (ConsoleSession, error)
+	// TouchConsoleSession sets LastSeenAt (idle timeout).
+	TouchConsoleSession(ctx context.Context, idHash []byte, now time.Time) error
+	DeleteConsoleSession(ctx context.Context, idHash []byte) error
+	// DeleteConsoleSessions ends every session of the user (sign out
+	// everywhere) and returns how many.
+	DeleteConsoleSessions(ctx context.Context, userID int64) (int, error)
+
+	// CreatePortalLink stores l and returns it with its ID and CreatedAt.
+	CreatePortalLink(ctx context.Context, l PortalLink) (PortalLink, error)
+	// UsePortalLink marks the link with tokenHash used at now and returns
+	// it: ErrNotFound for no such link, ErrPrecondition when it is used or
+	// expired at now. Of concurrent calls at most one succeeds.
+	UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time) (PortalLink, error)
+	// GetPortalLink returns the org's link with id.
+	GetPortalLink(ctx context.Context, orgID, id int64) (PortalLink, error)
+}
+
+// PortalLink is a single-use, short-lived link that opens chosen console
+// sections of one org without an account. Only a hash of its token is stored.
+type PortalLink struct {
+	ID             int64
+	TokenHash      []byte
+	OrgID          int64
+	Sections       []string // e.g. webhooks, deliveries
+	FrameAncestors []string // origins that may frame the portal; empty: none
+	CreatedBy      string   // the audit actor that made it
+	ExpiresAt      time.Time
+	UsedAt         time.Time
+	CreatedAt      time.Time
+}
+
+// AuditEntry is one change made through the API or the console.
+type AuditEntry struct {
+	ID        int64 // increasing; assigned by the store
+	At        time.Time
+	Org       string // the org's name; "" for platform-wide changes
+	Actor     string // "client:<id>" or "user:<email>"
+	Action    string // e.g. "PUT /api/v1/orgs/{org}/sms-otp/settings", "console.sign_in"
+	Target    string // the path or object acted on
+	Status    int    // HTTP status of the change; 0 when not an HTTP request
+	IP        string
+	RequestID string
+}
+
+// AuditFilter selects audit entries, newest first.
+type AuditFilter struct {
+	Org      string // "" with AllOrgs false: platform-wide entries only
+	AllOrgs  bool   // every entry (the platform admin's view)
+	BeforeID int64  // pagination cursor: entries with ID < BeforeID; 0 for the newest
+	Limit    int    // <= 0 means 100; capped at 1000
+}
+
+// Audit keeps the audit log (append only).
+type Audit interface {
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }

@@ -1,0 +1,526 @@
+package console_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/otphub/otphub/app/apptest"
+)
+
+const password = "correct violet staple horizon 42"
+
+// TestConsole drives the console in chromium from the first admin's setup
+// link through every page, checking each change through the API, and
+// scans every page with axe-core.
+func TestConsole(t *testing.T) {
+	browser(t) // skip early without chromium
+	srv := apptest.Start(t, "--delivery-max-attempts", "1")
+	if srv.ConsoleSetupLink == "" || !strings.Contains(srv.Stdout.String(), srv.ConsoleSetupLink) {
+		t.Fatalf("the first start printed no setup link; stdout:\n%s", srv.Stdout.String())
+	}
+	admin := adminAPI(t, srv.URL, srv.AdminClientID, srv.AdminClientSecret)
+	b := newTab(t, srv.URL, true)
+
+	t.Run("SetupLink", func(t *testing.T) {
+		b.t = t
+		b.open(srv.ConsoleSetupLink)
+		b.wantText("This link creates the first platform admin")
+		b.axe()
+		b.shot("setup")
+		b.fill("Email", "root@example.com")
+		b.fill("Your name", "Root <b>Admin</b>")
+		b.fill("Mobile number", "+94771234567")
+		b.fill("Password", "short")
+		b.fill("Password again", "short")
+		b.press("Create account")
+		b.wantFieldError("Password", "at least 15 characters")
+		b.fill("Password", "passwordpassword")
+		b.fill("Password again", "passwordpassword")
+		b.press("Create account")
+		b.wantFieldError("Password", "breached")
+		b.fill("Password", password)
+		b.fill("Password again", password+"x")
+		b.press("Create account")
+		b.wantFieldError("Password again", "differ")
+		b.fill("Password", password)
+		b.fill("Password again", password)
+		b.press("Create account")
+		if !strings.HasSuffix(b.url(), "/console/platform/orgs") {
+			t.Fatalf("after setup at %s", b.url())
+		}
+		// The link works once.
+		b.open(srv.ConsoleSetupLink)
+		b.wantText("used already")
+		for _, c := range b.cookies() {
+			if c.Name == "otphub_console" && (!c.HTTPOnly || c.SameSite != "Strict") {
+				t.Fatalf("session cookie %+v: want HttpOnly and SameSite=Strict", c)
+			}
+		}
+	})
+
+	t.Run("Organizations", func(t *testing.T) {
+		b.t = t
+		b.open("/console/platform/orgs")
+		b.fill("Name", "Bad Name!")
+		b.press("Create organization")
+		b.wantFieldError("Name", "must match")
+		b.fill("Name", "acme")
+		b.press("Create organization")
+		b.wantText("Organization acme created.")
+		b.fill("Name", "globex")
+		b.press("Create organization")
+		b.axe()
+		b.shot("orgs")
+		if code, body := admin.do("GET", "/api/v1/orgs/acme", nil); code != 200 || body["name"] != "acme" {
+			t.Fatalf("GET org: %d %v", code, body)
+		}
+	})
+
+	t.Run("SMSOTPSettings", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/")
+		b.wantSkipLinkFirst()
+		b.follow("SMS OTP")
+		b.axe()
+		b.fill("SMS OTP length", "abc")
+		b.press("Update")
+		b.wantFieldError("SMS OTP length", "whole number")
+		b.fill("SMS OTP length", "99")
+		b.press("Update")
+		if msg := b.fieldError("SMS OTP length"); msg == "" {
+			t.Fatalf("no error next to the length: %s", b.text())
+		}
+		b.fill("SMS OTP length", "8")
+		b.fill("SMS OTP expiry time (seconds)", "240")
+		b.check("Use only numeric characters for OTP", false)
+		b.fill("Resends allowed", "2")
+		b.fill("Allowed countries (calling codes)", "94,")
+		// By keyboard only: focus the last field, change it, Enter submits.
+		b.run(chromedp.Focus(byLabel("Allowed countries (calling codes)")))
+		b.navigate(chromedp.Steps(chromedp.KeyEvent(" 1"), chromedp.KeyEvent(kb.Enter)))
+		b.wantText("SMS OTP settings updated.")
+		b.shot("sms-otp")
+		code, body := admin.do("GET", "/api/v1/orgs/acme/sms-otp/settings", nil)
+		if code != 200 || body["length"] != 8.0 || body["expirySeconds"] != 240.0 || body["numericOnly"] != false ||
+			body["maxResends"] != 2.0 || fmt.Sprint(body["allowedCountryCodes"]) != "[1 94]" {
+			t.Fatalf("the API returns %d %v", code, body)
+		}
+	})
+
+	t.Run("SMSProviderTabs", func(t *testing.T) {
+		b.t = t
+		tw, twGot := fakeTwilio(t)
+		vo, voGot := fakeVonage(t)
+		gw, gwGot := gateway(t)
+		b.open("/console/orgs/acme/sms-provider")
+		b.follow("Twilio")
+		b.fill("Twilio Account SID", "nope")
+		b.press("Save Twilio")
+		b.wantFieldError("Twilio Account SID", "AC followed by 32")
+		b.fill("Twilio Account SID", twSID)
+		b.fill("Twilio Auth Token", twToken)
+		b.fill("Sender", "+14155550100")
+		b.fill("API base URL (optional)", tw.URL)
+		b.press("Save Twilio")
+		b.wantText("Twilio saved as the primary SMS provider.")
+		if strings.Contains(get(b, chromedpHTML()), twToken) {
+			t.Fatal("the page shows the saved auth token")
+		}
+		b.axe()
+		b.fill("Mobile number", "+94771234567")
+		b.press("Send test SMS")
+		b.wantText("Sent.", "SM0123456789abcdef0123456789abcdef")
+		b.shot("sms-provider-twilio")
+		if twGot.count() != 1 || twGot.forms[0].Get("To") != "+94771234567" {
+			t.Fatalf("twilio got %v", twGot.forms)
+		}
+		// Saving again with the token left empty keeps it.
+		b.fill("Sender", "+14155550111")
+		b.press("Save Twilio")
+		b.wantText("Twilio saved")
+		if code, body := admin.do("GET", "/api/v1/orgs/acme/sms-provider", nil); code != 200 || body["sender"] != "+14155550111" || body["authToken"] != "****"+twToken[len(twToken)-4:] {
+			t.Fatalf("provider: %d %v", code, body)
+		}
+
+		b.follow("Fallback provider")
+		b.follow("Vonage")
+		b.fill("Vonage API Key", "abcd1234")
+		b.fill("Vonage API Secret", "Vonage-Secret-1")
+		b.fill("Sender", "MyApp")
+		b.fill("API base URL (optional)", vo.URL)
+		b.press("Save Vonage")
+		b.wantText("Vonage saved as the fallback SMS provider.")
+		b.fill("Mobile number", "+94771234567")
+		b.press("Send test SMS")
+		b.wantText("Sent.", "0A0000000123ABCD1")
+		b.shot("sms-provider-vonage")
+		if voGot.count() != 1 {
+			t.Fatal("vonage got no request")
+		}
+
+		b.follow("Custom")
+		b.fill("SMS Provider URL", gw.URL+"/send")
+		b.fill("Payload Template", `{"content": {{body}, "to": {{mobile}}}`)
+		b.fill("Headers (optional)", "authorisation: qwer1234asdfzxcv")
+		b.press("Save custom provider")
+		if msg := b.fieldError("Payload Template"); !regexp.MustCompile(`\d`).MatchString(msg) {
+			t.Fatalf("the template error names no position: %q", msg)
+		}
+		b.fill("Payload Template", `{"content": {{body}}, "to": {{mobile}}}`)
+		b.fill("Headers (optional)", "authorisation: qwer1234asdfzxcv")
+		b.press("Save custom provider")
+		b.wantText("Custom provider saved as the fallback SMS provider.")
+		b.axe()
+		b.shot("sms-provider-custom")
+		b.fill("Mobile number", "+94771234567")
+		b.press("Send test SMS")
+		b.wantText("Sent.")
+		if gwGot.count() != 1 || gwGot.forms[0].Get("authorisation") != "qwer1234asdfzxcv" || !strings.Contains(gwGot.body[0], `"to":"+94771234567"`) && !strings.Contains(gwGot.body[0], `"to": "+94771234567"`) {
+			t.Fatalf("gateway got %v %v", gwGot.forms, gwGot.body)
+		}
+	})
+
+	t.Run("Templates", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/")
+		b.follow("SMS Templates")
+		b.wantText("Preview", "K7Q2M9XA") // the settings above: 8 alphanumeric characters
+		b.axe()
+		// The live preview follows typing.
+		b.run(chromedp.Clear(byLabel("Message template")), chromedp.SendKeys(byLabel("Message template"), "<b>{{org}}</b> code {{otp}} {{nope}}"))
+		eventually(t, "the live preview to show the template error", func() bool {
+			return strings.Contains(get(b, chromedpEval[string](`document.getElementById("preview").textContent`)), "unknown placeholder")
+		})
+		b.press("Save template")
+		b.wantFieldError("Message template", "at character")
+		b.fill("Message template", "<b>{{org}}</b>: {{otp}} is your {{application}} code")
+		b.press("Preview")
+		b.wantText("<b>acme</b>: K7Q2M9XA is your Shop code")
+		b.fill("Language", "fr-CA")
+		b.press("Save template")
+		b.wantText("Template for fr-CA saved.")
+		b.shot("templates")
+		if code, body := admin.do("GET", "/api/v1/orgs/acme/sms-otp/templates/fr-CA", nil); code != 200 || body["body"] != "<b>{{org}}</b>: {{otp}} is your {{application}} code" {
+			t.Fatalf("template: %d %v", code, body)
+		}
+		if n := get(b, chromedpEval[int](`document.querySelectorAll("main b").length`)); n != 0 {
+			t.Fatal("template text rendered as markup")
+		}
+	})
+
+	rv := newReceiver(t, http.StatusInternalServerError)
+	t.Run("Webhooks", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/webhooks")
+		b.fill("Callback URL", "ftp://example.com/x")
+		b.press("Add webhook")
+		b.wantFieldError("Callback URL", "http")
+		// A callback that does not echo the challenge is not verified.
+		silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }))
+		defer silent.Close()
+		b.fill("Callback URL", silent.URL+"/hook")
+		b.press("Add webhook")
+		b.wantText("Not verified yet")
+		b.fill("Callback URL", rv.URL+"/hook")
+		b.press("Add webhook")
+		b.wantText("Verified: "+rv.URL+"/hook answered the WebSub challenge", "active")
+		b.axe()
+		b.shot("webhooks")
+	})
+
+	var deliveryID string
+	t.Run("Deliveries", func(t *testing.T) {
+		b.t = t
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/sms-otp/challenges", map[string]any{"mobile": "+94771234567", "userId": "u1", "application": "shop"}); code != 201 {
+			t.Fatalf("start challenge: %d %v", code, body)
+		}
+		// The webhook answers 500 and one attempt is allowed: dead.
+		eventually(t, "a dead webhook delivery", func() bool {
+			b.open("/console/orgs/acme/deliveries?status=dead")
+			return strings.Contains(b.text(), "webhook")
+		})
+		b.axe()
+		b.shot("deliveries")
+		b.navigate(chromedpClickFirst(`//tr[td[contains(., "webhook")]]//a[contains(@href, "/deliveries/")]`))
+		deliveryID = b.url()[strings.LastIndex(b.url(), "/")+1:]
+		b.wantText("Attempt log", "500")
+		b.axe()
+		b.shot("delivery")
+		rv.set(http.StatusNoContent)
+		b.press("Retry delivery")
+		b.wantText("Retry queued")
+		eventually(t, "the retried delivery to be delivered", func() bool {
+			code, body := admin.do("GET", "/api/v1/orgs/acme/deliveries/"+deliveryID, nil)
+			return code == 200 && body["status"] == "delivered"
+		})
+		// Bulk replay: counted first, then confirmed.
+		b.open("/console/orgs/acme/deliveries")
+		b.press("Count deliveries to replay")
+		b.wantFieldError("Replay status", "Choose a status or a time")
+		b.selectOption("Replay status", "dead")
+		b.press("Count deliveries to replay")
+		b.wantText("Replay")
+		count := regexp.MustCompile(`Replay (\d+) deliver(?:y|ies)\?`).FindStringSubmatch(b.text())
+		if count == nil || count[1] == "0" {
+			t.Fatalf("no count before the replay: %s", b.text())
+		}
+		b.shot("deliveries-replay")
+		noun := map[bool]string{true: "delivery", false: "deliveries"}[count[1] == "1"]
+		b.press("Replay " + count[1] + " " + noun)
+		b.wantText(count[1] + " " + noun + " requeued.")
+	})
+
+	t.Run("OAuthClients", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/clients")
+		b.press("Create client")
+		if b.fieldError("Name") == "" {
+			t.Fatalf("no error next to the name: %s", b.text())
+		}
+		// A name that is markup is shown as text.
+		xss := `<img src=x id=xss onerror=alert(1)><script>alert(2)</script>`
+		b.fill("Name", xss)
+		b.check("publish", true)
+		b.press("Create client")
+		b.wantText("Client created", "Client secret", xss)
+		if n := get(b, chromedpEval[int](`document.querySelectorAll("#xss, main script").length`)); n != 0 {
+			t.Fatal("the client name was rendered as markup")
+		}
+		secret := get(b, chromedpEval[string](`document.getElementById("new-client-secret").textContent`))
+		id := get(b, chromedpEval[string](`document.getElementById("new-client-id").textContent`))
+		b.axe()
+		b.shot("clients")
+		resp, err := http.PostForm(srv.URL+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the shown secret does not work: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		b.open("/console/orgs/acme/clients")
+		if strings.Contains(get(b, chromedpHTML()), secret) {
+			t.Fatal("the secret is shown again")
+		}
+		b.press("Delete")
+		b.wantText("Client deleted")
+		if len(b.dialogs) == 0 {
+			t.Fatal("delete asked for no confirmation")
+		}
+	})
+
+	t.Run("AuditLog", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/audit")
+		b.wantText("user:root@example.com", "PUT /api/v1/orgs/{org}/sms-otp/settings", "websub.subscribe", "POST /api/v1/orgs/{org}/deliveries/replay")
+		b.axe()
+		b.shot("audit")
+		code, body := admin.do("GET", "/api/v1/orgs/acme/audit-log", nil)
+		if code != 200 || !strings.Contains(fmt.Sprint(body["entries"]), "user:root@example.com") {
+			t.Fatalf("audit API: %d %v", code, body)
+		}
+		b.open("/console/platform/audit")
+		b.wantText("console.sign_in", "POST /api/v1/orgs")
+	})
+
+	var inviteLink string
+	t.Run("InviteOrgAdmin", func(t *testing.T) {
+		b.t = t
+		b.open("/console/platform/users")
+		b.fill("Email", "ann@acme.example")
+		b.selectOption("Role", "acme")
+		b.press("Create invitation")
+		inviteLink = linkPattern.FindString(b.text())
+		if inviteLink == "" {
+			t.Fatalf("no invitation link: %s", b.text())
+		}
+		b.axe()
+		b.shot("users")
+	})
+
+	t.Run("OrgAdminSeesOnlyTheirOrg", func(t *testing.T) {
+		ann := newTab(t, srv.URL, true)
+		ann.open(inviteLink)
+		ann.wantText("acme")
+		ann.fill("Your name", "Ann")
+		ann.fill("Mobile number", "+94770000001")
+		ann.fill("Password", "ann's long and unguessable phrase")
+		ann.fill("Password again", "ann's long and unguessable phrase")
+		ann.press("Create account")
+		if !strings.HasSuffix(ann.url(), "/console/orgs/acme/") {
+			t.Fatalf("org admin landed on %s", ann.url())
+		}
+		ann.wantText("Deliveries per hour", "delivered")
+		ann.axe()
+		ann.shot("overview")
+		ann.open("/console/orgs/globex/sms-otp")
+		ann.wantText("does not grant")
+		ann.open("/console/platform/orgs")
+		ann.wantText("Only a platform admin")
+		ann.open(inviteLink)
+		ann.wantText("used already")
+		// An org admin invites admins of their own org only.
+		ann.open("/console/orgs/acme/")
+		ann.follow("Team")
+		ann.wantText("ann@acme.example", "Invite an admin of acme")
+		if strings.Contains(ann.text(), "root@example.com") {
+			t.Fatal("the team page lists a platform admin")
+		}
+		ann.fill("Email", "bob@acme.example")
+		ann.press("Create invitation")
+		bobLink := linkPattern.FindString(ann.text())
+		if bobLink == "" {
+			t.Fatalf("no invitation link: %s", ann.text())
+		}
+		ann.axe()
+		ann.open(bobLink)
+		ann.wantText("administer the organization acme")
+		ann.open("/console/orgs/globex/team")
+		ann.wantText("does not grant")
+
+		// Sign out everywhere ends the other session too.
+		other := newTab(t, srv.URL, true)
+		other.open("/console/sign-in")
+		other.fill("Email", "ann@acme.example")
+		other.fill("Password", "wrong password, certainly")
+		other.press("Sign in")
+		other.wantText("not right")
+		other.fill("Password", "ann's long and unguessable phrase")
+		other.press("Sign in")
+		other.wantText("Overview")
+		ann.open("/console/orgs/acme/")
+		ann.press("Sign out everywhere")
+		other.open("/console/orgs/acme/sms-otp")
+		if !strings.Contains(other.url(), "/console/sign-in") {
+			t.Fatalf("after sign out everywhere the other browser is at %s", other.url())
+		}
+		other.axe()
+		other.shot("sign-in")
+	})
+
+	t.Run("AccountAndRemoval", func(t *testing.T) {
+		b.t = t
+		b.open("/console/platform/orgs")
+		b.follow("root@example.com")
+		b.fill("Current password", "not my password at all")
+		b.fill("New password", "a brand new passphrase for root")
+		b.fill("New password again", "a brand new passphrase for root")
+		b.press("Change password")
+		b.wantFieldError("Current password", "not your current password")
+		b.axe()
+		b.fill("Current password", password)
+		b.fill("New password", "a brand new passphrase for root")
+		b.fill("New password again", "a brand new passphrase for root")
+		b.press("Change password")
+		b.wantText("Password changed.")
+		b.shot("account")
+		b.open("/console/platform/users")
+		b.press("Remove")
+		b.wantText("ann@acme.example was removed")
+		ann := newTab(t, srv.URL, true)
+		ann.open("/console/sign-in")
+		ann.fill("Email", "ann@acme.example")
+		ann.fill("Password", "ann's long and unguessable phrase")
+		ann.press("Sign in")
+		ann.wantText("not right")
+	})
+
+	t.Run("PortalLink", func(t *testing.T) {
+		framer := "http://localhost:9"
+		code, link := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks", "deliveries"}, "frameAncestors": []string{framer}})
+		if code != 201 {
+			t.Fatalf("portal link: %d %v", code, link)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"clients"}}); code != 400 || body["field"] != "sections" {
+			t.Fatalf("portal link with an unknown section: %d %v", code, body)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks"}, "frameAncestors": []string{"http://evil.example"}}); code != 400 || body["field"] != "frameAncestors" {
+			t.Fatalf("portal link with a plain-http origin: %d %v", code, body)
+		}
+		p := newTab(t, srv.URL, true)
+		p.open(link["url"].(string))
+		p.wantText(rv.URL + "/hook")
+		if strings.Contains(get(p, chromedpHTML()), "globex") || strings.Contains(get(p, chromedpHTML()), "SMS OTP") {
+			t.Fatal("the portal shows more than its org's sections")
+		}
+		p.axe()
+		p.shot("portal")
+		resp, err := http.Get(p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors "+framer) || resp.Header.Get("X-Frame-Options") != "" {
+			t.Fatalf("portal page headers: CSP %q, X-Frame-Options %q", csp, resp.Header.Get("X-Frame-Options"))
+		}
+		base := p.url()[:strings.LastIndex(p.url(), "/")]
+		p.follow("Deliveries")
+		p.navigate(chromedpClickFirst(`//tr[td[contains(., "webhook")]]//a[contains(@href, "/deliveries/")]`))
+		p.press("Retry delivery")
+		p.wantText("Retry queued")
+		for _, path := range []string{"/sms-otp", "/clients", "/audit"} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("portal path %s: %d", path, resp.StatusCode)
+			}
+		}
+		// A link for webhooks only does not open deliveries.
+		_, only := admin.do("POST", "/api/v1/orgs/acme/portal-links", map[string]any{"sections": []string{"webhooks"}})
+		p.open(only["url"].(string))
+		p.open(p.url()[:strings.LastIndex(p.url(), "/")] + "/deliveries")
+		p.wantText("does not open this section")
+		p.open(link["url"].(string))
+		p.wantText("used already")
+		_, audit := admin.do("GET", "/api/v1/orgs/acme/audit-log", nil)
+		if !strings.Contains(fmt.Sprint(audit["entries"]), "client:portal-link:") {
+			t.Fatalf("the portal's retry is not in the audit log: %v", audit["entries"])
+		}
+	})
+
+	t.Run("CSRFRefused", func(t *testing.T) {
+		b.t = t
+		var cookie string
+		for _, c := range b.cookies() {
+			if c.Name == "otphub_console" {
+				cookie = c.Value
+			}
+		}
+		post := func(form url.Values, origin string) int {
+			req, _ := http.NewRequest("POST", srv.URL+"/console/orgs/acme/sms-otp", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: "otphub_console", Value: cookie})
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		form := url.Values{"expiry": {"60"}, "length": {"4"}, "maxResends": {"1"}, "resendInterval": {"30"}, "maxFailed": {"3"}}
+		if code := post(form, ""); code != http.StatusForbidden {
+			t.Fatalf("POST without a CSRF token: %d", code)
+		}
+		b.open("/console/orgs/acme/sms-otp")
+		form.Set("csrf", get(b, chromedpEval[string](`document.querySelector("input[name=csrf]").value`)))
+		if code := post(form, "https://evil.example"); code != http.StatusForbidden {
+			t.Fatalf("POST from another origin: %d", code)
+		}
+		if _, body := admin.do("GET", "/api/v1/orgs/acme/sms-otp/settings", nil); body["length"] != 8.0 {
+			t.Fatalf("a refused POST changed the settings: %v", body)
+		}
+	})
+}
