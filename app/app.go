@@ -44,6 +44,7 @@ import (
 	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/receipts"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/postgres"
@@ -145,6 +146,7 @@ type components struct {
 	providers   *smsprovider.Service
 	deliveries  *deliveries.API
 	engine      *dispatcher.Engine // nil unless this process has the dispatcher role
+	smsPolicy   *smspolicy.Guard   // every SMS's number policy and budgets
 }
 
 // openState opens the encryption key, the store and the log, the state
@@ -216,6 +218,10 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 	if c.resealer, err = store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg); err != nil {
 		return fmt.Errorf("resealer: %w", err)
 	}
+	// The server-wide SMS budgets are every org's ceilings, for challenges
+	// (authcore) and for every other SMS a provider sends (the policy).
+	limits := authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg}
+	c.smsPolicy = smspolicy.NewGuard(a.store, limits, nil)
 	// Receipts authenticate callbacks with the providers' secrets, and the
 	// providers send with receipts' callback URLs: the credentials are
 	// looked up through c.providers, built in buildDelivery.
@@ -235,7 +241,7 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
 		OnVerified:        c.receipts.Verified,
-		Limits:            authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg},
+		Limits:            limits,
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
 		return fmt.Errorf("auth core: %w", err)
@@ -267,6 +273,7 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
 		Receipts:  c.receipts,
+		Policy:    c.smsPolicy,
 	}, a.store, c.egress.HTTP(), c.egress, a.log, a.reg)
 	if err != nil {
 		return fmt.Errorf("sms providers: %w", err)
@@ -274,7 +281,7 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 	resolvers := []delivery.Resolver{c.hub.Resolver(), c.providers.Resolver()}
 	// The gate sees an org's destinations as the router resolves them.
 	c.backlog.UseResolvers(c.hub.Resolver(), c.providers.Resolver())
-	if c.deliveries, err = deliveries.New(deliveries.Config{}, a.store, a.log); err != nil {
+	if c.deliveries, err = deliveries.New(deliveries.Config{Policy: c.smsPolicy}, a.store, a.log); err != nil {
 		return fmt.Errorf("deliveries API: %w", err)
 	}
 	if cfg.Has(config.RoleDispatcher) {
@@ -282,6 +289,7 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 			RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 			AttemptTimeout:         cfg.DeliveryTimeout,
 			PerEndpointConcurrency: cfg.EndpointConcurrency,
+			PerHostConcurrency:     cfg.HostConcurrency,
 		}, a.bus, a.bus, a.store, resolvers, a.log, a.reg)
 		if err != nil {
 			return fmt.Errorf("dispatcher: %w", err)
@@ -343,7 +351,7 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 		}
 	}
 	a.routes = mux.patterns
-	a.handler = instrument(mux.ServeMux, handler, a.log, newHTTPMetrics(a.reg))
+	a.handler = httpx.RefuseAmbiguousFraming(instrument(mux.ServeMux, handler, a.log, newHTTPMetrics(a.reg)))
 	return nil
 }
 
@@ -498,7 +506,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		})
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(httpx.FramingListener(ln, maxHeaderBytes)) }()
 	a.log.Info("otphub serving", "addr", ln.Addr().String(), "public_url", a.cfg.PublicURL,
 		"roles", a.cfg.Roles, "store", map[bool]string{true: "sqlite", false: "postgres"}[a.cfg.Embedded()],
 		"log", map[bool]string{true: "embedded", false: "kafka"}[len(a.cfg.KafkaBrokers) == 0])

@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/nyaruka/phonenumbers"
 
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
@@ -47,22 +46,20 @@ func validText(s string, max int) bool {
 }
 
 // parseMobile validates an E.164 number with libphonenumber and the org's
-// allow-list, and returns it in E.164 form; msg names what is wrong.
-func parseMobile(s string, allowed []int) (e164, msg string) {
+// policy (country allow-list, number types), and returns it in E.164
+// form; msg names what is wrong.
+func parseMobile(s string, settings store.OTPSettings) (e164, msg string) {
 	// The shape every event's sendTo has (event.ValidMobile); libphonenumber
 	// then checks it is a valid number (it would otherwise accept vanity
-	// letters).
+	// letters) and its type.
 	if !event.ValidMobile(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
-	num, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", "mobile: not a valid phone number"
+	e164, refusal := smspolicy.Screen(s, settings)
+	if refusal != "" {
+		return "", "mobile: " + refusal
 	}
-	if cc := int(num.GetCountryCode()); len(allowed) > 0 && !slices.Contains(allowed, cc) {
-		return "", fmt.Sprintf("mobile: country calling code +%d is not allowed for this organization", cc)
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
+	return e164, ""
 }
 
 // StartRequest starts a challenge. Start validates every field.
@@ -160,7 +157,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err != nil {
 		return ChallengeState{}, wrapf(err, "get settings")
 	}
-	mobile, msg := parseMobile(req.Mobile, settings.AllowedCountryCodes)
+	mobile, msg := parseMobile(req.Mobile, settings)
 	if msg == "" && !validText(req.UserID, maxUserIDChars) {
 		msg = fmt.Sprintf("userId: required, 1 to %d characters, no control characters", maxUserIDChars)
 	}
@@ -181,7 +178,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err := s.checkBacklog(ctx, org); err != nil {
 		return ChallengeState{}, err
 	}
-	if err := s.spend(ctx, org, mobile, req.IP, now); err != nil {
+	if err := s.spend(ctx, org, settings, mobile, req.IP, now); err != nil {
 		return ChallengeState{}, err
 	}
 	code, err := newOTP(settings.NumericOnly, settings.Length)
@@ -342,7 +339,7 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	}
 	// The send budgets are charged only by the resend that holds the turn,
 	// so the losers of a double click cost the user nothing.
-	if err := s.spend(ctx, org, c.Mobile, req.IP, now); err != nil {
+	if err := s.spend(ctx, org, settings, c.Mobile, req.IP, now); err != nil {
 		giveBack()
 		if AsError(err) != nil {
 			s.metrics.resends.WithLabelValues("rate_limited").Inc()

@@ -5,42 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
 // Limit is a fixed-window budget: at most Max sends per Window.
-type Limit struct {
-	// Max sends per window; 0 takes the default, negative disables.
-	Max int
-	// Window is the fixed window length.
-	Window time.Duration
-}
+type Limit = smspolicy.Limit
 
 // Limits are the abuse (SMS pumping) budgets for sends: challenge starts and
-// resends both count. Keys are scoped by org so one tenant cannot spend
-// another's budget.
-type Limits struct {
-	// PerNumber limits sends to one mobile number. Default 10 per hour.
-	PerNumber Limit
-	// PerIP limits sends for one client IP: the request body's clientIp
-	// (the end user's address, as the login server saw it), else the
-	// caller's (see Config.TrustProxyHeaders). Default 100 per 10 min.
-	PerIP Limit
-	// PerOrg limits every send of one org. Default 1000 per minute.
-	PerOrg Limit
-}
+// resends both count. They are the server-wide ceilings: an org may set
+// lower ones of its own (maxSendsPerNumber, …). Keys are scoped by org so
+// one tenant cannot spend another's budget.
+type Limits = smspolicy.Limits
 
 // DefaultLimits are what a zero Limit (Max 0, Window 0) of Config.Limits
 // takes.
-var DefaultLimits = Limits{
-	PerNumber: Limit{Max: 10, Window: time.Hour},
-	PerIP:     Limit{Max: 100, Window: 10 * time.Minute},
-	PerOrg:    Limit{Max: 1000, Window: time.Minute},
-}
+var DefaultLimits = smspolicy.DefaultLimits
 
 // BacklogGate tells whether an org's next event should be refused because
 // every destination it would go to is backed up, and how long to wait
@@ -123,31 +108,20 @@ func (c *Config) defaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	setLimit(&c.Limits.PerNumber, DefaultLimits.PerNumber)
-	setLimit(&c.Limits.PerIP, DefaultLimits.PerIP)
-	setLimit(&c.Limits.PerOrg, DefaultLimits.PerOrg)
+	c.Limits = c.Limits.WithDefaults()
 	if c.DefaultSettings.Length == 0 {
 		c.DefaultSettings = BuiltinSettings
 	}
-	if f, msg := validateSettings(c.DefaultSettings, c.MaxExpiry); f != "" {
+	if f, msg := validateSettings(c.DefaultSettings, c.MaxExpiry, c.Limits); f != "" {
 		return fmt.Errorf("authcore: Config.DefaultSettings.%s: %s", f, msg)
 	}
 	return nil
 }
 
-func setLimit(l *Limit, def Limit) {
-	if l.Max == 0 {
-		l.Max = def.Max
-	}
-	if l.Window <= 0 {
-		l.Window = def.Window
-	}
-}
-
 const maxCountryCodes = 300
 
 // validateSettings returns the JSON name of the first invalid field and why.
-func validateSettings(s store.OTPSettings, maxExpiry time.Duration) (field, msg string) {
+func validateSettings(s store.OTPSettings, maxExpiry time.Duration, ceilings Limits) (field, msg string) {
 	maxSecs := int(maxExpiry / time.Second)
 	switch {
 	case s.ExpirySeconds < 1 || s.ExpirySeconds > maxSecs:
@@ -167,6 +141,24 @@ func validateSettings(s store.OTPSettings, maxExpiry time.Duration) (field, msg 
 	for _, cc := range s.AllowedCountryCodes {
 		if !supported[cc] {
 			return "allowedCountryCodes", fmt.Sprintf("%d is not a country calling code", cc)
+		}
+	}
+	for _, t := range s.AllowedNumberTypes {
+		if !smspolicy.ValidNumberType(t) {
+			return "allowedNumberTypes", fmt.Sprintf("%q is not a number type; one of %s", t, strings.Join(smspolicy.NumberTypes(), ", "))
+		}
+	}
+	for _, l := range []struct {
+		field string
+		v     int
+		c     Limit
+	}{
+		{"maxSendsPerNumber", s.SendLimitPerNumber, ceilings.PerNumber},
+		{"maxSendsPerIp", s.SendLimitPerIP, ceilings.PerIP},
+		{"maxSendsPerOrg", s.SendLimitPerOrg, ceilings.PerOrg},
+	} {
+		if msg := smspolicy.ValidateOrgLimit(l.v, l.c); msg != "" {
+			return l.field, msg
 		}
 	}
 	return "", ""

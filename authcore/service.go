@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/internal/orgs"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/templates"
 )
@@ -108,33 +108,16 @@ func (s *Service) lockout(ctx context.Context, orgID int64, userID string, max i
 	return false, 0, nil
 }
 
-// spend charges one send to the number, IP and org budgets; the first one
-// exhausted refuses with rate_limited until its window ends.
-func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, now time.Time) error {
-	checks := []struct {
-		scope, key string
-		l          Limit
-	}{
-		{"number", "otp-number:" + strconv.FormatInt(org.ID, 10) + ":" + mobile, s.cfg.Limits.PerNumber},
-		{"ip", "otp-ip:" + strconv.FormatInt(org.ID, 10) + ":" + ip, s.cfg.Limits.PerIP},
-		{"org", "otp-org:" + strconv.FormatInt(org.ID, 10), s.cfg.Limits.PerOrg},
+// spend charges one send to the number, IP and org budgets (the org's
+// own, within the server's ceilings); the first one exhausted refuses
+// with rate_limited until its window ends.
+func (s *Service) spend(ctx context.Context, org store.Org, settings store.OTPSettings, mobile, ip string, now time.Time) error {
+	scope, retry, err := smspolicy.Spend(ctx, s.st, org.ID, mobile, ip, s.cfg.Limits.ForOrg(settings), now)
+	if err != nil || scope == "" {
+		return err
 	}
-	for _, c := range checks {
-		if c.l.Max < 0 || (c.scope == "ip" && ip == "") {
-			continue
-		}
-		start := now.Truncate(c.l.Window)
-		end := start.Add(c.l.Window)
-		n, err := s.st.HitCounter(ctx, c.key, start, end)
-		if err != nil {
-			return fmt.Errorf("count %s sends: %w", c.scope, err)
-		}
-		if n > int64(c.l.Max) {
-			s.metrics.sendLimited.WithLabelValues(c.scope).Inc()
-			return refuseAfter(http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+c.scope+"; retry later", end.Sub(now))
-		}
-	}
-	return nil
+	s.metrics.sendLimited.WithLabelValues(scope).Inc()
+	return refuseAfter(http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later", retry)
 }
 
 // limitIP is the key the per-IP limit counts: clientIP, the end user's
@@ -208,6 +191,10 @@ func (s *Service) publish(ctx context.Context, org store.Org, jti, mobile, body 
 	}
 	if err := ev.Validate(); err != nil {
 		return err
+	}
+	// spend charged this SMS: the provider send path must not again.
+	if err := smspolicy.MarkCharged(ctx, s.st, org.ID, ev.ID, expiresAt); err != nil {
+		return fmt.Errorf("mark the event charged: %w", err)
 	}
 	key, headers, value, err := event.EncodeBinary(ev)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/templates"
 )
@@ -25,6 +26,14 @@ type settingsJSON struct {
 	BackupCodesEnabled    bool  `json:"backupCodesEnabled"`
 	WebOTP                bool  `json:"webOtp"`
 	AllowedCountryCodes   []int `json:"allowedCountryCodes"`
+	// AllowedNumberTypes shows the effective policy (the default when the
+	// org chose none).
+	AllowedNumberTypes []string `json:"allowedNumberTypes"`
+	// MaxSends* are the org's effective budgets (its own, else the
+	// server's ceiling; -1 when unlimited) per the server's window.
+	MaxSendsPerNumber int `json:"maxSendsPerNumber"`
+	MaxSendsPerIP     int `json:"maxSendsPerIp"`
+	MaxSendsPerOrg    int `json:"maxSendsPerOrg"`
 }
 
 // settingsPatch is a PUT body: omitted fields keep their current value.
@@ -38,14 +47,26 @@ type settingsPatch struct {
 	BackupCodesEnabled    *bool  `json:"backupCodesEnabled"`
 	WebOTP                *bool  `json:"webOtp"`
 	AllowedCountryCodes   *[]int `json:"allowedCountryCodes"`
+	// AllowedNumberTypes: [] restores the default policy.
+	AllowedNumberTypes *[]string `json:"allowedNumberTypes"`
+	// MaxSends*: 0 restores the server's ceiling.
+	MaxSendsPerNumber *int `json:"maxSendsPerNumber"`
+	MaxSendsPerIP     *int `json:"maxSendsPerIp"`
+	MaxSendsPerOrg    *int `json:"maxSendsPerOrg"`
 }
 
-func settingsOut(s store.OTPSettings) settingsJSON {
-	cc := s.AllowedCountryCodes
+func (s *Service) settingsOut(st store.OTPSettings) settingsJSON {
+	cc := st.AllowedCountryCodes
 	if cc == nil {
 		cc = []int{}
 	}
-	return settingsJSON{s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds, s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, cc}
+	types := st.AllowedNumberTypes
+	if len(types) == 0 {
+		types = smspolicy.DefaultNumberTypes
+	}
+	l := s.cfg.Limits.ForOrg(st)
+	return settingsJSON{st.ExpirySeconds, st.NumericOnly, st.Length, st.MaxResends, st.ResendIntervalSeconds, st.MaxFailedAttempts,
+		st.BackupCodesEnabled, st.WebOTP, cc, types, max(l.PerNumber.Max, -1), max(l.PerIP.Max, -1), max(l.PerOrg.Max, -1)}
 }
 
 func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +75,7 @@ func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "get settings", err)
 		return
 	}
-	httpx.JSON(w, http.StatusOK, settingsOut(st))
+	httpx.JSON(w, http.StatusOK, s.settingsOut(st))
 }
 
 func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +103,17 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 		slices.Sort(cc)
 		st.AllowedCountryCodes = slices.Compact(cc)
 	}
-	if field, msg := validateSettings(st, s.cfg.MaxExpiry); field != "" {
+	if p.AllowedNumberTypes != nil {
+		types := slices.Clone(*p.AllowedNumberTypes)
+		slices.Sort(types)
+		if st.AllowedNumberTypes = slices.Compact(types); len(types) == 0 {
+			st.AllowedNumberTypes = nil
+		}
+	}
+	setIf(&st.SendLimitPerNumber, p.MaxSendsPerNumber)
+	setIf(&st.SendLimitPerIP, p.MaxSendsPerIP)
+	setIf(&st.SendLimitPerOrg, p.MaxSendsPerOrg)
+	if field, msg := validateSettings(st, s.cfg.MaxExpiry, s.cfg.Limits); field != "" {
 		httpx.Error(w, http.StatusBadRequest, "invalid_field", field+": "+msg)
 		return
 	}
@@ -93,7 +124,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("sms otp settings updated", "org", org.Name)
-	httpx.JSON(w, http.StatusOK, settingsOut(st))
+	httpx.JSON(w, http.StatusOK, s.settingsOut(st))
 }
 
 func setIf[T any](dst *T, v *T) {

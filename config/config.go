@@ -93,8 +93,11 @@ type Config struct {
 	DeliveryMaxAttempts int
 	// DeliveryTimeout bounds one delivery attempt. Default 10s.
 	DeliveryTimeout time.Duration
-	// EndpointConcurrency caps concurrent deliveries per endpoint. Default 8.
+	// EndpointConcurrency caps concurrent deliveries per org and endpoint. Default 8.
 	EndpointConcurrency int
+	// HostConcurrency caps concurrent deliveries per host across orgs; 0
+	// (the default) is no cap.
+	HostConcurrency int
 	// MaxPendingPerDestination: a destination (webhook subscription or SMS
 	// provider slot) with more pending deliveries than this is backed up,
 	// and an org whose every destination is backed up gets its new events
@@ -323,8 +326,11 @@ var settings = []setting{
 	{name: "delivery-timeout", def: dispatcher.DefaultAttemptTimeout.String(), usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
 		return durationIn(&c.DeliveryTimeout, v, 100*time.Millisecond, 2*time.Minute)
 	}},
-	{name: "endpoint-concurrency", def: strconv.Itoa(dispatcher.DefaultPerEndpointConcurrency), usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
+	{name: "endpoint-concurrency", def: strconv.Itoa(dispatcher.DefaultPerEndpointConcurrency), usage: "concurrent deliveries per org and endpoint (each org's endpoint has its own cap, queue and circuit breaker)", set: func(c *Config, v string) error {
 		return intIn(&c.EndpointConcurrency, v, 1, 1000)
+	}},
+	{name: "host-concurrency", def: "0", usage: "concurrent deliveries per host across every org (a politeness cap for a shared host; attempts wait for a slot within --delivery-timeout); 0 disables", set: func(c *Config, v string) error {
+		return intIn(&c.HostConcurrency, v, 0, 100000)
 	}},
 	{name: "max-pending-per-destination", def: strconv.Itoa(backlog.DefaultLimit), usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
 		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)

@@ -32,12 +32,16 @@ const (
 	ReasonProviderRefused Reason = "provider_refused" // the provider refused the message (bad number, opted out…)
 	ReasonCircuitOpen     Reason = "circuit_open"     // not attempted: the endpoint's breaker is open
 	ReasonInvalid         Reason = "invalid"          // the destination's config cannot render this event
+	// ReasonPolicyRefused: not sent, the org's SMS policy refuses it
+	// (number type, country, a spent budget: smspolicy). Permanent, and
+	// never handed over to a fallback, which the same policy refuses.
+	ReasonPolicyRefused Reason = "policy_refused"
 )
 
 // Reasons lists every failure reason, so metrics can export each at zero.
 var Reasons = []Reason{ReasonTimeout, ReasonConnection, ReasonEgressRefused, ReasonRedirect,
 	ReasonRateLimited, ReasonAuthError, ReasonClientError, ReasonServerError, ReasonGone,
-	ReasonProviderRefused, ReasonCircuitOpen, ReasonInvalid}
+	ReasonProviderRefused, ReasonCircuitOpen, ReasonInvalid, ReasonPolicyRefused}
 
 // Result is what one attempt to deliver came to. The Sender classifies; the
 // engine decides what happens next (retry, dead letter, end the subscription).

@@ -27,8 +27,14 @@ type Config struct {
 	// their own pool, so they never delay first attempts. Default 32.
 	RetryWorkers int
 	// PerEndpointConcurrency bounds the attempts in flight to one endpoint
-	// (Target.Endpoint). Default 8.
+	// of one org (Target.Endpoint, keyed by tenant: another org's endpoint
+	// on the same host has its own cap, queue and circuit). Default 8.
 	PerEndpointConcurrency int
+	// PerHostConcurrency, if positive, also bounds the attempts in flight
+	// to one host (the endpoint without its account suffix) across every
+	// org: a politeness cap for a host many tenants share. An attempt
+	// waits for a slot within its AttemptTimeout. Default 0: none.
+	PerHostConcurrency int
 	// EndpointQueue bounds the first attempts waiting for a slot of one
 	// endpoint. When it is full, a new first attempt to that endpoint becomes
 	// a durable retry task at once instead of waiting. Queued attempts hold
@@ -131,6 +137,7 @@ func (c Config) Validate() error {
 	positive("RetryWorkers", int64(c.RetryWorkers))
 	positive("PerEndpointConcurrency", int64(c.PerEndpointConcurrency))
 	positive("EndpointQueue", int64(c.EndpointQueue))
+	positive("PerHostConcurrency", int64(c.PerHostConcurrency))
 	positive("AttemptTimeout", int64(c.AttemptTimeout))
 	positive("DrainTimeout", int64(c.DrainTimeout))
 	positive("RetryPollInterval", int64(c.RetryPollInterval))

@@ -36,6 +36,7 @@ type Engine struct {
 	log       *slog.Logger
 	m         *metrics
 	eps       *isolation.Gate[*job]
+	hosts     *isolation.HostCap // per-host politeness cap across orgs (PerHostConcurrency)
 
 	firstSlots chan struct{} // first attempts in flight (Config.Workers)
 	retrySlots chan struct{} // retries in flight (Config.RetryWorkers)
@@ -105,6 +106,7 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 		log:        logger.With("component", "dispatcher"),
 		m:          m,
 		eps:        isolation.New[*job](cfg.PerEndpointConcurrency, cfg.EndpointQueue, cfg.Breaker, cfg.Now),
+		hosts:      isolation.NewHostCap(cfg.PerHostConcurrency),
 		firstSlots: make(chan struct{}, cfg.Workers),
 		retrySlots: make(chan struct{}, cfg.RetryWorkers),
 	}

@@ -1,6 +1,8 @@
 package dispatcher
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,11 +26,29 @@ type job struct {
 	expires time.Time
 }
 
+// endpointKey is the isolation key of d's endpoint: its org and the
+// target's endpoint. Keyed by endpoint alone, one org's failing callback
+// opened the circuit of another org's healthy one on the same host.
 func (d *job) endpointKey() string {
-	if d.target.Endpoint != "" {
-		return d.target.Endpoint
+	ep := d.target.Endpoint
+	if ep == "" {
+		ep = d.target.Type + ":" + d.target.ID
 	}
-	return d.target.Type + ":" + d.target.ID
+	return strconv.FormatInt(d.orgID(), 10) + " " + ep
+}
+
+// hostKey is what the per-host politeness cap counts: the endpoint
+// without an account suffix (Twilio's is origin#AccountSID).
+func (d *job) hostKey() string {
+	host, _, _ := strings.Cut(d.target.Endpoint, "#")
+	return host
+}
+
+func (d *job) orgID() int64 {
+	if d.task != nil {
+		return d.task.OrgID
+	}
+	return d.ev.OrganizationID
 }
 
 // finish marks a first attempt done (delivered or durably recorded).
@@ -83,7 +103,7 @@ type encodedEvent struct {
 }
 
 func (x *encodedEvent) bytes() ([]byte, error) {
-	x.once.Do(func() { x.b, x.err = encodeTaskEvent(x.ev) })
+	x.once.Do(func() { x.b, x.err = delivery.EncodeTaskEvent(x.ev) })
 	return x.b, x.err
 }
 

@@ -194,7 +194,13 @@ func (e *Engine) send(d *job) (delivery.Result, store.DeliveryAttempt) {
 	defer cancel()
 	start := e.cfg.Now()
 	t0 := time.Now()
-	r := safeSend(ctx, d.target.Sender, d.ev)
+	var r delivery.Result
+	if release, err := e.hosts.Acquire(ctx, d.hostKey()); err != nil {
+		r = delivery.Result{Retry: true, Reason: delivery.ReasonTimeout, Err: errors.New("not sent: the host's concurrency cap stayed full for the attempt timeout")}
+	} else {
+		r = safeSend(ctx, d.target.Sender, d.ev)
+		release()
+	}
 	dur := time.Since(t0)
 	if !r.OK && r.Reason == delivery.ReasonNone {
 		if r.Retry {
@@ -242,7 +248,8 @@ func describe(r delivery.Result) string {
 
 // classify decides what follows the attempt's result r: the RetryPolicy's
 // decision; a destination that answered it is gone for good is ended
-// (OnGone); any other permanent failure hands over to the fallback.
+// (OnGone); any other permanent failure but the org's SMS policy refusing
+// the event hands over to the fallback.
 func (e *Engine) classify(d *job, r delivery.Result) (Decision, *job) {
 	dec := e.cfg.RetryPolicy.Decide(r, d.attempts()+1, e.cfg.Now(), d.expiresAt(), nil)
 	switch {
@@ -254,7 +261,7 @@ func (e *Engine) classify(d *job, r delivery.Result) (Decision, *job) {
 			}
 			cancel()
 		}
-	case dec.Status == store.DeliveryFailed:
+	case dec.Status == store.DeliveryFailed && r.Reason != delivery.ReasonPolicyRefused:
 		return dec, d.fallback()
 	}
 	return dec, nil

@@ -72,7 +72,7 @@ func (e *Engine) retry(task store.DeliveryTask) {
 // recorded (failed, or deferred when its resolver failed) and nil returned.
 func (e *Engine) loadTask(task store.DeliveryTask) *job {
 	d := &job{task: &task, target: delivery.Target{Type: task.DestinationType, ID: task.DestinationID}}
-	ev, err := decodeTaskEvent(task.Event)
+	ev, err := delivery.DecodeTaskEvent(task.Event)
 	if err != nil {
 		d.ev = &event.SmsOtpNotificationEvent{ID: task.EventID}
 		e.record(d, Decision{Status: store.DeliveryFailed, Outcome: OutcomePermanent}, nil, delivery.Result{Reason: delivery.ReasonInvalid, Err: err})

@@ -134,22 +134,82 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 
 // RefusedError is returned (wrapped in *url.Error by http.Client) when the
 // guard refuses a destination. Senders classify it as a permanent
-// delivery.ReasonEgressRefused.
+// delivery.ReasonEgressRefused. Its message names the host as given and
+// why, never the address a name resolved to: error messages reach org
+// admins (API errors, delivery attempt logs), and an internal host name's
+// address is the operator's to know.
 type RefusedError struct {
 	Host   string     // the host name or literal asked for
-	Addr   netip.Addr // the refused address; invalid when the URL itself was refused
-	Reason string     // why, e.g. "private address (10.0.0.0/8)"
+	Addr   netip.Addr // the refused address (for logs only); invalid when the URL itself was refused
+	Reason string     // why, without the address or range, e.g. "private address"
 }
 
 func (e *RefusedError) Error() string {
-	if e.Addr.IsValid() && e.Addr.String() != e.Host {
-		return fmt.Sprintf("egress refused: %s resolves to %s: %s", e.Host, e.Addr, e.Reason)
-	}
 	if e.Host != "" {
 		return fmt.Sprintf("egress refused: %s: %s", e.Host, e.Reason)
 	}
 	return "egress refused: " + e.Reason
 }
+
+// refused returns the RefusedError of host (resolved to a) for why, the
+// refusal's description, without the range it names ("private address
+// (10.0.0.0/8)" is "private address").
+func refused(host string, a netip.Addr, why string) *RefusedError {
+	if i := strings.Index(why, " ("); i > 0 {
+		why = why[:i]
+	}
+	return &RefusedError{Host: host, Addr: a, Reason: why}
+}
+
+// lookupError is a failed DNS lookup of Host. Its message says only what
+// failed: net.DNSError names the resolver's address (an internal one).
+// Unwrap keeps the cause for classification (timeouts).
+type lookupError struct {
+	host string
+	err  error
+}
+
+func (e *lookupError) Error() string {
+	var de *net.DNSError
+	switch {
+	case errors.As(e.err, &de) && de.IsNotFound:
+		return "resolve " + e.host + ": no such host"
+	case errors.As(e.err, &de) && de.IsTimeout, errors.Is(e.err, context.DeadlineExceeded):
+		return "resolve " + e.host + ": DNS lookup timed out"
+	case errors.Is(e.err, context.Canceled):
+		return "resolve " + e.host + ": canceled"
+	}
+	return "resolve " + e.host + ": DNS lookup failed"
+}
+
+func (e *lookupError) Unwrap() error { return e.err }
+
+// dialError is a failed connection to host:port. Its message names the
+// host as asked for and the kind of failure, never the address dialled.
+type dialError struct {
+	hostPort string
+	err      error
+}
+
+func (e *dialError) Error() string {
+	var ne net.Error
+	why := "connection failed"
+	switch {
+	case errors.Is(e.err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case errors.Is(e.err, syscall.ECONNRESET):
+		why = "connection reset"
+	case errors.Is(e.err, syscall.ENETUNREACH), errors.Is(e.err, syscall.EHOSTUNREACH):
+		why = "network unreachable"
+	case errors.Is(e.err, context.Canceled):
+		why = "canceled"
+	case errors.Is(e.err, context.DeadlineExceeded), errors.As(e.err, &ne) && ne.Timeout():
+		why = "timed out"
+	}
+	return "connect to " + e.hostPort + ": " + why
+}
+
+func (e *dialError) Unwrap() error { return e.err }
 
 // IsRefused reports whether err is (or wraps) a *RefusedError.
 func IsRefused(err error) bool {
@@ -292,20 +352,20 @@ func (c *Client) CheckURL(ctx context.Context, raw string) error {
 // resolve returns host's addresses if every one of them is allowed.
 func (c *Client) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if host == "" {
-		return nil, &RefusedError{Reason: "empty host"}
+		return nil, refused("", netip.Addr{}, "empty host")
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
 			return nil, &RefusedError{Host: host, Addr: a, Reason: "scoped (zoned) address"}
 		}
 		if why := c.refusal(a); why != "" {
-			return nil, &RefusedError{Host: host, Addr: a, Reason: why}
+			return nil, refused(host, a, why)
 		}
 		return []netip.Addr{a}, nil
 	}
 	addrs, err := c.cfg.Resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", host, err)
+		return nil, &lookupError{host: host, err: err}
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("resolve %s: no addresses", host)
@@ -314,7 +374,7 @@ func (c *Client) resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	// addresses is refused rather than trimmed.
 	for _, a := range addrs {
 		if why := c.refusal(a); why != "" {
-			return nil, &RefusedError{Host: host, Addr: a, Reason: why}
+			return nil, refused(host, a, why)
 		}
 	}
 	return addrs, nil
@@ -357,7 +417,7 @@ func (c *Client) dialContext(ctx context.Context, network, address string) (net.
 				return &RefusedError{Host: host, Reason: "unparseable dial address"}
 			}
 			if why := c.refusal(ap.Addr()); why != "" {
-				return &RefusedError{Host: host, Addr: ap.Addr(), Reason: why}
+				return refused(host, ap.Addr(), why)
 			}
 			return nil
 		},
@@ -368,9 +428,11 @@ func (c *Client) dialContext(ctx context.Context, network, address string) (net.
 		if err == nil {
 			return conn, nil
 		}
-		if IsRefused(err) {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			// Not the *net.OpError around it: that names the address.
 			c.refused.WithLabelValues(StageDial).Inc()
-			return nil, err
+			return nil, re
 		}
 		if first == nil {
 			first = err
@@ -379,7 +441,7 @@ func (c *Client) dialContext(ctx context.Context, network, address string) (net.
 			break
 		}
 	}
-	return nil, first
+	return nil, &dialError{hostPort: net.JoinHostPort(host, port), err: first}
 }
 
 type userAgent struct {

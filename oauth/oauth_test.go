@@ -177,6 +177,11 @@ func TestTokenClientAuthentication(t *testing.T) {
 		{"malformed json", "application/json", `{"grant_type":`, []string{e.id, e.sec}, 400, "invalid_request"},
 		{"unknown json field", "application/json", `{"grant_type":"client_credentials","x":1}`, []string{e.id, e.sec}, 400, "invalid_request"},
 		{"wrong json type", "application/json", `{"grant_type":5}`, []string{e.id, e.sec}, 400, "invalid_request"},
+		// Issue 18: duplicate JSON keys were accepted (last wins) while the
+		// form refused repeated parameters.
+		{"duplicate json client_id", "application/json", `{"grant_type":"client_credentials","client_id":"ghost","client_id":"` + e.id + `","client_secret":"` + e.sec + `"}`, nil, 400, "invalid_request"},
+		{"duplicate json client_secret", "application/json", `{"grant_type":"client_credentials","client_id":"` + e.id + `","client_secret":"nope","client_secret":"` + e.sec + `"}`, nil, 400, "invalid_request"},
+		{"json keys differing in case", "application/json", `{"grant_type":"client_credentials","client_id":"` + e.id + `","CLIENT_ID":"ghost","client_secret":"` + e.sec + `"}`, nil, 400, "invalid_request"},
 		{"oversized form", form, "grant_type=client_credentials&pad=" + strings.Repeat("a", 9000), []string{e.id, e.sec}, 413, "invalid_request"},
 		{"oversized json", "application/json", `{"grant_type":"` + strings.Repeat("a", 9000) + `"}`, []string{e.id, e.sec}, 413, "invalid_request"},
 		{"huge secret", form, "grant_type=client_credentials", []string{e.id, strings.Repeat("s", 300)}, 401, "invalid_client"},

@@ -55,6 +55,11 @@ type Config struct {
 	Now func() time.Time
 	// Providers are the provider types offered. Default Registered().
 	Providers []provider.Provider
+	// Policy, if set, is checked before every send of every provider
+	// (deliveries and test sends alike): the org's number policy and SMS
+	// budgets (*smspolicy.Guard). A refusal is a permanent
+	// delivery.ReasonPolicyRefused; nothing is sent.
+	Policy Policy
 	// Receipts, if set, turns delivery receipts on for the configurations
 	// that ask for them: their SMS are sent with its callback URLs, and
 	// each SMS a provider accepted is recorded with it. Nil: no receipts.
@@ -232,7 +237,27 @@ func (s *Service) sender(sp stored, withReceipts bool) (delivery.Sender, string)
 	if err != nil {
 		return invalid{err}, sp.p.Type() + ":"
 	}
+	if s.cfg.Policy != nil {
+		return guarded{snd, s.cfg.Policy}, snd.Endpoint()
+	}
 	return snd, snd.Endpoint()
+}
+
+// guarded sends only what the org's SMS policy lets through.
+type guarded struct {
+	next   delivery.Sender
+	policy Policy
+}
+
+func (g guarded) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) delivery.Result {
+	refusal, err := g.policy.CheckSend(ctx, ev)
+	if err != nil {
+		return delivery.Result{Retry: true, Reason: delivery.ReasonServerError, Err: fmt.Errorf("checking the SMS policy: %w", err)}
+	}
+	if refusal != "" {
+		return delivery.Result{Reason: delivery.ReasonPolicyRefused, Err: errors.New(refusal)}
+	}
+	return g.next.Send(ctx, ev)
 }
 
 // invalid is the Sender of a configuration that cannot send.
@@ -240,4 +265,10 @@ type invalid struct{ err error }
 
 func (i invalid) Send(context.Context, *event.SmsOtpNotificationEvent) delivery.Result {
 	return delivery.Result{Reason: delivery.ReasonInvalid, Err: i.err}
+}
+
+// Policy decides whether the SMS of an event may be sent; refusal says
+// why not (never the number). *smspolicy.Guard implements it.
+type Policy interface {
+	CheckSend(ctx context.Context, ev *event.SmsOtpNotificationEvent) (refusal string, err error)
 }

@@ -25,6 +25,8 @@ var (
 	// ErrPrecondition: a conditional update did not apply (already consumed,
 	// code replaced, lease lost…).
 	ErrPrecondition = errors.New("store: precondition failed")
+	// ErrLimit: a create would take an org past a per-org limit.
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // Options configure an adapter.
@@ -77,6 +79,18 @@ type OTPSettings struct {
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
 	UpdatedAt           time.Time
+
+	// AllowedNumberTypes limits numbers to these libphonenumber number
+	// types (authcore's names: mobile, fixed_line_or_mobile, fixed_line,
+	// toll_free, premium_rate, voip, …); empty is the built-in policy,
+	// mobile and fixed_line_or_mobile.
+	AllowedNumberTypes []string
+	// SendLimitPerNumber, SendLimitPerIP and SendLimitPerOrg are the org's
+	// own send budgets per window of the server-wide limit of the same
+	// scope, which is their ceiling; 0 is the ceiling itself.
+	SendLimitPerNumber int
+	SendLimitPerIP     int
+	SendLimitPerOrg    int
 }
 
 // MessageTemplate is an org's override of the SMS message template for a locale.
@@ -128,6 +142,11 @@ type Subscription struct {
 	AutoRenew bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	// PreviousSecret is the secret a re-subscription replaced (encrypted
+	// at rest): deliveries are signed under both until PreviousSecretUntil.
+	PreviousSecret      []byte
+	PreviousSecretUntil time.Time
 }
 
 // Challenge is one SMS OTP challenge.
@@ -427,6 +446,12 @@ type Subscriptions interface {
 	// UpsertSubscription creates or updates in place the subscription of
 	// (OrgID, Topic, Callback), keeping its ID, and returns the stored record.
 	UpsertSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	// UpsertSubscriptionWithin is UpsertSubscription, except that creating
+	// a subscription fails with ErrLimit when the org already has max
+	// whose lease has not ended at now (an update always passes). The
+	// count and the insert are one atomic step: of concurrent creations in
+	// any number of processes, the org never ends up with more than max.
+	UpsertSubscriptionWithin(ctx context.Context, s Subscription, max int, now time.Time) (Subscription, error)
 	GetSubscription(ctx context.Context, orgID int64, id string) (Subscription, error)
 	FindSubscription(ctx context.Context, orgID int64, topic, callback string) (Subscription, error)
 	ListSubscriptions(ctx context.Context, orgID int64) ([]Subscription, error)
@@ -484,6 +509,10 @@ type Deliveries interface {
 	// RequeueDeliveries does the same for every task of the org with one of
 	// statuses created at or after since; returns how many.
 	RequeueDeliveries(ctx context.Context, orgID int64, statuses []string, since, now, expiresAt time.Time) (int, error)
+	// RequeueDeliveriesOfType is RequeueDeliveries for the tasks of one
+	// destination type (the replay API requeues webhook deliveries in
+	// bulk, and SMS ones one by one, each charged to the SMS budgets).
+	RequeueDeliveriesOfType(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error)
 	DeliveryStats(ctx context.Context) (DeliveryStats, error)
 	// PendingByDestination counts pending tasks per destination and returns
 	// the destinations with more than over of them (over 0: every

@@ -10,6 +10,10 @@ import (
 	"github.com/otphub/otphub/store"
 )
 
+// stateExpired is the state the API shows for an active subscription
+// whose lease has ended.
+const stateExpired = "expired"
+
 // SubscriptionView is a subscription as the API shows it: never its secret.
 type SubscriptionView struct {
 	ID           string     `json:"id"`
@@ -28,7 +32,9 @@ type SubscriptionView struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-func viewOf(s store.Subscription) SubscriptionView {
+// viewOf shows s as of now: an active subscription whose lease has ended
+// is "expired" (it receives nothing) until the sweep deletes it.
+func viewOf(s store.Subscription, now time.Time) SubscriptionView {
 	v := SubscriptionView{
 		ID: s.ID, Topic: s.Topic, Callback: s.Callback, State: s.State,
 		LeaseSeconds: s.LeaseSeconds, Format: s.Format, SignatureAlg: s.SignatureAlg,
@@ -43,6 +49,9 @@ func viewOf(s store.Subscription) SubscriptionView {
 	if !s.ExpiresAt.IsZero() {
 		t := s.ExpiresAt.UTC()
 		v.ExpiresAt = &t
+		if v.State == store.SubActive && !now.Before(t) {
+			v.State = stateExpired
+		}
 	}
 	return v
 }
@@ -72,7 +81,7 @@ func (h *Hub) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]SubscriptionView, 0, len(subs))
 	for _, s := range subs {
-		out = append(out, viewOf(s))
+		out = append(out, viewOf(s, h.cfg.Now()))
 	}
 	httpx.JSON(w, http.StatusOK, map[string]any{"subscriptions": out})
 }
@@ -93,7 +102,7 @@ func (h *Hub) handleGet(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
 		return
 	}
-	httpx.JSON(w, http.StatusOK, viewOf(s))
+	httpx.JSON(w, http.StatusOK, viewOf(s, h.cfg.Now()))
 }
 
 // handleDelete serves DELETE /api/v1/orgs/{org}/subscriptions/{id}: the

@@ -59,6 +59,14 @@ const (
 	maxFormBytes = 16 << 10
 )
 
+// Defaults and bounds of the tenant-isolation settings of Config.
+const (
+	DefaultMaxPendingPerOrg = 50
+	DefaultSecretOverlap    = 24 * time.Hour
+	// MaxSecretOverlap caps SecretOverlap and otphub.secret_overlap_seconds.
+	MaxSecretOverlap = 7 * 24 * time.Hour
+)
+
 // PayloadKeys gives the key an org's asgardeo-format deliveries are
 // encrypted with, nil when the org has payload encryption off
 // (*keyservice.Service implements it).
@@ -99,6 +107,16 @@ type Config struct {
 	// MaxPendingVerifications bounds verifications in flight; a subscribe
 	// request beyond it gets 503 with Retry-After. Default 1000.
 	MaxPendingVerifications int
+	// MaxPendingPerOrg is each org's share of them: one org's callbacks
+	// that never answer hold at most this many, so only that org gets 503
+	// too_many_pending while every other org's requests go through.
+	// Default 50 (at most MaxPendingVerifications).
+	MaxPendingPerOrg int
+	// SecretOverlap is how long deliveries stay signed under a replaced
+	// hub.secret as well as the new one after a re-subscription rotates
+	// it (a subscriber may ask for less, or 0, with
+	// otphub.secret_overlap_seconds). Default 24 h; negative disables.
+	SecretOverlap time.Duration
 	// MaxSubscriptionsPerOrg: a new subscription beyond it is denied
 	// (hub.mode=denied) after the 202. Re-subscriptions always pass.
 	// Default 100.
@@ -138,6 +156,12 @@ func (c *Config) applyDefaults() {
 	if c.MaxPendingVerifications == 0 {
 		c.MaxPendingVerifications = DefaultMaxPendingVerifications
 	}
+	if c.MaxPendingPerOrg == 0 {
+		c.MaxPendingPerOrg = min(DefaultMaxPendingPerOrg, c.MaxPendingVerifications)
+	}
+	if c.SecretOverlap == 0 {
+		c.SecretOverlap = DefaultSecretOverlap
+	}
 	if c.MaxSubscriptionsPerOrg == 0 {
 		c.MaxSubscriptionsPerOrg = DefaultMaxSubscriptionsPerOrg
 	}
@@ -173,8 +197,10 @@ func (c Config) Validate() error {
 		return errors.New("websub: DefaultLeaseSeconds must lie within [MinLeaseSeconds, MaxLeaseSeconds]")
 	case c.VerifyTimeout < 0, c.ResolveCacheTTL < 0, c.ExpiryInterval < 0, c.RenewBefore < 0:
 		return errors.New("websub: durations must not be negative")
-	case c.MaxPendingVerifications < 0, c.MaxSubscriptionsPerOrg < 0, c.MaxPublishBytes < 0:
+	case c.MaxPendingVerifications < 0, c.MaxPendingPerOrg < 0, c.MaxSubscriptionsPerOrg < 0, c.MaxPublishBytes < 0:
 		return errors.New("websub: limits must not be negative")
+	case c.SecretOverlap > MaxSecretOverlap:
+		return fmt.Errorf("websub: SecretOverlap must be at most %s", MaxSecretOverlap)
 	}
 	return nil
 }
@@ -196,9 +222,10 @@ type Hub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	pending chan struct{} // semaphore of MaxPendingVerifications
 	stopMu  sync.Mutex
 	stopped bool          // Run returned: no new verifications
+	pending int           // verifications in flight (under stopMu)
+	perOrg  map[int64]int // of them, per org (under stopMu)
 	changed chan struct{} // a subscription changed: Run recounts the gauges
 
 	renewMu  sync.Mutex
@@ -238,7 +265,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, eg *egress.Client, signe
 		signer:  signer,
 		log:     logger.With("component", "websub"),
 		m:       m,
-		pending: make(chan struct{}, max(cfg.MaxPendingVerifications, 1)),
+		perOrg:  make(map[int64]int),
 		changed: make(chan struct{}, 1),
 
 		renewing: map[string]time.Time{},

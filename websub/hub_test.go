@@ -344,6 +344,7 @@ func TestPublish(t *testing.T) {
 		{"missing fields", tok, e.topic(org.Name), "application/json", `{"iss":"https://a.example"}`, 400, "invalid_event"},
 		{"invalid field", tok, e.topic(org.Name), "application/json", string(badBody), 400, "invalid_event"},
 		{"empty body", tok, e.topic(org.Name), "application/json", "", 400, "invalid_event"},
+		{"duplicate key", tok, e.topic(org.Name), "application/json", strings.Replace(string(body), `"sendTo":`, `"sendTo":"+94770000000","sendTo":`, 1), 400, "invalid_event"},
 		{"oversized body", tok, e.topic(org.Name), "application/json", huge, 413, "body_too_large"},
 		{"not JSON", tok, e.topic(org.Name), "text/plain", string(body), 415, "unsupported_media_type"},
 	}

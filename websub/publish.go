@@ -14,6 +14,7 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/jsondup"
 )
 
 // PublishResponse is the body of a successful publish.
@@ -141,6 +142,12 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, "invalid_event", err.Error())
+		return
+	}
+	// Two sendTo keys would be read as the last by us and maybe as the
+	// first by whatever screened the event before it reached us.
+	if key, dup := jsondup.Find(body); dup {
+		httpx.Error(w, http.StatusBadRequest, "invalid_event", fmt.Sprintf("duplicate key %q: each key may appear once", key))
 		return
 	}
 	if ev.OrganizationName != org.Name {

@@ -46,24 +46,15 @@ func (h *Hub) maybeRenew(org store.Org, s store.Subscription) {
 	h.renewing[s.ID] = time.Time{}
 	h.renewMu.Unlock()
 
-	select {
-	case h.pending <- struct{}{}:
-	default:
-		h.renewDone(s.ID, false) // the verification slots are full: next sweep
+	// A renewal takes a slot of the org's share of verifications like a
+	// subscribe does.
+	if code, _ := h.startVerification(org.ID); code != "" {
+		h.renewDone(s.ID, false) // the verification slots are full (or the hub stops): next sweep
 		return
 	}
-	h.stopMu.Lock()
-	if h.stopped {
-		h.stopMu.Unlock()
-		<-h.pending
-		h.renewDone(s.ID, false)
-		return
-	}
-	h.wg.Add(1)
-	h.stopMu.Unlock()
 	go func() {
 		defer h.wg.Done()
-		defer func() { <-h.pending }()
+		defer h.endVerification(org.ID)
 		h.renewDone(s.ID, h.renew(org, s))
 	}()
 }

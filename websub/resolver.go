@@ -232,7 +232,7 @@ func stateOrExpired(s store.Subscription, now time.Time) string {
 	if s.State != store.SubActive {
 		return s.State
 	}
-	return "expired"
+	return stateExpired
 }
 
 // endpointOf is the breaker/concurrency key of a callback: scheme://host:port.

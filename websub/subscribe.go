@@ -1,6 +1,7 @@
 package websub
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -33,6 +34,11 @@ const (
 	// ParamSignatureAlg chooses the X-Hub-Signature algorithm: sha1 |
 	// sha256 (default) | sha384 | sha512.
 	ParamSignatureAlg = "otphub.signature_alg"
+	// ParamSecretOverlap is how many seconds deliveries stay signed under
+	// the secret a re-subscription replaces (Webhook-Signature carries
+	// one v1 signature per secret); at most the hub's SecretOverlap,
+	// which is the default.
+	ParamSecretOverlap = "otphub.secret_overlap_seconds"
 	// ParamGenerateSecret = "whsec" asks the hub to generate the secret, a
 	// Standard Webhooks "whsec_" secret returned once in the 202 body,
 	// instead of the subscriber sending hub.secret.
@@ -116,6 +122,7 @@ type request struct {
 	autoRenew bool // no hub.lease_seconds: the hub renews the lease itself
 	format    event.Format
 	alg       string
+	overlap   time.Duration // how long a replaced secret still signs
 }
 
 // authorizeTopic checks hub.topic names a known org's topic the caller may
@@ -168,29 +175,17 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 		return
 	}
 
-	select {
-	case h.pending <- struct{}{}:
-	default:
+	if code, msg := h.startVerification(org.ID); code != "" {
 		httpx.RetryAfter(w, 5*time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "too_many_pending", "too many subscription verifications in progress; try again shortly")
+		httpx.Error(w, http.StatusServiceUnavailable, code, msg)
 		return
 	}
-	h.stopMu.Lock()
-	if h.stopped {
-		h.stopMu.Unlock()
-		<-h.pending
-		httpx.RetryAfter(w, 5*time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the hub is shutting down; try again")
-		return
-	}
-	h.wg.Add(1)
-	h.stopMu.Unlock()
 	h.m.subscriptions.WithLabelValues(store.SubPending).Inc()
 	go func() {
 		defer h.wg.Done()
 		defer func() {
 			h.m.subscriptions.WithLabelValues(store.SubPending).Dec()
-			<-h.pending
+			h.endVerification(org.ID)
 		}()
 		h.verify(req)
 	}()
@@ -203,6 +198,35 @@ func (h *Hub) handleSubscription(w http.ResponseWriter, r *http.Request, mode st
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	httpx.JSON(w, http.StatusAccepted, ack)
+}
+
+// startVerification takes a slot of the org's share of pending
+// verifications (and of the hub's), or returns the error code and message
+// of the 503 to answer.
+func (h *Hub) startVerification(orgID int64) (code, msg string) {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	switch {
+	case h.stopped:
+		return "unavailable", "the hub is shutting down; try again"
+	case h.perOrg[orgID] >= h.cfg.MaxPendingPerOrg:
+		return "too_many_pending", fmt.Sprintf("this organization has %d subscription verifications in progress, its limit; try again shortly", h.perOrg[orgID])
+	case h.pending >= h.cfg.MaxPendingVerifications:
+		return "too_many_pending", "too many subscription verifications in progress; try again shortly"
+	}
+	h.pending++
+	h.perOrg[orgID]++
+	h.wg.Add(1)
+	return "", ""
+}
+
+func (h *Hub) endVerification(orgID int64) {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	h.pending--
+	if h.perOrg[orgID]--; h.perOrg[orgID] <= 0 {
+		delete(h.perOrg, orgID)
+	}
 }
 
 // checkCallback validates hub.callback: an absolute http(s) URL the egress
@@ -287,6 +311,15 @@ func (h *Hub) parseSubscribeParams(w http.ResponseWriter, f url.Values, req *req
 		return false
 	}
 	req.alg = alg
+	req.overlap = max(h.cfg.SecretOverlap, 0)
+	if v := f.Get(ParamSecretOverlap); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			httpx.Error(w, http.StatusBadRequest, "invalid_secret_overlap", ParamSecretOverlap+" must be a non-negative decimal integer")
+			return false
+		}
+		req.overlap = min(time.Duration(min(n, int64(MaxSecretOverlap/time.Second)))*time.Second, req.overlap)
+	}
 	return true
 }
 
@@ -334,7 +367,14 @@ func (h *Hub) verify(req request) {
 		return
 	}
 
-	if err := h.apply(ctx, req, started); err != nil {
+	if err := h.apply(ctx, req, started); errors.Is(err, store.ErrLimit) {
+		// Subscriptions created while this one was being verified took
+		// the last places: the count and the insert are one step, so the
+		// limit holds however many overlap.
+		h.deny(ctx, req, h.limitReason())
+		logger.Info("subscription denied at the limit after verification")
+		return
+	} else if err != nil {
 		h.m.verifications.WithLabelValues(outcomeFailed).Inc()
 		logger.Error("applying a verified subscription request failed", "err", err)
 		return
@@ -350,14 +390,26 @@ func (h *Hub) policy(ctx context.Context, req request) (string, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return "", err
 	}
+	// An early answer only: apply checks again, atomically with the
+	// insert. Lapsed subscriptions (not swept yet) count in neither.
 	subs, err := h.st.ListSubscriptions(ctx, req.org.ID)
 	if err != nil {
 		return "", err
 	}
-	if len(subs) >= h.cfg.MaxSubscriptionsPerOrg {
-		return fmt.Sprintf("the organization has reached its limit of %d subscriptions", h.cfg.MaxSubscriptionsPerOrg), nil
+	now, n := h.cfg.Now(), 0
+	for _, s := range subs {
+		if s.ExpiresAt.IsZero() || !s.ExpiresAt.Before(now) {
+			n++
+		}
+	}
+	if n >= h.cfg.MaxSubscriptionsPerOrg {
+		return h.limitReason(), nil
 	}
 	return "", nil
+}
+
+func (h *Hub) limitReason() string {
+	return fmt.Sprintf("the organization has reached its limit of %d subscriptions", h.cfg.MaxSubscriptionsPerOrg)
 }
 
 // apply carries out a verified request: subscribe upserts (a renewal
@@ -378,7 +430,7 @@ func (h *Hub) apply(ctx context.Context, req request, verifiedAt time.Time) erro
 		}
 		return nil
 	}
-	_, err := h.st.UpsertSubscription(ctx, store.Subscription{
+	s := store.Subscription{
 		OrgID:        req.org.ID,
 		Topic:        req.canonical,
 		Callback:     req.callback,
@@ -390,8 +442,27 @@ func (h *Hub) apply(ctx context.Context, req request, verifiedAt time.Time) erro
 		Format:       string(req.format),
 		SignatureAlg: req.alg,
 		AutoRenew:    req.autoRenew,
-	})
+	}
+	if old, err := h.st.FindSubscription(ctx, req.org.ID, req.canonical, req.callback); err == nil {
+		s.PreviousSecret, s.PreviousSecretUntil = rotatedSecret(old, req, verifiedAt)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	_, err := h.st.UpsertSubscriptionWithin(ctx, s, h.cfg.MaxSubscriptionsPerOrg, verifiedAt)
 	return err
+}
+
+// rotatedSecret is the previous secret a renewal of old keeps: the secret
+// it replaces, for the overlap, when the secret changes; an overlap still
+// running when it does not (a plain renewal must not cut a rotation short).
+func rotatedSecret(old store.Subscription, req request, now time.Time) ([]byte, time.Time) {
+	switch {
+	case len(old.Secret) > 0 && !bytes.Equal(old.Secret, req.secret) && req.overlap > 0:
+		return old.Secret, now.Add(req.overlap)
+	case bytes.Equal(old.Secret, req.secret) && now.Before(old.PreviousSecretUntil):
+		return old.PreviousSecret, old.PreviousSecretUntil
+	}
+	return nil, time.Time{}
 }
 
 // deny tells the subscriber the hub refused its subscription (WebSub §5.2).

@@ -148,7 +148,7 @@ place([
 place([
     timeseries("Attempts by outcome", "otphub_delivery_attempts_total: each attempt ends success, retry (transient failure) or permanent.",
                [(f'sum by (destination, outcome) (rate(otphub_delivery_attempts_total{{{SEL}}}[{RI}]))', "{{destination}} {{outcome}}")], unit="reqps"),
-    timeseries("Failure reasons", "otphub_delivery_failures_total: why attempts failed (timeout, connection, egress_refused, redirect, rate_limited, auth_error, client_error, server_error, gone, provider_refused, circuit_open, invalid).",
+    timeseries("Failure reasons", "otphub_delivery_failures_total: why attempts failed (timeout, connection, egress_refused, redirect, rate_limited, auth_error, client_error, server_error, gone, provider_refused, circuit_open, invalid, policy_refused).",
                [(f'sum by (destination, reason) (rate(otphub_delivery_failures_total{{{SEL}}}[{RI}])) > 0', "{{destination}} {{reason}}")], unit="reqps", stack=True),
     timeseries("Retries scheduled", "otphub_retries_scheduled_total: retries scheduled after a failed or refused attempt.",
                [(f'sum by (destination) (rate(otphub_retries_scheduled_total{{{SEL}}}[{RI}]))', "{{destination}}")], unit="reqps"),

@@ -6,6 +6,7 @@
 package deliveries
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,9 +19,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/webhook"
 )
 
 // Config configures the API.
@@ -31,7 +34,20 @@ type Config struct {
 	ReplayWindow time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Policy, if set, charges every replayed SMS to the org's budgets
+	// (*smspolicy.Guard): a replay over budget, or of a number the org's
+	// policy now refuses, is not requeued.
+	Policy Policy
 }
+
+// Policy charges a replayed SMS (smspolicy.Guard.Replay).
+type Policy interface {
+	Replay(ctx context.Context, orgID int64, eventID, number string, until time.Time) (refusal string, overBudget bool, err error)
+}
+
+// MaxReplaySMS bounds the SMS deliveries one bulk replay requeues (each is
+// charged and requeued on its own); the answer says when more are left.
+const MaxReplaySMS = 1000
 
 // DefaultReplayWindow is the default Config.ReplayWindow.
 const DefaultReplayWindow = 10 * time.Minute
@@ -73,8 +89,12 @@ func New(cfg Config, st Store, logger *slog.Logger) (*API, error) {
 //
 //	GET  /api/v1/orgs/{org}/deliveries?status=&limit=&before=
 //	GET  /api/v1/orgs/{org}/deliveries/{id}
-//	POST /api/v1/orgs/{org}/deliveries/{id}/retry
-//	POST /api/v1/orgs/{org}/deliveries/replay   {"status":"dead"} | {"since":"RFC 3339"}
+//	POST /api/v1/orgs/{org}/deliveries/{id}/retry   [{"redeliverDelivered":true}]
+//	POST /api/v1/orgs/{org}/deliveries/replay   {"status":"dead"} | {"since":"RFC 3339"} [, "redeliverDelivered":true]
+//
+// Retrying or replaying an SMS delivery sends an SMS again: each one is
+// charged to the org's SMS budgets, and one already delivered is only
+// replayed when the request says "redeliverDelivered": true.
 //
 // Responses never carry the event itself (it holds the OTP and the mobile
 // number).
@@ -286,7 +306,21 @@ func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// redeliver is the optional body of a retry, and part of a replay's.
+type redeliver struct {
+	// RedeliverDelivered: replay SMS deliveries that were delivered (each
+	// sends the SMS again).
+	RedeliverDelivered bool `json:"redeliverDelivered"`
+}
+
 func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
+	var body redeliver
+	if r.ContentLength != 0 {
+		if err := httpx.DecodeJSON(w, r, &body, MaxReplayBody); err != nil {
+			httpx.WriteDecodeError(w, err)
+			return
+		}
+	}
 	t, _, ok := a.task(w, r)
 	if !ok {
 		return
@@ -296,7 +330,27 @@ func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	err := a.st.RequeueDelivery(r.Context(), t.OrgID, t.ID, now, now.Add(a.cfg.ReplayWindow))
+	until := now.Add(a.cfg.ReplayWindow)
+	if isSMS(t) {
+		if t.Status == store.DeliveryDelivered && !body.RedeliverDelivered {
+			httpx.Error(w, http.StatusConflict, "delivered_sms",
+				`this SMS was delivered; retrying sends it again and counts against the SMS budgets: send {"redeliverDelivered": true} to do so`)
+			return
+		}
+		refusal, over, err := a.chargeSMS(r.Context(), t, until)
+		switch {
+		case err != nil:
+			a.internal(w, "charge the replayed sms", err)
+			return
+		case over:
+			httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "not retried: "+refusal)
+			return
+		case refusal != "":
+			httpx.Error(w, http.StatusConflict, "policy_refused", "not retried: "+refusal)
+			return
+		}
+	}
+	err := a.st.RequeueDelivery(r.Context(), t.OrgID, t.ID, now, until)
 	switch {
 	case errors.Is(err, store.ErrPrecondition):
 		httpx.Error(w, http.StatusConflict, "delivery_pending", "the delivery is already waiting for its next attempt")
@@ -313,14 +367,46 @@ func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// isSMS tells an SMS provider's delivery (each replay sends an SMS, which
+// costs money and budget) from a webhook's.
+func isSMS(t store.DeliveryTask) bool { return t.DestinationType != webhook.Type }
+
+// chargeSMS charges the SMS a replay of t will send.
+func (a *API) chargeSMS(ctx context.Context, t store.DeliveryTask, until time.Time) (refusal string, overBudget bool, err error) {
+	if a.cfg.Policy == nil {
+		return "", false, nil
+	}
+	ev, err := delivery.DecodeTaskEvent(t.Event)
+	if err != nil {
+		return "", false, err
+	}
+	return a.cfg.Policy.Replay(ctx, t.OrgID, ev.ID, ev.SendTo, until)
+}
+
 // MaxReplayBody caps the replay request body.
 const MaxReplayBody = 1 << 10
+
+// replayResult is the answer of a bulk replay.
+type replayResult struct {
+	Requeued int `json:"requeued"` // webhook and SMS deliveries requeued
+	// DeliveredSMSSkipped: delivered SMS not replayed, without
+	// redeliverDelivered.
+	DeliveredSMSSkipped int `json:"deliveredSmsSkipped"`
+	// SMSOverBudget and SMSRefused: SMS deliveries not replayed because a
+	// budget is spent, or the org's policy now refuses the number.
+	SMSOverBudget int `json:"smsOverBudget"`
+	SMSRefused    int `json:"smsRefused"`
+	// More: MaxReplaySMS SMS deliveries were looked at; replay again for
+	// the rest.
+	More bool `json:"more,omitempty"`
+}
 
 func (a *API) replayDeliveries(w http.ResponseWriter, r *http.Request) {
 	org, _ := orgs.From(r.Context())
 	var body struct {
 		Status string `json:"status"`
 		Since  string `json:"since"`
+		redeliver
 	}
 	if err := httpx.DecodeJSON(w, r, &body, MaxReplayBody); err != nil {
 		httpx.WriteDecodeError(w, err)
@@ -348,13 +434,79 @@ func (a *API) replayDeliveries(w http.ResponseWriter, r *http.Request) {
 		since = t
 	}
 	now := a.cfg.Now()
-	n, err := a.st.RequeueDeliveries(r.Context(), org.ID, statuses, since, now, now.Add(a.cfg.ReplayWindow))
+	until := now.Add(a.cfg.ReplayWindow)
+	// Webhooks in bulk; SMS one by one, each charged.
+	n, err := a.st.RequeueDeliveriesOfType(r.Context(), org.ID, webhook.Type, statuses, since, now, until)
 	if err != nil {
 		a.internal(w, "requeue deliveries", err)
 		return
 	}
-	a.log.Info("deliveries replayed", "org", org.Name, "statuses", statuses, "since", since, "count", n)
-	httpx.JSON(w, http.StatusOK, map[string]int{"requeued": n})
+	res, err := a.replaySMS(r.Context(), org.ID, statuses, since, body.RedeliverDelivered, now, until)
+	if err != nil {
+		a.internal(w, "replay sms deliveries", err)
+		return
+	}
+	res.Requeued += n
+	a.log.Info("deliveries replayed", "org", org.Name, "statuses", statuses, "since", since, "count", res.Requeued,
+		"delivered_sms_skipped", res.DeliveredSMSSkipped, "sms_over_budget", res.SMSOverBudget, "sms_refused", res.SMSRefused)
+	httpx.JSON(w, http.StatusOK, res)
+}
+
+// replaySMS requeues the org's finished SMS deliveries of statuses created
+// at or after since, newest first, charging each; delivered ones only with
+// redeliverDelivered. It looks at MaxReplaySMS of them at most.
+func (a *API) replaySMS(ctx context.Context, orgID int64, statuses []string, since time.Time, redeliverDelivered bool, now, until time.Time) (replayResult, error) {
+	var res replayResult
+	seen := 0
+	for _, status := range statuses {
+		f := store.DeliveryFilter{Status: status, Limit: 500}
+		for {
+			page, err := a.st.ListDeliveries(ctx, orgID, f)
+			if err != nil {
+				return res, err
+			}
+			for _, t := range page {
+				if t.CreatedAt.Before(since) {
+					break
+				}
+				if !isSMS(t) {
+					continue
+				}
+				if seen == MaxReplaySMS {
+					res.More = true
+					return res, nil
+				}
+				seen++
+				if t.Status == store.DeliveryDelivered && !redeliverDelivered {
+					res.DeliveredSMSSkipped++
+					continue
+				}
+				refusal, over, err := a.chargeSMS(ctx, t, until)
+				switch {
+				case err != nil:
+					return res, err
+				case over:
+					res.SMSOverBudget++
+					continue
+				case refusal != "":
+					res.SMSRefused++
+					continue
+				}
+				switch err := a.st.RequeueDelivery(ctx, orgID, t.ID, now, until); {
+				case err == nil:
+					res.Requeued++
+				case !errors.Is(err, store.ErrPrecondition) && !errors.Is(err, store.ErrNotFound):
+					return res, err
+				}
+			}
+			if len(page) < f.Limit || page[len(page)-1].CreatedAt.Before(since) {
+				break
+			}
+			last := page[len(page)-1]
+			f.Before, f.BeforeID = last.CreatedAt, last.ID
+		}
+	}
+	return res, nil
 }
 
 func (a *API) internal(w http.ResponseWriter, what string, err error) {

@@ -1,11 +1,15 @@
 // Package isolation keeps one remote endpoint's trouble from reaching the
 // others: per endpoint, a circuit breaker, a cap on attempts in flight and
-// a bounded queue of attempts waiting for a slot. It knows nothing of what
+// a bounded queue of attempts waiting for a slot. The engine keys
+// endpoints by tenant and endpoint, so one org's failing endpoint never
+// opens another org's circuit on the same host; HostCap is the optional
+// politeness cap per host across tenants. It knows nothing of what
 // is delivered: the engine gives it opaque items and the outcome of each
 // attempt.
 package isolation
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -316,4 +320,60 @@ func (g *Gate[T]) States() map[string]int {
 		out[st]++
 	}
 	return out
+}
+
+// HostCap is the optional politeness cap: at most a fixed number of
+// attempts in flight to one host across every tenant and endpoint on it
+// (the Gate's caps are per tenant and endpoint, so many orgs' endpoints on
+// one shared host could otherwise reach it all at once). An attempt waits
+// for a slot, within its own deadline. A nil or zero-capacity HostCap lets
+// everything through.
+type HostCap struct {
+	mu    sync.Mutex
+	cap   int
+	hosts map[string]*hostSlots
+}
+
+type hostSlots struct {
+	sem   chan struct{}
+	users int // attempts holding or waiting for a slot
+}
+
+// NewHostCap returns the cap of n attempts per host; n <= 0 is no cap.
+func NewHostCap(n int) *HostCap {
+	return &HostCap{cap: n, hosts: make(map[string]*hostSlots)}
+}
+
+// Acquire waits for a slot of host until ctx ends (then it returns ctx's
+// error). The caller calls release once the attempt is over.
+func (h *HostCap) Acquire(ctx context.Context, host string) (release func(), err error) {
+	if h == nil || h.cap <= 0 {
+		return func() {}, nil
+	}
+	h.mu.Lock()
+	s := h.hosts[host]
+	if s == nil {
+		s = &hostSlots{sem: make(chan struct{}, h.cap)}
+		h.hosts[host] = s
+	}
+	s.users++
+	h.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+		return func() {
+			<-s.sem
+			h.leave(host, s)
+		}, nil
+	case <-ctx.Done():
+		h.leave(host, s)
+		return nil, ctx.Err()
+	}
+}
+
+func (h *HostCap) leave(host string, s *hostSlots) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(h.hosts, host)
+	}
 }

@@ -1,6 +1,8 @@
 package isolation
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,5 +133,51 @@ func TestBreakerDisabled(t *testing.T) {
 			t.Fatal("disabled breaker refused")
 		}
 		es.Release("e", d, TransientFailure)
+	}
+}
+
+// TestHostCap: at most n attempts in flight per host, across every key;
+// a waiter gets the slot a release frees, or gives up with its context.
+func TestHostCap(t *testing.T) {
+	h := NewHostCap(2)
+	ctx := context.Background()
+	r1, err1 := h.Acquire(ctx, "https://shared.example:443")
+	r2, err2 := h.Acquire(ctx, "https://shared.example:443")
+	if err1 != nil || err2 != nil {
+		t.Fatalf("the first two slots: %v %v", err1, err2)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := h.Acquire(short, "https://shared.example:443"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a third attempt at the cap: %v, want it to wait out its deadline", err)
+	}
+	other, err := h.Acquire(ctx, "https://other.example:443")
+	if err != nil {
+		t.Fatalf("another host: %v", err)
+	}
+	other()
+	got := make(chan error, 1)
+	go func() {
+		r, err := h.Acquire(ctx, "https://shared.example:443")
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	r1()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the waiter after a release: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter never got the released slot")
+	}
+	r2()
+	var none *HostCap
+	if r, err := none.Acquire(ctx, "x"); err != nil {
+		t.Fatalf("a nil cap: %v", err)
+	} else {
+		r()
 	}
 }

@@ -3,7 +3,6 @@
 package httpx
 
 import (
-	"bufio"
 	"bytes"
 	"encoding"
 	"encoding/json"
@@ -18,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/otphub/otphub/internal/jsondup"
 )
 
 // MaxJSONBody is the default cap on a JSON request body.
@@ -62,10 +63,11 @@ type RequestError struct {
 func (e *RequestError) Error() string { return e.Msg }
 
 // DecodeJSON reads a JSON object from r's body into dst, refusing any
-// other JSON value, unknown fields, trailing data and bodies larger than
-// limit (MaxJSONBody when limit <= 0). Errors are *RequestError, whose
-// messages name JSON fields and types, never Go types; write them with
-// WriteDecodeError.
+// other JSON value, unknown fields, duplicate keys (in any object, compared
+// as encoding/json matches fields: case-insensitively), trailing data and
+// bodies larger than limit (MaxJSONBody when limit <= 0). Errors are
+// *RequestError, whose messages name JSON fields and types, never Go
+// types; write them with WriteDecodeError.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if limit <= 0 {
 		limit = MaxJSONBody
@@ -73,35 +75,42 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return &RequestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json"}
 	}
-	// The smallest buffer: it only peeks at the first byte, and larger
-	// reads go straight through to the decoder's own buffer.
-	body := bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit), 16)
-	first, err := firstNonSpace(body)
-	if err == nil && first != '{' {
-		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
-	}
+	// The whole body is read (it is bounded) so that duplicate keys can
+	// be looked for once it decoded.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		return decodeError(err, limit)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err, limit)
+		}
+		return &RequestError{http.StatusBadRequest, "invalid_request", "the body could not be read"}
 	}
 	return decodeStrict(body, dst, limit)
 }
 
 // Unmarshal decodes the JSON object b into dst as DecodeJSON decodes a
-// body: unknown fields refused, errors that name the field and its JSON
-// types. It is for a body read first and decoded again in parts (a
-// provider configuration whose fields depend on its type).
+// body: unknown fields and duplicate keys refused, errors that name the
+// field and its JSON types. It is for a body read first and decoded again
+// in parts (a provider configuration whose fields depend on its type).
 func Unmarshal(b []byte, dst any) error {
-	return decodeStrict(bytes.NewReader(b), dst, 0)
+	return decodeStrict(b, dst, 0)
 }
 
-func decodeStrict(r io.Reader, dst any, limit int64) error {
-	dec := json.NewDecoder(r)
+func decodeStrict(b []byte, dst any, limit int64) error {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) > 0 && b[0] != '{' {
+		return &RequestError{http.StatusBadRequest, "invalid_json", "the body must be a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err, limit)
 	}
 	if dec.More() {
 		return &RequestError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
+	}
+	if key, dup := jsondup.Find(b); dup {
+		return &RequestError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("duplicate key %q: each key may appear once", key)}
 	}
 	return nil
 }
@@ -130,20 +139,6 @@ func decodeError(err error, limit int64) error {
 		// A type's own UnmarshalJSON (time.Time's) prefixes its Go name.
 		msg := unmarshalerPrefix.ReplaceAllString(err.Error(), "")
 		return &RequestError{http.StatusBadRequest, "invalid_json", "malformed JSON: " + msg}
-	}
-}
-
-// firstNonSpace returns the first byte of b after JSON whitespace, and
-// leaves it unread.
-func firstNonSpace(b *bufio.Reader) (byte, error) {
-	for {
-		c, err := b.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return c, b.UnreadByte()
-		}
 	}
 }
 

@@ -63,6 +63,9 @@ func TestDecodeJSONErrors(t *testing.T) {
 		{`{"other":1}`, "invalid_json", `unknown field "other"`},
 		{`{"mobile":"+1"} {}`, "invalid_json", "unexpected data after the JSON object"},
 		{`{"mobile":`, "invalid_json", "malformed JSON: unexpected EOF"},
+		{`{"mobile":"+1","mobile":"+2"}`, "invalid_json", `duplicate key "mobile": each key may appear once`},
+		{`{"mobile":"+1","MOBILE":"+2"}`, "invalid_json", `duplicate key "MOBILE": each key may appear once`},
+		{`{"nested":{"labels":{"a":"1","a":"2"}}}`, "invalid_json", `duplicate key "nested.labels.a": each key may appear once`},
 	} {
 		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(c.body))
 		if err != nil {

@@ -454,6 +454,16 @@ func testDeliveriesRequeue(t *testing.T, s store.Store) {
 	}
 	got, _, _ = s.GetDelivery(c, b.ID, "tb")
 	eq(t, got.Status, store.DeliveryDead, "org B's dead task after org A's bulk requeue")
+	// One destination type only.
+	sms := newTask(a.ID, "sms", "ev-sms", at(0))
+	sms.DestinationType, sms.DestinationID, sms.Status = "twilio", "primary", store.DeliveryDelivered
+	_, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{sms}, nil)
+	must(t, err, "InsertDeliveryTasks(sms)")
+	n, err = s.RequeueDeliveriesOfType(c, a.ID, sms.DestinationType, nil, time.Time{}, now, exp)
+	must(t, err, "RequeueDeliveriesOfType(twilio)")
+	eq(t, n, 1, "requeued of type twilio")
+	got, _, _ = s.GetDelivery(c, a.ID, "t3")
+	eq(t, got.Status, store.DeliveryDelivered, "another type's task after RequeueDeliveriesOfType")
 	// No statuses: every finished task.
 	n, err = s.RequeueDeliveries(c, a.ID, nil, time.Time{}, now, exp)
 	must(t, err, "RequeueDeliveries(all)")

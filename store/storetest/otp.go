@@ -32,13 +32,15 @@ func testOTPSettings(t *testing.T, s store.Store) {
 
 	in := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 300, NumericOnly: true, Length: 6, MaxResends: 3,
 		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, WebOTP: true, AllowedCountryCodes: []int{94, 1},
-		UpdatedAt: at(0)}
+		UpdatedAt: at(0), AllowedNumberTypes: []string{"mobile", "voip"}, SendLimitPerNumber: 3, SendLimitPerIP: 40, SendLimitPerOrg: 500}
 	must(t, s.PutOTPSettings(c, in), "PutOTPSettings")
 	got, err := s.GetOTPSettings(c, a.ID)
 	must(t, err, "GetOTPSettings")
 	if got.OrgID != a.ID || got.ExpirySeconds != 300 || !got.NumericOnly || got.Length != 6 || got.MaxResends != 3 ||
 		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled || !got.WebOTP ||
-		!slices.Equal(got.AllowedCountryCodes, []int{94, 1}) || !got.UpdatedAt.Equal(at(0)) {
+		!slices.Equal(got.AllowedCountryCodes, []int{94, 1}) || !got.UpdatedAt.Equal(at(0)) ||
+		!slices.Equal(got.AllowedNumberTypes, []string{"mobile", "voip"}) || got.SendLimitPerNumber != 3 ||
+		got.SendLimitPerIP != 40 || got.SendLimitPerOrg != 500 {
 		t.Fatalf("GetOTPSettings = %+v, want %+v", got, in)
 	}
 
@@ -46,7 +48,8 @@ func testOTPSettings(t *testing.T, s store.Store) {
 	must(t, s.PutOTPSettings(c, in2), "PutOTPSettings(replace)")
 	got, _ = s.GetOTPSettings(c, a.ID)
 	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled || got.WebOTP ||
-		len(got.AllowedCountryCodes) != 0 || !got.UpdatedAt.Equal(at(time.Minute)) {
+		len(got.AllowedCountryCodes) != 0 || !got.UpdatedAt.Equal(at(time.Minute)) || got.AllowedNumberTypes != nil ||
+		got.SendLimitPerNumber != 0 || got.SendLimitPerIP != 0 || got.SendLimitPerOrg != 0 {
 		t.Fatalf("GetOTPSettings after replace = %+v, want %+v", got, in2)
 	}
 	_, err = s.GetOTPSettings(c, b.ID)

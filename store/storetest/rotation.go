@@ -33,7 +33,8 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	org := mustOrg(t, s, "rotating")
 	provider := []byte(`{"authToken":"provider-secret"}`)
 	must(t, s.PutSMSProvider(c, store.SMSProvider{OrgID: org.ID, Slot: store.ProviderPrimary, Type: "twilio", Config: provider}), "PutSMSProvider")
-	sub, err := s.UpsertSubscription(c, store.Subscription{OrgID: org.ID, Topic: topicA, Callback: "https://cb/x", Secret: []byte("sub-secret"), State: store.SubActive})
+	sub, err := s.UpsertSubscription(c, store.Subscription{OrgID: org.ID, Topic: topicA, Callback: "https://cb/x", Secret: []byte("sub-secret"),
+		PreviousSecret: []byte("replaced-secret"), PreviousSecretUntil: time.Unix(1e9, 0), State: store.SubActive})
 	must(t, err, "UpsertSubscription")
 	must(t, s.InsertSigningKey(c, store.SigningKey{KID: "k1", Algorithm: "ES256", PrivateKey: []byte("private-key")}), "InsertSigningKey")
 	must(t, s.CreateApplication(c, store.Application{ID: "app-1", OrgID: org.ID, Name: "app", ClientID: "client-1", ClientSecret: []byte("app-secret")}), "CreateApplication")
@@ -65,6 +66,7 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 			return fmt.Errorf("%s: subscription: %w", what, err)
 		}
 		eqBytes(t, got.Secret, []byte("sub-secret"), what+": subscription secret")
+		eqBytes(t, got.PreviousSecret, []byte("replaced-secret"), what+": subscription previous secret")
 		keys, err := s.ListSigningKeys(c)
 		if err != nil {
 			return fmt.Errorf("%s: signing keys: %w", what, err)
@@ -119,8 +121,9 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	wg.Wait()
 	must(t, errors.Join(errs...), "Reseal")
 	total := results[0].Resealed + results[1].Resealed
-	// provider, subscription, signing key, data key, application and every task.
-	eq(t, total, int64(5+tasks), "values resealed by two concurrent passes")
+	// provider, subscription secret and previous secret, signing key, data
+	// key, application and every task.
+	eq(t, total, int64(6+tasks), "values resealed by two concurrent passes")
 	res, err := s.Reseal(c)
 	must(t, err, "Reseal (again)")
 	eq(t, res, store.ResealResult{}, "a second pass finds nothing to do")
@@ -136,7 +139,7 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	}
 	res, err = s.Reseal(c)
 	must(t, err, "Reseal under a key that opens nothing")
-	eq(t, res.Remaining, int64(6+tasks), "values not under the (old) current key")
+	eq(t, res.Remaining, int64(7+tasks), "values not under the (old) current key")
 	eq(t, res.Unreadable, res.Remaining, "values no configured key opens")
 	must(t, s.Close(), "Close")
 }

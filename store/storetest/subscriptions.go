@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +13,9 @@ var subscriptionCases = []testCase{
 	{"Subscriptions", testSubscriptions},
 	{"SubscriptionsOrgScoping", testSubscriptionsOrgScoping},
 	{"SubscriptionsActiveAndExpire", testSubscriptionsActiveAndExpire},
+	{"SubscriptionsPreviousSecret", testSubscriptionsPreviousSecret},
+	{"SubscriptionsWithinLimit", testSubscriptionsWithinLimit},
+	{"ConcurrentSubscriptionsWithinLimit", testConcurrentSubscriptionsWithinLimit},
 	{"SubscriptionsAutoRenew", testSubscriptionsAutoRenew},
 	{"PayloadEncryption", testPayloadEncryption},
 }
@@ -227,5 +232,86 @@ func testSubscriptionsActiveAndExpire(t *testing.T, s store.Store) {
 	list, _ := s.ListSubscriptions(c, a.ID)
 	if len(list) != 1 || list[0].Callback != "https://cb/pending" {
 		t.Fatalf("subscriptions left = %+v, want only the pending one", list)
+	}
+}
+
+func testSubscriptionsPreviousSecret(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	in := newSub(a.ID, topicA, "https://cb.example/rotating")
+	in.PreviousSecret, in.PreviousSecretUntil = []byte("old-\x00-secret"), at(24*time.Hour)
+	got, err := s.UpsertSubscription(c, in)
+	must(t, err, "UpsertSubscription(with previous secret)")
+	eqBytes(t, got.PreviousSecret, in.PreviousSecret, "PreviousSecret")
+	if !got.PreviousSecretUntil.Equal(at(24 * time.Hour)) {
+		t.Fatalf("PreviousSecretUntil = %v, want %v", got.PreviousSecretUntil, at(24*time.Hour))
+	}
+	// An update without one clears it.
+	up := newSub(a.ID, topicA, in.Callback)
+	got, err = s.UpsertSubscription(c, up)
+	must(t, err, "UpsertSubscription(cleared)")
+	if len(got.PreviousSecret) != 0 || !got.PreviousSecretUntil.IsZero() {
+		t.Fatalf("after an update without a previous secret: %q until %v, want none", got.PreviousSecret, got.PreviousSecretUntil)
+	}
+	byID, _ := s.GetSubscription(c, a.ID, got.ID)
+	if len(byID.PreviousSecret) != 0 {
+		t.Fatalf("GetSubscription kept previous secret %q", byID.PreviousSecret)
+	}
+}
+
+func testSubscriptionsWithinLimit(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	now := at(time.Hour)
+	lapsed := newSub(a.ID, topicA, "https://cb/lapsed")
+	lapsed.State, lapsed.ExpiresAt = store.SubActive, now.Add(-time.Second)
+	_, err := s.UpsertSubscription(c, lapsed)
+	must(t, err, "UpsertSubscription(lapsed)")
+	for i := range 3 {
+		_, err := s.UpsertSubscriptionWithin(c, newSub(a.ID, topicA, fmt.Sprintf("https://cb/%d", i)), 3, now)
+		must(t, err, "UpsertSubscriptionWithin(%d of 3; a lapsed one does not count)", i+1)
+	}
+	_, err = s.UpsertSubscriptionWithin(c, newSub(a.ID, topicA, "https://cb/4"), 3, now)
+	wantErr(t, err, store.ErrLimit, "UpsertSubscriptionWithin(4th of 3)")
+	if _, err := s.FindSubscription(c, a.ID, topicA, "https://cb/4"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused subscription was stored: %v", err)
+	}
+	// An update of an existing subscription always passes.
+	up := newSub(a.ID, topicA, "https://cb/0")
+	up.LeaseSeconds = 60
+	got, err := s.UpsertSubscriptionWithin(c, up, 3, now)
+	must(t, err, "UpsertSubscriptionWithin(update at the limit)")
+	eq(t, got.LeaseSeconds, 60, "updated lease")
+	// Another org has its own count.
+	_, err = s.UpsertSubscriptionWithin(c, newSub(b.ID, topicA, "https://cb/4"), 3, now)
+	must(t, err, "UpsertSubscriptionWithin(other org)")
+}
+
+// testConcurrentSubscriptionsWithinLimit is the race of issue 18: many
+// overlapping creations may not take the org past its limit.
+func testConcurrentSubscriptionsWithinLimit(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	const limit, tries = 10, 40
+	errs := parallel(tries, func(i int) error {
+		_, err := s.UpsertSubscriptionWithin(c, newSub(a.ID, topicA, fmt.Sprintf("https://cb/%02d", i)), limit, at(0))
+		return err
+	})
+	ok, limited := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrLimit):
+			limited++
+		default:
+			t.Fatalf("UpsertSubscriptionWithin: %v", err)
+		}
+	}
+	list, err := s.ListSubscriptions(c, a.ID)
+	must(t, err, "ListSubscriptions")
+	if ok != limit || limited != tries-limit || len(list) != limit {
+		t.Fatalf("%d concurrent creations with limit %d: %d stored, %d refused, %d listed; want %d, %d, %d",
+			tries, limit, ok, limited, len(list), limit, tries-limit, limit)
 	}
 }

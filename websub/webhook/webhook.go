@@ -248,9 +248,30 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 	h.Set("Link", s.link)
 	h.Set("Webhook-Id", ev.ID)
 	h.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))
-	if len(s.sub.Secret) > 0 {
-		h.Set("X-Hub-Signature", HubSignature(s.sub.SignatureAlg, s.sub.Secret, body))
-		h.Set("Webhook-Signature", StandardSignature(s.sub.Secret, ev.ID, ts, body))
+	if secrets := s.secrets(); len(secrets) > 0 {
+		// X-Hub-Signature holds one value (WebSub): the newest secret's.
+		// Webhook-Signature holds one v1 signature per secret (Standard
+		// Webhooks), so a receiver still on the replaced secret verifies.
+		h.Set("X-Hub-Signature", HubSignature(s.sub.SignatureAlg, secrets[0], body))
+		sigs := make([]string, len(secrets))
+		for i, secret := range secrets {
+			sigs[i] = StandardSignature(secret, ev.ID, ts, body)
+		}
+		h.Set("Webhook-Signature", strings.Join(sigs, " "))
 	}
 	return req, nil
+}
+
+// secrets are the secrets deliveries are signed under now, newest first:
+// the subscription's, and the one a re-subscription replaced until its
+// overlap ends.
+func (s *Sender) secrets() [][]byte {
+	var out [][]byte
+	if len(s.sub.Secret) > 0 {
+		out = append(out, s.sub.Secret)
+	}
+	if len(s.sub.PreviousSecret) > 0 && s.o.Now().Before(s.sub.PreviousSecretUntil) {
+		out = append(out, s.sub.PreviousSecret)
+	}
+	return out
 }

@@ -389,9 +389,26 @@ func (db *DB) RequeueDelivery(ctx context.Context, orgID int64, id string, now, 
 // the org with one of statuses (all non-pending ones when empty) created at
 // or after since, and returns how many.
 func (db *DB) RequeueDeliveries(ctx context.Context, orgID int64, statuses []string, since, now, expiresAt time.Time) (int, error) {
+	return db.requeue(ctx, orgID, "", statuses, since, now, expiresAt)
+}
+
+// RequeueDeliveriesOfType is RequeueDeliveries for the tasks of one
+// destination type.
+func (db *DB) RequeueDeliveriesOfType(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error) {
+	if destType == "" {
+		return 0, fmt.Errorf("store: requeue deliveries: empty destination type")
+	}
+	return db.requeue(ctx, orgID, destType, statuses, since, now, expiresAt)
+}
+
+func (db *DB) requeue(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error) {
 	query := `UPDATE delivery_tasks SET status = 'pending', next_attempt_at = ?, expires_at = ?,
 		lease_owner = '', lease_until = 0, updated_at = ? WHERE org_id = ? AND status <> 'pending' AND created_at >= ?`
 	args := []any{micros(now), micros(expiresAt), micros(now), orgID, micros(since)}
+	if destType != "" {
+		query += ` AND destination_type = ?`
+		args = append(args, destType)
+	}
 	if len(statuses) > 0 {
 		query += ` AND status IN (` + placeholders(len(statuses)) + `)`
 		for _, s := range statuses {

@@ -70,6 +70,8 @@ var sealedColumns = []sealedColumn{
 		ad: func(v []string) string { return providerAD(mustInt(v[0]), v[1]) }},
 	{table: "subscriptions", column: "secret", key: []string{"id"}, extra: []string{"org_id", "topic", "callback"},
 		ad: func(v []string) string { return subscriptionAD(mustInt(v[1]), v[2], v[3]) }},
+	{table: "subscriptions", column: "previous_secret", key: []string{"id"}, extra: []string{"org_id", "topic", "callback"},
+		ad: func(v []string) string { return previousSecretAD(mustInt(v[1]), v[2], v[3]) }},
 	{table: "data_keys", column: "sealed", key: []string{"name"},
 		ad: func(v []string) string { return dataKeyAD(v[0]) }},
 	{table: "delivery_tasks", column: "event", key: []string{"id"},

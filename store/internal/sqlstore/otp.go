@@ -14,17 +14,25 @@ import (
 // GetOTPSettings returns the org's settings; ErrNotFound when never saved.
 func (db *DB) GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
 	s := store.OTPSettings{OrgID: orgID}
-	var codes string
+	var codes, types string
 	var updated int64
 	err := db.r.QueryRowContext(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
-		max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at FROM otp_settings WHERE org_id = ?`), orgID).
+		max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
+		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org FROM otp_settings WHERE org_id = ?`), orgID).
 		Scan(&s.ExpirySeconds, &s.NumericOnly, &s.Length, &s.MaxResends, &s.ResendIntervalSeconds,
-			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &s.WebOTP, &codes, &updated)
+			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &s.WebOTP, &codes, &updated,
+			&types, &s.SendLimitPerNumber, &s.SendLimitPerIP, &s.SendLimitPerOrg)
 	if err != nil {
 		return store.OTPSettings{}, db.wrap("otp settings", err)
 	}
 	if err := json.Unmarshal([]byte(codes), &s.AllowedCountryCodes); err != nil {
 		return store.OTPSettings{}, fmt.Errorf("store: otp settings of org %d: country codes: %w", orgID, err)
+	}
+	if err := json.Unmarshal([]byte(types), &s.AllowedNumberTypes); err != nil {
+		return store.OTPSettings{}, fmt.Errorf("store: otp settings of org %d: number types: %w", orgID, err)
+	}
+	if len(s.AllowedNumberTypes) == 0 {
+		s.AllowedNumberTypes = nil
 	}
 	s.UpdatedAt = fromMicros(updated)
 	return s, nil
@@ -44,15 +52,27 @@ func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
 	if err != nil {
 		return fmt.Errorf("store: otp settings: %w", err)
 	}
+	types := s.AllowedNumberTypes
+	if types == nil {
+		types = []string{}
+	}
+	tjs, err := json.Marshal(types)
+	if err != nil {
+		return fmt.Errorf("store: otp settings: %w", err)
+	}
 	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
-		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
+		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id) DO UPDATE SET expiry_seconds = excluded.expiry_seconds, numeric_only = excluded.numeric_only,
 		length = excluded.length, max_resends = excluded.max_resends, resend_interval_seconds = excluded.resend_interval_seconds,
 		max_failed_attempts = excluded.max_failed_attempts, backup_codes_enabled = excluded.backup_codes_enabled,
-		web_otp = excluded.web_otp, allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at`),
+		web_otp = excluded.web_otp, allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at,
+		allowed_number_types = excluded.allowed_number_types, send_limit_per_number = excluded.send_limit_per_number,
+		send_limit_per_ip = excluded.send_limit_per_ip, send_limit_per_org = excluded.send_limit_per_org`),
 		s.OrgID, s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds,
-		s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, string(js), micros(s.UpdatedAt))
+		s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, string(js), micros(s.UpdatedAt),
+		string(tjs), s.SendLimitPerNumber, s.SendLimitPerIP, s.SendLimitPerOrg)
 	return db.wrap("put otp settings", err)
 }
 

@@ -70,22 +70,34 @@ func subscriptionAD(orgID int64, topic, callback string) string {
 	return "subscriptions.secret\x00" + strconv.FormatInt(orgID, 10) + "\x00" + topic + "\x00" + callback
 }
 
-const subCols = `id, org_id, topic, callback, secret, state, lease_seconds, expires_at, format, signature_alg, auto_renew, created_at, updated_at`
+// previousSecretAD binds a replaced secret like subscriptionAD, under
+// its own column name.
+func previousSecretAD(orgID int64, topic, callback string) string {
+	return "subscriptions.previous_secret\x00" + strconv.FormatInt(orgID, 10) + "\x00" + topic + "\x00" + callback
+}
+
+const subCols = `id, org_id, topic, callback, secret, state, lease_seconds, expires_at, format, signature_alg, auto_renew, created_at, updated_at,
+	previous_secret, previous_secret_until`
 
 func (db *DB) scanSub(row interface{ Scan(...any) error }) (store.Subscription, error) {
 	var s store.Subscription
-	var sealed []byte
-	var expires, created, updated int64
+	var sealed, sealedPrev []byte
+	var expires, created, updated, prevUntil int64
 	if err := row.Scan(&s.ID, &s.OrgID, &s.Topic, &s.Callback, &sealed, &s.State, &s.LeaseSeconds, &expires,
-		&s.Format, &s.SignatureAlg, &s.AutoRenew, &created, &updated); err != nil {
+		&s.Format, &s.SignatureAlg, &s.AutoRenew, &created, &updated, &sealedPrev, &prevUntil); err != nil {
 		return store.Subscription{}, err
 	}
 	secret, err := db.seal.open(sealed, subscriptionAD(s.OrgID, s.Topic, s.Callback))
 	if err != nil {
 		return store.Subscription{}, fmt.Errorf("subscription %s: %w", s.ID, err)
 	}
-	s.Secret = secret
+	prev, err := db.seal.open(sealedPrev, previousSecretAD(s.OrgID, s.Topic, s.Callback))
+	if err != nil {
+		return store.Subscription{}, fmt.Errorf("subscription %s: previous secret: %w", s.ID, err)
+	}
+	s.Secret, s.PreviousSecret = secret, prev
 	s.ExpiresAt, s.CreatedAt, s.UpdatedAt = fromMicros(expires), fromMicros(created), fromMicros(updated)
+	s.PreviousSecretUntil = fromMicros(prevUntil)
 	return s, nil
 }
 
@@ -94,6 +106,49 @@ func (db *DB) scanSub(row interface{ Scan(...any) error }) (store.Subscription, 
 // and returns the stored record. An empty ID is generated; a zero
 // CreatedAt/UpdatedAt is stamped with the current time.
 func (db *DB) UpsertSubscription(ctx context.Context, s store.Subscription) (store.Subscription, error) {
+	return db.upsertSub(ctx, db.w, s)
+}
+
+// UpsertSubscriptionWithin upserts s unless that creates the org's
+// subscription number max+1 (ErrLimit). It runs in one transaction that
+// first locks the org's row (PostgreSQL: SELECT … FOR UPDATE; SQLite's one
+// writer connection serialises transactions anyway), so concurrent
+// creations for one org count one after another. Subscriptions whose lease
+// ended before now (not yet swept) do not count.
+func (db *DB) UpsertSubscriptionWithin(ctx context.Context, s store.Subscription, max int, now time.Time) (store.Subscription, error) {
+	var out store.Subscription
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT id FROM orgs WHERE id = ?`+db.d.ForUpdate), s.OrgID).Scan(&id); err != nil {
+			return db.wrap("lock org", err)
+		}
+		var exists, count int
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM subscriptions WHERE org_id = ? AND topic = ? AND callback = ?`),
+			s.OrgID, s.Topic, s.Callback).Scan(&exists); err != nil {
+			return db.wrap("count subscriptions", err)
+		}
+		if exists == 0 {
+			if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM subscriptions
+				WHERE org_id = ? AND (expires_at = 0 OR expires_at >= ?)`), s.OrgID, micros(now)).Scan(&count); err != nil {
+				return db.wrap("count subscriptions", err)
+			}
+			if count >= max {
+				return fmt.Errorf("subscriptions of org %d: %d of %d: %w", s.OrgID, count, max, store.ErrLimit)
+			}
+		}
+		var err error
+		out, err = db.upsertSub(ctx, tx, s)
+		return err
+	})
+	return out, err
+}
+
+// queryRower is a *sql.DB or a *sql.Tx.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (db *DB) upsertSub(ctx context.Context, q queryRower, s store.Subscription) (store.Subscription, error) {
 	if s.ID == "" {
 		s.ID = uuid.NewString()
 	}
@@ -108,14 +163,19 @@ func (db *DB) UpsertSubscription(ctx context.Context, s store.Subscription) (sto
 	if err != nil {
 		return store.Subscription{}, err
 	}
-	out, err := db.scanSub(db.w.QueryRowContext(ctx, db.q(`INSERT INTO subscriptions (`+subCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	sealedPrev, err := db.seal.seal(s.PreviousSecret, previousSecretAD(s.OrgID, s.Topic, s.Callback))
+	if err != nil {
+		return store.Subscription{}, err
+	}
+	out, err := db.scanSub(q.QueryRowContext(ctx, db.q(`INSERT INTO subscriptions (`+subCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, topic, callback) DO UPDATE SET secret = excluded.secret, state = excluded.state,
 		lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at, format = excluded.format,
-		signature_alg = excluded.signature_alg, auto_renew = excluded.auto_renew, updated_at = excluded.updated_at
+		signature_alg = excluded.signature_alg, auto_renew = excluded.auto_renew, updated_at = excluded.updated_at,
+		previous_secret = excluded.previous_secret, previous_secret_until = excluded.previous_secret_until
 		RETURNING `+subCols),
 		s.ID, s.OrgID, s.Topic, s.Callback, sealed, s.State, s.LeaseSeconds, micros(s.ExpiresAt),
-		s.Format, s.SignatureAlg, s.AutoRenew, micros(s.CreatedAt), micros(s.UpdatedAt)))
+		s.Format, s.SignatureAlg, s.AutoRenew, micros(s.CreatedAt), micros(s.UpdatedAt), sealedPrev, micros(s.PreviousSecretUntil)))
 	return out, db.wrap("upsert subscription", err)
 }
 

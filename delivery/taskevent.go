@@ -1,4 +1,4 @@
-package dispatcher
+package delivery
 
 import (
 	"encoding/json"
@@ -17,24 +17,25 @@ type taskEvent struct {
 	Value   json.RawMessage   `json:"value"`
 }
 
-// encodeTaskEvent encodes ev for DeliveryTask.Event.
-func encodeTaskEvent(ev *event.SmsOtpNotificationEvent) ([]byte, error) {
+// EncodeTaskEvent encodes ev for store.DeliveryTask.Event.
+func EncodeTaskEvent(ev *event.SmsOtpNotificationEvent) ([]byte, error) {
 	key, headers, value, err := event.EncodeBinary(ev)
 	if err != nil {
-		return nil, fmt.Errorf("dispatcher: encode task event: %w", err)
+		return nil, fmt.Errorf("delivery: encode task event: %w", err)
 	}
 	return json.Marshal(taskEvent{Key: string(key), Headers: headers, Value: value})
 }
 
-// decodeTaskEvent decodes DeliveryTask.Event.
-func decodeTaskEvent(b []byte) (*event.SmsOtpNotificationEvent, error) {
+// DecodeTaskEvent decodes store.DeliveryTask.Event (the engine's retries,
+// the deliveries API's replays).
+func DecodeTaskEvent(b []byte) (*event.SmsOtpNotificationEvent, error) {
 	var te taskEvent
 	if err := json.Unmarshal(b, &te); err != nil {
-		return nil, fmt.Errorf("dispatcher: decode task event: %w", err)
+		return nil, fmt.Errorf("delivery: decode task event: %w", err)
 	}
 	ev, err := event.DecodeBinary([]byte(te.Key), te.Headers, te.Value)
 	if err != nil {
-		return nil, fmt.Errorf("dispatcher: decode task event: %w", err)
+		return nil, fmt.Errorf("delivery: decode task event: %w", err)
 	}
 	return ev, nil
 }
