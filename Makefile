@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # chosen, and webhooks on this machine (the example handler) are allowed.
 RUN_FLAGS ?= --allow-console-provider --egress-allow-cidrs 127.0.0.0/8,::1/128
 
-.PHONY: build run test test-go vet fmt-check lint bench bench-go bench-e2e soak fuzz helm promtool clean
+.PHONY: build run test test-go vet fmt-check lint bench bench-go bench-e2e soak fuzz helm promtool screenshots clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/otphub ./cmd/otphub
@@ -53,6 +53,11 @@ soak:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalAsgardeo -fuzztime 30s ./event/
+
+## screenshots: the hosted login prompt at desktop and phone width, for
+## docs/login.md (drives chromium like the browser tests).
+screenshots:
+	OTPHUB_SCREENSHOTS=$(CURDIR)/docs/login $(GO) test -count=1 -run 'TestBrowser/Screenshots' ./examples/login-app/
 
 helm:
 	bash hack/helm.sh

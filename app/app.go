@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/otphub/otphub/applications"
 	"github.com/otphub/otphub/audit"
 	"github.com/otphub/otphub/authcore"
 	"github.com/otphub/otphub/bus"
@@ -40,6 +41,7 @@ import (
 	"github.com/otphub/otphub/dispatcher/deliveries"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
@@ -47,6 +49,7 @@ import (
 	"github.com/otphub/otphub/store/sqlite"
 	"github.com/otphub/otphub/tenants"
 	"github.com/otphub/otphub/websub"
+	"github.com/otphub/otphub/websub/keyservice"
 )
 
 // Options are what the process gives the app besides its configuration.
@@ -90,7 +93,9 @@ type App struct {
 	ConsoleSetupLink string
 }
 
-// New builds the app from cfg. Resources opened before an error are closed.
+// New builds the app from cfg, in phases: the state (keys, store, log),
+// the components, then the routes and background runners. Resources
+// opened before an error are closed.
 func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
@@ -109,9 +114,44 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	key := cfg.EncryptionKey
+	key, err := a.openState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.build(ctx, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.route(ctx, c, opts); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// components are the parts of one process, built by build.
+type components struct {
+	egress      *egress.Client
+	issuer      *oauth.Issuer
+	tenants     *tenants.API
+	backlog     *backlog.Gate
+	resealer    *store.Resealer
+	core        *authcore.Service
+	apps        *applications.API
+	payloadKeys *keyservice.Service
+	login       *login.Service
+	hub         *websub.Hub
+	providers   *smsprovider.Service
+	deliveries  *deliveries.API
+	engine      *dispatcher.Engine // nil unless this process has the dispatcher role
+}
+
+// openState opens the encryption key, the store and the log, the state
+// every component works on. It returns the master key.
+func (a *App) openState(ctx context.Context) ([]byte, error) {
+	key := a.cfg.EncryptionKey
 	if len(key) == 0 {
-		if key, err = store.LoadOrCreateKey(cfg.DataDir); err != nil {
+		var err error
+		if key, err = store.LoadOrCreateKey(a.cfg.DataDir); err != nil {
 			return nil, fmt.Errorf("encryption key: %w", err)
 		}
 	}
@@ -121,31 +161,44 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 	if err := a.openLog(ctx); err != nil {
 		return nil, err
 	}
+	return key, nil
+}
 
-	eg, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Timeout: cfg.DeliveryTimeout}, a.reg)
-	if err != nil {
+// build builds the components: access (egress, token issuer, platform
+// admin, tenants), the auth core, then the delivery side.
+func (a *App) build(ctx context.Context, key []byte, opts Options) (*components, error) {
+	cfg := a.cfg
+	c := &components{}
+	var err error
+	if c.egress, err = egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Timeout: cfg.DeliveryTimeout}, a.reg); err != nil {
 		return nil, fmt.Errorf("egress client: %w", err)
 	}
-	a.closers = append(a.closers, func() error { eg.CloseIdleConnections(); return nil })
-
-	issuer, err := oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, a.log, a.reg)
-	if err != nil {
+	a.closers = append(a.closers, func() error { c.egress.CloseIdleConnections(); return nil })
+	if c.issuer, err = oauth.New(oauth.Config{Issuer: cfg.PublicURL, Audience: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, a.log, a.reg); err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
-	if err := a.ensureAdmin(ctx, issuer, opts.Stdout); err != nil {
+	if err := a.ensureAdmin(ctx, c.issuer, opts.Stdout); err != nil {
 		return nil, err
 	}
-	tenantAPI, err := tenants.New(tenants.Config{OnClientDeleted: issuer.ForgetClient}, a.store, a.log)
-	if err != nil {
+	if c.tenants, err = tenants.New(tenants.Config{OnClientDeleted: c.issuer.ForgetClient}, a.store, a.log); err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
-	backlog, err := backlog.New(backlog.Config{
-		Limit:    int64(cfg.MaxPendingPerDestination),
-		Interval: opts.BacklogInterval,
-	}, a.store, a.log, a.reg)
-	if err != nil {
+	if c.backlog, err = backlog.New(backlog.Config{Limit: int64(cfg.MaxPendingPerDestination), Interval: opts.BacklogInterval}, a.store, a.log, a.reg); err != nil {
 		return nil, fmt.Errorf("delivery backlog gate: %w", err)
 	}
+	if err := a.buildCore(ctx, c, key); err != nil {
+		return nil, err
+	}
+	if err := a.buildDelivery(c, opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// buildCore builds the auth core with its OTP HMAC key, and the resealer
+// of sealed values.
+func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
+	cfg := a.cfg
 	hmacKey, err := a.store.DataKey(ctx, "otp-hmac", func() ([]byte, error) {
 		if len(cfg.PreviousEncryptionKeys) > 0 {
 			// Versions before data keys derived it from the encryption key
@@ -156,102 +209,124 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *App, err err
 		return deriveKey(key, "otphub otp hmac v1"), nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("OTP HMAC key: %w", err)
+		return fmt.Errorf("OTP HMAC key: %w", err)
 	}
-	resealer, err := store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg)
-	if err != nil {
-		return nil, fmt.Errorf("resealer: %w", err)
+	if c.resealer, err = store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg); err != nil {
+		return fmt.Errorf("resealer: %w", err)
 	}
-	a.runners = append(a.runners, resealer.Run)
-	core, err := authcore.New(authcore.Config{
+	c.core, err = authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
-		Backlog:           backlog,
+		Backlog:           c.backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
-		Limits: authcore.Limits{
-			PerNumber: sendLimit(cfg.OTPLimitPerNumber),
-			PerIP:     sendLimit(cfg.OTPLimitPerIP),
-			PerOrg:    sendLimit(cfg.OTPLimitPerOrg),
-		},
+		Limits:            authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg},
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
-		return nil, fmt.Errorf("auth core: %w", err)
+		return fmt.Errorf("auth core: %w", err)
 	}
-	hub, err := websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: backlog}, a.store, a.bus, eg, issuer, a.log, a.reg)
-	if err != nil {
-		return nil, fmt.Errorf("hub: %w", err)
+	if c.apps, err = applications.New(a.store, a.log); err != nil {
+		return fmt.Errorf("applications: %w", err)
 	}
-	providers, err := smsprovider.New(smsprovider.Config{
+	if c.login, err = login.New(login.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, c.core, c.issuer, a.log, a.reg); err != nil {
+		return fmt.Errorf("login step: %w", err)
+	}
+	return nil
+}
+
+// buildDelivery builds the delivery side: the hub and the SMS providers
+// (the two resolvers), the deliveries API, and the engine when this
+// process has the dispatcher role.
+func (a *App) buildDelivery(c *components, opts Options) error {
+	cfg := a.cfg
+	var err error
+	// The key service tells the hub when an org's payload key changes.
+	c.payloadKeys = keyservice.New(a.store, func(org string) { c.hub.Forget(org) }, a.log)
+	if c.hub, err = websub.New(websub.Config{PublicURL: cfg.PublicURL, Backlog: c.backlog, PayloadKeys: c.payloadKeys}, a.store, a.bus, c.egress, c.issuer, a.log, a.reg); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	c.providers, err = smsprovider.New(smsprovider.Config{
 		AllowConsole: cfg.AllowConsoleProvider,
 		// Plain http:// gateways only where the operator opened the egress
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
-	},
-		a.store, eg.HTTP(), eg, a.log, a.reg)
+	}, a.store, c.egress.HTTP(), c.egress, a.log, a.reg)
 	if err != nil {
-		return nil, fmt.Errorf("sms providers: %w", err)
+		return fmt.Errorf("sms providers: %w", err)
 	}
+	resolvers := []delivery.Resolver{c.hub.Resolver(), c.providers.Resolver()}
 	// The gate sees an org's destinations as the router resolves them.
-	backlog.UseResolvers(hub.Resolver(), providers.Resolver())
-	deliveryAPI, err := deliveries.New(deliveries.Config{}, a.store, a.log)
-	if err != nil {
-		return nil, fmt.Errorf("deliveries API: %w", err)
+	c.backlog.UseResolvers(c.hub.Resolver(), c.providers.Resolver())
+	if c.deliveries, err = deliveries.New(deliveries.Config{}, a.store, a.log); err != nil {
+		return fmt.Errorf("deliveries API: %w", err)
 	}
 	if cfg.Has(config.RoleDispatcher) {
-		engine, err := dispatcher.New(dispatcher.Config{
+		c.engine, err = dispatcher.New(dispatcher.Config{
 			RetryPolicy:            dispatcher.RetryPolicy{MaxAttempts: cfg.DeliveryMaxAttempts},
 			AttemptTimeout:         cfg.DeliveryTimeout,
 			PerEndpointConcurrency: cfg.EndpointConcurrency,
-		}, a.bus, a.bus, a.store, []delivery.Resolver{hub.Resolver(), providers.Resolver()}, a.log, a.reg)
+		}, a.bus, a.bus, a.store, resolvers, a.log, a.reg)
 		if err != nil {
-			return nil, fmt.Errorf("dispatcher: %w", err)
+			return fmt.Errorf("dispatcher: %w", err)
 		}
-		a.runners = append(a.runners, engine.Run)
 	}
+	return nil
+}
 
-	auditLog := audit.New(audit.Config{TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, issuer, a.log)
+// route registers the routes of this process's roles, the console and
+// its background runners.
+func (a *App) route(ctx context.Context, c *components, opts Options) error {
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	if cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub) {
-		issuer.Register(mux, issuer)
-		tenantAPI.Register(mux, issuer)
-		core.Register(mux, issuer)
-		providers.Register(mux, issuer)
-		hub.Register(mux, issuer)
-		deliveryAPI.Register(mux, issuer)
-		auditLog.Register(mux, issuer)
-		a.runners = append(a.runners, backlog.Run)
+	auditLog := audit.New(audit.Config{TrustProxyHeaders: a.cfg.TrustProxyHeaders}, a.store, c.issuer, a.log)
+	a.runners = append(a.runners, c.resealer.Run, c.issuer.Run)
+	api := a.cfg.Has(config.RoleAuthcore) || a.cfg.Has(config.RoleHub)
+	if api {
+		c.issuer.Register(mux, c.issuer)
+		c.tenants.Register(mux, c.issuer)
+		c.core.Register(mux, c.issuer)
+		c.apps.Register(mux, c.issuer)
+		c.login.Register(mux, c.issuer)
+		c.providers.Register(mux, c.issuer)
+		c.hub.Register(mux, c.issuer)
+		c.payloadKeys.Register(mux, c.issuer)
+		c.deliveries.Register(mux, c.issuer)
+		auditLog.Register(mux, c.issuer)
+		a.runners = append(a.runners, c.backlog.Run)
+	}
+	if a.cfg.Has(config.RoleHub) {
+		a.runners = append(a.runners, c.hub.Run)
+	}
+	if c.engine != nil {
+		a.runners = append(a.runners, c.engine.Run)
 	}
 	// Every state-changing API request, from the network or from the
 	// console in process, passes the audit log on its way to the mux.
-	api := auditLog.Middleware(mux.ServeMux)
-	if cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub) {
-		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
-			a.store, api, auditLog, a.log)
+	handler := auditLog.Middleware(mux.ServeMux)
+	if api {
+		con, err := console.New(ctx, console.Config{PublicURL: a.cfg.PublicURL, TrustProxyHeaders: a.cfg.TrustProxyHeaders},
+			a.store, handler, auditLog, a.log)
 		if err != nil {
-			return nil, fmt.Errorf("console: %w", err)
+			return fmt.Errorf("console: %w", err)
+		}
+		if a.cfg.ConsoleSignInOrg != "" {
+			con.UseSecondFactor(console.NewSMSStep(con, a.cfg.ConsoleSignInOrg))
 		}
 		// Its pages are not on the route recorder: they are not API
 		// operations (docs/openapi.yaml); its API route is.
 		con.Register(mux.ServeMux)
-		con.RegisterAPI(mux, issuer)
+		con.RegisterAPI(mux, c.issuer)
 		if err := a.printSetupLink(ctx, con, opts.Stdout); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	a.routes = mux.patterns
-	a.handler = instrument(mux.ServeMux, api, a.log, newHTTPMetrics(a.reg))
-
-	a.runners = append(a.runners, issuer.Run)
-	if cfg.Has(config.RoleHub) {
-		a.runners = append(a.runners, hub.Run)
-	}
-	return a, nil
+	a.handler = instrument(mux.ServeMux, handler, a.log, newHTTPMetrics(a.reg))
+	return nil
 }
 
 func (a *App) openStore(ctx context.Context, key []byte) error {
@@ -333,8 +408,6 @@ func (a *App) ensureAdmin(ctx context.Context, issuer *oauth.Issuer, stdout io.W
 	return nil
 }
 
-// printSetupLink prints, while the console has no platform admin, a
-// one-time link that creates the first one (to stdout, never to the logs).
 func (a *App) printSetupLink(ctx context.Context, con *console.Console, stdout io.Writer) error {
 	link, err := con.SetupLink(ctx)
 	if err != nil {
@@ -482,13 +555,4 @@ func deriveKey(master []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, master)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
-}
-
-// sendLimit is a --otp-limit-* budget as authcore takes it: there a zero
-// Max means the default, a negative one disabled.
-func sendLimit(l config.SendLimit) authcore.Limit {
-	if l.Max == 0 {
-		return authcore.Limit{Max: -1}
-	}
-	return authcore.Limit{Max: l.Max, Window: l.Window}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // TestOTPLimitDefaultsMatchAuthcore: the --otp-limit-* defaults are
-// authcore.DefaultLimits (written twice: config does not import authcore).
+// authcore.DefaultLimits (config takes them from there).
 func TestOTPLimitDefaultsMatchAuthcore(t *testing.T) {
 	cfg, err := config.Parse(nil, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -22,7 +22,7 @@ func TestOTPLimitDefaultsMatchAuthcore(t *testing.T) {
 	}
 	for _, c := range []struct {
 		flag string
-		got  config.SendLimit
+		got  authcore.Limit
 		want authcore.Limit
 	}{
 		{"--otp-limit-per-number", cfg.OTPLimitPerNumber, authcore.DefaultLimits.PerNumber},

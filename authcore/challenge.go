@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,13 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
-
-// e164Chars is the shape of an E.164 number; libphonenumber then checks
-// it is a valid number (it would otherwise accept vanity letters).
-var e164Chars = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 const (
 	maxUserIDChars      = 128
@@ -53,7 +49,10 @@ func validText(s string, max int) bool {
 // parseMobile validates an E.164 number with libphonenumber and the org's
 // allow-list, and returns it in E.164 form; msg names what is wrong.
 func parseMobile(s string, allowed []int) (e164, msg string) {
-	if !e164Chars.MatchString(s) {
+	// The shape every event's sendTo has (event.ValidMobile); libphonenumber
+	// then checks it is a valid number (it would otherwise accept vanity
+	// letters).
+	if !event.ValidMobile(s) {
 		return "", "mobile: must be an E.164 number: + then the country calling code and number"
 	}
 	num, err := phonenumbers.Parse(s, "")
@@ -66,8 +65,64 @@ func parseMobile(s string, allowed []int) (e164, msg string) {
 	return phonenumbers.Format(num, phonenumbers.E164), ""
 }
 
+// StartRequest starts a challenge. Start validates every field.
+type StartRequest struct {
+	Mobile      string // E.164
+	UserID      string
+	Application string // the application name the SMS template shows
+	Locale      string // BCP 47; "" for the org default
+	// IP is the address the per-IP budget counts ("" skips it).
+	IP string
+	// WebOTP ends the SMS with the WebOTP origin-bound line of otphub's
+	// public host when the org enables WebOTP (the hosted prompt's pages
+	// are on that origin; an API caller's are not).
+	WebOTP bool
+}
+
+// ResendRequest resends a challenge's OTP: Locale, IP and WebOTP as in
+// StartRequest (the challenge keeps none of them).
+type ResendRequest struct {
+	Locale string
+	IP     string
+	WebOTP bool
+}
+
+// ChallengeState is what a caller may know of a challenge.
+type ChallengeState struct {
+	ID               string
+	UserID           string
+	Mobile           string
+	ExpiresAt        time.Time
+	ResendsRemaining int
+	// NextResendAt is when a resend is allowed (the resend interval after
+	// the last send).
+	NextResendAt time.Time
+	Verified     bool
+}
+
+func (s *Service) state(c store.Challenge, settings store.OTPSettings) ChallengeState {
+	return ChallengeState{
+		ID: c.ID, UserID: c.UserID, Mobile: c.Mobile, ExpiresAt: c.ExpiresAt,
+		ResendsRemaining: max(0, settings.MaxResends-c.Resends),
+		NextResendAt:     c.LastSentAt.Add(time.Duration(settings.ResendIntervalSeconds) * time.Second),
+		Verified:         !c.ConsumedAt.IsZero(),
+	}
+}
+
+func invalidField(msg string) *Error { return refuse(http.StatusBadRequest, "invalid_field", msg) }
+
+func parseLocale(l string) (string, error) {
+	if l == "" {
+		return "", nil
+	}
+	locale, ok := canonicalLocale(l)
+	if !ok {
+		return "", invalidField("locale: not a BCP 47 language tag (e.g. en, fr-CA)")
+	}
+	return locale, nil
+}
+
 func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
-	org := orgOf(r)
 	var req struct {
 		Mobile      string `json:"mobile"`
 		UserID      string `json:"userId"`
@@ -79,11 +134,31 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteDecodeError(w, err)
 		return
 	}
-	ctx := r.Context()
-	settings, err := s.settings(ctx, org.ID)
+	ip, msg := s.limitIP(r, req.ClientIP)
+	var (
+		c   ChallengeState
+		err error
+	)
+	if msg != "" {
+		err = invalidField(msg)
+	} else {
+		c, err = s.Start(r.Context(), orgOf(r), StartRequest{Mobile: req.Mobile, UserID: req.UserID,
+			Application: req.Application, Locale: req.Locale, IP: ip})
+	}
 	if err != nil {
-		s.internal(w, "get settings", err)
+		s.writeError(w, "start challenge", err)
 		return
+	}
+	httpx.JSON(w, http.StatusCreated, challengeJSON{c.ID, c.ExpiresAt, c.ResendsRemaining})
+}
+
+// Start validates req, applies the lockout, back-pressure and send
+// budgets, and sends a new OTP to req.Mobile: the event is durable in the
+// log when it returns.
+func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (ChallengeState, error) {
+	settings, err := s.Settings(ctx, org.ID)
+	if err != nil {
+		return ChallengeState{}, wrapf(err, "get settings")
 	}
 	mobile, msg := parseMobile(req.Mobile, settings.AllowedCountryCodes)
 	if msg == "" && !validText(req.UserID, maxUserIDChars) {
@@ -92,46 +167,31 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 	if msg == "" && !validText(req.Application, maxApplicationChars) {
 		msg = fmt.Sprintf("application: required, 1 to %d characters, no control characters", maxApplicationChars)
 	}
-	locale := ""
-	if msg == "" && req.Locale != "" {
-		var ok bool
-		if locale, ok = canonicalLocale(req.Locale); !ok {
-			msg = "locale: not a BCP 47 language tag (e.g. en, fr-CA)"
-		}
-	}
-	ip, ipMsg := s.limitIP(r, req.ClientIP)
-	if msg == "" {
-		msg = ipMsg
-	}
 	if msg != "" {
-		httpx.Error(w, http.StatusBadRequest, "invalid_field", msg)
-		return
+		return ChallengeState{}, invalidField(msg)
+	}
+	locale, err := parseLocale(req.Locale)
+	if err != nil {
+		return ChallengeState{}, err
 	}
 	now := s.cfg.Now()
-	if s.lockedOut(ctx, w, org.ID, req.UserID, settings.MaxFailedAttempts, now, false) {
-		return
+	if err := s.checkLockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now, false); err != nil {
+		return ChallengeState{}, err
 	}
-	if s.backlogged(ctx, w, org) {
-		return
+	if err := s.checkBacklog(ctx, org); err != nil {
+		return ChallengeState{}, err
 	}
-	if scope, wait, err := s.spend(ctx, org, mobile, ip, now); err != nil {
-		s.internal(w, "abuse limits", err)
-		return
-	} else if scope != "" {
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
-		return
+	if err := s.spend(ctx, org, mobile, req.IP, now); err != nil {
+		return ChallengeState{}, err
 	}
 	code, err := newOTP(settings.NumericOnly, settings.Length)
 	if err != nil {
-		s.internal(w, "generate otp", err)
-		return
+		return ChallengeState{}, wrapf(err, "generate otp")
 	}
 	expiry := time.Duration(settings.ExpirySeconds) * time.Second
-	body, err := s.messageBody(ctx, org, locale, req.Application, code, expiry)
+	body, err := s.messageBody(ctx, org, locale, req.Application, code, expiry, req.WebOTP && settings.WebOTP)
 	if err != nil {
-		s.internal(w, "render message", err)
-		return
+		return ChallengeState{}, wrapf(err, "render message")
 	}
 	c := store.Challenge{
 		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile,
@@ -144,49 +204,53 @@ func (s *Service) startChallenge(w http.ResponseWriter, r *http.Request) {
 	// challenge is consumed at once: its id was never disclosed and its
 	// code can never verify.
 	if err := s.st.CreateChallenge(ctx, c); err != nil {
-		s.internal(w, "create challenge", err)
-		return
+		return ChallengeState{}, wrapf(err, "create challenge")
 	}
 	if err := s.publish(ctx, org, mobile, body, now, c.ExpiresAt); err != nil {
 		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "challenge_id", c.ID, "err", err)
 		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
 		}
-		retryAfter(w, time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; start a new challenge")
-		return
+		return ChallengeState{}, refuseAfter(http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; start a new challenge", time.Second)
 	}
 	s.metrics.challengesStarted.Inc()
-	httpx.JSON(w, http.StatusCreated, challengeJSON{c.ID, c.ExpiresAt, max(0, settings.MaxResends)})
+	return s.state(c, settings), nil
 }
 
-// loadChallenge reads the {id} challenge of the org; unknown, malformed
-// and other orgs' ids are all the same 404.
-func (s *Service) loadChallenge(w http.ResponseWriter, r *http.Request, orgID int64) (store.Challenge, bool) {
-	id := r.PathValue("id")
+var errChallengeNotFound = refuse(http.StatusNotFound, "challenge_not_found", "no such challenge")
+
+var errAlreadyVerified = refuse(http.StatusConflict, "already_verified", "the challenge was already verified")
+
+// getChallenge reads the org's challenge id; unknown, malformed and other
+// orgs' ids are all the same challenge_not_found.
+func (s *Service) getChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
-		return store.Challenge{}, false
+		return store.Challenge{}, errChallengeNotFound
 	}
-	c, err := s.st.GetChallenge(r.Context(), orgID, strings.ToLower(id))
+	c, err := s.st.GetChallenge(ctx, orgID, strings.ToLower(id))
 	if errors.Is(err, store.ErrNotFound) {
-		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
-		return store.Challenge{}, false
+		return store.Challenge{}, errChallengeNotFound
 	}
 	if err != nil {
-		s.internal(w, "get challenge", err)
-		return store.Challenge{}, false
+		return store.Challenge{}, wrapf(err, "get challenge")
 	}
-	return c, true
+	return c, nil
 }
 
-func alreadyVerified(w http.ResponseWriter) {
-	httpx.Error(w, http.StatusConflict, "already_verified", "the challenge was already verified")
+// Challenge returns the state of the org's challenge id.
+func (s *Service) Challenge(ctx context.Context, org store.Org, id string) (ChallengeState, error) {
+	c, err := s.getChallenge(ctx, org.ID, id)
+	if err != nil {
+		return ChallengeState{}, err
+	}
+	settings, err := s.Settings(ctx, org.ID)
+	if err != nil {
+		return ChallengeState{}, wrapf(err, "get settings")
+	}
+	return s.state(c, settings), nil
 }
 
 func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
-	org := orgOf(r)
-	ctx := r.Context()
 	// The body is optional: {"locale"} selects the message template and
 	// {"clientIp"} the per-IP budget, as when starting (the challenge
 	// keeps neither).
@@ -200,63 +264,67 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	locale := ""
-	if req.Locale != "" {
-		var ok bool
-		if locale, ok = canonicalLocale(req.Locale); !ok {
-			httpx.Error(w, http.StatusBadRequest, "invalid_field", "locale: not a BCP 47 language tag (e.g. en, fr-CA)")
-			return
-		}
+	if _, err := parseLocale(req.Locale); err != nil {
+		s.writeError(w, "resend", err)
+		return
 	}
 	ip, msg := s.limitIP(r, req.ClientIP)
 	if msg != "" {
-		httpx.Error(w, http.StatusBadRequest, "invalid_field", msg)
+		s.writeError(w, "resend", invalidField(msg))
 		return
 	}
-	c, ok := s.loadChallenge(w, r, org.ID)
-	if !ok {
+	c, err := s.Resend(r.Context(), orgOf(r), r.PathValue("id"), ResendRequest{Locale: req.Locale, IP: ip})
+	if err != nil {
+		s.writeError(w, "resend", err)
 		return
+	}
+	httpx.JSON(w, http.StatusOK, challengeJSON{c.ID, c.ExpiresAt, c.ResendsRemaining})
+}
+
+// Resend sends a new OTP for the org's challenge id, which replaces the
+// previous one, within the resend count and interval.
+func (s *Service) Resend(ctx context.Context, org store.Org, id string, req ResendRequest) (ChallengeState, error) {
+	locale, err := parseLocale(req.Locale)
+	if err != nil {
+		return ChallengeState{}, err
+	}
+	c, err := s.getChallenge(ctx, org.ID, id)
+	if err != nil {
+		return ChallengeState{}, err
 	}
 	if !c.ConsumedAt.IsZero() {
-		alreadyVerified(w)
-		return
+		return ChallengeState{}, errAlreadyVerified
 	}
-	settings, err := s.settings(ctx, org.ID)
+	settings, err := s.Settings(ctx, org.ID)
 	if err != nil {
-		s.internal(w, "get settings", err)
-		return
+		return ChallengeState{}, wrapf(err, "get settings")
 	}
 	now := s.cfg.Now()
-	if s.lockedOut(ctx, w, org.ID, c.UserID, settings.MaxFailedAttempts, now, false) {
-		return
+	if err := s.checkLockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now, false); err != nil {
+		return ChallengeState{}, err
 	}
 	if c.Resends >= settings.MaxResends {
 		s.metrics.resends.WithLabelValues("limit_exceeded").Inc()
-		httpx.Error(w, http.StatusTooManyRequests, "resend_limit_exceeded", fmt.Sprintf("no resends left (%d allowed); start a new challenge", settings.MaxResends))
-		return
+		return ChallengeState{}, refuse(http.StatusTooManyRequests, "resend_limit_exceeded", fmt.Sprintf("no resends left (%d allowed); start a new challenge", settings.MaxResends))
 	}
 	interval := time.Duration(settings.ResendIntervalSeconds) * time.Second
 	if wait := c.LastSentAt.Add(interval).Sub(now); wait > 0 {
 		s.metrics.resends.WithLabelValues("too_soon").Inc()
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently")
-		return
+		return ChallengeState{}, refuseAfter(http.StatusTooManyRequests, "resend_too_soon", "the previous OTP was sent too recently", wait)
 	}
-	if s.backlogged(ctx, w, org) {
+	if err := s.checkBacklog(ctx, org); err != nil {
 		s.metrics.resends.WithLabelValues("backlogged").Inc()
-		return
+		return ChallengeState{}, err
 	}
 	code, err := newOTP(settings.NumericOnly, settings.Length)
 	if err != nil {
-		s.internal(w, "generate otp", err)
-		return
+		return ChallengeState{}, wrapf(err, "generate otp")
 	}
 	expiry := time.Duration(settings.ExpirySeconds) * time.Second
 	expiresAt := now.Add(expiry).UTC()
-	body, err := s.messageBody(ctx, org, locale, c.Application, code, expiry)
+	body, err := s.messageBody(ctx, org, locale, c.Application, code, expiry, req.WebOTP && settings.WebOTP)
 	if err != nil {
-		s.internal(w, "render message", err)
-		return
+		return ChallengeState{}, wrapf(err, "render message")
 	}
 	// Claim this resend's turn before sending anything: of concurrent
 	// resends (a double click) one claims it and sends; the others answer
@@ -264,8 +332,7 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	// not verify. The previous OTP stays valid until the new one replaces it.
 	sentAt := now.UTC()
 	if err := s.st.ClaimResend(ctx, org.ID, c.ID, c.Resends, c.LastSentAt, sentAt); err != nil {
-		s.resendRaced(ctx, w, org, c.ID, interval, err)
-		return
+		return ChallengeState{}, s.resendRaced(ctx, org, c.ID, interval, err)
 	}
 	// giveBack undoes the claim when nothing is sent after all.
 	giveBack := func() {
@@ -275,16 +342,12 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 	}
 	// The send budgets are charged only by the resend that holds the turn,
 	// so the losers of a double click cost the user nothing.
-	if scope, wait, err := s.spend(ctx, org, c.Mobile, ip, now); err != nil {
+	if err := s.spend(ctx, org, c.Mobile, req.IP, now); err != nil {
 		giveBack()
-		s.internal(w, "abuse limits", err)
-		return
-	} else if scope != "" {
-		giveBack()
-		s.metrics.resends.WithLabelValues("rate_limited").Inc()
-		retryAfter(w, wait)
-		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later")
-		return
+		if AsError(err) != nil {
+			s.metrics.resends.WithLabelValues("rate_limited").Inc()
+		}
+		return ChallengeState{}, err
 	}
 	// The event is published before the code is replaced: if the log is
 	// down the turn is given back and nothing changes (the previous OTP
@@ -293,44 +356,37 @@ func (s *Service) resendChallenge(w http.ResponseWriter, r *http.Request) {
 		giveBack()
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
-		retryAfter(w, time.Second)
-		httpx.Error(w, http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; the previous OTP stays valid")
-		return
+		return ChallengeState{}, refuseAfter(http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; the previous OTP stays valid", time.Second)
 	}
 	// Under the claim, only a verification (or, with no resend interval, a
 	// later resend claiming after this one) can come between.
 	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, sentAt)
 	if err != nil {
-		s.resendRaced(ctx, w, org, c.ID, interval, err)
-		return
+		return ChallengeState{}, s.resendRaced(ctx, org, c.ID, interval, err)
 	}
 	s.metrics.resends.WithLabelValues("sent").Inc()
-	httpx.JSON(w, http.StatusOK, challengeJSON{c.ID, expiresAt, max(0, settings.MaxResends-c.Resends-1)})
+	c.Resends++
+	c.ExpiresAt, c.LastSentAt = expiresAt, sentAt
+	return s.state(c, settings), nil
 }
 
-// resendRaced answers a resend whose conditional write found the challenge
-// changed: verified meanwhile, or another resend took the turn.
-func (s *Service) resendRaced(ctx context.Context, w http.ResponseWriter, org store.Org, id string, interval time.Duration, err error) {
+// resendRaced explains a resend whose conditional write found the
+// challenge changed: verified meanwhile, or another resend took the turn.
+func (s *Service) resendRaced(ctx context.Context, org store.Org, id string, interval time.Duration, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound): // purged meanwhile
-		httpx.Error(w, http.StatusNotFound, "challenge_not_found", "no such challenge")
-		return
+		return errChallengeNotFound
 	case !errors.Is(err, store.ErrPrecondition):
-		s.internal(w, "resend", err)
-		return
+		return wrapf(err, "resend")
 	}
 	if cur, gerr := s.st.GetChallenge(ctx, org.ID, id); gerr == nil && !cur.ConsumedAt.IsZero() {
-		alreadyVerified(w)
-		return
+		return errAlreadyVerified
 	}
 	s.metrics.resends.WithLabelValues("too_soon").Inc()
-	retryAfter(w, max(interval, time.Second))
-	httpx.Error(w, http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time")
+	return refuseAfter(http.StatusTooManyRequests, "resend_too_soon", "another resend of this challenge happened at the same time", interval)
 }
 
 func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
-	org := orgOf(r)
-	ctx := r.Context()
 	var req struct {
 		Code       *string `json:"code"`
 		BackupCode *string `json:"backupCode"`
@@ -339,54 +395,71 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteDecodeError(w, err)
 		return
 	}
+	var err error
 	switch {
 	case (req.Code == nil) == (req.BackupCode == nil):
-		httpx.Error(w, http.StatusBadRequest, "invalid_request", "give exactly one of code and backupCode")
-		return
-	case req.Code != nil && (*req.Code == "" || utf8.RuneCountInString(*req.Code) > maxCodeChars):
-		httpx.Error(w, http.StatusBadRequest, "invalid_field", fmt.Sprintf("code: 1 to %d characters", maxCodeChars))
-		return
-	case req.BackupCode != nil && (*req.BackupCode == "" || utf8.RuneCountInString(*req.BackupCode) > maxCodeChars):
-		httpx.Error(w, http.StatusBadRequest, "invalid_field", fmt.Sprintf("backupCode: 1 to %d characters", maxCodeChars))
+		err = refuse(http.StatusBadRequest, "invalid_request", "give exactly one of code and backupCode")
+	case req.Code != nil:
+		err = s.Verify(r.Context(), orgOf(r), r.PathValue("id"), *req.Code)
+	default:
+		err = s.VerifyWithBackupCode(r.Context(), orgOf(r), r.PathValue("id"), *req.BackupCode)
+	}
+	if err != nil {
+		s.writeError(w, "verify", err)
 		return
 	}
-	c, ok := s.loadChallenge(w, r, org.ID)
-	if !ok {
-		return
+	httpx.JSON(w, http.StatusOK, map[string]bool{"verified": true})
+}
+
+func checkCode(field, code string) error {
+	if code == "" || utf8.RuneCountInString(code) > maxCodeChars {
+		return invalidField(fmt.Sprintf("%s: 1 to %d characters", field, maxCodeChars))
+	}
+	return nil
+}
+
+// openChallenge loads a challenge to verify and checks it can be: not
+// verified yet, its user not locked out, not expired.
+func (s *Service) openChallenge(ctx context.Context, org store.Org, id string) (store.Challenge, store.OTPSettings, time.Time, error) {
+	c, err := s.getChallenge(ctx, org.ID, id)
+	if err != nil {
+		return c, store.OTPSettings{}, time.Time{}, err
 	}
 	if !c.ConsumedAt.IsZero() {
-		alreadyVerified(w)
-		return
+		return c, store.OTPSettings{}, time.Time{}, errAlreadyVerified
 	}
-	settings, err := s.settings(ctx, org.ID)
+	settings, err := s.Settings(ctx, org.ID)
 	if err != nil {
-		s.internal(w, "get settings", err)
-		return
+		return c, settings, time.Time{}, wrapf(err, "get settings")
 	}
 	now := s.cfg.Now()
-	if s.lockedOut(ctx, w, org.ID, c.UserID, settings.MaxFailedAttempts, now, true) {
-		return
+	if err := s.checkLockout(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now, true); err != nil {
+		return c, settings, now, err
 	}
 	if !now.Before(c.ExpiresAt) {
 		s.metrics.verifications.WithLabelValues("expired").Inc()
-		httpx.Error(w, http.StatusGone, "expired", "the OTP has expired; resend or start a new challenge")
-		return
+		return c, settings, now, refuse(http.StatusGone, "expired", "the OTP has expired; resend or start a new challenge")
 	}
-	if req.BackupCode != nil && !settings.BackupCodesEnabled {
-		backupCodesDisabled(w)
-		return
+	return c, settings, now, nil
+}
+
+// Verify checks code against the org's challenge id and, when right,
+// consumes the challenge. Every attempt counts against the user's lockout
+// until a right one resets it.
+func (s *Service) Verify(ctx context.Context, org store.Org, id, code string) error {
+	if err := checkCode("code", code); err != nil {
+		return err
 	}
-	attempt, ok := s.reserveAttempt(w, r, org, c, settings, now)
-	if !ok {
-		return
+	c, settings, now, err := s.openChallenge(ctx, org, id)
+	if err != nil {
+		return err
 	}
-	if req.BackupCode != nil {
-		s.verifyBackupCode(w, r, org, c, *req.BackupCode, settings, attempt, now)
-		return
+	attempt, err := s.reserveAttempt(ctx, org, c.UserID, settings, now)
+	if err != nil {
+		return err
 	}
-	if !hmacEqual(c.CodeHMAC, s.codeHMAC(org.ID, c.ID, normalizeCode(*req.Code))) {
-		s.invalidCode(w, settings, attempt)
-		return
+	if !hmacEqual(c.CodeHMAC, s.codeHMAC(org.ID, c.ID, normalizeCode(code))) {
+		return s.invalidCode(settings, attempt)
 	}
 	switch err := s.st.ConsumeChallenge(ctx, org.ID, c.ID, c.CodeHMAC, now.UTC()); {
 	case errors.Is(err, store.ErrPrecondition):
@@ -394,103 +467,92 @@ func (s *Service) verifyChallenge(w http.ResponseWriter, r *http.Request) {
 		if cur, gerr := s.st.GetChallenge(ctx, org.ID, c.ID); gerr == nil && !cur.ConsumedAt.IsZero() {
 			// The right code all the same: it resets the count as the
 			// success did.
-			s.resetFailedAttempts(ctx, org, c)
-			alreadyVerified(w)
-			return
+			s.resetFailedAttempts(ctx, org, c.UserID)
+			return errAlreadyVerified
 		}
-		s.invalidCode(w, settings, attempt)
-		return
+		return s.invalidCode(settings, attempt)
 	case err != nil:
-		s.internal(w, "consume challenge", err)
-		return
+		return wrapf(err, "consume challenge")
 	}
-	s.succeed(w, r, org, c, "verified")
+	s.succeed(ctx, org, c.UserID, "verified")
+	return nil
 }
 
 // reserveAttempt counts this verification as a failed attempt of the user
-// before any code is compared, or answers 429 too_many_attempts when
+// before any code is compared, or refuses with too_many_attempts when
 // maxFailedAttempts are already counted. A burst of parallel guesses so
 // gets at most maxFailedAttempts of them compared per lockout window; the
-// lockout check above only answers early. A correct code resets the count
+// lockout check before only answers early. A correct code resets the count
 // (succeed), so the reservation only stays for a wrong one. It returns the
 // user's count with this attempt.
-func (s *Service) reserveAttempt(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, settings store.OTPSettings, now time.Time) (int, bool) {
-	ctx := r.Context()
-	n, err := s.st.ReserveFailedAttempt(ctx, org.ID, c.UserID, settings.MaxFailedAttempts, now.UTC(), now.Add(-s.cfg.LockoutDuration).UTC())
+func (s *Service) reserveAttempt(ctx context.Context, org store.Org, userID string, settings store.OTPSettings, now time.Time) (int, error) {
+	n, err := s.st.ReserveFailedAttempt(ctx, org.ID, userID, settings.MaxFailedAttempts, now.UTC(), now.Add(-s.cfg.LockoutDuration).UTC())
 	if errors.Is(err, store.ErrPrecondition) {
-		_, last, ferr := s.st.FailedAttempts(ctx, org.ID, c.UserID)
+		_, last, ferr := s.st.FailedAttempts(ctx, org.ID, userID)
 		if ferr != nil {
-			s.internal(w, "check lockout", ferr)
-			return 0, false
+			return 0, wrapf(ferr, "check lockout")
 		}
-		s.tooManyAttempts(w, last.Add(s.cfg.LockoutDuration).Sub(now), true)
-		return 0, false
+		return 0, s.tooManyAttempts(last.Add(s.cfg.LockoutDuration).Sub(now), true)
 	}
 	if err != nil {
-		s.internal(w, "count failed attempt", err)
-		return 0, false
+		return 0, wrapf(err, "count failed attempt")
 	}
-	return n, true
+	return n, nil
 }
 
-// lockedOut answers 429 too_many_attempts when the user is locked out (or
-// 500 when that cannot be told) and reports whether it answered.
+// checkLockout refuses with too_many_attempts when the user is locked out.
 // verification counts the refusal as a verification result.
-func (s *Service) lockedOut(ctx context.Context, w http.ResponseWriter, orgID int64, userID string, max int, now time.Time, verification bool) bool {
+func (s *Service) checkLockout(ctx context.Context, orgID int64, userID string, max int, now time.Time, verification bool) error {
 	locked, wait, err := s.lockout(ctx, orgID, userID, max, now)
 	if err != nil {
-		s.internal(w, "check lockout", err)
-		return true
+		return wrapf(err, "check lockout")
 	}
 	if locked {
-		s.tooManyAttempts(w, wait, verification)
+		return s.tooManyAttempts(wait, verification)
 	}
-	return locked
+	return nil
 }
 
-func (s *Service) tooManyAttempts(w http.ResponseWriter, wait time.Duration, verification bool) {
+func (s *Service) tooManyAttempts(wait time.Duration, verification bool) error {
 	if verification {
 		s.metrics.verifications.WithLabelValues("too_many_attempts").Inc()
 	}
-	retryAfter(w, wait)
-	httpx.Error(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later")
+	return refuseAfter(http.StatusTooManyRequests, "too_many_attempts", "too many failed verifications for this user; retry later", wait)
 }
 
 // succeed resets the user's failed attempts (the reserved one included)
-// and answers 200.
-func (s *Service) succeed(w http.ResponseWriter, r *http.Request, org store.Org, c store.Challenge, result string) {
-	s.resetFailedAttempts(r.Context(), org, c)
+// and counts the result.
+func (s *Service) succeed(ctx context.Context, org store.Org, userID, result string) {
+	s.resetFailedAttempts(ctx, org, userID)
 	s.metrics.verifications.WithLabelValues(result).Inc()
-	httpx.JSON(w, http.StatusOK, map[string]bool{"verified": true})
 }
 
-func (s *Service) resetFailedAttempts(ctx context.Context, org store.Org, c store.Challenge) {
-	if err := s.st.ResetFailedAttempts(context.WithoutCancel(ctx), org.ID, c.UserID); err != nil {
+func (s *Service) resetFailedAttempts(ctx context.Context, org store.Org, userID string) {
+	if err := s.st.ResetFailedAttempts(context.WithoutCancel(ctx), org.ID, userID); err != nil {
 		s.log.Error("resetting failed attempts failed", "org", org.Name, "err", err)
 	}
 }
 
-// invalidCode answers 400 invalid_code for a wrong code whose attempt,
-// the user's attempt-th (across challenges; resends never reset it), was
-// reserved before the comparison.
-func (s *Service) invalidCode(w http.ResponseWriter, settings store.OTPSettings, attempt int) {
+// invalidCode refuses a wrong code whose attempt, the user's attempt-th
+// (across challenges; resends never reset it), was reserved before the
+// comparison.
+func (s *Service) invalidCode(settings store.OTPSettings, attempt int) error {
 	s.metrics.verifications.WithLabelValues("invalid_code").Inc()
-	httpx.ErrorWith(w, http.StatusBadRequest, "invalid_code", "the code is not valid",
-		map[string]any{"attemptsRemaining": max(0, settings.MaxFailedAttempts-attempt)})
+	e := refuse(http.StatusBadRequest, "invalid_code", "the code is not valid")
+	e.AttemptsRemaining = max(0, settings.MaxFailedAttempts-attempt)
+	return e
 }
 
-// backlogged answers 503 delivery_backlog, with Retry-After, when every
+// checkBacklog refuses with delivery_backlog, with Retry-After, when every
 // destination of the org is backed up: the OTP would likely expire before
 // it could be delivered, and the caller can fall back at once.
-func (s *Service) backlogged(ctx context.Context, w http.ResponseWriter, org store.Org) bool {
+func (s *Service) checkBacklog(ctx context.Context, org store.Org) error {
 	if s.cfg.Backlog == nil {
-		return false
+		return nil
 	}
 	over, wait := s.cfg.Backlog.Over(ctx, org.ID, org.Name)
 	if !over {
-		return false
+		return nil
 	}
-	retryAfter(w, wait)
-	httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every delivery destination of this organization is backed up; the OTP was not sent, retry later")
-	return true
+	return refuseAfter(http.StatusServiceUnavailable, "delivery_backlog", "every delivery destination of this organization is backed up; the OTP was not sent, retry later", wait)
 }

@@ -30,6 +30,9 @@ var routes = []struct{ method, path string }{
 	{"POST", "/api/v1/orgs/{org}/sms-otp/challenges/{id}/resend"},
 	{"POST", "/api/v1/orgs/{org}/sms-otp/challenges/{id}/verify"},
 	{"POST", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},
+	{"GET", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},
+	{"DELETE", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},
+	{"POST", "/api/v1/orgs/{org}/users/{userId}/backup-codes/verify"},
 }
 
 // TestOpenAPIMatchesRoutes: docs/openapi.yaml is a valid OpenAPI 3 document,

@@ -1,4 +1,4 @@
-// Package authcore owns the SMS OTP authenticator (DESIGN §4.5): per-org
+// Package authcore owns the SMS OTP authenticator (docs/auth.md): per-org
 // settings and message templates, the challenge lifecycle (start, resend,
 // verify), failed-attempt lockout, backup codes, abuse limits, and its
 // HTTP API under /api/v1/orgs/{org}/…. Each OTP sent is an
@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +37,8 @@ type Service struct {
 	pub     bus.Publisher
 	log     *slog.Logger
 	metrics *metrics
+	// webOTPHost is the host of PublicURL, the origin WebOTP binds to.
+	webOTPHost string
 }
 
 // New returns a Service storing state in st and publishing OTP events to pub.
@@ -54,11 +56,12 @@ func New(cfg Config, st store.Store, pub bus.Publisher, logger *slog.Logger, reg
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, st: st, pub: pub, log: logger.With("component", "authcore"), metrics: m}, nil
+	u, _ := url.Parse(cfg.PublicURL) // checked by defaults
+	return &Service{cfg: cfg, st: st, pub: pub, log: logger.With("component", "authcore"), metrics: m, webOTPHost: u.Hostname()}, nil
 }
 
-// Register adds the SMS OTP routes to mux. Scopes: challenges, backup code
-// generation and reading settings need otp; changing settings and
+// Register adds the SMS OTP routes to mux. Scopes: challenges, backup
+// codes (generate, count, revoke, verify) and reading settings need otp; changing settings and
 // templates needs admin (which implies otp).
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route := func(pattern, scope string, h http.HandlerFunc) {
@@ -75,10 +78,13 @@ func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route("POST "+base+"/sms-otp/challenges/{id}/resend", access.ScopeOTP, s.resendChallenge)
 	route("POST "+base+"/sms-otp/challenges/{id}/verify", access.ScopeOTP, s.verifyChallenge)
 	route("POST "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.generateBackupCodes)
+	route("GET "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.countBackupCodes)
+	route("DELETE "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.revokeBackupCodes)
+	route("POST "+base+"/users/{userId}/backup-codes/verify", access.ScopeOTP, s.verifyUserBackupCode)
 }
 
-// settings returns the org's settings, or the defaults.
-func (s *Service) settings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
+// Settings returns the org's SMS OTP settings, or the defaults.
+func (s *Service) Settings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
 	st, err := s.st.GetOTPSettings(ctx, orgID)
 	if errors.Is(err, store.ErrNotFound) {
 		st = s.cfg.DefaultSettings
@@ -104,8 +110,8 @@ func (s *Service) lockout(ctx context.Context, orgID int64, userID string, max i
 }
 
 // spend charges one send to the number, IP and org budgets; the first one
-// exhausted is returned with how long until its window ends.
-func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, now time.Time) (scope string, retry time.Duration, err error) {
+// exhausted refuses with rate_limited until its window ends.
+func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, now time.Time) error {
 	checks := []struct {
 		scope, key string
 		l          Limit
@@ -122,14 +128,14 @@ func (s *Service) spend(ctx context.Context, org store.Org, mobile, ip string, n
 		end := start.Add(c.l.Window)
 		n, err := s.st.HitCounter(ctx, c.key, start, end)
 		if err != nil {
-			return "", 0, fmt.Errorf("count %s sends: %w", c.scope, err)
+			return fmt.Errorf("count %s sends: %w", c.scope, err)
 		}
 		if n > int64(c.l.Max) {
 			s.metrics.sendLimited.WithLabelValues(c.scope).Inc()
-			return c.scope, end.Sub(now), nil
+			return refuseAfter(http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+c.scope+"; retry later", end.Sub(now))
 		}
 	}
-	return "", 0, nil
+	return nil
 }
 
 // limitIP is the key the per-IP limit counts: clientIP, the end user's
@@ -148,8 +154,10 @@ func (s *Service) limitIP(r *http.Request, clientIP string) (ip, msg string) {
 }
 
 // messageBody renders the OTP message: the org's override for the locale,
-// its base language, or its default (""), else the built-in default.
-func (s *Service) messageBody(ctx context.Context, org store.Org, locale, application, code string, expiry time.Duration) (string, error) {
+// its base language, or its default (""), else the built-in default. With
+// webOTP it ends with the WebOTP origin-bound line of otphub's public host
+// (WICG WebOTP: the last line, "@host #code").
+func (s *Service) messageBody(ctx context.Context, org store.Org, locale, application, code string, expiry time.Duration, webOTP bool) (string, error) {
 	overrides, err := s.st.ListMessageTemplates(ctx, org.ID)
 	if err != nil {
 		return "", fmt.Errorf("list templates: %w", err)
@@ -172,12 +180,16 @@ pick:
 	if body == "" {
 		body = templates.Default(locale)
 	}
-	return templates.Render(body, templates.Vars{
+	msg, err := templates.Render(body, templates.Vars{
 		Application:   application,
 		OTP:           code,
 		Org:           org.Name,
 		ExpiryMinutes: templates.Minutes(expiry),
 	})
+	if err != nil || !webOTP {
+		return msg, err
+	}
+	return msg + "\n\n@" + s.webOTPHost + " #" + code, nil
 }
 
 // publish appends the OTP event and returns once it is durable.
@@ -208,14 +220,6 @@ func (s *Service) publish(ctx context.Context, org store.Org, mobile, body strin
 	}
 	s.metrics.eventsPublished.Inc()
 	return nil
-}
-
-func retryAfter(w http.ResponseWriter, d time.Duration) {
-	secs := int(math.Ceil(d.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
 }
 
 func (s *Service) internal(w http.ResponseWriter, what string, err error) {

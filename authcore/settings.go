@@ -23,6 +23,7 @@ type settingsJSON struct {
 	ResendIntervalSeconds int   `json:"resendIntervalSeconds"`
 	MaxFailedAttempts     int   `json:"maxFailedAttempts"`
 	BackupCodesEnabled    bool  `json:"backupCodesEnabled"`
+	WebOTP                bool  `json:"webOtp"`
 	AllowedCountryCodes   []int `json:"allowedCountryCodes"`
 }
 
@@ -35,6 +36,7 @@ type settingsPatch struct {
 	ResendIntervalSeconds *int   `json:"resendIntervalSeconds"`
 	MaxFailedAttempts     *int   `json:"maxFailedAttempts"`
 	BackupCodesEnabled    *bool  `json:"backupCodesEnabled"`
+	WebOTP                *bool  `json:"webOtp"`
 	AllowedCountryCodes   *[]int `json:"allowedCountryCodes"`
 }
 
@@ -43,11 +45,11 @@ func settingsOut(s store.OTPSettings) settingsJSON {
 	if cc == nil {
 		cc = []int{}
 	}
-	return settingsJSON{s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds, s.MaxFailedAttempts, s.BackupCodesEnabled, cc}
+	return settingsJSON{s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds, s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, cc}
 }
 
 func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) {
-	st, err := s.settings(r.Context(), orgOf(r).ID)
+	st, err := s.Settings(r.Context(), orgOf(r).ID)
 	if err != nil {
 		s.internal(w, "get settings", err)
 		return
@@ -62,7 +64,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteDecodeError(w, err)
 		return
 	}
-	st, err := s.settings(r.Context(), org.ID)
+	st, err := s.Settings(r.Context(), org.ID)
 	if err != nil {
 		s.internal(w, "get settings", err)
 		return
@@ -74,6 +76,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) {
 	setIf(&st.ResendIntervalSeconds, p.ResendIntervalSeconds)
 	setIf(&st.MaxFailedAttempts, p.MaxFailedAttempts)
 	setIf(&st.BackupCodesEnabled, p.BackupCodesEnabled)
+	setIf(&st.WebOTP, p.WebOTP)
 	if p.AllowedCountryCodes != nil {
 		cc := slices.Clone(*p.AllowedCountryCodes)
 		slices.Sort(cc)

@@ -235,3 +235,65 @@ func TestConcurrentBackupCodeSingleUse(t *testing.T) {
 		t.Fatalf("one backup code verified %d challenges", ok)
 	}
 }
+
+// TestBackupCodeWithoutSMS: a backup code verifies with no challenge (so
+// with no SMS sent), even when the user's number is out of its send
+// budget; the count and revoke endpoints manage the list.
+func TestBackupCodeWithoutSMS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *authcore.Config) { c.Limits.PerNumber = authcore.Limit{Max: 1, Window: time.Hour} })
+	bc := "/api/v1/orgs/acme/users/alice/backup-codes"
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":"AAAAA-AAAAA"}`), 403, "backup_codes_disabled")
+	e.mustDo("PUT", settingsPath, e.orgAdmin, `{"backupCodesEnabled":true,"maxFailedAttempts":3}`, 200)
+	if _, _, b := e.mustDo("GET", bc, e.otp, "", 200); b["remaining"].(float64) != 0 {
+		t.Fatalf("remaining before any generation: %v", b)
+	}
+	_, _, b := e.mustDo("POST", bc, e.otp, "", 201)
+	codes := b["codes"].([]any)
+	// The number's budget is spent: no SMS can be sent.
+	e.start(lkMobile, "alice")
+	e.nextOTP()
+	wantError(t, e.do("POST", challenges, e.otp, `{"mobile":"`+lkMobile+`","userId":"alice","application":"myapp"}`), 429, "rate_limited")
+
+	r := e.do("POST", bc+"/verify", e.otp, `{"backupCode":"`+codes[0].(string)+`"}`)
+	if r.status != 200 || r.body["verified"] != true || r.body["remaining"].(float64) != 9 {
+		t.Fatalf("backup code without a challenge: %d %v", r.status, r.body)
+	}
+	if r := e.do("POST", bc+"/verify", e.otp, `{"backupCode":"`+codes[0].(string)+`"}`); r.status != 400 || r.body["attemptsRemaining"].(float64) != 2 {
+		t.Fatalf("reused: %d %v", r.status, r.body)
+	}
+	if _, _, b := e.mustDo("GET", bc, e.otp, "", 200); b["remaining"].(float64) != 9 {
+		t.Fatalf("remaining: %v", b)
+	}
+	// Wrong codes lock the user out, like wrong SMS codes.
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":"AAAAA-AAAAA"}`), 400, "invalid_code")
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":"AAAAA-AAAAA"}`), 400, "invalid_code")
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":"`+codes[1].(string)+`"}`), 429, "too_many_attempts")
+	e.clk.Add(16 * time.Minute)
+	if r := e.do("POST", bc+"/verify", e.otp, `{"backupCode":"`+codes[1].(string)+`"}`); r.status != 200 || r.body["remaining"].(float64) != 8 {
+		t.Fatalf("after the lockout: %d %v", r.status, r.body)
+	}
+
+	e.mustDo("DELETE", bc, e.otp, "", 204)
+	if _, _, b := e.mustDo("GET", bc, e.otp, "", 200); b["remaining"].(float64) != 0 {
+		t.Fatalf("remaining after revoke: %v", b)
+	}
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":"`+codes[2].(string)+`"}`), 400, "invalid_code")
+	wantError(t, e.do("POST", bc+"/verify", e.otp, `{"backupCode":""}`), 400, "invalid_field")
+	wantError(t, e.do("GET", "/api/v1/orgs/acme/users/"+strings.Repeat("u", 129)+"/backup-codes", e.otp, ""), 400, "invalid_field")
+}
+
+func TestWebOTPLine(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	_, _, b := e.mustDo("PUT", settingsPath, e.orgAdmin, `{"webOtp":true}`, 200)
+	if b["webOtp"] != true {
+		t.Fatalf("settings %v", b)
+	}
+	// API challenges are not on otphub's origin: no WebOTP line.
+	e.start(lkMobile, "alice")
+	ev, _ := e.nextEvent()
+	if strings.Contains(ev.MessageBody, "@") {
+		t.Fatalf("API challenge message %q has a WebOTP line", ev.MessageBody)
+	}
+}

@@ -12,7 +12,7 @@ import (
 // Topics used by otphub.
 const (
 	// NotificationsTopic carries SmsOtpNotificationEvents as CloudEvents in
-	// binary mode (DESIGN §4.1); the record key is the org name.
+	// binary mode (docs/event-formats.md); the record key is the org name.
 	NotificationsTopic = "otphub.notifications"
 	// DeadLetterTopic receives records that could not be decoded, with the
 	// reason in the DeadLetterReasonHeader header.

@@ -22,6 +22,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/otphub/otphub/authcore"
+	"github.com/otphub/otphub/bus/kafka"
+	"github.com/otphub/otphub/dispatcher"
+	"github.com/otphub/otphub/dispatcher/backlog"
 	"github.com/otphub/otphub/store"
 )
 
@@ -74,6 +78,9 @@ type Config struct {
 	// AllowConsoleProvider lets orgs choose the development-only console
 	// SMS provider, which prints SMS to standard output. Default false.
 	AllowConsoleProvider bool
+	// ConsoleSignInOrg names the org whose SMS pipeline sends the
+	// console's sign-in codes; "" leaves console sign-in password only.
+	ConsoleSignInOrg string
 	// TrustProxyHeaders makes client-IP limits use X-Forwarded-For. Default false.
 	TrustProxyHeaders bool
 	// LogLevel is debug, info, warn or error. Default info.
@@ -100,16 +107,9 @@ type Config struct {
 	// OTPLimitPerNumber, OTPLimitPerIP and OTPLimitPerOrg are the auth
 	// core's SMS send budgets (starts and resends) per mobile number, per
 	// client IP and per org. Defaults 10/1h, 100/10m and 1000/1m.
-	OTPLimitPerNumber SendLimit
-	OTPLimitPerIP     SendLimit
-	OTPLimitPerOrg    SendLimit
-}
-
-// SendLimit is a fixed-window budget: at most Max sends per Window. Max 0
-// disables it.
-type SendLimit struct {
-	Max    int
-	Window time.Duration
+	OTPLimitPerNumber authcore.Limit
+	OTPLimitPerIP     authcore.Limit
+	OTPLimitPerOrg    authcore.Limit
 }
 
 // KafkaConfig holds the Kafka client settings.
@@ -197,14 +197,14 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{name: "kafka-client-id", def: "otphub", usage: "Kafka client ID", set: func(c *Config, v string) error { c.Kafka.ClientID = v; return nil }},
-	{name: "kafka-partitions", def: "12", usage: "partitions of topics created at start-up", set: func(c *Config, v string) error {
+	{name: "kafka-client-id", def: kafka.DefaultClientID, usage: "Kafka client ID", set: func(c *Config, v string) error { c.Kafka.ClientID = v; return nil }},
+	{name: "kafka-partitions", def: strconv.Itoa(kafka.DefaultPartitions), usage: "partitions of topics created at start-up", set: func(c *Config, v string) error {
 		return intIn(&c.Kafka.Partitions, v, 1, 10000)
 	}},
-	{name: "kafka-replication-factor", def: "1", usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
+	{name: "kafka-replication-factor", def: strconv.Itoa(kafka.DefaultReplicationFactor), usage: "replication factor of topics created at start-up", set: func(c *Config, v string) error {
 		return intIn(&c.Kafka.ReplicationFactor, v, 1, 100)
 	}},
-	{name: "kafka-session-timeout", def: "30s", usage: "how long a silent consumer keeps its partitions before the group hands them to another dispatcher (failover time after a crash); 6s to 30m, within the brokers' group.min/max.session.timeout.ms", set: func(c *Config, v string) error {
+	{name: "kafka-session-timeout", def: kafka.DefaultSessionTimeout.String(), usage: "how long a silent consumer keeps its partitions before the group hands them to another dispatcher (failover time after a crash); 6s to 30m, within the brokers' group.min/max.session.timeout.ms", set: func(c *Config, v string) error {
 		return durationIn(&c.Kafka.SessionTimeout, v, 6*time.Second, 30*time.Minute)
 	}},
 	{name: "kafka-tls", boolean: true, def: "false", usage: "connect to Kafka over TLS", set: func(c *Config, v string) error { return boolVal(&c.Kafka.TLS, v) }},
@@ -298,6 +298,10 @@ var settings = []setting{
 	{name: "allow-console-provider", boolean: true, def: "false", usage: "let orgs choose the development-only console SMS provider (prints SMS to stdout)", set: func(c *Config, v string) error {
 		return boolVal(&c.AllowConsoleProvider, v)
 	}},
+	{name: "console-sign-in-org", usage: "org whose SMS OTP settings, provider and templates send the console's sign-in codes (the second factor after the password, through the hosted login step); empty: console sign-in is password only", set: func(c *Config, v string) error {
+		c.ConsoleSignInOrg = v
+		return nil
+	}},
 	{name: "trust-proxy-headers", boolean: true, def: "false", usage: "take the client IP from X-Forwarded-For (only behind a trusted proxy)", set: func(c *Config, v string) error {
 		return boolVal(&c.TrustProxyHeaders, v)
 	}},
@@ -315,25 +319,25 @@ var settings = []setting{
 	{name: "shutdown-timeout", def: "20s", usage: "graceful shutdown drain bound", set: func(c *Config, v string) error {
 		return durationIn(&c.ShutdownTimeout, v, time.Second, 10*time.Minute)
 	}},
-	{name: "delivery-max-attempts", def: "10", usage: "attempts before a delivery is dead-lettered", set: func(c *Config, v string) error {
+	{name: "delivery-max-attempts", def: strconv.Itoa(dispatcher.DefaultMaxAttempts), usage: "attempts before a delivery is dead-lettered", set: func(c *Config, v string) error {
 		return intIn(&c.DeliveryMaxAttempts, v, 1, 100)
 	}},
-	{name: "delivery-timeout", def: "10s", usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
+	{name: "delivery-timeout", def: dispatcher.DefaultAttemptTimeout.String(), usage: "timeout of one delivery attempt", set: func(c *Config, v string) error {
 		return durationIn(&c.DeliveryTimeout, v, 100*time.Millisecond, 2*time.Minute)
 	}},
-	{name: "endpoint-concurrency", def: "8", usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
+	{name: "endpoint-concurrency", def: strconv.Itoa(dispatcher.DefaultPerEndpointConcurrency), usage: "concurrent deliveries per endpoint", set: func(c *Config, v string) error {
 		return intIn(&c.EndpointConcurrency, v, 1, 1000)
 	}},
-	{name: "max-pending-per-destination", def: "1000", usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
+	{name: "max-pending-per-destination", def: strconv.Itoa(backlog.DefaultLimit), usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
 		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)
 	}},
-	{name: "otp-limit-per-number", def: "10/1h", usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-number", def: limitString(authcore.DefaultLimits.PerNumber), usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerNumber, v)
 	}},
-	{name: "otp-limit-per-ip", def: "100/10m", usage: "SMS OTP sends requested for one client IP (the request's clientIp, else the caller's address): N/duration; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-ip", def: limitString(authcore.DefaultLimits.PerIP), usage: "SMS OTP sends requested for one client IP (the request's clientIp, else the caller's address): N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerIP, v)
 	}},
-	{name: "otp-limit-per-org", def: "1000/1m", usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
+	{name: "otp-limit-per-org", def: limitString(authcore.DefaultLimits.PerOrg), usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerOrg, v)
 	}},
 }
@@ -362,9 +366,6 @@ func (e *Error) Unwrap() error { return e.Err }
 // written to the output.
 var ErrHelp = flag.ErrHelp
 
-// Parse reads args (after "serve"), the environment (getenv) and the YAML
-// file named by --config / OTPHUB_CONFIG, and returns the validated Config.
-// Usage goes to out on --help.
 // removed are settings of earlier versions and what replaced them: naming
 // one (flag, environment or config file) fails with that, rather than
 // "not defined" or, for the environment, silence.
@@ -391,6 +392,9 @@ func checkRemoved(args []string, getenv func(string) string) error {
 	return nil
 }
 
+// Parse reads args (after "serve"), the environment (getenv) and the YAML
+// file named by --config / OTPHUB_CONFIG, and returns the validated Config.
+// Usage goes to out on --help.
 func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	if err := checkRemoved(args, getenv); err != nil {
 		return nil, err
@@ -569,24 +573,39 @@ func durationIn(dst *time.Duration, v string, lo, hi time.Duration) error {
 	return nil
 }
 
+// disabled is the authcore.Limit of a budget set to 0.
+var disabled = authcore.Limit{Max: -1}
+
 // sendLimit parses N/duration (N sends per fixed window of 1s to 168h),
 // or 0 (or 0/duration) to disable the limit.
-func sendLimit(dst *SendLimit, v string) error {
+func sendLimit(dst *authcore.Limit, v string) error {
 	n, w, hasWindow := strings.Cut(v, "/")
 	max, err := strconv.Atoi(n)
 	if err == nil && max == 0 && !hasWindow {
-		*dst = SendLimit{}
+		*dst = disabled
 		return nil
 	}
 	d, derr := time.ParseDuration(w)
 	if err != nil || max < 0 || max > 10_000_000 || !hasWindow || derr != nil || d < time.Second || d > 168*time.Hour {
 		return fmt.Errorf("must be N/duration, e.g. 10/1h for at most 10 sends per hour (N from 0 to 10000000, duration from 1s to 168h), or 0 to disable; got %q", v)
 	}
-	*dst = SendLimit{Max: max, Window: d}
+	*dst = authcore.Limit{Max: max, Window: d}
 	if max == 0 {
-		*dst = SendLimit{}
+		*dst = disabled
 	}
 	return nil
+}
+
+// limitString is a limit as --otp-limit-* takes it: "10/1h".
+func limitString(l authcore.Limit) string {
+	w := l.Window.String() // "1h0m0s", "10m0s"
+	if strings.HasSuffix(w, "m0s") {
+		w = w[:len(w)-2]
+	}
+	if strings.HasSuffix(w, "h0m") {
+		w = w[:len(w)-2]
+	}
+	return strconv.Itoa(l.Max) + "/" + w
 }
 
 func boolVal(dst *bool, v string) error {

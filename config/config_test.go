@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otphub/otphub/authcore"
 )
 
 func env(m map[string]string) func(string) string {
@@ -149,19 +151,19 @@ func TestOTPSendLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.OTPLimitPerNumber != (SendLimit{10, time.Hour}) || c.OTPLimitPerIP != (SendLimit{100, 10 * time.Minute}) ||
-		c.OTPLimitPerOrg != (SendLimit{1000, time.Minute}) {
+	if c.OTPLimitPerNumber != (authcore.Limit{Max: 10, Window: time.Hour}) || c.OTPLimitPerIP != (authcore.Limit{Max: 100, Window: 10 * time.Minute}) ||
+		c.OTPLimitPerOrg != (authcore.Limit{Max: 1000, Window: time.Minute}) {
 		t.Fatalf("defaults: %v %v %v", c.OTPLimitPerNumber, c.OTPLimitPerIP, c.OTPLimitPerOrg)
 	}
-	for v, want := range map[string]SendLimit{
-		"3/1s":        {3, time.Second},
-		"20/24h":      {20, 24 * time.Hour},
-		"5000/1h30m":  {5000, 90 * time.Minute},
-		"1/168h":      {1, 168 * time.Hour},
-		"0":           {},
-		"0/1h":        {},
-		" 10/1h ":     {10, time.Hour},
-		"10000000/1m": {10_000_000, time.Minute},
+	for v, want := range map[string]authcore.Limit{
+		"3/1s":        {Max: 3, Window: time.Second},
+		"20/24h":      {Max: 20, Window: 24 * time.Hour},
+		"5000/1h30m":  {Max: 5000, Window: 90 * time.Minute},
+		"1/168h":      {Max: 1, Window: 168 * time.Hour},
+		"0":           {Max: -1}, // disabled
+		"0/1h":        {Max: -1},
+		" 10/1h ":     {Max: 10, Window: time.Hour},
+		"10000000/1m": {Max: 10_000_000, Window: time.Minute},
 	} {
 		c, err := Parse([]string{"--otp-limit-per-number", v}, env(map[string]string{"OTPHUB_OTP_LIMIT_PER_ORG": v}), &bytes.Buffer{})
 		if err != nil {
@@ -177,7 +179,7 @@ func TestOTPSendLimits(t *testing.T) {
 	if err := os.WriteFile(file, []byte("otp-limit-per-ip: 1000/10m\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := Parse([]string{"--config", file}, env(nil), &bytes.Buffer{}); err != nil || c.OTPLimitPerIP != (SendLimit{1000, 10 * time.Minute}) {
+	if c, err := Parse([]string{"--config", file}, env(nil), &bytes.Buffer{}); err != nil || c.OTPLimitPerIP != (authcore.Limit{Max: 1000, Window: 10 * time.Minute}) {
 		t.Fatalf("config file: %v %v", err, c)
 	}
 }

@@ -28,6 +28,7 @@ var metrics = map[string]string{
 	"otphub_delivery_queue_oldest_age_seconds": "gauge",
 	"otphub_retries_scheduled_total":           "counter",
 	"otphub_dead_letters":                      "gauge",
+	"otphub_log_records_dead_lettered_total":   "counter",
 	"otphub_circuit_breakers":                  "gauge",
 	"otphub_egress_refused_total":              "counter",
 	"otphub_otp_challenges_started_total":      "counter",
@@ -39,6 +40,7 @@ var metrics = map[string]string{
 	"otphub_websub_intent_verifications_total": "counter",
 	"otphub_http_requests_total":               "counter",
 	"otphub_http_request_duration_seconds":     "histogram",
+	"otphub_login_outcomes_total":              "counter",
 }
 
 var metricRef = regexp.MustCompile(`\botphub_[a-z0-9_]+`)
@@ -225,7 +227,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"OtphubDeliveryFailureRateHigh", "OtphubDeliveryBacklogExpiring", "OtphubConsumerLagGrowing",
-		"OtphubDeadLettersIncreasing", "OtphubAbsent", "OtphubCircuitBreakersOpen"} {
+		"OtphubDeadLettersIncreasing", "OtphubLogRecordsDeadLettered", "OtphubAbsent", "OtphubCircuitBreakersOpen"} {
 		if !names[want] {
 			t.Errorf("alert %s is missing", want)
 		}

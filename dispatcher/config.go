@@ -76,8 +76,14 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultGroup is the default consumer group of the dispatcher.
-const DefaultGroup = "otphub-dispatcher"
+// Defaults of Config the server's settings take too (package config's
+// --delivery-timeout, --endpoint-concurrency, --delivery-max-attempts).
+const (
+	DefaultGroup                  = "otphub-dispatcher"
+	DefaultAttemptTimeout         = 10 * time.Second
+	DefaultPerEndpointConcurrency = 8
+	DefaultMaxAttempts            = 10
+)
 
 func (c *Config) applyDefaults() {
 	if c.Group == "" {
@@ -88,9 +94,9 @@ func (c *Config) applyDefaults() {
 	}
 	setDefault(&c.Workers, 256)
 	setDefault(&c.RetryWorkers, 32)
-	setDefault(&c.PerEndpointConcurrency, 8)
+	setDefault(&c.PerEndpointConcurrency, DefaultPerEndpointConcurrency)
 	setDefault(&c.EndpointQueue, 256)
-	setDefault(&c.AttemptTimeout, 10*time.Second)
+	setDefault(&c.AttemptTimeout, DefaultAttemptTimeout)
 	setDefault(&c.DrainTimeout, 15*time.Second)
 	setDefault(&c.RetryPollInterval, 250*time.Millisecond)
 	// A leased retry must outlive its attempt, whatever the timeout.

@@ -109,8 +109,7 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 		retrySlots: make(chan struct{}, cfg.RetryWorkers),
 	}
 	e.eps.OnChange = e.updateBreakerGauge
-	// Until Run starts, the API (which needs no background loop) may be
-	// used; these contexts are replaced by Run.
+	// Run replaces these with its own (done at shutdown).
 	e.stopping, e.workCtx, e.writeCtx = context.Background(), context.Background(), context.Background()
 	return e, nil
 }
@@ -170,9 +169,23 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	<-runCtx.Done()
 	loops.Wait()
-	e.log.Info("draining in-flight deliveries", "timeout", e.cfg.DrainTimeout)
-	e.eps.DrainQueues() // queued first attempts stay unacknowledged: redelivered after a restart
+	e.drain(cancelWork, cancelWrite)
+	e.rec.close()
+	<-recDone
+	if err := cons.Close(); err != nil && !errors.Is(err, bus.ErrClosed) {
+		e.log.Warn("closing the log consumer", "err", err)
+	}
+	return runErr
+}
 
+// drain lets the attempts in flight finish once the loops have stopped:
+// DrainTimeout for them, then they are cancelled and recording their
+// failures gets DrainTimeout more (between 1 and 5 s) before the writes
+// are cancelled too. Queued first attempts are dropped: their messages
+// stay unacknowledged and are delivered again after a restart.
+func (e *Engine) drain(cancelWork, cancelWrite context.CancelFunc) {
+	e.log.Info("draining in-flight deliveries", "timeout", e.cfg.DrainTimeout)
+	e.eps.DrainQueues()
 	drained := make(chan struct{})
 	go func() { e.inflight.Wait(); close(drained) }()
 	select {
@@ -187,12 +200,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			<-drained
 		}
 	}
-	e.rec.close()
-	<-recDone
-	if err := cons.Close(); err != nil && !errors.Is(err, bus.ErrClosed) {
-		e.log.Warn("closing the log consumer", "err", err)
-	}
-	return runErr
 }
 
 // durably runs write until it succeeds, returns a store error that

@@ -159,7 +159,7 @@ func (e *env) waitTask(jti, destType, destID, status string) store.DeliveryTask 
 	var task store.DeliveryTask
 	dt.Eventually(e.t, 20*time.Second, func() bool {
 		var err error
-		task, err = e.st.FindDelivery(context.Background(), e.orgID, jti, destType, destID)
+		task, err = e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, jti, destType, destID)
 		return err == nil && task.Status == status
 	}, "task of %s to %s/%s never became %s (last: %+v)", jti, destType, destID, status, &task)
 	return task
@@ -558,7 +558,7 @@ func TestUndecodableRecordDeadLetteredAndConsumptionGoesOn(t *testing.T) {
 	e := newEnv(t)
 	rcv := dt.NewReceiver(t, nil)
 	e.res.Set(org, dt.Webhook("sub-1", rcv.URL))
-	e.start(testConfig(e.clock))
+	r := e.start(testConfig(e.clock))
 
 	bad := bus.Message{Key: []byte(org), Value: []byte("not json"), Headers: map[string]string{"ce_specversion": "1.0"}}
 	if err := e.log.Publish(context.Background(), bus.NotificationsTopic, bad); err != nil {
@@ -583,6 +583,9 @@ func TestUndecodableRecordDeadLetteredAndConsumptionGoesOn(t *testing.T) {
 		m.Ack()
 	case <-ctx.Done():
 		t.Fatal("no dead letter")
+	}
+	if n := metric(t, r.reg, "otphub_log_records_dead_lettered_total", nil); n != 1 {
+		t.Errorf("otphub_log_records_dead_lettered_total = %v, want 1", n)
 	}
 }
 
@@ -723,10 +726,10 @@ func TestFallbackOfReplayedPrimaryGetsItsExpiry(t *testing.T) {
 				t.Fatalf("replayed primary's expiry %v is not past the OTP's %v", prim.ExpiresAt, ev.ExpiresAt)
 			}
 			dt.Eventually(t, 20*time.Second, func() bool {
-				task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeVonage, "fallback")
+				task, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dt.TypeVonage, "fallback")
 				return err == nil && task.Status != store.DeliveryPending
 			}, "the fallback never finished")
-			got, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeVonage, "fallback")
+			got, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dt.TypeVonage, "fallback")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -757,7 +760,7 @@ func TestProviderIdempotencyByJTI(t *testing.T) {
 	// before acknowledging its message.
 	done := e.event(time.Minute)
 	if _, err := e.st.InsertDeliveryTasks(context.Background(), []store.DeliveryTask{{
-		OrgID: e.orgID, EventID: done.ID, DestinationType: dt.TypeTwilio, DestinationID: "primary",
+		OrgID: e.orgID, EventSource: done.Issuer, EventID: done.ID, DestinationType: dt.TypeTwilio, DestinationID: "primary",
 		Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1, ExpiresAt: done.ExpiresAt,
 	}}, nil); err != nil {
 		t.Fatal(err)
@@ -815,7 +818,7 @@ func TestGracefulShutdownRecordsInFlightFailures(t *testing.T) {
 	e.publish(ev)
 	dt.Eventually(t, 10*time.Second, func() bool { return rcv.Total() == 1 }, "no attempt started")
 	r.stop(t) // drain times out; the attempt is cancelled and recorded as a retry
-	task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.ID, dt.TypeWebhook, "sub-1")
+	task, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, ev.ID, dt.TypeWebhook, "sub-1")
 	if err != nil || task.Status != store.DeliveryPending {
 		t.Fatalf("after shutdown: task %+v, err %v; want a pending retry task", task, err)
 	}
@@ -881,6 +884,33 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestProviderIdempotencyByProducer: event IDs are free-form, so two
+// producers may both send "ext-0001", and each one's SMS is sent (a repeat
+// of one producer's is not: TestProviderIdempotencyByJTI).
+func TestProviderIdempotencyByProducer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rcv := dt.NewReceiver(t, nil)
+	target := dt.Webhook("primary", rcv.URL)
+	target.Type = dt.TypeTwilio
+	e.res.Set(org, target)
+	e.start(testConfig(e.clock))
+	one, two := e.event(time.Minute), e.event(time.Minute)
+	one.ID, two.ID = "ext-0001", "ext-0001"
+	one.Issuer, two.Issuer = "https://producer-one.example", "urn:producer:two"
+	two.MessageBody = "Your code is 999999"
+	e.publish(one, two)
+	for _, ev := range []*event.SmsOtpNotificationEvent{one, two} {
+		dt.Eventually(t, 20*time.Second, func() bool {
+			task, err := e.st.FindDelivery(context.Background(), e.orgID, ev.Issuer, ev.ID, dt.TypeTwilio, "primary")
+			return err == nil && task.Status == store.DeliveryDelivered
+		}, "the SMS of %s was not delivered", ev.Issuer)
+	}
+	if n := rcv.Delivered("ext-0001"); n != 2 {
+		t.Errorf("ext-0001 delivered %d times, want once per producer", n)
+	}
+}
+
 func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -891,7 +921,7 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 		ev      *event.SmsOtpNotificationEvent
 		updated time.Time
 	}{{old, now.Add(-8 * 24 * time.Hour)}, {fresh, now.Add(-time.Hour)}} {
-		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventID: x.ev.ID, DestinationType: dt.TypeWebhook,
+		tasks = append(tasks, store.DeliveryTask{OrgID: e.orgID, EventSource: x.ev.Issuer, EventID: x.ev.ID, DestinationType: dt.TypeWebhook,
 			DestinationID: "sub-1", Event: []byte("{}"), Status: store.DeliveryDelivered, Attempts: 1,
 			CreatedAt: x.updated, UpdatedAt: x.updated})
 	}
@@ -900,10 +930,10 @@ func TestFinishedTasksPurgedAfterRetention(t *testing.T) {
 	}
 	e.start(testConfig(e.clock))
 	dt.Eventually(t, 10*time.Second, func() bool {
-		_, err := e.st.FindDelivery(context.Background(), e.orgID, old.ID, dt.TypeWebhook, "sub-1")
+		_, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, old.ID, dt.TypeWebhook, "sub-1")
 		return errors.Is(err, store.ErrNotFound)
 	}, "the task past retention was not purged")
-	if _, err := e.st.FindDelivery(context.Background(), e.orgID, fresh.ID, dt.TypeWebhook, "sub-1"); err != nil {
+	if _, err := e.st.FindDelivery(context.Background(), e.orgID, dt.Issuer, fresh.ID, dt.TypeWebhook, "sub-1"); err != nil {
 		t.Errorf("a task within retention was purged: %v", err)
 	}
 }

@@ -46,6 +46,7 @@ type metrics struct {
 	queueOldest      prometheus.Gauge
 	retriesScheduled *prometheus.CounterVec // destination
 	deadLetters      prometheus.Gauge
+	undecodable      prometheus.Counter
 	breakers         *prometheus.GaugeVec // state
 	consumerLag      prometheus.Gauge
 }
@@ -93,6 +94,10 @@ func newMetrics(reg prometheus.Registerer, types []string) (*metrics, error) {
 			Name: "otphub_dead_letters",
 			Help: "Delivery tasks on the dead-letter list (retries exhausted), awaiting replay or purge.",
 		}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otphub_log_records_dead_lettered_total",
+			Help: "Log records the router could not decode, copied to the dead-letter topic and acknowledged (never delivered).",
+		}),
 		breakers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "otphub_circuit_breakers",
 			Help: "Endpoints in use by this process, by circuit breaker state.",
@@ -103,7 +108,7 @@ func newMetrics(reg prometheus.Registerer, types []string) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.failures, m.latency, m.attemptDuration,
-		m.queueDepth, m.queueOldest, m.retriesScheduled, m.deadLetters, m.breakers, m.consumerLag} {
+		m.queueDepth, m.queueOldest, m.retriesScheduled, m.deadLetters, m.undecodable, m.breakers, m.consumerLag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

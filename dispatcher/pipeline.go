@@ -282,7 +282,7 @@ func (e *Engine) conclude(d *job, dec Decision, att *store.DeliveryAttempt, r de
 func (e *Engine) alreadyRecorded(d *job) (bool, error) {
 	var found bool
 	err := e.durably("find delivery", func(ctx context.Context) error {
-		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.ID, d.target.Type, d.target.ID)
+		_, err := e.st.FindDelivery(ctx, d.ev.OrganizationID, d.ev.Issuer, d.ev.ID, d.target.Type, d.target.ID)
 		found = err == nil
 		return err
 	})
@@ -346,6 +346,7 @@ func (e *Engine) insertTask(d *job, dec Decision, att *store.DeliveryAttempt, r 
 	task := store.DeliveryTask{
 		ID:              newTaskID(),
 		OrgID:           d.ev.OrganizationID,
+		EventSource:     d.ev.Issuer,
 		EventID:         d.ev.ID,
 		DestinationType: d.target.Type,
 		DestinationID:   d.target.ID,

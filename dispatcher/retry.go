@@ -49,7 +49,7 @@ func (p *RetryPolicy) applyDefaults() {
 	if p.Jitter == 0 {
 		p.Jitter = 0.2
 	}
-	setDefault(&p.MaxAttempts, 10)
+	setDefault(&p.MaxAttempts, DefaultMaxAttempts)
 	setDefault(&p.MinRetryAfter, time.Second)
 	setDefault(&p.MaxRetryAfter, 5*time.Minute)
 }

@@ -39,7 +39,8 @@ func (e *Engine) routeLoop(ctx context.Context, cons bus.Consumer) error {
 // an undecodable record is copied to the dead-letter topic and
 // acknowledged, so consumption goes on.
 func (e *Engine) route(ctx context.Context, m *bus.Message) {
-	ev, err := event.DecodeBinary(m.Key, m.Headers, m.Value)
+	// Records from other producers may leave out ce_time: issued on receipt.
+	ev, err := event.DecodeBinaryAt(m.Key, m.Headers, m.Value, e.cfg.Now())
 	if err != nil {
 		e.log.Warn("undecodable record: dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
 		reason := err.Error()
@@ -48,6 +49,7 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 		}); err != nil {
 			return // shutting down: left unacknowledged
 		}
+		e.m.undecodable.Inc()
 		m.Ack()
 		return
 	}

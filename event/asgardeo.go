@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// asgardeoBody is the Asgardeo-compatible body of DESIGN §4.1, fields in
+// asgardeoBody is the Asgardeo-compatible body (docs/event-formats.md), fields in
 // the order Asgardeo writes them (iss, jti, iat, aud, event).
 type asgardeoBody struct {
 	Issuer   string         `json:"iss"`

@@ -27,7 +27,7 @@ const (
 	ExtAudience = "otphubaud"
 )
 
-// Kafka binary-mode header names (DESIGN §4.1).
+// Kafka binary-mode header names (docs/event-formats.md).
 const (
 	HeaderSpecVersion = "ce_specversion"
 	HeaderID          = "ce_id"
@@ -92,6 +92,13 @@ func MarshalCloudEvent(ev *SmsOtpNotificationEvent) ([]byte, error) {
 // with every field (data_base64 accepted too). The decoded event must pass
 // Validate. Errors match ErrMalformed.
 func UnmarshalCloudEvent(b []byte) (*SmsOtpNotificationEvent, error) {
+	return UnmarshalCloudEventAt(b, time.Time{})
+}
+
+// UnmarshalCloudEventAt is UnmarshalCloudEvent for an event received at
+// receivedAt from a producer outside otphub: time is optional, as in
+// CloudEvents (FromCloudEventAt).
+func UnmarshalCloudEventAt(b []byte, receivedAt time.Time) (*SmsOtpNotificationEvent, error) {
 	if err := checkSize(b); err != nil {
 		return nil, err
 	}
@@ -99,12 +106,20 @@ func UnmarshalCloudEvent(b []byte) (*SmsOtpNotificationEvent, error) {
 	if err := unmarshalObject(b, &in); err != nil {
 		return nil, malformed("CloudEvent: %v", err)
 	}
-	return FromCloudEvent(in)
+	return FromCloudEventAt(in, receivedAt)
 }
 
 // FromCloudEvent converts a CloudEvent of the sdk-go types into an event,
 // with the checks of UnmarshalCloudEvent.
 func FromCloudEvent(in ce.Event) (*SmsOtpNotificationEvent, error) {
+	return FromCloudEventAt(in, time.Time{})
+}
+
+// FromCloudEventAt is FromCloudEvent for an event received at receivedAt
+// from a producer outside otphub: time is optional in CloudEvents, and an
+// event without it is taken as issued at receivedAt (its OTP's default
+// validity then runs from there). A zero receivedAt requires time.
+func FromCloudEventAt(in ce.Event, receivedAt time.Time) (*SmsOtpNotificationEvent, error) {
 	if in.SpecVersion() != ce.CloudEventsVersionV1 {
 		return nil, malformed("CloudEvent: specversion %q, want 1.0", truncate(in.SpecVersion(), 20))
 	}
@@ -114,8 +129,12 @@ func FromCloudEvent(in ce.Event) (*SmsOtpNotificationEvent, error) {
 	if in.Type() != SmsOtpEventURI {
 		return nil, malformed("CloudEvent: type %q, want %s", truncate(in.Type(), 100), SmsOtpEventURI)
 	}
-	if in.Time().IsZero() {
-		return nil, malformed("CloudEvent: time missing")
+	issued := in.Time()
+	if issued.IsZero() {
+		if receivedAt.IsZero() {
+			return nil, malformed("CloudEvent: time missing")
+		}
+		issued = receivedAt
 	}
 	if err := checkJSONContentType(in.DataContentType()); err != nil {
 		return nil, err
@@ -123,7 +142,7 @@ func FromCloudEvent(in ce.Event) (*SmsOtpNotificationEvent, error) {
 	ev := &SmsOtpNotificationEvent{
 		Issuer:   in.Source(),
 		ID:       in.ID(),
-		IssuedAt: in.Time().UTC(),
+		IssuedAt: issued.UTC(),
 	}
 	exts := in.Extensions()
 	if v, ok := exts[ExtExpiryTime]; ok {
@@ -158,7 +177,7 @@ func checkJSONContentType(ct string) error {
 }
 
 // EncodeBinary maps ev to a Kafka record in CloudEvents binary mode
-// (DESIGN §4.1): the key is the organization name, the value the event
+// (docs/event-formats.md): the key is the organization name, the value the event
 // data object (JSON), and the headers ce_specversion, ce_id, ce_source,
 // ce_type, ce_time (RFC 3339 with the iat's precision), content-type, plus
 // ce_expirytime and ce_otphubaud when known.
@@ -192,6 +211,14 @@ func EncodeBinary(ev *SmsOtpNotificationEvent) (key []byte, headers map[string]s
 // nothing is derived). A non-empty key must equal the organization name.
 // The decoded event must pass Validate. Errors match ErrMalformed.
 func DecodeBinary(key []byte, headers map[string]string, value []byte) (*SmsOtpNotificationEvent, error) {
+	return DecodeBinaryAt(key, headers, value, time.Time{})
+}
+
+// DecodeBinaryAt is DecodeBinary for a record received at receivedAt,
+// which may come from a producer outside otphub: ce_time is optional (as
+// in CloudEvents) and a record without it is taken as issued at
+// receivedAt. A zero receivedAt requires ce_time.
+func DecodeBinaryAt(key []byte, headers map[string]string, value []byte, receivedAt time.Time) (*SmsOtpNotificationEvent, error) {
 	if err := checkSize(value); err != nil {
 		return nil, err
 	}
@@ -210,17 +237,22 @@ func DecodeBinary(key []byte, headers map[string]string, value []byte) (*SmsOtpN
 	if v := h[HeaderType]; v != SmsOtpEventURI {
 		return nil, malformed("%s %q, want %s", HeaderType, truncate(v, 100), SmsOtpEventURI)
 	}
-	for _, name := range []string{HeaderID, HeaderSource, HeaderTime} {
+	for _, name := range []string{HeaderID, HeaderSource} {
 		if h[name] == "" {
 			return nil, malformed("%s missing", name)
 		}
+	}
+	if h[HeaderTime] == "" && receivedAt.IsZero() {
+		return nil, malformed("%s missing", HeaderTime)
 	}
 	if err := checkJSONContentType(h[HeaderContentType]); err != nil {
 		return nil, err
 	}
 	ev := &SmsOtpNotificationEvent{Issuer: h[HeaderSource], ID: h[HeaderID], Audience: h[HeaderAudience]}
 	var err error
-	if ev.IssuedAt, err = headerTime(h, HeaderTime); err != nil {
+	if h[HeaderTime] == "" {
+		ev.IssuedAt = receivedAt.UTC()
+	} else if ev.IssuedAt, err = headerTime(h, HeaderTime); err != nil {
 		return nil, err
 	}
 	if _, ok := h[HeaderExpiryTime]; ok {

@@ -137,7 +137,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 }
 
 // TestAsgardeoReproducesSeed shows that MarshalAsgardeo of the seed's
-// sample event is byte for byte the DESIGN §4.1 body made of the seed's
+// sample event is byte for byte the documented body (docs/event-formats.md) made of the seed's
 // two sample objects, and that indenting our output with two spaces
 // reproduces the seed's printed layout of each object.
 func TestAsgardeoReproducesSeed(t *testing.T) {

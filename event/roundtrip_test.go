@@ -199,8 +199,10 @@ func TestUnmarshalAsgardeoStrict(t *testing.T) {
 		"iat float":              func(m map[string]any) { m["iat"] = 1659732032884.5 },
 		"iat in seconds":         func(m map[string]any) { m["iat"] = 1659732032 },
 		"iat negative":           func(m map[string]any) { m["iat"] = -1 },
-		"jti not uuid":           func(m map[string]any) { m["jti"] = "abc" },
-		"jti braces":             func(m map[string]any) { m["jti"] = "{9f1c2f4e-7d3a-4b8e-9a61-0c5d2e7f8a90}" },
+		"jti empty":              func(m map[string]any) { m["jti"] = "" },
+		"jti control char":       func(m map[string]any) { m["jti"] = "ext-0001\n" },
+		"jti too long":           func(m map[string]any) { m["jti"] = strings.Repeat("x", MaxIDBytes+1) },
+		"jti number":             func(m map[string]any) { m["jti"] = 1 },
 		"iss number":             func(m map[string]any) { m["iss"] = 3 },
 		"aud array":              func(m map[string]any) { m["aud"] = []string{"a"} },
 		"no event":               func(m map[string]any) { delete(m, "event") },
@@ -254,10 +256,22 @@ func TestValidate(t *testing.T) {
 	if err := otphubEvent().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// Any printable string is an ID (RFC 7519 §4.1.7, CloudEvents id).
+	for _, id := range []string{"ext-0001", "urn:uuid:9f1c2f4e-7d3a-4b8e-9a61-0c5d2e7f8a90",
+		"9f1c2f4e7d3a4b8e9a610c5d2e7f8a90", "{9f1c2f4e-7d3a-4b8e-9a61-0c5d2e7f8a90}", "a b", "otp/é/1", "1",
+		strings.Repeat("x", MaxIDBytes)} {
+		ev := otphubEvent()
+		ev.ID = id
+		if err := ev.Validate(); err != nil {
+			t.Errorf("ID %q refused: %v", id, err)
+		}
+	}
 	for name, edit := range map[string]func(e *SmsOtpNotificationEvent){
 		"iss":         func(e *SmsOtpNotificationEvent) { e.Issuer = "" },
 		"jti":         func(e *SmsOtpNotificationEvent) { e.ID = "" },
-		"jti urn":     func(e *SmsOtpNotificationEvent) { e.ID = "urn:uuid:9f1c2f4e-7d3a-4b8e-9a61-0c5d2e7f8a90" },
+		"jti nul":     func(e *SmsOtpNotificationEvent) { e.ID = "a\x00b" },
+		"jti utf8":    func(e *SmsOtpNotificationEvent) { e.ID = "\xff" },
+		"jti long":    func(e *SmsOtpNotificationEvent) { e.ID = strings.Repeat("é", MaxIDBytes/2+1) },
 		"iat":         func(e *SmsOtpNotificationEvent) { e.IssuedAt = time.Time{} },
 		"aud":         func(e *SmsOtpNotificationEvent) { e.Audience = strings.Repeat("a", MaxURLChars+1) },
 		"org id":      func(e *SmsOtpNotificationEvent) { e.OrganizationID = -1 },
@@ -449,5 +463,38 @@ func TestDecodeBinaryRefusals(t *testing.T) {
 		if _, err := DecodeBinary(k, h, v); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestOutsideProducersRecords: records from other producers with ids that
+// are not UUIDs and without ce_time are accepted by DecodeBinaryAt (the
+// router's decoder), issued at the time of receipt; the strict
+// DecodeBinary still requires ce_time.
+func TestOutsideProducersRecords(t *testing.T) {
+	received := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	key, headers, value, _ := EncodeBinary(otphubEvent())
+	for _, id := range []string{"ext-0001", "urn:uuid:9f1c2f4e-7d3a-4b8e-9a61-0c5d2e7f8a90", "9f1c2f4e7d3a4b8e9a610c5d2e7f8a90"} {
+		h := map[string]string{}
+		for k, v := range headers {
+			h[k] = v
+		}
+		h[HeaderID] = id
+		delete(h, HeaderTime)
+		delete(h, HeaderExpiryTime)
+		ev, err := DecodeBinaryAt(key, h, value, received)
+		if err != nil {
+			t.Fatalf("id %q without ce_time: %v", id, err)
+		}
+		if ev.ID != id || !ev.IssuedAt.Equal(received) || !ev.Expiry().Equal(received.Add(DefaultOTPValidity)) {
+			t.Errorf("decoded %+v", ev)
+		}
+		if _, err := DecodeBinary(key, h, value); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecodeBinary without ce_time: %v", err)
+		}
+	}
+	// A record that has ce_time keeps it.
+	ev, err := DecodeBinaryAt(key, headers, value, received)
+	if err != nil || ev.IssuedAt.Equal(received) {
+		t.Fatalf("with ce_time: %+v %v", ev, err)
 	}
 }

@@ -4,9 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"unicode"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 )
 
 // Limits on an event's fields. They bound what a decoder accepts and what
@@ -23,6 +22,11 @@ const (
 	MaxURLChars = 2048
 	// MaxOrgNameChars caps OrganizationName (the store's rule allows 63).
 	MaxOrgNameChars = 63
+	// MaxIDBytes caps an event ID (jti, CloudEvents id) in bytes. RFC 7519
+	// §4.1.7 and CloudEvents put no limit on either; 256 bytes holds any
+	// UUID form, URN or producer-prefixed counter, and bounds what the
+	// idempotency key, headers and the store carry.
+	MaxIDBytes = 256
 )
 
 var (
@@ -59,7 +63,29 @@ func ValidOrgName(name string) bool { return orgNamePattern.MatchString(name) }
 // with libphonenumber; this is the cheap shape check every decoder applies.)
 func ValidMobile(s string) bool { return e164Pattern.MatchString(s) }
 
-// Validate checks the event's fields: jti a canonical UUID, iat set, iss
+// checkID accepts an event ID as RFC 7519 §4.1.7 (jti) and CloudEvents
+// (id) define it, any non-empty string, within what otphub can carry: at
+// most MaxIDBytes of valid UTF-8, printable characters only (no control
+// characters, which would break headers and logs).
+func checkID(id string) error {
+	switch {
+	case id == "":
+		return invalid("jti", "missing")
+	case len(id) > MaxIDBytes:
+		return invalid("jti", "longer than %d bytes", MaxIDBytes)
+	case !utf8.ValidString(id):
+		return invalid("jti", "not valid UTF-8")
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) {
+			return invalid("jti", "contains the non-printable character %U", r)
+		}
+	}
+	return nil
+}
+
+// Validate checks the event's fields: jti a non-empty printable string of
+// at most MaxIDBytes (checkID), iat set, iss
 // set, the organization name valid, sendTo E.164-shaped, messageBody
 // non-empty valid UTF-8 of at most MaxMessageBodyChars characters, every
 // string within its size cap, and the expiry (when known) not before iat.
@@ -74,11 +100,8 @@ func (e *SmsOtpNotificationEvent) Validate() error {
 	case !utf8.ValidString(e.Issuer):
 		return invalid("iss", "not valid UTF-8")
 	}
-	if len(e.ID) != 36 {
-		return invalid("jti", "not a UUID in its 36-character form")
-	}
-	if _, err := uuid.Parse(e.ID); err != nil {
-		return invalid("jti", "not a UUID")
+	if err := checkID(e.ID); err != nil {
+		return err
 	}
 	if e.IssuedAt.IsZero() || e.IssuedAt.Unix() <= 0 {
 		return invalid("iat", "missing")

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
 
@@ -111,8 +111,10 @@ type Issuer struct {
 	metrics *metrics
 
 	mu         sync.RWMutex
-	keys       map[string]*signingKey // every key in the JWKS
-	current    *signingKey            // the key that signs
+	keys       map[string]*signingKey // access-token keys in the JWKS
+	current    *signingKey            // the key that signs access tokens
+	setKeys    map[string]*signingKey // SET keys in the JWKS
+	setCurrent *signingKey            // the key that signs SET deliveries
 	lastReload time.Time
 
 	clientsMu sync.Mutex
@@ -127,6 +129,8 @@ type Issuer struct {
 
 	failMu sync.Mutex
 	locked map[string]time.Time // failureKey → end of its lockout
+
+	codeGrant CodeGrant // nil: no authorization_code grant
 }
 
 type signingKey struct {
@@ -202,19 +206,50 @@ func (i *Issuer) retention() time.Duration {
 	return i.cfg.TokenTTL + i.cfg.RefreshInterval + time.Minute
 }
 
-// refreshKeys loads the keys from the store, generates a new one when none
-// is current or the current one is due for rotation, retires the older
-// ones and deletes retired keys past their retention.
+// Key families in the signing_keys table, told apart by their algorithm
+// column: access tokens are signed by one, the hub's signed SETs (RFC 8935
+// pushes) by the other, so a SET receiver never holds the key material that
+// also vouches for access tokens, and each family rotates on its own.
+// Processes that do not know a family skip its rows, so adding one needs no
+// migration.
+const (
+	tokenKeyAlgorithm = "ES256"     // JWS ES256, signs access tokens
+	setKeyAlgorithm   = "SET-ES256" // JWS ES256, signs secevent+jwt deliveries
+	// setKidPrefix starts the kid of a SET key, so a JWKS reader (and a
+	// log line) sees the key's purpose.
+	setKidPrefix = "set-"
+)
+
+// refreshKeys loads the keys from the store and, for each key family,
+// generates a new key when none is current or the current one is due for
+// rotation, retires the older ones and deletes retired keys past their
+// retention.
 func (i *Issuer) refreshKeys(ctx context.Context) error {
 	now := i.cfg.Now()
 	stored, err := i.st.ListSigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("oauth: list signing keys: %w", err)
 	}
+	keys, current, err := i.refreshFamily(ctx, now, stored, tokenKeyAlgorithm)
+	if err != nil {
+		return err
+	}
+	setKeys, setCurrent, err := i.refreshFamily(ctx, now, stored, setKeyAlgorithm)
+	if err != nil {
+		return err
+	}
+	i.mu.Lock()
+	i.keys, i.current, i.setKeys, i.setCurrent, i.lastReload = keys, current, setKeys, setCurrent, now
+	i.mu.Unlock()
+	return nil
+}
+
+// refreshFamily does refreshKeys' work for the keys of one algorithm.
+func (i *Issuer) refreshFamily(ctx context.Context, now time.Time, stored []store.SigningKey, algorithm string) (map[string]*signingKey, *signingKey, error) {
 	keys := map[string]*signingKey{}
 	var current *signingKey
 	for _, sk := range stored {
-		if sk.Algorithm != "ES256" {
+		if sk.Algorithm != algorithm {
 			continue
 		}
 		if !sk.RetiredAt.IsZero() && now.Sub(sk.RetiredAt) > i.retention() {
@@ -234,31 +269,28 @@ func (i *Issuer) refreshKeys(ctx context.Context) error {
 		}
 	}
 	if current == nil || now.Sub(current.created) >= i.cfg.KeyRotation {
-		k, err := i.generateKey(ctx, now)
+		k, err := i.generateKey(ctx, now, algorithm)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		keys[k.kid] = k
 		current = k
-		i.log.Info("new token signing key", "kid", k.kid)
+		i.log.Info("new signing key", "kid", k.kid, "algorithm", algorithm)
 	}
 	// Retire every other current key older than the one that signs; a key
 	// another replica created concurrently and that is newer wins instead.
 	for _, k := range keys {
 		if k != current && k.retired.IsZero() && k.created.Before(current.created) {
 			if err := i.st.RetireSigningKey(ctx, k.kid, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("oauth: retire signing key: %w", err)
+				return nil, nil, fmt.Errorf("oauth: retire signing key: %w", err)
 			}
 			k.retired = now
 		}
 	}
-	i.mu.Lock()
-	i.keys, i.current, i.lastReload = keys, current, now
-	i.mu.Unlock()
-	return nil
+	return keys, current, nil
 }
 
-func (i *Issuer) generateKey(ctx context.Context, now time.Time) (*signingKey, error) {
+func (i *Issuer) generateKey(ctx context.Context, now time.Time, algorithm string) (*signingKey, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: generate key: %w", err)
@@ -267,8 +299,12 @@ func (i *Issuer) generateKey(ctx context.Context, now time.Time) (*signingKey, e
 	if err != nil {
 		return nil, fmt.Errorf("oauth: marshal key: %w", err)
 	}
-	k := &signingKey{kid: thumbprint(&priv.PublicKey), priv: priv, created: now.UTC()}
-	err = i.st.InsertSigningKey(ctx, store.SigningKey{KID: k.kid, Algorithm: "ES256", PrivateKey: der, CreatedAt: k.created})
+	kid := thumbprint(&priv.PublicKey)
+	if algorithm == setKeyAlgorithm {
+		kid = setKidPrefix + kid
+	}
+	k := &signingKey{kid: kid, priv: priv, created: now.UTC()}
+	err = i.st.InsertSigningKey(ctx, store.SigningKey{KID: k.kid, Algorithm: algorithm, PrivateKey: der, CreatedAt: k.created})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: store signing key: %w", err)
 	}
@@ -289,56 +325,52 @@ func parseKey(sk store.SigningKey) (*signingKey, error) {
 
 // thumbprint is the RFC 7638 JWK thumbprint of a P-256 public key.
 func thumbprint(pub *ecdsa.PublicKey) string {
-	j := jwkOf(pub, "")
+	j, _ := event.NewJWK("", pub)
 	// Members in lexicographic order, no whitespace (RFC 7638 §3.2).
 	s := `{"crv":"` + j.Crv + `","kty":"` + j.Kty + `","x":"` + j.X + `","y":"` + j.Y + `"}`
 	sum := sha256.Sum256([]byte(s))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// JWK is one public key of the JWKS.
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid,omitempty"`
-	Alg string `json:"alg,omitempty"`
-	Use string `json:"use,omitempty"`
-}
-
-func jwkOf(pub *ecdsa.PublicKey, kid string) JWK {
-	b, _ := pub.Bytes() // uncompressed point: 0x04 || X || Y
-	return JWK{
-		Kty: "EC", Crv: "P-256",
-		X:   base64.RawURLEncoding.EncodeToString(b[1:33]),
-		Y:   base64.RawURLEncoding.EncodeToString(b[33:65]),
-		Kid: kid,
-	}
-}
-
-// JWKS returns the public keys: the current one and retired ones whose
-// tokens may still be valid, newest first.
-func (i *Issuer) JWKS() []JWK {
+// JWKS returns the public keys of both families (access tokens and SETs,
+// told apart by kid: SET keys' start with "set-"): the current ones and
+// retired ones whose tokens may still be valid, newest first. Every key is
+// "use": "sig", the one value RFC 7517 §4.2 registers for signing keys;
+// JOSE libraries drop keys of any other use when verifying, so a private
+// use value would make SETs unverifiable with stock tools.
+func (i *Issuer) JWKS() []event.JWK {
 	i.mu.RLock()
-	keys := make([]*signingKey, 0, len(i.keys))
+	keys := make([]*signingKey, 0, len(i.keys)+len(i.setKeys))
 	for _, k := range i.keys {
+		keys = append(keys, k)
+	}
+	for _, k := range i.setKeys {
 		keys = append(keys, k)
 	}
 	i.mu.RUnlock()
 	sort.Slice(keys, func(a, b int) bool { return keys[a].created.After(keys[b].created) })
-	out := make([]JWK, 0, len(keys))
+	out := make([]event.JWK, 0, len(keys))
 	for _, k := range keys {
-		j := jwkOf(&k.priv.PublicKey, k.kid)
-		j.Alg, j.Use = "ES256", "sig"
+		j, err := event.NewJWK(k.kid, &k.priv.PublicKey)
+		if err != nil {
+			continue // not a P-256 key: never generated, never accepted from the store
+		}
 		out = append(out, j)
 	}
 	return out
 }
 
-// SigningKey returns the current signing key and its kid, for the hub's
-// signed SET deliveries (RFC 8935); its public half is in the JWKS.
+// SigningKey returns the current SET signing key and its kid, for the
+// hub's signed SET deliveries (RFC 8935); its public half is in the JWKS.
+// It is never the key that signs access tokens.
 func (i *Issuer) SigningKey() (kid string, key crypto.Signer) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.setCurrent.kid, i.setCurrent.priv
+}
+
+// tokenKey returns the current access-token signing key and its kid.
+func (i *Issuer) tokenKey() (kid string, key crypto.Signer) {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
 	return i.current.kid, i.current.priv
@@ -448,9 +480,7 @@ func (i *Issuer) ForgetClient(clientID string) {
 	i.clientsMu.Unlock()
 }
 
-func marshalJWKS(keys []JWK) []byte {
-	b, _ := json.Marshal(struct {
-		Keys []JWK `json:"keys"`
-	}{keys})
+func marshalJWKS(keys []event.JWK) []byte {
+	b, _ := event.MarshalJWKS(&event.JWKS{Keys: keys})
 	return b
 }

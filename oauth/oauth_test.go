@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
 )
@@ -271,7 +272,7 @@ func TestTokenClaimsAndVerify(t *testing.T) {
 func TestVerifyRefuses(t *testing.T) {
 	e := newEnv(t, nil)
 	good := e.token(t, e.id, e.sec)
-	kid, _ := e.iss.SigningKey()
+	kid, _ := e.iss.tokenKey()
 	now := e.clk.Now()
 	claims := func() Claims {
 		return Claims{
@@ -293,7 +294,7 @@ func TestVerifyRefuses(t *testing.T) {
 		}
 		return s
 	}
-	_, realKey := e.iss.SigningKey()
+	_, realKey := e.iss.tokenKey()
 	priv := realKey.(*ecdsa.PrivateKey)
 	// Sanity: our forgery helper makes valid tokens with the real key.
 	if _, err := e.iss.Verify(context.Background(), sign(claims(), priv, kid)); err != nil {
@@ -490,17 +491,17 @@ func TestBruteForceGuardSourceFromProxyHeader(t *testing.T) {
 	}
 }
 
-func jwksKids(t *testing.T, e *env) map[string]JWK {
+func jwksKids(t *testing.T, e *env) map[string]event.JWK {
 	res, err := http.Get(e.url + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var set struct{ Keys []JWK }
+	var set struct{ Keys []event.JWK }
 	if err := json.NewDecoder(res.Body).Decode(&set); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]JWK{}
+	out := map[string]event.JWK{}
 	for _, k := range set.Keys {
 		out[k.Kid] = k
 	}
@@ -531,7 +532,7 @@ func TestJWKSVerifiesTokensIndependently(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.KeyRotation = 24 * time.Hour })
 	ctx := context.Background()
-	oldKid, _ := e.iss.SigningKey()
+	oldKid, _ := e.iss.tokenKey()
 	oldTok := e.token(t, e.id, e.sec)
 
 	// A second replica over the same store uses the same key.
@@ -539,7 +540,7 @@ func TestKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k, _ := replica.SigningKey(); k != oldKid {
+	if k, _ := replica.tokenKey(); k != oldKid {
 		t.Fatalf("replica made its own key %s, want %s", k, oldKid)
 	}
 
@@ -553,12 +554,18 @@ func TestKeyRotation(t *testing.T) {
 	if err := e.iss.refreshKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	newKid, _ := e.iss.SigningKey()
+	newKid, _ := e.iss.tokenKey()
 	if newKid == oldKid {
 		t.Fatal("key not rotated")
 	}
 	kids := jwksKids(t, e)
-	if _, ok := kids[oldKid]; !ok || len(kids) != 2 {
+	tokenKids := 0
+	for kid := range kids {
+		if !strings.HasPrefix(kid, setKidPrefix) {
+			tokenKids++
+		}
+	}
+	if _, ok := kids[oldKid]; !ok || tokenKids != 2 {
 		t.Fatalf("JWKS after rotation: %v", kids)
 	}
 	if _, err := e.iss.Verify(ctx, midTok); err != nil {
@@ -579,8 +586,14 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal("retired key still published after its tokens expired")
 	}
 	stored, _ := e.st.ListSigningKeys(ctx)
-	if len(stored) != 1 || stored[0].KID != newKid {
-		t.Fatalf("stored keys %v", stored)
+	var tokenKeys []string
+	for _, k := range stored {
+		if k.Algorithm == tokenKeyAlgorithm {
+			tokenKeys = append(tokenKeys, k.KID)
+		}
+	}
+	if len(tokenKeys) != 1 || tokenKeys[0] != newKid {
+		t.Fatalf("stored token keys %v", tokenKeys)
 	}
 }
 
@@ -758,5 +771,51 @@ func TestVerifiedTokenCacheKeepsChecks(t *testing.T) {
 	e.clk.Add(2 * time.Hour)
 	if _, err := e.iss.Verify(ctx, tok); err == nil {
 		t.Fatal("a cached token was accepted after it expired")
+	}
+}
+
+// TestSETKeyIsNotTheTokenKey: SET deliveries are signed with a key of their
+// own (RFC 8935 pushes must not be signed with the access-token key), both
+// keys are in the JWKS under distinct kids, a SET key rotates on its own,
+// and a JWT signed with the SET key is never accepted as an access token.
+func TestSETKeyIsNotTheTokenKey(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	setKid, setKey := e.iss.SigningKey()
+	tokKid, tokKey := e.iss.tokenKey()
+	if setKid == tokKid || !strings.HasPrefix(setKid, setKidPrefix) || strings.HasPrefix(tokKid, setKidPrefix) {
+		t.Fatalf("SET kid %q, token kid %q: want distinct, the SET one prefixed %q", setKid, tokKid, setKidPrefix)
+	}
+	if setKey.(*ecdsa.PrivateKey).Equal(tokKey) {
+		t.Fatal("the SET key is the token key")
+	}
+	kids := jwksKids(t, e)
+	for _, kid := range []string{setKid, tokKid} {
+		k, ok := kids[kid]
+		if !ok || k.Use != "sig" || k.Alg != "ES256" {
+			t.Fatalf("JWKS entry of %s = %+v (present %v)", kid, k, ok)
+		}
+	}
+	// A token forged with the SET key (valid claims, SET kid) is refused.
+	now := e.clk.Now()
+	c := Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "https://otphub.example", Subject: e.id,
+		Audience: jwt.ClaimStrings{"https://otphub.example"}, ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		IssuedAt: jwt.NewNumericDate(now), ID: "x"}, Scope: "otp", Org: "acme", OrgID: e.org.ID}
+	tk := jwt.NewWithClaims(jwt.SigningMethodES256, c)
+	tk.Header["kid"] = setKid
+	forged, err := tk.SignedString(setKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.iss.Verify(ctx, forged); err == nil {
+		t.Fatal("a JWT signed with the SET key was accepted as an access token")
+	}
+	// Another replica over the same store signs SETs with the same key.
+	replica, err := New(Config{Issuer: "https://otphub.example", Now: e.clk.Now}, e.st, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := replica.SigningKey(); k != setKid {
+		t.Fatalf("replica SET kid %s, want %s", k, setKid)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -50,13 +49,49 @@ func (i *Issuer) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(marshalJWKS(i.JWKS()))
 }
 
-// tokenRequest is the client credentials request, from a form or JSON body.
+// tokenRequest is a token request, from a form or JSON body.
 type tokenRequest struct {
 	GrantType    string `json:"grant_type"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	Scope        string `json:"scope"`
+	// authorization_code
+	Code         string `json:"code"`
+	RedirectURI  string `json:"redirect_uri"`
+	CodeVerifier string `json:"code_verifier"`
 }
+
+// CodeRequest is an authorization_code grant request (RFC 6749 §4.1.3,
+// RFC 7636 §4.5), its client authentication already read from HTTP Basic
+// or the body (not checked yet).
+type CodeRequest struct {
+	ClientID, ClientSecret          string
+	Code, RedirectURI, CodeVerifier string
+}
+
+// TokenError is a refusal of a token request (RFC 6749 §5.2).
+type TokenError struct {
+	Status      int
+	Code        string // invalid_client, invalid_grant, invalid_request…
+	Description string
+}
+
+func (e *TokenError) Error() string { return "oauth: " + e.Code + ": " + e.Description }
+
+// ErrInvalidClient is the refusal of a client whose authentication failed;
+// the token endpoint counts it in its brute-force guard.
+var ErrInvalidClient = &TokenError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: "client authentication failed"}
+
+// CodeGrant serves grant_type=authorization_code (package login): it
+// authenticates the client, redeems the code and returns the token
+// response's fields, or a *TokenError.
+type CodeGrant interface {
+	Redeem(ctx context.Context, req CodeRequest) (map[string]any, error)
+}
+
+// UseCodeGrant makes the token endpoint accept grant_type=authorization_code,
+// served by g. Call it before serving.
+func (i *Issuer) UseCodeGrant(g CodeGrant) { i.codeGrant = g }
 
 // oauthError writes an RFC 6749 §5.2 error (with "message" too, the shape
 // every other otphub error has).
@@ -88,8 +123,12 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	case req.GrantType == "":
 		i.oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 		return
-	case req.GrantType != "client_credentials":
-		i.oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+	case req.GrantType != "client_credentials" && (req.GrantType != "authorization_code" || i.codeGrant == nil):
+		msg := "only grant_type=client_credentials is supported"
+		if i.codeGrant != nil {
+			msg = "grant_type must be client_credentials or authorization_code"
+		}
+		i.oauthError(w, http.StatusBadRequest, "unsupported_grant_type", msg)
 		return
 	case len(req.Scope) > maxScopeLen:
 		i.oauthError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("scope is longer than %d bytes", maxScopeLen))
@@ -104,9 +143,12 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	// a per-id count would let anyone lock the real client out.
 	guardKey := failureKey(req.ClientID, httpx.ClientIP(r, i.cfg.TrustProxyHeaders))
 	if until, ok := i.lockedUntil(guardKey, now); ok {
-		secs := int(until.Sub(now)/time.Second) + 1
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		httpx.RetryAfter(w, until.Sub(now))
 		i.oauthError(w, http.StatusTooManyRequests, "rate_limited", "too many failed authentications for this client from this address; retry later")
+		return
+	}
+	if req.GrantType == "authorization_code" {
+		i.redeemCode(w, r, req, guardKey, now)
 		return
 	}
 	client, err := i.st.GetClient(r.Context(), req.ClientID)
@@ -159,6 +201,32 @@ func (i *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// redeemCode serves grant_type=authorization_code through the CodeGrant,
+// behind the same brute-force guard as client credentials (checked by the
+// caller; a failed client authentication counts in it here).
+func (i *Issuer) redeemCode(w http.ResponseWriter, r *http.Request, req tokenRequest, guardKey string, now time.Time) {
+	out, err := i.codeGrant.Redeem(r.Context(), CodeRequest{
+		ClientID: req.ClientID, ClientSecret: req.ClientSecret,
+		Code: req.Code, RedirectURI: req.RedirectURI, CodeVerifier: req.CodeVerifier,
+	})
+	var te *TokenError
+	switch {
+	case errors.As(err, &te):
+		if te.Code == ErrInvalidClient.Code {
+			i.recordFailure(r.Context(), guardKey, now)
+		}
+		i.oauthError(w, te.Status, te.Code, te.Description)
+		return
+	case err != nil:
+		i.log.Error("token: authorization code grant failed", "err", err)
+		i.oauthError(w, http.StatusInternalServerError, "server_error", "internal error")
+		return
+	}
+	i.metrics.tokenRequests.WithLabelValues("issued").Inc()
+	w.Header().Set("Pragma", "no-cache")
+	httpx.JSON(w, http.StatusOK, out)
+}
+
 // readTokenRequest parses a form or JSON body; a non-zero status is an
 // invalid_request with desc.
 func readTokenRequest(w http.ResponseWriter, r *http.Request) (tokenRequest, int, string) {
@@ -183,6 +251,9 @@ func readTokenRequest(w http.ResponseWriter, r *http.Request) (tokenRequest, int
 		req.ClientID = r.PostForm.Get("client_id")
 		req.ClientSecret = r.PostForm.Get("client_secret")
 		req.Scope = r.PostForm.Get("scope")
+		req.Code = r.PostForm.Get("code")
+		req.RedirectURI = r.PostForm.Get("redirect_uri")
+		req.CodeVerifier = r.PostForm.Get("code_verifier")
 	case "application/json":
 		if err := httpx.DecodeJSON(w, r, &req, maxTokenBody); err != nil {
 			var re *httpx.RequestError
@@ -222,7 +293,14 @@ func (i *Issuer) Issue(client store.Client, org store.Org, scopes []string) (str
 		OrgID:         org.ID,
 		PlatformAdmin: client.PlatformAdmin,
 	}
-	kid, key := i.SigningKey()
+	return i.Sign(claims)
+}
+
+// Sign signs claims as an ES256 JWT with the current key (its kid in the
+// header, its public half in the JWKS): access tokens and the login step's
+// ID tokens.
+func (i *Issuer) Sign(claims jwt.Claims) (string, error) {
+	kid, key := i.tokenKey()
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = kid
 	return t.SignedString(key)

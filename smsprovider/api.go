@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -200,7 +198,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := s.allowTest(o.ID); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return
 	}

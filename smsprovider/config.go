@@ -28,9 +28,6 @@ type envelope struct {
 
 var envelopeFields = map[string]bool{"type": true, "slot": true, "updatedAt": true}
 
-// FieldError is a configuration refused on save.
-type FieldError = provider.FieldError
-
 // parse reads a PUT body (already decoded as a JSON object): its type and
 // that type's configuration. A field of another provider type is refused
 // unless empty; a field of no provider type is an unknown field.

@@ -64,7 +64,7 @@ func waitTask(t *testing.T, st store.Store, orgID int64, jti, destType, destID, 
 	var task store.DeliveryTask
 	dt.Eventually(t, 20*time.Second, func() bool {
 		var err error
-		task, err = st.FindDelivery(context.Background(), orgID, jti, destType, destID)
+		task, err = st.FindDelivery(context.Background(), orgID, dt.Issuer, jti, destType, destID)
 		return err == nil && task.Status == status
 	}, "task of %s to %s/%s never became %s (last: %+v)", jti, destType, destID, status, &task)
 	return task

@@ -60,7 +60,7 @@ type Client struct {
 	CreatedAt     time.Time
 }
 
-// OTPSettings are an org's SMS OTP settings (DESIGN §4.6).
+// OTPSettings are an org's SMS OTP settings (docs/auth.md).
 type OTPSettings struct {
 	OrgID                 int64
 	ExpirySeconds         int
@@ -70,6 +70,9 @@ type OTPSettings struct {
 	ResendIntervalSeconds int
 	MaxFailedAttempts     int
 	BackupCodesEnabled    bool
+	// WebOTP ends the SMS sent by the hosted login prompt with the WICG
+	// WebOTP origin-bound line (@host #code) so browsers can autofill it.
+	WebOTP bool
 	// AllowedCountryCodes limits mobile numbers to these calling codes
 	// (e.g. 94, 1); empty allows all.
 	AllowedCountryCodes []int
@@ -120,8 +123,11 @@ type Subscription struct {
 	ExpiresAt    time.Time // lease end; zero while pending
 	Format       string    // body format: asgardeo (default) | set | set-jwt | cloudevents
 	SignatureAlg string    // sha1 | sha256 (default) | sha384 | sha512
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// AutoRenew: the subscriber asked for no lease, so the hub renews it by
+	// verifying intent again before it ends (docs/websub.md).
+	AutoRenew bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Challenge is one SMS OTP challenge.
@@ -146,6 +152,65 @@ type BackupCode struct {
 	UserID string
 	Hash   []byte // salted hash computed by package authcore; salt included
 	UsedAt time.Time
+}
+
+// Application is a relying party of the hosted login step: an OAuth 2.0
+// client of the authorization code flow (never of the admin API).
+type Application struct {
+	ID       string // UUID
+	OrgID    int64
+	Name     string
+	ClientID string // unique across orgs
+	// ClientSecret authenticates the application at the token endpoint and
+	// is the HS256 key of its request objects, so it is kept (sealed at
+	// rest), not hashed.
+	ClientSecret []byte
+	RedirectURIs []string // exact match
+	// FirstFactors are the amr values of the first factors it accepts
+	// (pwd, magic_link, fed).
+	FirstFactors []string
+	// BackupCodes lets its users finish the step with a backup code.
+	BackupCodes bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Login flow completion methods.
+const (
+	LoginBySMS        = "sms"
+	LoginByBackupCode = "backup_code"
+)
+
+// LoginFlow is one run of the hosted login step, from the authorization
+// request to the redemption of its authorization code.
+type LoginFlow struct {
+	ID            string // UUID
+	OrgID         int64
+	ApplicationID string
+	ClientID      string
+	// BrowserHash is the SHA-256 of the secret in the browser's cookie:
+	// only that browser may drive the flow.
+	BrowserHash   []byte
+	RedirectURI   string
+	State         string
+	Nonce         string
+	CodeChallenge string // PKCE S256
+	UserID        string
+	Mobile        string   // E.164
+	AMR           []string // the first factor's, from the request object
+	Locale        string   // BCP 47; "" for the default
+	ChallengeID   string   // "" until the first SMS is sent
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+	// CompletedAt is when the second factor succeeded (zero until then);
+	// Method is how (LoginBySMS or LoginByBackupCode).
+	CompletedAt time.Time
+	Method      string
+	// CodeHash is the SHA-256 of the authorization code issued on
+	// completion; the code itself is never stored.
+	CodeHash      []byte
+	CodeExpiresAt time.Time
+	CodeUsedAt    time.Time
 }
 
 // SigningKey is a JWT signing key of the token issuer. The private key is
@@ -173,9 +238,14 @@ const (
 // run from memory; a task row is written when an attempt fails (a durable
 // retry task) or completes, and is the record the deliveries API shows.
 type DeliveryTask struct {
-	ID              string // UUID
-	OrgID           int64
-	EventID         string // jti; (OrgID, EventID, DestinationType, DestinationID) is unique
+	ID    string // UUID
+	OrgID int64
+	// EventSource and EventID are the producer (iss, ce_source) and its
+	// event ID (jti, ce_id): IDs are free-form, chosen by each producer, so
+	// the idempotency key (OrgID, EventSource, EventID, DestinationType,
+	// DestinationID) names both. Unique.
+	EventSource     string
+	EventID         string
 	DestinationType string // webhook | twilio | vonage | custom | console
 	DestinationID   string // subscription ID, or provider slot
 	Event           []byte // the event, encoded by the dispatcher, so a retry needs nothing else
@@ -257,6 +327,9 @@ type Store interface {
 	Keys
 	Console
 	Audit
+	Applications
+	LoginFlows
+	PayloadEncryption
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error
@@ -364,10 +437,11 @@ type Subscriptions interface {
 // Deliveries keeps delivery tasks and their attempt log.
 type Deliveries interface {
 	// InsertDeliveryTasks stores tasks (with their attempt logs) in one
-	// transaction; a task whose (OrgID, EventID, DestinationType,
-	// DestinationID) exists already is skipped. Returns how many were
-	// inserted. The key includes the org: jtis are chosen by publishers and
-	// provider destination IDs are slot names, so two orgs may share both.
+	// transaction; a task whose (OrgID, EventSource, EventID,
+	// DestinationType, DestinationID) exists already is skipped. Returns how
+	// many were inserted. The key includes the org and the producer: jtis
+	// are chosen by publishers and provider destination IDs are slot names,
+	// so two orgs, or two producers, may share both.
 	InsertDeliveryTasks(ctx context.Context, tasks []DeliveryTask, attempts []DeliveryAttempt) (int, error)
 	// LeaseDueTasks leases up to limit pending tasks due at now (and not
 	// leased by another owner) to owner until now+lease, oldest due first.
@@ -393,9 +467,10 @@ type Deliveries interface {
 	// transaction failed and nothing was applied.
 	CompleteAttempts(ctx context.Context, owner string, items []AttemptCompletion) (errs []error, err error)
 	GetDelivery(ctx context.Context, orgID int64, id string) (DeliveryTask, []DeliveryAttempt, error)
-	// FindDelivery returns the org's task of (eventID, destType, destID)
-	// (ErrNotFound when there is none, even if another org has one).
-	FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (DeliveryTask, error)
+	// FindDelivery returns the org's task of (source, eventID, destType,
+	// destID) (ErrNotFound when there is none, even if another org or
+	// another producer has one).
+	FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (DeliveryTask, error)
 	ListDeliveries(ctx context.Context, orgID int64, f DeliveryFilter) ([]DeliveryTask, error)
 	// RequeueDelivery makes a non-pending task pending again, due at now,
 	// with expiresAt as its new bound.
@@ -412,6 +487,30 @@ type Deliveries interface {
 	// PurgeDeliveries deletes finished (non-pending) tasks updated before
 	// cutoff, with their attempts; returns how many.
 	PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// PayloadSettings are an org's payload encryption settings.
+type PayloadSettings struct {
+	// Enabled: the org's Asgardeo-format deliveries are encrypted.
+	Enabled bool
+	// KeyGeneration is the current key's generation (0 until the first
+	// rotation); the keys themselves are data keys.
+	KeyGeneration int64
+	UpdatedAt     time.Time
+}
+
+// PayloadEncryption keeps the orgs' payload encryption settings.
+type PayloadEncryption interface {
+	// GetPayloadSettings returns the zero settings (no error) for an org
+	// that never set them.
+	GetPayloadSettings(ctx context.Context, orgID int64) (PayloadSettings, error)
+	// SetPayloadEncryption turns encryption on or off, keeping the key
+	// generation.
+	SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error
+	// RotatePayloadKey makes the next key generation current, atomically
+	// (of concurrent rotations each moves it one step), and returns the
+	// new settings.
+	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
 }
 
 // Keys keeps data keys and moves secrets to the current encryption key
@@ -436,6 +535,45 @@ type ResealResult struct {
 	// pass; Unreadable of them open under no configured key.
 	Remaining  int64
 	Unreadable int64
+}
+
+// Applications keeps the relying parties of the hosted login step.
+type Applications interface {
+	// CreateApplication stores a; ErrConflict on a duplicate ID or ClientID.
+	CreateApplication(ctx context.Context, a Application) error
+	GetApplication(ctx context.Context, orgID int64, id string) (Application, error)
+	// GetApplicationByClientID finds an application of any org by its
+	// client id (the authorization and token endpoints know only that).
+	GetApplicationByClientID(ctx context.Context, clientID string) (Application, error)
+	ListApplications(ctx context.Context, orgID int64) ([]Application, error) // by creation
+	// UpdateApplication replaces Name, RedirectURIs, FirstFactors,
+	// BackupCodes and UpdatedAt of the org's application a.ID.
+	UpdateApplication(ctx context.Context, a Application) error
+	// SetApplicationSecret replaces the org's application's client secret
+	// (a rotation); the old one stops working at once.
+	SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error
+	DeleteApplication(ctx context.Context, orgID int64, id string) error
+}
+
+// LoginFlows keeps hosted login flows and their authorization codes.
+type LoginFlows interface {
+	// CreateLoginFlow stores f; flows long past their expiry are purged
+	// now and then.
+	CreateLoginFlow(ctx context.Context, f LoginFlow) error
+	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)
+	// SetLoginFlowChallenge records the flow's SMS challenge if it has none
+	// and is not completed (else ErrPrecondition): of concurrent first
+	// sends one wins.
+	SetLoginFlowChallenge(ctx context.Context, id, challengeID string) error
+	// CompleteLoginFlow marks the flow completed at by method and installs
+	// its authorization code, if it is not completed yet (else
+	// ErrPrecondition).
+	CompleteLoginFlow(ctx context.Context, id, method string, at time.Time, codeHash []byte, codeExpiresAt time.Time) error
+	// RedeemAuthorizationCode marks the code of hash used at now and returns
+	// its flow: ErrNotFound for an unknown code, ErrPrecondition for a code
+	// already used or expired. Of concurrent redemptions at most one
+	// succeeds.
+	RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now time.Time) (LoginFlow, error)
 }
 
 // SigningKeys keeps the token issuer's keys.

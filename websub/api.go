@@ -21,15 +21,18 @@ type SubscriptionView struct {
 	Format       string     `json:"format"`
 	SignatureAlg string     `json:"signatureAlg"`
 	HasSecret    bool       `json:"hasSecret"`
-	CreatedAt    time.Time  `json:"createdAt"`
-	UpdatedAt    time.Time  `json:"updatedAt"`
+	// AutoRenew: the subscriber asked for no lease, so the hub renews it
+	// by verifying intent again before it ends.
+	AutoRenew bool      `json:"autoRenew"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 func viewOf(s store.Subscription) SubscriptionView {
 	v := SubscriptionView{
 		ID: s.ID, Topic: s.Topic, Callback: s.Callback, State: s.State,
 		LeaseSeconds: s.LeaseSeconds, Format: s.Format, SignatureAlg: s.SignatureAlg,
-		HasSecret: len(s.Secret) > 0, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+		HasSecret: len(s.Secret) > 0, AutoRenew: s.AutoRenew, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
 	}
 	if v.Format == "" {
 		v.Format = "asgardeo"

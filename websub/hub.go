@@ -14,6 +14,7 @@ package websub
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ const (
 	DefaultMaxSubscriptionsPerOrg  = 100
 	DefaultResolveCacheTTL         = time.Second
 	DefaultExpiryInterval          = time.Minute
+	DefaultRenewBefore             = 24 * time.Hour
 	// MaxSecretBytes: hub.secret must be shorter than this (WebSub §5.1).
 	MaxSecretBytes = 200
 	// MaxCallbackBytes caps hub.callback.
@@ -56,6 +58,13 @@ const (
 	// maxFormBytes caps a subscription request body.
 	maxFormBytes = 16 << 10
 )
+
+// PayloadKeys gives the key an org's asgardeo-format deliveries are
+// encrypted with, nil when the org has payload encryption off
+// (*keyservice.Service implements it).
+type PayloadKeys interface {
+	EncryptionKey(ctx context.Context, orgID int64) (*rsa.PublicKey, error)
+}
 
 // BacklogGate tells whether an org's next event should be refused because
 // every destination it would go to is backed up, and how long to wait
@@ -72,6 +81,9 @@ type Config struct {
 	// Backlog, if set, refuses publishing for an org (503 delivery_backlog)
 	// while every one of its destinations is backed up.
 	Backlog BacklogGate
+	// PayloadKeys, if set, encrypts the asgardeo-format deliveries of orgs
+	// that turned payload encryption on.
+	PayloadKeys PayloadKeys
 	// DefaultLeaseSeconds is the lease when a subscriber asks for none.
 	// Default 864000 (10 days).
 	DefaultLeaseSeconds int
@@ -97,9 +109,15 @@ type Config struct {
 	// changes made through this hub invalidate it at once, changes made by
 	// another replica show within it. Default 1 s.
 	ResolveCacheTTL time.Duration
-	// ExpiryInterval is how often Run deletes lapsed subscriptions and
-	// refreshes the subscription gauges. Default 1 min.
+	// ExpiryInterval is how often Run deletes lapsed subscriptions, renews
+	// auto-renewing ones and refreshes the subscription gauges. Default 1 min.
 	ExpiryInterval time.Duration
+	// RenewBefore: an auto-renewing subscription (one whose subscriber
+	// asked for no lease) is re-verified once less than this is left of its
+	// lease; a failed re-verification is tried again every RenewBefore/24
+	// (at least ExpiryInterval) until the lease ends. Default 1 day, at
+	// most half the default lease.
+	RenewBefore time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -132,6 +150,9 @@ func (c *Config) applyDefaults() {
 	if c.ExpiryInterval == 0 {
 		c.ExpiryInterval = DefaultExpiryInterval
 	}
+	if c.RenewBefore == 0 {
+		c.RenewBefore = min(DefaultRenewBefore, time.Duration(c.DefaultLeaseSeconds)*time.Second/2)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -150,7 +171,7 @@ func (c Config) Validate() error {
 		return errors.New("websub: MaxLeaseSeconds must be at least MinLeaseSeconds")
 	case c.DefaultLeaseSeconds < c.MinLeaseSeconds || c.DefaultLeaseSeconds > c.MaxLeaseSeconds:
 		return errors.New("websub: DefaultLeaseSeconds must lie within [MinLeaseSeconds, MaxLeaseSeconds]")
-	case c.VerifyTimeout < 0, c.ResolveCacheTTL < 0, c.ExpiryInterval < 0:
+	case c.VerifyTimeout < 0, c.ResolveCacheTTL < 0, c.ExpiryInterval < 0, c.RenewBefore < 0:
 		return errors.New("websub: durations must not be negative")
 	case c.MaxPendingVerifications < 0, c.MaxSubscriptionsPerOrg < 0, c.MaxPublishBytes < 0:
 		return errors.New("websub: limits must not be negative")
@@ -179,6 +200,9 @@ type Hub struct {
 	stopMu  sync.Mutex
 	stopped bool          // Run returned: no new verifications
 	changed chan struct{} // a subscription changed: Run recounts the gauges
+
+	renewMu  sync.Mutex
+	renewing map[string]time.Time // subscription ID → zero while renewing, else when the last renewal failed
 
 	res *resolver
 }
@@ -216,12 +240,19 @@ func New(cfg Config, st store.Store, pub bus.Publisher, eg *egress.Client, signe
 		m:       m,
 		pending: make(chan struct{}, max(cfg.MaxPendingVerifications, 1)),
 		changed: make(chan struct{}, 1),
+
+		renewing: map[string]time.Time{},
 	}
 	h.hubURL = h.base + "/hub"
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.res = newResolver(h)
 	return h, nil
 }
+
+// Forget drops what the hub caches about org's destinations (its
+// subscriptions and their payload key), so a change made elsewhere (the
+// key service's encryption setting) applies to the next event at once.
+func (h *Hub) Forget(org string) { h.res.invalidate(org) }
 
 // HubURL is the hub's URL, <PublicURL>/hub.
 func (h *Hub) HubURL() string { return h.hubURL }
@@ -298,6 +329,7 @@ func (h *Hub) sweep(ctx context.Context) {
 		}
 		for _, s := range subs {
 			counts[s.State]++
+			h.maybeRenew(o, s)
 		}
 	}
 	for _, s := range []string{store.SubActive, store.SubDisabled} {

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/bus"
@@ -21,20 +22,104 @@ type PublishResponse struct {
 	Topic string `json:"topic"` // the canonical topic URL
 }
 
+// How a published event is encoded.
+type publishEncoding int
+
+const (
+	publishAsgardeo     publishEncoding = iota // application/json (or none): the Asgardeo body
+	publishStructuredCE                        // application/cloudevents+json
+	publishBinaryCE                            // CloudEvents HTTP binary mode: ce-* headers, data as the body
+)
+
+// publishMode tells how the request's event is encoded: a structured
+// CloudEvent by its media type, a binary-mode one by its ce-specversion
+// header (CloudEvents HTTP binding §3), otherwise the Asgardeo body. On
+// failure it has written the error.
+func publishMode(w http.ResponseWriter, r *http.Request) (publishEncoding, bool) {
+	media := ""
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		m, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the Content-Type is malformed")
+			return 0, false
+		}
+		media = m
+	}
+	switch {
+	case media == event.CloudEventsContentType:
+		return publishStructuredCE, true
+	case media == "application/cloudevents-batch+json":
+		httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "CloudEvents batches are not accepted: publish one event per request")
+		return 0, false
+	case r.Header.Get("Ce-Specversion") != "":
+		if media != "" && media != "application/json" {
+			httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "a binary-mode CloudEvent's data must be application/json")
+			return 0, false
+		}
+		return publishBinaryCE, true
+	case media == "" || media == "application/json":
+		return publishAsgardeo, true
+	}
+	httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"the event must be application/json (the Asgardeo body, or a binary-mode CloudEvent's data with ce-* headers) or application/cloudevents+json")
+	return 0, false
+}
+
+// binaryHeaders maps the CloudEvents attributes of an HTTP binary-mode
+// request (ce-<name> headers, values percent-encoded where the HTTP
+// binding §3.1.3.2 says) and its Content-Type to the Kafka binary-mode
+// header names event.DecodeBinaryAt reads (ce_<name>, content-type).
+func binaryHeaders(h http.Header) (map[string]string, error) {
+	out := map[string]string{}
+	for name, values := range h {
+		lower := strings.ToLower(name)
+		attr, ok := strings.CutPrefix(lower, "ce-")
+		if !ok || len(values) == 0 {
+			continue
+		}
+		v, err := url.PathUnescape(values[0])
+		if err != nil {
+			return nil, fmt.Errorf("CloudEvent: header %s is not percent-encoded correctly", name)
+		}
+		out["ce_"+attr] = v
+	}
+	if ct := h.Get("Content-Type"); ct != "" {
+		out[event.HeaderContentType] = ct
+	}
+	return out, nil
+}
+
+// decodePublished decodes a published event strictly. A CloudEvent
+// without time is issued at now (time is optional in CloudEvents).
+func decodePublished(mode publishEncoding, r *http.Request, body []byte, now time.Time) (*event.SmsOtpNotificationEvent, error) {
+	switch mode {
+	case publishStructuredCE:
+		return event.UnmarshalCloudEventAt(body, now)
+	case publishBinaryCE:
+		headers, err := binaryHeaders(r.Header)
+		if err != nil {
+			return nil, err
+		}
+		// The log's own decoder: an HTTP binary-mode event and a Kafka one
+		// carry the same attributes (ce-x here, ce_x there).
+		return event.DecodeBinaryAt(nil, headers, body, now)
+	}
+	return event.UnmarshalAsgardeo(body)
+}
+
 // handlePublish serves POST /hub?hub.mode=publish&hub.topic=…: the body is
-// the Asgardeo event JSON (DESIGN §4.1). It answers 202 only once the event
-// is durably in the log.
+// the Asgardeo event JSON (docs/event-formats.md) or a CloudEvent, structured
+// (application/cloudevents+json) or in binary mode (ce-* headers, the event
+// data as an application/json body). It answers 202 only once the event is
+// durably in the log.
 func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	org, canonical, ok := h.authorizeTopic(w, r, r.URL.Query().Get("hub.topic"), access.ScopePublish)
 	if !ok {
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		media, _, err := mime.ParseMediaType(ct)
-		if err != nil || media != "application/json" {
-			httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the event must be application/json")
-			return
-		}
+	mode, ok := publishMode(w, r)
+	if !ok {
+		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxPublishBytes))
 	if err != nil {
@@ -50,7 +135,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "invalid_event", "the body is empty; the event JSON is required")
 		return
 	}
-	ev, err := event.UnmarshalAsgardeo(body)
+	ev, err := decodePublished(mode, r, body, h.cfg.Now())
 	if err == nil {
 		err = ev.Validate()
 	}
@@ -68,7 +153,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.cfg.Backlog != nil {
 		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+			httpx.RetryAfter(w, wait)
 			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every destination of this organization is backed up; the event was not accepted, retry later")
 			return
 		}
@@ -83,7 +168,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.pub.Publish(r.Context(), bus.NotificationsTopic, bus.Message{Key: key, Value: value, Headers: headers}); err != nil {
 		h.log.Error("publishing an event to the log failed", "org", org.Name, "jti", ev.ID, "err", err)
-		w.Header().Set("Retry-After", "1")
+		httpx.RetryAfter(w, time.Second)
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the event log is unavailable; the event was not accepted")
 		return
 	}

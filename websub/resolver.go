@@ -2,6 +2,7 @@ package websub
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"net"
@@ -138,8 +139,12 @@ func (r *resolver) load(ctx context.Context, orgName string, now time.Time, gen 
 		if err != nil {
 			return nil, fmt.Errorf("websub: load subscriptions: %w", err)
 		}
+		key, err := r.payloadKey(ctx, org.ID)
+		if err != nil {
+			return nil, err
+		}
 		for _, s := range subs {
-			e.targets = append(e.targets, target{t: r.target(s), expiresAt: s.ExpiresAt})
+			e.targets = append(e.targets, target{t: r.target(s, key), expiresAt: s.ExpiresAt})
 		}
 	}
 	r.mu.Lock()
@@ -153,14 +158,29 @@ func (r *resolver) load(ctx context.Context, orgName string, now time.Time, gen 
 	return e, nil
 }
 
-// target builds the webhook Target of s.
-func (r *resolver) target(s store.Subscription) delivery.Target {
+// payloadKey is the org's payload encryption key, nil when it has none.
+func (r *resolver) payloadKey(ctx context.Context, orgID int64) (*rsa.PublicKey, error) {
+	if r.h.cfg.PayloadKeys == nil {
+		return nil, nil
+	}
+	key, err := r.h.cfg.PayloadKeys.EncryptionKey(ctx, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("websub: payload key: %w", err)
+	}
+	return key, nil
+}
+
+// target builds the webhook Target of s; key, when set, encrypts its
+// asgardeo-format bodies.
+func (r *resolver) target(s store.Subscription, key *rsa.PublicKey) delivery.Target {
 	orgID, id := s.OrgID, s.ID
+	opts := r.opts
+	opts.PayloadKey = key
 	return delivery.Target{
 		Type:        webhook.Type,
 		ID:          s.ID,
 		Endpoint:    endpointOf(s.Callback),
-		Sender:      webhook.New(s, r.opts),
+		Sender:      webhook.New(s, opts),
 		AtLeastOnce: true,
 		OnGone: func(ctx context.Context) error {
 			// 410 Gone ends the subscription (WebSub §7); a renewal
@@ -198,7 +218,11 @@ func (r *resolver) Lookup(ctx context.Context, orgID int64, _, destID string) (d
 	if s.State != store.SubActive || !r.h.cfg.Now().Before(s.ExpiresAt) {
 		return delivery.Target{}, fmt.Errorf("websub: subscription is %s: %w", stateOrExpired(s, r.h.cfg.Now()), store.ErrNotFound)
 	}
-	return r.target(s), nil
+	key, err := r.payloadKey(ctx, orgID)
+	if err != nil {
+		return delivery.Target{}, err
+	}
+	return r.target(s, key), nil
 }
 
 // Types is the one type of webhook destinations.

@@ -42,6 +42,7 @@ type TestServer struct {
 	*app.App
 	URL      string
 	Stdout   *SyncBuffer
+	Logs     *SyncBuffer // the JSON logs (stderr)
 	Registry *prometheus.Registry
 	stop     context.CancelFunc
 	done     chan error
@@ -96,7 +97,7 @@ func StartWith(t testing.TB, opts Options, args ...string) *TestServer {
 		ln.Close()
 		t.Fatalf("app: %v", err)
 	}
-	s := &TestServer{App: a, URL: cfg.PublicURL, Stdout: stdout, Registry: reg, stop: cancel, done: make(chan error, 1)}
+	s := &TestServer{App: a, URL: cfg.PublicURL, Stdout: stdout, Logs: logs, Registry: reg, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		s.Stop(t)

@@ -100,18 +100,28 @@ type SASLConfig struct {
 	Password  string
 }
 
+// Defaults of Config the server's settings take too (package config's
+// --kafka-client-id, --kafka-partitions, --kafka-replication-factor,
+// --kafka-session-timeout).
+const (
+	DefaultClientID          = "otphub"
+	DefaultPartitions        = 12
+	DefaultReplicationFactor = 1
+	DefaultSessionTimeout    = 30 * time.Second
+)
+
 func (c *Config) applyDefaults() {
 	if c.ClientID == "" {
-		c.ClientID = "otphub"
+		c.ClientID = DefaultClientID
 	}
 	if len(c.Topics) == 0 {
 		c.Topics = []string{bus.NotificationsTopic, bus.DeadLetterTopic}
 	}
 	if c.Partitions <= 0 {
-		c.Partitions = 12
+		c.Partitions = DefaultPartitions
 	}
 	if c.ReplicationFactor <= 0 {
-		c.ReplicationFactor = 1
+		c.ReplicationFactor = DefaultReplicationFactor
 	}
 	if c.MinInSyncReplicas <= 0 {
 		c.MinInSyncReplicas = 1
@@ -135,7 +145,7 @@ func (c *Config) applyDefaults() {
 		c.HeartbeatInterval = 3 * time.Second
 	}
 	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = 30 * time.Second
+		c.SessionTimeout = DefaultSessionTimeout
 	}
 	if c.RebalanceTimeout <= 0 {
 		c.RebalanceTimeout = 30 * time.Second

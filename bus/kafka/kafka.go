@@ -78,8 +78,11 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	b.client = &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Transport: b.transport, Timeout: cfg.DialTimeout}
 	b.dialer = &kafkago.Dialer{ClientID: cfg.ClientID, Timeout: cfg.DialTimeout, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}
 	b.writer = &kafkago.Writer{
-		Addr:                   kafkago.TCP(cfg.Brokers...),
-		Balancer:               &kafkago.Hash{},
+		Addr: kafkago.TCP(cfg.Brokers...),
+		// murmur2, as the Java client and librdkafka's murmur2_random: records
+		// keyed by an org land on the same partition whichever of them produced
+		// them, so per-org order holds across producers (docs/log.md).
+		Balancer:               kafkago.Murmur2Balancer{},
 		RequiredAcks:           kafkago.RequireAll,
 		BatchTimeout:           cfg.BatchTimeout,
 		BatchSize:              cfg.BatchSize,

@@ -275,14 +275,17 @@ func (r *Resolver) Lookup(_ context.Context, _ int64, destType, destID string) (
 // Types implements delivery.Resolver.
 func (r *Resolver) Types() []string { return Types }
 
+// Issuer is the iss of NewEvent's events (with the jti, the idempotency key).
+const Issuer = "https://otphub.test"
+
 // NewEvent returns a valid event of org (orgID) issued now, expiring in ttl.
 func NewEvent(org string, orgID int64, ttl time.Duration) *event.SmsOtpNotificationEvent {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	return &event.SmsOtpNotificationEvent{
-		Issuer:           "https://otphub.test",
+		Issuer:           Issuer,
 		ID:               uuid.NewString(),
 		IssuedAt:         now,
-		Audience:         event.TopicURL("https://otphub.test", org),
+		Audience:         event.TopicURL(Issuer, org),
 		OrganizationID:   orgID,
 		OrganizationName: org,
 		SendTo:           "+94771234567",

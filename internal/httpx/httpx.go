@@ -10,17 +10,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // MaxJSONBody is the default cap on a JSON request body.
 const MaxJSONBody = 64 << 10
 
-// ErrorBody is the JSON shape of every error response (DESIGN §4.5).
+// ErrorBody is the JSON shape of every error response (docs/openapi.yaml, Error).
 type ErrorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
@@ -204,6 +207,13 @@ var (
 	textUnmarshaler   = reflect.TypeFor[encoding.TextUnmarshaler]()
 	unmarshalerPrefix = regexp.MustCompile(`^\w+\.Unmarshal(JSON|Text): `)
 )
+
+// RetryAfter sets the Retry-After header of w to d in whole seconds,
+// rounded up, at least 1 (a client told 0 would retry at once). It is the
+// one writer of Retry-After of every API.
+func RetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
+}
 
 // WriteDecodeError writes err from DecodeJSON (or any *RequestError).
 func WriteDecodeError(w http.ResponseWriter, err error) {

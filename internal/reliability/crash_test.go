@@ -28,7 +28,7 @@ func TestCrashEmbeddedKill9(t *testing.T) {
 		publishers = 8
 		// The soak form paces the load below what the machine delivers: an
 		// overload sustained past the OTPs' 5-minute lifetime ends in
-		// `expired` deliveries by design (DESIGN §4.3), which is not what
+		// `expired` deliveries by design (docs/delivery.md), which is not what
 		// this test is about.
 		rate        = pick(0, soakRate())
 		deliverWait = pick(90*time.Second, 5*time.Minute)

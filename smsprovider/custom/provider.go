@@ -64,10 +64,8 @@ func (c *Config) KeepSecrets(stored provider.Config) error {
 	if err != nil || !hasMasked(hs) {
 		return nil // Validate reports a malformed list
 	}
-	var oldHs []Header
-	if old, ok := stored.(*Config); ok {
-		oldHs, _ = ParseHeaders(old.Headers)
-	}
+	old, _ := provider.Stored[Config](stored)
+	oldHs, _ := ParseHeaders(old.Headers)
 	for i, h := range hs {
 		if !provider.IsMasked(h.Value) {
 			continue

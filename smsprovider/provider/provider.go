@@ -160,6 +160,16 @@ func MaskSet(v string) string {
 	return Mask(v)
 }
 
+// Stored returns the stored configuration given to KeepSecrets as a *C,
+// and whether there is one (an empty *C when not).
+func Stored[C any](stored Config) (*C, bool) {
+	old, ok := any(stored).(*C)
+	if !ok {
+		return new(C), false
+	}
+	return old, true
+}
+
 // KeepMasked restores a masked secret *v sent back: it becomes stored
 // when sameAccount (the stored configuration is of the same account) and
 // *v is stored's mask; otherwise the FieldError of field with msg. An

@@ -56,10 +56,7 @@ func (c *Config) Masked() provider.Config {
 
 // KeepSecrets restores a masked auth token of the same account.
 func (c *Config) KeepSecrets(stored provider.Config) error {
-	old, ok := stored.(*Config)
-	if !ok {
-		old = &Config{}
-	}
+	old, ok := provider.Stored[Config](stored)
 	return provider.KeepMasked("authToken", &c.AuthToken, old.AuthToken, ok && strings.TrimSpace(c.AccountSID) == old.AccountSID,
 		"is masked but does not match the stored token of this account; send the token in full")
 }

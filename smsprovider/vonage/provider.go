@@ -56,10 +56,7 @@ func (c *Config) Masked() provider.Config {
 
 // KeepSecrets restores a masked API secret of the same API key.
 func (c *Config) KeepSecrets(stored provider.Config) error {
-	old, ok := stored.(*Config)
-	if !ok {
-		old = &Config{}
-	}
+	old, ok := provider.Stored[Config](stored)
 	return provider.KeepMasked("apiSecret", &c.APISecret, old.APISecret, ok && strings.TrimSpace(c.APIKey) == old.APIKey,
 		"is masked but does not match the stored secret of this API key; send the secret in full")
 }

@@ -21,7 +21,35 @@ var deliveryCases = []testCase{
 	{"DeliveriesRequeue", testDeliveriesRequeue},
 	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
 	{"DeliveriesPendingByDestination", testDeliveriesPendingByDestination},
+	{"DeliveriesScopedByProducer", testDeliveriesScopedByProducer},
 	{"InvalidInput", testInvalidInput},
+}
+
+// testDeliveriesScopedByProducer: idempotency is per producer. Event IDs
+// are free-form, so two producers (iss / ce_source) may both send
+// "ext-0001" to the same destination; each gets its own task, a repeat of
+// one producer's is still a duplicate.
+func testDeliveriesScopedByProducer(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	p1 := newTask(a.ID, "p1", "ext-0001", at(0))
+	p1.EventSource = "https://producer-one.example"
+	p2 := newTask(a.ID, "p2", "ext-0001", at(time.Second))
+	p2.EventSource = "urn:producer:two"
+	dup := newTask(a.ID, "p1-dup", "ext-0001", at(2*time.Second))
+	dup.EventSource = p1.EventSource
+	n, err := s.InsertDeliveryTasks(c, []store.DeliveryTask{p1, p2, dup}, nil)
+	must(t, err, "InsertDeliveryTasks")
+	eq(t, n, 2, "inserted (two producers, one duplicate)")
+	for _, want := range []store.DeliveryTask{p1, p2} {
+		got, err := s.FindDelivery(c, a.ID, want.EventSource, "ext-0001", "webhook", "sub-1")
+		must(t, err, "FindDelivery(%s)", want.EventSource)
+		if got.ID != want.ID || got.EventSource != want.EventSource || got.EventID != "ext-0001" {
+			t.Fatalf("FindDelivery(%s) = %+v", want.EventSource, got)
+		}
+	}
+	_, err = s.FindDelivery(c, a.ID, "", "ext-0001", "webhook", "sub-1")
+	wantErr(t, err, store.ErrNotFound, "FindDelivery without the producer")
 }
 
 func newTask(orgID int64, id, eventID string, created time.Time) store.DeliveryTask {
@@ -77,12 +105,12 @@ func testDeliveriesInsert(t *testing.T, s store.Store) {
 	must(t, err, "InsertDeliveryTasks(none)")
 	eq(t, n, 0, "inserted of none")
 
-	found, err := s.FindDelivery(c, a.ID, "ev-1", "twilio", store.ProviderPrimary)
+	found, err := s.FindDelivery(c, a.ID, "", "ev-1", "twilio", store.ProviderPrimary)
 	must(t, err, "FindDelivery")
 	eq(t, found.ID, "t2", "FindDelivery ID")
-	_, err = s.FindDelivery(c, a.ID, "ev-1", "twilio", store.ProviderFallback)
+	_, err = s.FindDelivery(c, a.ID, "", "ev-1", "twilio", store.ProviderFallback)
 	wantErr(t, err, store.ErrNotFound, "FindDelivery(unknown)")
-	_, err = s.FindDelivery(c, b.ID, "ev-1", "twilio", store.ProviderPrimary)
+	_, err = s.FindDelivery(c, b.ID, "", "ev-1", "twilio", store.ProviderPrimary)
 	wantErr(t, err, store.ErrNotFound, "FindDelivery with another org's ID")
 
 	_, _, err = s.GetDelivery(c, b.ID, "t1")
@@ -111,7 +139,7 @@ func testDeliveriesScopedByOrg(t *testing.T, s store.Store) {
 	eq(t, n, 1, "inserted for org B with org A's event ID and destination")
 
 	for _, want := range []store.DeliveryTask{ta, tb} {
-		got, err := s.FindDelivery(c, want.OrgID, "ev-shared", "console", store.ProviderPrimary)
+		got, err := s.FindDelivery(c, want.OrgID, "", "ev-shared", "console", store.ProviderPrimary)
 		must(t, err, "FindDelivery")
 		if got.ID != want.ID || got.OrgID != want.OrgID || got.Status != want.Status {
 			t.Fatalf("FindDelivery(org %d) = %s of org %d (%s), want %s of org %d (%s)",

@@ -45,17 +45,19 @@ func CheckDeliveryKeyMigration(t *testing.T, raw *sql.DB, rebind func(string) st
 			status_code, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?)`), taskID, i+1, at(0).UnixMicro(), 1500, 503, "retry", "HTTP 503")
 		must(t, err, "insert an attempt of %s before the migration", taskID)
 	}
-	tasksBefore := dumpRows(t, raw, `SELECT * FROM delivery_tasks ORDER BY id`)
+	// The columns the tasks had before (later migrations may add some).
+	const taskColumns = `id, org_id, event_id, destination_type, destination_id, event, status, attempts, next_attempt_at, expires_at, lease_owner, lease_until, last_error, last_status_code, created_at, updated_at`
+	tasksBefore := dumpRows(t, raw, `SELECT `+taskColumns+` FROM delivery_tasks ORDER BY id`)
 	attemptsBefore := dumpRows(t, raw, `SELECT * FROM delivery_attempts ORDER BY id`)
 
 	s := migrate()
 
-	eq(t, dumpRows(t, raw, `SELECT * FROM delivery_tasks ORDER BY id`), tasksBefore, "delivery_tasks after the migration")
+	eq(t, dumpRows(t, raw, `SELECT `+taskColumns+` FROM delivery_tasks ORDER BY id`), tasksBefore, "delivery_tasks after the migration")
 	eq(t, dumpRows(t, raw, `SELECT * FROM delivery_attempts ORDER BY id`), attemptsBefore, "delivery_attempts after the migration")
 	_, atts, err := s.GetDelivery(c, orgA, "t1")
 	must(t, err, "GetDelivery(t1) after the migration")
 	eq(t, len(atts), 2, "attempts of t1 after the migration")
-	found, err := s.FindDelivery(c, orgA, "ev-1", "console", store.ProviderPrimary)
+	found, err := s.FindDelivery(c, orgA, "", "ev-1", "console", store.ProviderPrimary)
 	must(t, err, "FindDelivery(org A) after the migration")
 	eq(t, found.ID, "t2", "FindDelivery(org A) after the migration")
 	leased, err := s.LeaseDueTasks(c, "owner", at(time.Minute), time.Minute, 10)
@@ -74,7 +76,7 @@ func CheckDeliveryKeyMigration(t *testing.T, raw *sql.DB, rebind func(string) st
 		[]store.DeliveryAttempt{{TaskID: "tb", Number: 1, StartedAt: at(time.Minute), StatusCode: 200, Outcome: "success"}})
 	must(t, err, "InsertDeliveryTasks after the migration")
 	eq(t, n, 1, "inserted after the migration (org B's task, not org A's duplicate)")
-	found, err = s.FindDelivery(c, orgB, "ev-1", "console", store.ProviderPrimary)
+	found, err = s.FindDelivery(c, orgB, "", "ev-1", "console", store.ProviderPrimary)
 	must(t, err, "FindDelivery(org B) after the migration")
 	eq(t, found.ID, "tb", "FindDelivery(org B) after the migration")
 	var maxOld, newID int64

@@ -31,13 +31,13 @@ func testOTPSettings(t *testing.T, s store.Store) {
 	wantErr(t, err, store.ErrNotFound, "GetOTPSettings before any put")
 
 	in := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 300, NumericOnly: true, Length: 6, MaxResends: 3,
-		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, AllowedCountryCodes: []int{94, 1},
+		ResendIntervalSeconds: 30, MaxFailedAttempts: 5, BackupCodesEnabled: true, WebOTP: true, AllowedCountryCodes: []int{94, 1},
 		UpdatedAt: at(0)}
 	must(t, s.PutOTPSettings(c, in), "PutOTPSettings")
 	got, err := s.GetOTPSettings(c, a.ID)
 	must(t, err, "GetOTPSettings")
 	if got.OrgID != a.ID || got.ExpirySeconds != 300 || !got.NumericOnly || got.Length != 6 || got.MaxResends != 3 ||
-		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled ||
+		got.ResendIntervalSeconds != 30 || got.MaxFailedAttempts != 5 || !got.BackupCodesEnabled || !got.WebOTP ||
 		!slices.Equal(got.AllowedCountryCodes, []int{94, 1}) || !got.UpdatedAt.Equal(at(0)) {
 		t.Fatalf("GetOTPSettings = %+v, want %+v", got, in)
 	}
@@ -45,7 +45,7 @@ func testOTPSettings(t *testing.T, s store.Store) {
 	in2 := store.OTPSettings{OrgID: a.ID, ExpirySeconds: 120, Length: 8, UpdatedAt: at(time.Minute)}
 	must(t, s.PutOTPSettings(c, in2), "PutOTPSettings(replace)")
 	got, _ = s.GetOTPSettings(c, a.ID)
-	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled ||
+	if got.ExpirySeconds != 120 || got.NumericOnly || got.Length != 8 || got.BackupCodesEnabled || got.WebOTP ||
 		len(got.AllowedCountryCodes) != 0 || !got.UpdatedAt.Equal(at(time.Minute)) {
 		t.Fatalf("GetOTPSettings after replace = %+v, want %+v", got, in2)
 	}

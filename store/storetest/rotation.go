@@ -36,6 +36,7 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	sub, err := s.UpsertSubscription(c, store.Subscription{OrgID: org.ID, Topic: topicA, Callback: "https://cb/x", Secret: []byte("sub-secret"), State: store.SubActive})
 	must(t, err, "UpsertSubscription")
 	must(t, s.InsertSigningKey(c, store.SigningKey{KID: "k1", Algorithm: "ES256", PrivateKey: []byte("private-key")}), "InsertSigningKey")
+	must(t, s.CreateApplication(c, store.Application{ID: "app-1", OrgID: org.ID, Name: "app", ClientID: "client-1", ClientSecret: []byte("app-secret")}), "CreateApplication")
 	// More tasks than one reseal batch, so the pass pages.
 	const tasks = 450
 	var ts []store.DeliveryTask
@@ -69,6 +70,11 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 			return fmt.Errorf("%s: signing keys: %w", what, err)
 		}
 		eqBytes(t, keys[0].PrivateKey, []byte("private-key"), what+": signing key")
+		app, err := s.GetApplication(c, org.ID, "app-1")
+		if err != nil {
+			return fmt.Errorf("%s: application: %w", what, err)
+		}
+		eqBytes(t, app.ClientSecret, []byte("app-secret"), what+": application client secret")
 		for _, i := range []int{0, tasks / 2, tasks - 1} {
 			task, _, err := s.GetDelivery(c, org.ID, fmt.Sprintf("t%04d", i))
 			if err != nil {
@@ -113,8 +119,8 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	wg.Wait()
 	must(t, errors.Join(errs...), "Reseal")
 	total := results[0].Resealed + results[1].Resealed
-	// provider, subscription, signing key, data key and every task.
-	eq(t, total, int64(4+tasks), "values resealed by two concurrent passes")
+	// provider, subscription, signing key, data key, application and every task.
+	eq(t, total, int64(5+tasks), "values resealed by two concurrent passes")
 	res, err := s.Reseal(c)
 	must(t, err, "Reseal (again)")
 	eq(t, res, store.ResealResult{}, "a second pass finds nothing to do")
@@ -130,7 +136,7 @@ func CheckKeyRotation(t *testing.T, open Reopener) {
 	}
 	res, err = s.Reseal(c)
 	must(t, err, "Reseal under a key that opens nothing")
-	eq(t, res.Remaining, int64(5+tasks), "values not under the (old) current key")
+	eq(t, res.Remaining, int64(6+tasks), "values not under the (old) current key")
 	eq(t, res.Unreadable, res.Remaining, "values no configured key opens")
 	must(t, s.Close(), "Close")
 }

@@ -33,6 +33,8 @@ func CheckSecretsAtRest(t *testing.T, s store.Store, raw *sql.DB) {
 	_, err = s.InsertDeliveryTasks(c, []store.DeliveryTask{{ID: "t1", OrgID: a.ID, EventID: "e1", DestinationType: "webhook",
 		DestinationID: "s1", Event: eventOTP, Status: store.DeliveryPending}}, nil)
 	must(t, err, "InsertDeliveryTasks")
+	appSecret := []byte("application-client-secret-0123456789")
+	must(t, s.CreateApplication(c, store.Application{ID: "app-1", OrgID: a.ID, Name: "app", ClientID: "client-1", ClientSecret: appSecret}), "CreateApplication")
 
 	for _, q := range []struct {
 		query  string
@@ -42,6 +44,7 @@ func CheckSecretsAtRest(t *testing.T, s store.Store, raw *sql.DB) {
 		{`SELECT secret FROM subscriptions`, subSecret},
 		{`SELECT private_key FROM signing_keys`, keySecret},
 		{`SELECT event FROM delivery_tasks`, eventOTP},
+		{`SELECT client_secret FROM applications`, appSecret},
 	} {
 		rows, err := raw.QueryContext(c, q.query)
 		must(t, err, "raw %s", q.query)

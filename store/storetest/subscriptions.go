@@ -11,6 +11,74 @@ var subscriptionCases = []testCase{
 	{"Subscriptions", testSubscriptions},
 	{"SubscriptionsOrgScoping", testSubscriptionsOrgScoping},
 	{"SubscriptionsActiveAndExpire", testSubscriptionsActiveAndExpire},
+	{"SubscriptionsAutoRenew", testSubscriptionsAutoRenew},
+	{"PayloadEncryption", testPayloadEncryption},
+}
+
+// testSubscriptionsAutoRenew: AutoRenew is stored and replaced by a
+// re-subscription like every other option.
+func testSubscriptionsAutoRenew(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	in := newSub(a.ID, topicA, "https://cb.example/renew")
+	in.AutoRenew = true
+	got, err := s.UpsertSubscription(c, in)
+	must(t, err, "UpsertSubscription(auto-renewing)")
+	eq(t, got.AutoRenew, true, "AutoRenew returned")
+	found, err := s.FindSubscription(c, a.ID, topicA, in.Callback)
+	must(t, err, "FindSubscription")
+	eq(t, found.AutoRenew, true, "AutoRenew stored")
+	in.AutoRenew = false
+	got, err = s.UpsertSubscription(c, in)
+	must(t, err, "UpsertSubscription(with a lease)")
+	eq(t, got.AutoRenew, false, "AutoRenew after a re-subscription that asked for a lease")
+}
+
+// testPayloadEncryption: off and generation 0 until set, per org; turning
+// it on or off keeps the generation; rotations count up, concurrent ones
+// each count.
+func testPayloadEncryption(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	ps, err := s.GetPayloadSettings(c, a.ID)
+	must(t, err, "GetPayloadSettings(never set)")
+	if ps.Enabled || ps.KeyGeneration != 0 {
+		t.Fatalf("payload settings of an org that never set them: %+v", ps)
+	}
+	must(t, s.SetPayloadEncryption(c, a.ID, true), "SetPayloadEncryption(on)")
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	eq(t, ps.Enabled, true, "payload encryption after turning it on")
+	ps, _ = s.GetPayloadSettings(c, b.ID)
+	eq(t, ps.Enabled, false, "another org's payload encryption")
+
+	ps, err = s.RotatePayloadKey(c, a.ID)
+	must(t, err, "RotatePayloadKey")
+	eq(t, ps.KeyGeneration, int64(1), "generation after a rotation")
+	eq(t, ps.Enabled, true, "a rotation keeps encryption on")
+	must(t, s.SetPayloadEncryption(c, a.ID, false), "SetPayloadEncryption(off)")
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	if ps.Enabled || ps.KeyGeneration != 1 {
+		t.Fatalf("after turning it off: %+v, want off at generation 1", ps)
+	}
+	ps, err = s.RotatePayloadKey(c, b.ID)
+	must(t, err, "RotatePayloadKey(never set)")
+	if ps.Enabled || ps.KeyGeneration != 1 {
+		t.Fatalf("rotating an org that never set it: %+v", ps)
+	}
+
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.RotatePayloadKey(c, a.ID)
+			errs <- err
+		}()
+	}
+	for range n {
+		must(t, <-errs, "concurrent RotatePayloadKey")
+	}
+	ps, _ = s.GetPayloadSettings(c, a.ID)
+	eq(t, ps.KeyGeneration, int64(1+n), "generation after concurrent rotations")
 }
 
 const topicA = "https://hub.example/topics/org-a/NOTIFICATIONS"

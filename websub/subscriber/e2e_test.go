@@ -17,6 +17,7 @@ import (
 
 	"github.com/otphub/otphub/app/apptest"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // The tests in this file run the SDK against the whole otphub started
@@ -309,6 +310,47 @@ func TestEndToEndBadSignaturesRefused(t *testing.T) {
 	if ev := receive(t, good.events); ev.SendTo != "+94771234568" {
 		t.Errorf("received %+v", ev)
 	}
+}
+
+// TestEndToEndStandardWebhooksSecret: with a "whsec_" secret the hub keys
+// webhook-signature by its key material and the SDK verifies it the same
+// way (a delivery carrying only webhook-signature is accepted).
+func TestEndToEndStandardWebhooksSecret(t *testing.T) {
+	o := startOtphub(t)
+	subID, subSecret, otpToken := o.org("whsecorg")
+	hs := newHandlerServer(t)
+	h := &channelHandler{events: make(chan event.SmsOtpNotificationEvent, 10)}
+	secret := whsec.New()
+	l, err := New(Config{HubURL: o.srv.URL + "/hub", ClientID: subID, ClientSecret: subSecret, Org: "whsecorg",
+		CallbackURL: hs.srv.URL + "/sms", Secret: secret}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only webhook-signature reaches the Listener: X-Hub-Signature, keyed
+	// by the secret string, would pass on its own.
+	hs.srv.Config.Handler = stripHeader(hs.srv.Config.Handler, "X-Hub-Signature")
+	hs.listener.Store(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	o.challenge("whsecorg", otpToken, "+94771234567")
+	if ev := receive(t, h.events); ev.SendTo != "+94771234567" {
+		t.Errorf("received %+v", ev)
+	}
+}
+
+func stripHeader(next http.Handler, name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(name)
+		next.ServeHTTP(w, r)
+	})
 }
 
 func TestEndToEndLeaseRenewal(t *testing.T) {

@@ -25,7 +25,7 @@ import (
 )
 
 // specHub is a small WebSub hub for the SDK's tests, written from the
-// WebSub recommendation and DESIGN §4.2: a client-credentials token
+// WebSub recommendation and docs/websub.md: a client-credentials token
 // endpoint, POST /hub answering 202 and then verifying intent with a GET
 // to the callback (hub.mode, hub.topic, hub.challenge, hub.lease_seconds)
 // that must echo the challenge, denial, and a JWKS. Deliveries go through

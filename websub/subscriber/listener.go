@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // maxChallengeBytes caps hub.challenge: it is echoed, so it is bounded.
@@ -172,7 +173,10 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "the event is for another organization")
 		return
 	}
-	switch l.dedup.begin(ev.ID) {
+	// Event ids are chosen by each producer: the same id from two
+	// producers (iss) is two events.
+	key := ev.Issuer + "\x00" + ev.ID
+	switch l.dedup.begin(key) {
 	case seenDone:
 		l.log.Info("duplicate event acknowledged", "jti", ev.ID)
 		plain(w, http.StatusOK, "duplicate")
@@ -183,7 +187,7 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := l.call(r, ev); err != nil {
-		l.dedup.fail(ev.ID)
+		l.dedup.fail(key)
 		if IsPermanent(err) {
 			l.log.Error("handler failed permanently; the hub will not retry", "jti", ev.ID, "err", err)
 			plain(w, http.StatusUnprocessableEntity, "handler failed permanently")
@@ -193,7 +197,7 @@ func (l *Listener) serveDelivery(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusInternalServerError, "handler failed")
 		return
 	}
-	l.dedup.done(ev.ID)
+	l.dedup.done(key)
 	plain(w, http.StatusOK, "ok")
 }
 
@@ -265,7 +269,8 @@ func verifyHubSignature(secret []byte, header string, body []byte) bool {
 // verifyStandard checks the Standard Webhooks headers: webhook-id,
 // webhook-timestamp within the tolerance, and a "v1,<base64>" entry of
 // webhook-signature (space-separated list) equal, in constant time, to
-// HMAC-SHA256(secret, id "." timestamp "." body).
+// HMAC-SHA256(key, id "." timestamp "." body), key being whsec.Key(secret)
+// as the hub signs it (a "whsec_" secret's key material, else its bytes).
 func (l *Listener) verifyStandard(h http.Header, sigs string, body []byte) (int, string) {
 	id, ts := h.Get("Webhook-Id"), h.Get("Webhook-Timestamp")
 	if id == "" || ts == "" {
@@ -279,7 +284,7 @@ func (l *Listener) verifyStandard(h http.Header, sigs string, body []byte) (int,
 	if skew > l.cfg.TimestampTolerance || skew < -l.cfg.TimestampTolerance {
 		return http.StatusForbidden, "webhook-timestamp is outside the tolerance"
 	}
-	m := hmac.New(sha256.New, l.secret)
+	m := hmac.New(sha256.New, whsec.Key(l.secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(ts))

@@ -362,6 +362,24 @@ func TestConcurrentDuplicateIsRetriedLater(t *testing.T) {
 	}
 }
 
+// TestDuplicatesAreKeyedByProducer: the same jti from two producers (iss)
+// is two events, both handled; a repeat of either is a duplicate.
+func TestDuplicatesAreKeyedByProducer(t *testing.T) {
+	f := newFixture(t, nil)
+	f.start(t)
+	one, two := testEvent("acme"), testEvent("acme")
+	one.ID, two.ID = "ext-0001", "ext-0001"
+	one.Issuer, two.Issuer = "https://producer-one.example", "urn:producer:two"
+	for _, ev := range []*event.SmsOtpNotificationEvent{one, two, one} {
+		if res := f.hub.deliver(f.callback, ev); !res.OK {
+			t.Fatalf("delivery of %s/%s: %+v", ev.Issuer, ev.ID, res)
+		}
+	}
+	if calls, _ := f.rec.snapshot(); calls != 2 {
+		t.Errorf("handler called %d times, want once per producer", calls)
+	}
+}
+
 func TestDedupWindow(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	d := newDedup(time.Minute, 2, func() time.Time { return now })

@@ -11,22 +11,27 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
+	"github.com/otphub/otphub/websub/whsec"
 )
 
 // Type is the destination type of webhooks.
@@ -79,10 +84,10 @@ func HubSignature(alg string, secret, body []byte) string {
 }
 
 // StandardSignature returns the Standard Webhooks webhook-signature value:
-// "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>", keyed by the
-// secret's raw bytes.
+// "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" with key =
+// whsec.Key(secret): a "whsec_" secret's key material, else its bytes.
 func StandardSignature(secret []byte, id string, timestamp int64, body []byte) string {
-	m := hmac.New(sha256.New, secret)
+	m := hmac.New(sha256.New, whsec.Key(secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(strconv.FormatInt(timestamp, 10)))
@@ -104,6 +109,10 @@ type Options struct {
 	MaxResponseBytes int64
 	// Now is the clock for webhook-timestamp. Default time.Now.
 	Now func() time.Time
+	// PayloadKey, when set, encrypts asgardeo-format bodies for the
+	// holder of its private key (event.MarshalAsgardeoEncrypted, the form
+	// the Asgardeo trigger decrypts). The hub sets it per org.
+	PayloadKey *rsa.PublicKey
 }
 
 // Sender delivers to one subscription. Safe for concurrent use.
@@ -143,8 +152,53 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) de
 	if err != nil {
 		return delivery.ClassifyTransport(ctx, "webhook", err)
 	}
+	if resp.StatusCode == http.StatusBadRequest && s.sub.Format == string(event.FormatSETJWT) {
+		body, _ := egress.ReadLimited(resp, s.o.MaxResponseBytes)
+		res := delivery.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
+		if e, ok := parseSETError(body); ok {
+			res.Err = fmt.Errorf("%w: %s", res.Err, e)
+		}
+		return res
+	}
 	egress.Discard(resp, s.o.MaxResponseBytes)
 	return delivery.ClassifyHTTP(resp.StatusCode, resp.Header, s.o.Now())
+}
+
+// maxSETErrorChars caps how much of a receiver's err and description is
+// kept in the attempt log.
+const maxSETErrorChars = 256
+
+// parseSETError reads an RFC 8935 §2.3 error body, {"err": <code>,
+// "description": <text>}, and returns it as one line for the attempt log
+// ("err=invalid_key description=…"), each part stripped of control
+// characters and truncated. ok is false when the body is not such an
+// object.
+func parseSETError(body []byte) (string, bool) {
+	var e struct {
+		Err         string `json:"err"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Err == "" {
+		return "", false
+	}
+	out := "err=" + printable(e.Err)
+	if e.Description != "" {
+		out += " description=" + strconv.Quote(printable(e.Description))
+	}
+	return out, true
+}
+
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) > maxSETErrorChars {
+		s = string([]rune(s)[:maxSETErrorChars]) + "…"
+	}
+	return s
 }
 
 // Request builds the content distribution request of ev.
@@ -169,7 +223,14 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 		cp.Audience = s.topicURL
 		ev = &cp
 	}
-	body, contentType, err := event.Encode(format, ev, signer)
+	var body []byte
+	var contentType string
+	if format == event.FormatAsgardeo && s.o.PayloadKey != nil {
+		body, err = event.MarshalAsgardeoEncrypted(ev, s.o.PayloadKey)
+		contentType = event.ContentType(format)
+	} else {
+		body, contentType, err = event.Encode(format, ev, signer)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook: encode %s: %w", format, err)
 	}
@@ -180,6 +241,10 @@ func (s *Sender) Request(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 	ts := s.o.Now().Unix()
 	h := req.Header
 	h.Set("Content-Type", contentType)
+	if format == event.FormatSETJWT {
+		// RFC 8935 §2.1: a SET push MUST accept JSON (the error body of §2.3).
+		h.Set("Accept", "application/json")
+	}
 	h.Set("Link", s.link)
 	h.Set("Webhook-Id", ev.ID)
 	h.Set("Webhook-Timestamp", strconv.FormatInt(ts, 10))

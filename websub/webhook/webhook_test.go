@@ -79,6 +79,7 @@ type receiver struct {
 	got  []received
 	code int
 	hdr  map[string]string
+	body string // answered instead of filler when set
 }
 
 func newReceiver(t testing.TB, code int, hdr map[string]string) *receiver {
@@ -87,11 +88,16 @@ func newReceiver(t testing.TB, code int, hdr map[string]string) *receiver {
 		b, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		r.got = append(r.got, received{req.Header.Clone(), b, req.URL.RawQuery})
+		body := r.body
 		r.mu.Unlock()
 		for k, v := range r.hdr {
 			w.Header().Set(k, v)
 		}
 		w.WriteHeader(r.code)
+		if body != "" {
+			io.WriteString(w, body)
+			return
+		}
 		io.WriteString(w, strings.Repeat("ignored ", 100))
 	}))
 	t.Cleanup(r.Close)

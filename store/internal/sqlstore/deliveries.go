@@ -32,14 +32,14 @@ func truncate(s string) string {
 // message body, so they are sealed like the other secrets.
 func eventAD(taskID string) string { return "delivery_tasks.event\x00" + taskID }
 
-const taskCols = `id, org_id, event_id, destination_type, destination_id, event, status, attempts, next_attempt_at,
+const taskCols = `id, org_id, event_source, event_id, destination_type, destination_id, event, status, attempts, next_attempt_at,
 	expires_at, lease_owner, lease_until, last_error, last_status_code, created_at, updated_at`
 
 func (db *DB) scanTask(row interface{ Scan(...any) error }) (store.DeliveryTask, error) {
 	var t store.DeliveryTask
 	var sealed []byte
 	var next, expires, leaseUntil, created, updated int64
-	if err := row.Scan(&t.ID, &t.OrgID, &t.EventID, &t.DestinationType, &t.DestinationID, &sealed, &t.Status,
+	if err := row.Scan(&t.ID, &t.OrgID, &t.EventSource, &t.EventID, &t.DestinationType, &t.DestinationID, &sealed, &t.Status,
 		&t.Attempts, &next, &expires, &t.LeaseOwner, &leaseUntil, &t.LastError, &t.LastStatusCode, &created, &updated); err != nil {
 		return store.DeliveryTask{}, err
 	}
@@ -67,8 +67,8 @@ func (db *DB) scanTasks(rows *sql.Rows, op string) ([]store.DeliveryTask, error)
 }
 
 // InsertDeliveryTasks stores tasks and the attempts of the tasks it inserted
-// in one transaction; a task whose (OrgID, EventID, DestinationType,
-// DestinationID) exists is skipped with its attempts. An empty task ID is generated (its
+// in one transaction; a task whose (OrgID, EventSource, EventID,
+// DestinationType, DestinationID) exists is skipped with its attempts. An empty task ID is generated (its
 // attempts then cannot name it, so such tasks carry no attempts); zero
 // CreatedAt/UpdatedAt are stamped with the current time; an empty Status is
 // pending.
@@ -87,8 +87,8 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 		// One prepared statement per batch: preparing is most of the cost
 		// of a small insert.
 		insTask, err := tx.PrepareContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`))
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (org_id, event_source, event_id, destination_type, destination_id) DO NOTHING`))
 		if err != nil {
 			return db.wrap("insert delivery task", err)
 		}
@@ -118,7 +118,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 				return err
 			}
 			res, err := insTask.ExecContext(ctx,
-				t.ID, t.OrgID, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
+				t.ID, t.OrgID, t.EventSource, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
 				micros(t.NextAttemptAt), micros(t.ExpiresAt), t.LeaseOwner, micros(t.LeaseUntil),
 				truncate(t.LastError), t.LastStatusCode, micros(t.CreatedAt), micros(t.UpdatedAt))
 			if err != nil {
@@ -321,10 +321,11 @@ func (db *DB) GetDelivery(ctx context.Context, orgID int64, id string) (store.De
 	return t, out, nil
 }
 
-// FindDelivery returns the org's task of (eventID, destType, destID).
-func (db *DB) FindDelivery(ctx context.Context, orgID int64, eventID, destType, destID string) (store.DeliveryTask, error) {
+// FindDelivery returns the org's task of (source, eventID, destType, destID).
+func (db *DB) FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (store.DeliveryTask, error) {
 	t, err := db.scanTask(db.r.QueryRowContext(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks
-		WHERE org_id = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`), orgID, eventID, destType, destID))
+		WHERE org_id = ? AND event_source = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`),
+		orgID, source, eventID, destType, destID))
 	return t, db.wrap("delivery", err)
 }
 

@@ -74,6 +74,8 @@ var sealedColumns = []sealedColumn{
 		ad: func(v []string) string { return dataKeyAD(v[0]) }},
 	{table: "delivery_tasks", column: "event", key: []string{"id"},
 		ad: func(v []string) string { return eventAD(v[0]) }},
+	{table: "applications", column: "client_secret", key: []string{"id"}, extra: []string{"org_id", "client_id"},
+		ad: func(v []string) string { return applicationAD(v[0], mustInt(v[1]), v[2]) }},
 }
 
 func mustInt(s string) int64 {

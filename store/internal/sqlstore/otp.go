@@ -17,9 +17,9 @@ func (db *DB) GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSetting
 	var codes string
 	var updated int64
 	err := db.r.QueryRowContext(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
-		max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at FROM otp_settings WHERE org_id = ?`), orgID).
+		max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at FROM otp_settings WHERE org_id = ?`), orgID).
 		Scan(&s.ExpirySeconds, &s.NumericOnly, &s.Length, &s.MaxResends, &s.ResendIntervalSeconds,
-			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &codes, &updated)
+			&s.MaxFailedAttempts, &s.BackupCodesEnabled, &s.WebOTP, &codes, &updated)
 	if err != nil {
 		return store.OTPSettings{}, db.wrap("otp settings", err)
 	}
@@ -45,14 +45,14 @@ func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
 		return fmt.Errorf("store: otp settings: %w", err)
 	}
 	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
-		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, allowed_country_codes, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id) DO UPDATE SET expiry_seconds = excluded.expiry_seconds, numeric_only = excluded.numeric_only,
 		length = excluded.length, max_resends = excluded.max_resends, resend_interval_seconds = excluded.resend_interval_seconds,
 		max_failed_attempts = excluded.max_failed_attempts, backup_codes_enabled = excluded.backup_codes_enabled,
-		allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at`),
+		web_otp = excluded.web_otp, allowed_country_codes = excluded.allowed_country_codes, updated_at = excluded.updated_at`),
 		s.OrgID, s.ExpirySeconds, s.NumericOnly, s.Length, s.MaxResends, s.ResendIntervalSeconds,
-		s.MaxFailedAttempts, s.BackupCodesEnabled, string(js), micros(s.UpdatedAt))
+		s.MaxFailedAttempts, s.BackupCodesEnabled, s.WebOTP, string(js), micros(s.UpdatedAt))
 	return db.wrap("put otp settings", err)
 }
 

@@ -63,6 +63,7 @@ type DB struct {
 	counterPurge   purger // expired rate counters, from HitCounter
 	challengePurge purger // long-expired challenges, from CreateChallenge
 	sessionPurge   purger // long-ended console sessions, from CreateConsoleSession
+	flowPurge      purger // long-expired login flows, from CreateLoginFlow
 }
 
 // New returns a DB on the given handles, sealing secrets under

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -68,14 +70,14 @@ func subscriptionAD(orgID int64, topic, callback string) string {
 	return "subscriptions.secret\x00" + strconv.FormatInt(orgID, 10) + "\x00" + topic + "\x00" + callback
 }
 
-const subCols = `id, org_id, topic, callback, secret, state, lease_seconds, expires_at, format, signature_alg, created_at, updated_at`
+const subCols = `id, org_id, topic, callback, secret, state, lease_seconds, expires_at, format, signature_alg, auto_renew, created_at, updated_at`
 
 func (db *DB) scanSub(row interface{ Scan(...any) error }) (store.Subscription, error) {
 	var s store.Subscription
 	var sealed []byte
 	var expires, created, updated int64
 	if err := row.Scan(&s.ID, &s.OrgID, &s.Topic, &s.Callback, &sealed, &s.State, &s.LeaseSeconds, &expires,
-		&s.Format, &s.SignatureAlg, &created, &updated); err != nil {
+		&s.Format, &s.SignatureAlg, &s.AutoRenew, &created, &updated); err != nil {
 		return store.Subscription{}, err
 	}
 	secret, err := db.seal.open(sealed, subscriptionAD(s.OrgID, s.Topic, s.Callback))
@@ -107,13 +109,13 @@ func (db *DB) UpsertSubscription(ctx context.Context, s store.Subscription) (sto
 		return store.Subscription{}, err
 	}
 	out, err := db.scanSub(db.w.QueryRowContext(ctx, db.q(`INSERT INTO subscriptions (`+subCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, topic, callback) DO UPDATE SET secret = excluded.secret, state = excluded.state,
 		lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at, format = excluded.format,
-		signature_alg = excluded.signature_alg, updated_at = excluded.updated_at
+		signature_alg = excluded.signature_alg, auto_renew = excluded.auto_renew, updated_at = excluded.updated_at
 		RETURNING `+subCols),
 		s.ID, s.OrgID, s.Topic, s.Callback, sealed, s.State, s.LeaseSeconds, micros(s.ExpiresAt),
-		s.Format, s.SignatureAlg, micros(s.CreatedAt), micros(s.UpdatedAt)))
+		s.Format, s.SignatureAlg, s.AutoRenew, micros(s.CreatedAt), micros(s.UpdatedAt)))
 	return out, db.wrap("upsert subscription", err)
 }
 
@@ -189,4 +191,37 @@ func (db *DB) ExpireSubscriptions(ctx context.Context, now time.Time) (int, erro
 	}
 	n, err := res.RowsAffected()
 	return int(n), db.wrap("expire subscriptions", err)
+}
+
+// GetPayloadSettings returns the org's payload encryption settings; the
+// zero settings for an org that never set them.
+func (db *DB) GetPayloadSettings(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
+	var ps store.PayloadSettings
+	var updated int64
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT enabled, key_generation, updated_at FROM payload_encryption WHERE org_id = ?`), orgID).
+		Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.PayloadSettings{}, nil
+	}
+	ps.UpdatedAt = fromMicros(updated)
+	return ps, db.wrap("payload encryption", err)
+}
+
+// SetPayloadEncryption turns the org's payload encryption on or off.
+func (db *DB) SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error {
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, ?, 0, ?)
+		ON CONFLICT (org_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at`),
+		orgID, enabled, micros(db.nowUTC()))
+	return db.wrap("set payload encryption", err)
+}
+
+// RotatePayloadKey moves the org's key generation one step, in one upsert.
+func (db *DB) RotatePayloadKey(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
+	var ps store.PayloadSettings
+	var updated int64
+	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, FALSE, 1, ?)
+		ON CONFLICT (org_id) DO UPDATE SET key_generation = payload_encryption.key_generation + 1, updated_at = excluded.updated_at
+		RETURNING enabled, key_generation, updated_at`), orgID, micros(db.nowUTC())).Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
+	ps.UpdatedAt = fromMicros(updated)
+	return ps, db.wrap("rotate payload key", err)
 }
