@@ -43,6 +43,7 @@ import (
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/postgres"
@@ -138,6 +139,7 @@ type components struct {
 	core        *authcore.Service
 	apps        *applications.API
 	payloadKeys *keyservice.Service
+	receipts    *receipts.Service
 	login       *login.Service
 	hub         *websub.Hub
 	providers   *smsprovider.Service
@@ -214,11 +216,25 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 	if c.resealer, err = store.NewResealer(a.store, len(cfg.PreviousEncryptionKeys) > 0, 0, a.log.With("component", "reseal"), a.reg); err != nil {
 		return fmt.Errorf("resealer: %w", err)
 	}
+	// Receipts authenticate callbacks with the providers' secrets, and the
+	// providers send with receipts' callback URLs: the credentials are
+	// looked up through c.providers, built in buildDelivery.
+	receiptWindow := cfg.ReceiptWindow
+	if receiptWindow == 0 {
+		receiptWindow = -1 // --receipt-window=0: no failover for silence
+	}
+	if c.receipts, err = receipts.New(receipts.Config{PublicURL: cfg.PublicURL, Window: receiptWindow}, a.store,
+		receipts.CredentialFunc(func(ctx context.Context, orgID int64, slot string) (receipts.Credentials, error) {
+			return c.providers.ReceiptCredentials(ctx, orgID, slot)
+		}), a.log, a.reg); err != nil {
+		return fmt.Errorf("delivery receipts: %w", err)
+	}
 	c.core, err = authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
 		Backlog:           c.backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,
+		OnVerified:        c.receipts.Verified,
 		Limits:            authcore.Limits{PerNumber: cfg.OTPLimitPerNumber, PerIP: cfg.OTPLimitPerIP, PerOrg: cfg.OTPLimitPerOrg},
 	}, a.store, a.bus, a.log, a.reg)
 	if err != nil {
@@ -250,6 +266,7 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 		// guard (local gateways, tests); the public internet needs https.
 		AllowHTTP: len(cfg.EgressAllowCIDRs) > 0,
 		Stdout:    opts.Stdout,
+		Receipts:  c.receipts,
 	}, a.store, c.egress.HTTP(), c.egress, a.log, a.reg)
 	if err != nil {
 		return fmt.Errorf("sms providers: %w", err)
@@ -296,13 +313,16 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 		c.payloadKeys.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)
 		auditLog.Register(mux, c.issuer)
+		c.receipts.Register(mux)
 		a.runners = append(a.runners, c.backlog.Run)
 	}
 	if a.cfg.Has(config.RoleHub) {
 		a.runners = append(a.runners, c.hub.Run)
 	}
 	if c.engine != nil {
-		a.runners = append(a.runners, c.engine.Run)
+		// The failover sweep runs with the engine, whose retry loop sends
+		// the fallback tasks it creates.
+		a.runners = append(a.runners, c.engine.Run, func(ctx context.Context) error { c.receipts.Run(ctx); return nil })
 	}
 	// Every state-changing API request, from the network or from the
 	// console in process, passes the audit log on its way to the mux.

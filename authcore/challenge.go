@@ -195,7 +195,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	}
 	c := store.Challenge{
 		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile,
-		Application: req.Application, ExpiresAt: now.Add(expiry).UTC(),
+		Application: req.Application, EventID: uuid.NewString(), ExpiresAt: now.Add(expiry).UTC(),
 		LastSentAt: now.UTC(), CreatedAt: now.UTC(),
 	}
 	c.CodeHMAC = s.codeHMAC(org.ID, c.ID, code)
@@ -206,7 +206,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err := s.st.CreateChallenge(ctx, c); err != nil {
 		return ChallengeState{}, wrapf(err, "create challenge")
 	}
-	if err := s.publish(ctx, org, mobile, body, now, c.ExpiresAt); err != nil {
+	if err := s.publish(ctx, org, c.EventID, mobile, body, now, c.ExpiresAt); err != nil {
 		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "challenge_id", c.ID, "err", err)
 		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
@@ -352,7 +352,8 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	// The event is published before the code is replaced: if the log is
 	// down the turn is given back and nothing changes (the previous OTP
 	// stays valid, no resend is used).
-	if err := s.publish(ctx, org, c.Mobile, body, now, expiresAt); err != nil {
+	jti := uuid.NewString()
+	if err := s.publish(ctx, org, jti, c.Mobile, body, now, expiresAt); err != nil {
 		giveBack()
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)
@@ -360,7 +361,7 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	}
 	// Under the claim, only a verification (or, with no resend interval, a
 	// later resend claiming after this one) can come between.
-	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), expiresAt, sentAt)
+	err = s.st.ReplaceChallengeCode(ctx, org.ID, c.ID, c.Resends, s.codeHMAC(org.ID, c.ID, code), jti, expiresAt, sentAt)
 	if err != nil {
 		return ChallengeState{}, s.resendRaced(ctx, org, c.ID, interval, err)
 	}
@@ -475,6 +476,9 @@ func (s *Service) Verify(ctx context.Context, org store.Org, id, code string) er
 		return wrapf(err, "consume challenge")
 	}
 	s.succeed(ctx, org, c.UserID, "verified")
+	if s.cfg.OnVerified != nil && c.EventID != "" {
+		s.cfg.OnVerified(context.WithoutCancel(ctx), org.ID, c.EventID)
+	}
 	return nil
 }
 

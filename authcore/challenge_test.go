@@ -848,3 +848,35 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestOnVerifiedNamesTheEventOfTheCode: a verification is reported with
+// the jti of the event that carried the verified code (after a resend, the
+// resent one's), so receipts can count conversion by delivering provider.
+func TestOnVerifiedNamesTheEventOfTheCode(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	e := newEnv(t, func(c *authcore.Config) {
+		c.OnVerified = func(_ context.Context, orgID int64, eventID string) {
+			mu.Lock()
+			got = append(got, eventID)
+			mu.Unlock()
+		}
+	})
+	id := e.start("+94771234567", "alice")
+	first, _ := e.nextEvent()
+	e.clk.Add(time.Minute)
+	e.mustDo("POST", challenges+"/"+id+"/resend", e.otp, `{}`, 200)
+	resent, _ := e.nextEvent()
+	if resent.ID == first.ID {
+		t.Fatal("a resend reused the first event's jti")
+	}
+	code := otpInBody.FindStringSubmatch(resent.MessageBody)[1]
+	if r := e.verify(id, code); r.status != 200 {
+		t.Fatalf("verify: %d %s", r.status, r.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != resent.ID {
+		t.Fatalf("OnVerified got %v, want [%s]", got, resent.ID)
+	}
+}

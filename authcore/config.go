@@ -79,6 +79,10 @@ type Config struct {
 	// PublishTimeout bounds how long a request waits for the log to make
 	// an event durable before answering 503. Default 10 s.
 	PublishTimeout time.Duration
+	// OnVerified, if set, is told the org and event jti of every OTP
+	// verified with its code (receipts counts conversion by provider). It
+	// runs after the answer is decided and must not block for long.
+	OnVerified func(ctx context.Context, orgID int64, eventID string)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }

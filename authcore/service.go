@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/access"
@@ -193,10 +192,12 @@ pick:
 }
 
 // publish appends the OTP event and returns once it is durable.
-func (s *Service) publish(ctx context.Context, org store.Org, mobile, body string, now, expiresAt time.Time) error {
+// jti is the event's ID: the challenge keeps it, so a verification can be
+// related to the SMS that carried the code.
+func (s *Service) publish(ctx context.Context, org store.Org, jti, mobile, body string, now, expiresAt time.Time) error {
 	ev := &event.SmsOtpNotificationEvent{
 		Issuer:           s.cfg.PublicURL,
-		ID:               uuid.NewString(),
+		ID:               jti,
 		IssuedAt:         now,
 		Audience:         event.TopicURL(s.cfg.PublicURL, org.Name),
 		OrganizationID:   org.ID,

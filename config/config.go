@@ -110,6 +110,11 @@ type Config struct {
 	OTPLimitPerNumber authcore.Limit
 	OTPLimitPerIP     authcore.Limit
 	OTPLimitPerOrg    authcore.Limit
+	// ReceiptWindow is how long a final delivery receipt may take after a
+	// provider accepted an SMS before the OTP fails over to the org's
+	// fallback provider. Default 60s; 0 disables that failover (undelivered
+	// and failed receipts still fail over).
+	ReceiptWindow time.Duration
 }
 
 // KafkaConfig holds the Kafka client settings.
@@ -339,6 +344,13 @@ var settings = []setting{
 	}},
 	{name: "otp-limit-per-org", def: limitString(authcore.DefaultLimits.PerOrg), usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerOrg, v)
+	}},
+	{name: "receipt-window", def: "60s", usage: "how long after a provider accepted an SMS its final delivery receipt may take before the OTP is sent again through the org's fallback provider (while it is valid); 0 disables this failover (undelivered and failed receipts still fail over)", set: func(c *Config, v string) error {
+		if d, err := time.ParseDuration(v); v == "0" || (err == nil && d == 0) {
+			c.ReceiptWindow = 0
+			return nil
+		}
+		return durationIn(&c.ReceiptWindow, v, time.Second, time.Hour)
 	}},
 }
 

@@ -183,3 +183,21 @@ func TestOTPSendLimits(t *testing.T) {
 		t.Fatalf("config file: %v %v", err, c)
 	}
 }
+
+func TestReceiptWindow(t *testing.T) {
+	c, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil || c.ReceiptWindow != time.Minute {
+		t.Fatalf("default: %v %v, want 1m", c.ReceiptWindow, err)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "0s": 0, "90s": 90 * time.Second, "1h": time.Hour} {
+		c, err := Parse([]string{"--receipt-window", v}, env(nil), &bytes.Buffer{})
+		if err != nil || c.ReceiptWindow != want {
+			t.Errorf("--receipt-window %s: %v %v, want %v", v, c.ReceiptWindow, err, want)
+		}
+	}
+	for _, v := range []string{"500ms", "2h", "soon", "-1s"} {
+		if _, err := Parse(nil, env(map[string]string{"OTPHUB_RECEIPT_WINDOW": v}), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "RECEIPT_WINDOW") {
+			t.Errorf("OTPHUB_RECEIPT_WINDOW=%s: %v, want an error naming it", v, err)
+		}
+	}
+}

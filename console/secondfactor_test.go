@@ -46,7 +46,8 @@ func TestConsoleSMSSecondFactor(t *testing.T) {
 	}
 	b.axe()
 	b.shot("sign-in-sms-otp")
-	otpRe := regexp.MustCompile(`\+94771230000.*?([0-9A-Z]{6,10})`)
+	// The console provider's line ends with the quoted SMS body.
+	otpRe := regexp.MustCompile(`\+94771230000.*"[^"]*? is ([0-9A-Z]{4,10})\.[^"]*"\s*$`)
 	var otp string
 	eventually(t, "the sign-in SMS on the console provider", func() bool {
 		for _, line := range strings.Split(srv.Stdout.String(), "\n") {

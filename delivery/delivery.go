@@ -83,6 +83,11 @@ type Target struct {
 	// OnGone, if set, is called when the destination answers that it is
 	// gone for good (ReasonGone: a WebSub callback's 410 ends its subscription).
 	OnGone func(ctx context.Context) error
+	// OnDelivered, if set, is told of each delivery recorded delivered,
+	// with its result (the provider's message ID) and its expiry bound: an
+	// SMS provider's acceptance, which delivery receipts follow from there.
+	// It runs after the delivery is recorded and must not block for long.
+	OnDelivered func(ctx context.Context, ev *event.SmsOtpNotificationEvent, r Result, expires time.Time)
 }
 
 // Resolver resolves the destinations of an org's event. Implementations

@@ -41,6 +41,12 @@ var metrics = map[string]string{
 	"otphub_http_requests_total":               "counter",
 	"otphub_http_request_duration_seconds":     "histogram",
 	"otphub_login_outcomes_total":              "counter",
+	"otphub_sms_receipt_callbacks_total":       "counter",
+	"otphub_sms_handset_outcomes_total":        "counter",
+	"otphub_sms_receipt_latency_seconds":       "histogram",
+	"otphub_sms_failovers_total":               "counter",
+	"otphub_sms_accepted_total":                "counter",
+	"otphub_sms_otp_verified_total":            "counter",
 }
 
 var metricRef = regexp.MustCompile(`\botphub_[a-z0-9_]+`)
@@ -103,6 +109,9 @@ func TestDashboard(t *testing.T) {
 	raw, err := os.ReadFile("grafana/otphub-dashboard.json")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if chartCopy, err := os.ReadFile("../charts/otphub/files/otphub-dashboard.json"); err != nil || !bytes.Equal(raw, chartCopy) {
+		t.Errorf("charts/otphub/files/otphub-dashboard.json differs from grafana/otphub-dashboard.json (%v): copy it", err)
 	}
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -227,7 +236,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"OtphubDeliveryFailureRateHigh", "OtphubDeliveryBacklogExpiring", "OtphubConsumerLagGrowing",
-		"OtphubDeadLettersIncreasing", "OtphubLogRecordsDeadLettered", "OtphubAbsent", "OtphubCircuitBreakersOpen"} {
+		"OtphubDeadLettersIncreasing", "OtphubLogRecordsDeadLettered", "OtphubAbsent", "OtphubCircuitBreakersOpen", "OtphubSMSHandsetDeliveryRateDrop"} {
 		if !names[want] {
 			t.Errorf("alert %s is missing", want)
 		}

@@ -267,6 +267,11 @@ func (e *Engine) classify(d *job, r delivery.Result) (Decision, *job) {
 func (e *Engine) conclude(d *job, dec Decision, att *store.DeliveryAttempt, r delivery.Result, fb *job) *job {
 	if e.record(d, dec, att, r) {
 		d.finish()
+		if dec.Status == store.DeliveryDelivered && d.target.OnDelivered != nil {
+			ctx, cancel := context.WithTimeout(e.writeCtx, 10*time.Second)
+			d.target.OnDelivered(ctx, d.ev, r, d.expiresAt())
+			cancel()
+		}
 		return fb
 	}
 	if fb != nil {

@@ -117,8 +117,9 @@ schema = {
             "otpLimitPerNumber": SEND_LIMIT,
             "otpLimitPerIP": SEND_LIMIT,
             "otpLimitPerOrg": SEND_LIMIT,
+            "receiptWindow": s(pattern=r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"),
         }, required=["logLevel", "shutdownTimeout", "deliveryMaxAttempts", "deliveryTimeout", "endpointConcurrency", "maxPendingPerDestination",
-                     "otpLimitPerNumber", "otpLimitPerIP", "otpLimitPerOrg"]),
+                     "otpLimitPerNumber", "otpLimitPerIP", "otpLimitPerOrg", "receiptWindow"]),
         "extraEnv": arr(obj({"name": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), "value": s(), "valueFrom": ANY_OBJ}, required=["name"])),
         "extraEnvFrom": arr(ANY_OBJ),
         "extraArgs": arr(s()),
@@ -238,6 +239,12 @@ schema = {
             "namespace": s(),
             "labels": STR_MAP,
             "job": s(minLength=1),
+        }, required=["enabled"]),
+        "grafanaDashboard": obj({
+            "enabled": b(),
+            "namespace": s(),
+            "labels": STR_MAP,
+            "annotations": STR_MAP,
         }, required=["enabled"]),
         "networkPolicy": obj({
             "enabled": b(),

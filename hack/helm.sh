@@ -157,6 +157,19 @@ else
 	echo "skip: promtool or python3/PyYAML missing, PrometheusRule contents not checked (make promtool installs promtool)"
 fi
 
+# The dashboard ConfigMap must carry the dashboard byte for byte.
+if have_pyyaml; then
+	"$HELM" template otphub-ci "$CHART" --kube-version "$KUBE_VERSION" --show-only templates/grafana-dashboard.yaml \
+		--set grafanaDashboard.enabled=true >"$tmp/dashboard.yaml"
+	if python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); sys.exit(d["data"]["otphub-dashboard.json"] + "\n" != open(sys.argv[2]).read() or d["metadata"]["labels"].get("grafana_dashboard") != "1")' \
+		"$tmp/dashboard.yaml" deploy/grafana/otphub-dashboard.json; then
+		echo "ok: the dashboard ConfigMap carries deploy/grafana/otphub-dashboard.json"
+	else
+		echo "FAIL: the dashboard ConfigMap differs from deploy/grafana/otphub-dashboard.json or lacks grafana_dashboard"
+		fail=1
+	fi
+fi
+
 "$HELM" package "$CHART" --destination "$tmp" >/dev/null
 echo "ok: helm package"
 

@@ -48,4 +48,9 @@ if ! cmp -s deploy/prometheus/otphub-alerts.yaml charts/otphub/files/otphub-aler
 	echo "  cp deploy/prometheus/otphub-alerts.yaml charts/otphub/files/" >&2
 	exit 1
 fi
+if ! cmp -s deploy/grafana/otphub-dashboard.json charts/otphub/files/otphub-dashboard.json; then
+	echo "charts/otphub/files/otphub-dashboard.json differs from deploy/grafana/otphub-dashboard.json:" >&2
+	echo "  cp deploy/grafana/otphub-dashboard.json charts/otphub/files/" >&2
+	exit 1
+fi
 echo "promtool: all checks passed"

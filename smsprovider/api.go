@@ -70,7 +70,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, slot string)
 }
 
 func (s *Service) answer(w http.ResponseWriter, r *http.Request, sp stored) {
-	out, err := view(sp)
+	out, err := s.view(sp, org(r).Name)
 	if err != nil {
 		s.internalError(w, r, "encode sms provider", err)
 		return
@@ -202,7 +202,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return
 	}
-	sender, _ := s.sender(sp)
+	sender, _ := s.sender(sp, false) // a test send asks for no receipts
 	now := s.cfg.Now()
 	ev := &event.SmsOtpNotificationEvent{ID: uuid.NewString(), IssuedAt: now, OrganizationID: o.ID,
 		OrganizationName: o.Name, SendTo: req.Mobile, MessageBody: req.Message, ExpiresAt: now.Add(event.DefaultOTPValidity)}

@@ -24,9 +24,13 @@ type envelope struct {
 	Type      string     `json:"type"`
 	Slot      string     `json:"slot,omitempty"`
 	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+	// ReceiptURL (read-only) is where the provider posts the slot's
+	// delivery receipts, when they are on and the URL is fixed (Vonage,
+	// custom gateways).
+	ReceiptURL string `json:"receiptUrl,omitempty"`
 }
 
-var envelopeFields = map[string]bool{"type": true, "slot": true, "updatedAt": true}
+var envelopeFields = map[string]bool{"type": true, "slot": true, "updatedAt": true, "receiptUrl": true}
 
 // parse reads a PUT body (already decoded as a JSON object): its type and
 // that type's configuration. A field of another provider type is refused
@@ -106,8 +110,9 @@ func (s *Service) load(ctx context.Context, orgID int64, slot string) (stored, e
 }
 
 // view is what GET and PUT answer: the configuration with its secrets
-// masked, its type, slot and time of the last change.
-func view(sp stored) (map[string]any, error) {
+// masked, its type, slot and time of the last change, and the receipt URL
+// of org's slot when it takes receipts.
+func (s *Service) view(sp stored, org string) (map[string]any, error) {
 	out := map[string]any{}
 	if sp.cfg != nil {
 		b, err := json.Marshal(sp.cfg.Masked())
@@ -119,6 +124,11 @@ func view(sp stored) (map[string]any, error) {
 		}
 	}
 	out["type"], out["slot"] = sp.row.Type, sp.row.Slot
+	if rc := s.cfg.Receipts; rc != nil && receiptCredentials(sp).ExpectsReceipts() {
+		if u := rc.ReceiptURL(sp.row.Type, org, sp.row.Slot); u != "" {
+			out["receiptUrl"] = u
+		}
+	}
 	if !sp.row.UpdatedAt.IsZero() {
 		out["updatedAt"] = sp.row.UpdatedAt.UTC()
 	}

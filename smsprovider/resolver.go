@@ -86,8 +86,8 @@ func (s *Service) slots(ctx context.Context, orgID int64) (*orgProviders, error)
 		if err != nil {
 			return nil, err
 		}
-		sender, endpoint := s.sender(sp)
-		t := &delivery.Target{Type: sp.row.Type, ID: slot, Endpoint: endpoint, Sender: sender}
+		sender, endpoint := s.sender(sp, true)
+		t := &delivery.Target{Type: sp.row.Type, ID: slot, Endpoint: endpoint, Sender: sender, OnDelivered: s.onDelivered(sp)}
 		if slot == store.ProviderPrimary {
 			op.primary = t
 		} else {

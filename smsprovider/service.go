@@ -22,6 +22,7 @@ import (
 
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider/provider"
 	"github.com/otphub/otphub/store"
 )
@@ -54,6 +55,66 @@ type Config struct {
 	Now func() time.Time
 	// Providers are the provider types offered. Default Registered().
 	Providers []provider.Provider
+	// Receipts, if set, turns delivery receipts on for the configurations
+	// that ask for them: their SMS are sent with its callback URLs, and
+	// each SMS a provider accepted is recorded with it. Nil: no receipts.
+	Receipts Receipts
+}
+
+// Receipts is the delivery receipt service (package receipts) as the
+// provider configurations use it.
+type Receipts interface {
+	// CallbackURL is the per-message receipt URL of an SMS ("" when the
+	// provider type takes none).
+	CallbackURL(typ, org, slot, jti string) string
+	// ReceiptURL is the slot's fixed receipt URL ("" when none).
+	ReceiptURL(typ, org, slot string) string
+	RecordAccepted(ctx context.Context, a receipts.Accepted) error
+}
+
+// receiptConfig is a provider configuration whose provider reports
+// delivery receipts.
+type receiptConfig interface {
+	ReceiptCredentials() receipts.Credentials
+}
+
+// receiptCredentials are what authenticates sp's receipts (a zero value
+// but for the type when its provider reports none).
+func receiptCredentials(sp stored) receipts.Credentials {
+	if rc, ok := sp.cfg.(receiptConfig); ok {
+		return rc.ReceiptCredentials()
+	}
+	return receipts.Credentials{Type: sp.row.Type}
+}
+
+// ReceiptCredentials returns what authenticates the receipts of org's
+// slot (receipts.CredentialSource; store.ErrNotFound when it is empty).
+func (s *Service) ReceiptCredentials(ctx context.Context, orgID int64, slot string) (receipts.Credentials, error) {
+	sp, err := s.load(ctx, orgID, slot)
+	if err != nil {
+		return receipts.Credentials{}, err
+	}
+	return receiptCredentials(sp), nil
+}
+
+// onDelivered records, for receipts, each SMS that slot's provider
+// accepted (nil without a receipt service or for a provider without
+// receipts, like the console).
+func (s *Service) onDelivered(sp stored) func(context.Context, *event.SmsOtpNotificationEvent, delivery.Result, time.Time) {
+	rc := s.cfg.Receipts
+	if _, ok := sp.cfg.(receiptConfig); rc == nil || !ok {
+		return nil
+	}
+	typ, slot, expect := sp.row.Type, sp.row.Slot, receiptCredentials(sp).ExpectsReceipts()
+	return func(ctx context.Context, ev *event.SmsOtpNotificationEvent, r delivery.Result, expires time.Time) {
+		err := rc.RecordAccepted(ctx, receipts.Accepted{OrgID: ev.OrganizationID, EventID: ev.ID, Type: typ, Slot: slot,
+			ProviderMessageID: r.ProviderID, Mobile: ev.SendTo, At: s.cfg.Now(), ExpiresAt: expires, ExpectReceipts: expect})
+		if err != nil {
+			// Receipts for it still update a record they create; only the
+			// no-receipt failover and the conversion count are lost.
+			s.log.Warn("recording an accepted SMS for receipts", "org_id", ev.OrganizationID, "slot", slot, "err", err)
+		}
+	}
 }
 
 // Service is the SMS provider configuration service and resolver.
@@ -149,15 +210,25 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 	return s, nil
 }
 
-// sender builds the Sender of a stored configuration. A configuration
+// sender builds the Sender of a stored configuration, asking for
+// receipts when withReceipts (not for a test send). A configuration
 // that no longer builds (or a console provider on a server that disallows
 // it, or a type no longer offered) yields a Sender failing every attempt
 // as invalid, so deliveries record why instead of vanishing.
-func (s *Service) sender(sp stored) (delivery.Sender, string) {
+func (s *Service) sender(sp stored, withReceipts bool) (delivery.Sender, string) {
 	if sp.p == nil {
 		return invalid{fmt.Errorf("unknown provider type %q", sp.row.Type)}, "unknown:"
 	}
-	snd, err := sp.cfg.NewSender(s.env)
+	env := s.env
+	if rc := s.cfg.Receipts; withReceipts && rc != nil && receiptCredentials(sp).ExpectsReceipts() {
+		e := *s.env
+		typ, slot := sp.row.Type, sp.row.Slot
+		e.ReceiptURL = func(ev *event.SmsOtpNotificationEvent) string {
+			return rc.CallbackURL(typ, ev.OrganizationName, slot, ev.ID)
+		}
+		env = &e
+	}
+	snd, err := sp.cfg.NewSender(env)
 	if err != nil {
 		return invalid{err}, sp.p.Type() + ":"
 	}

@@ -138,6 +138,7 @@ type Challenge struct {
 	Mobile      string // E.164
 	Application string
 	CodeHMAC    []byte // HMAC of the current OTP; never the OTP
+	EventID     string // jti of the current OTP's event; "" for challenges from before migration 0007
 	ExpiresAt   time.Time
 	Resends     int       // resends used
 	LastSentAt  time.Time // when the current OTP was issued
@@ -259,6 +260,9 @@ type DeliveryTask struct {
 	LastStatusCode  int
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	// Handset is what delivery receipts said of an SMS delivery (nil when
+	// nothing is known). Filled by GetDelivery and ListDeliveries only.
+	Handset *SMSReceipt
 }
 
 // DeliveryAttempt is one entry in a task's attempt log.
@@ -323,6 +327,7 @@ type Store interface {
 	Providers
 	Subscriptions
 	Deliveries
+	Receipts
 	SigningKeys
 	Keys
 	Console
@@ -374,10 +379,11 @@ type OTP interface {
 	// gives it back the same way if the send fails. Of concurrent claims
 	// of one turn at most one succeeds.
 	ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error
-	// ReplaceChallengeCode installs a resent OTP if the challenge still has
-	// prevResends resends used, LastSentAt sentAt (the resend's claim) and
-	// is not consumed (else ErrPrecondition): Resends becomes prevResends+1.
-	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error
+	// ReplaceChallengeCode installs a resent OTP (its HMAC and its event's
+	// jti) if the challenge still has prevResends resends used, LastSentAt
+	// sentAt (the resend's claim) and is not consumed (else
+	// ErrPrecondition): Resends becomes prevResends+1.
+	ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error
 	// ConsumeChallenge marks the challenge consumed at now if it is not
 	// consumed yet and its code is still codeHMAC (else ErrPrecondition).
 	// Of concurrent calls at most one succeeds.
@@ -511,6 +517,119 @@ type PayloadEncryption interface {
 	// (of concurrent rotations each moves it one step), and returns the
 	// new settings.
 	RotatePayloadKey(ctx context.Context, orgID int64) (PayloadSettings, error)
+}
+
+// Handset states of an SMS, as delivery receipts report them. Receipts
+// may arrive out of order and more than once: a state never goes back to
+// one of lower rank (queued < sent < undelivered = failed < delivered;
+// a carrier's late "delivered" overrides an earlier failure).
+const (
+	HandsetQueued      = "queued"      // the provider holds the message
+	HandsetSent        = "sent"        // handed to the carrier; no handset receipt yet
+	HandsetDelivered   = "delivered"   // the handset got it
+	HandsetUndelivered = "undelivered" // the carrier could not deliver it
+	HandsetFailed      = "failed"      // the provider could not send it
+)
+
+// Failover outcomes of an SMS receipt record.
+const (
+	FailoverSent       = "sent"        // a fallback delivery task was created
+	FailoverNoFallback = "no_fallback" // the org has no fallback provider
+)
+
+// ReceiptKey names one SMS delivery: the key of its delivery task.
+type ReceiptKey struct {
+	OrgID           int64
+	EventID         string // jti
+	DestinationType string // twilio | vonage | custom
+	DestinationID   string // provider slot
+}
+
+// SMSReceipt is what otphub knows of one SMS after it was handed to a
+// provider: the provider's message ID, the handset state and when each
+// state was first reported, and whether it failed over.
+type SMSReceipt struct {
+	ReceiptKey
+	ProviderMessageID string
+	CountryCode       int       // calling code of the recipient; 0 unknown
+	AcceptedAt        time.Time // the provider's API accepted it; zero when a receipt came first
+	ExpiresAt         time.Time // the OTP's expiry
+	// ReceiptDueAt: with no final receipt by then the SMS fails over.
+	// Zero when no receipt is expected (receipts not configured).
+	ReceiptDueAt  time.Time
+	State         string // a Handset* state; "" before any receipt
+	ErrorCode     string // the provider's error code of the latest failure, if any
+	QueuedAt      time.Time
+	SentAt        time.Time
+	DeliveredAt   time.Time
+	FailedAt      time.Time // undelivered or failed
+	LastReceiptAt time.Time // when the latest receipt was received
+	Receipts      int       // receipts applied (duplicates not counted)
+	// FailoverStatus is "" until the record failed over (Failover*).
+	FailoverStatus string
+	FailoverReason string // undelivered | failed | no_receipt
+	FailoverAt     time.Time
+	UpdatedAt      time.Time
+}
+
+// Receipt is one delivery receipt, as a provider's callback reports it.
+type Receipt struct {
+	ReceiptKey
+	ProviderMessageID string // "" when the callback does not carry it
+	State             string // a Handset* state
+	ErrorCode         string
+	At                time.Time // the provider's time of the state; zero: ReceivedAt
+	ReceivedAt        time.Time
+	CountryCode       int // 0 when unknown
+}
+
+// ReceiptResult is what ApplyReceipt did.
+type ReceiptResult struct {
+	Receipt  SMSReceipt // the record after the receipt
+	Previous string     // State before it
+	// Changed: the state or one of its timestamps moved (false for a
+	// duplicate or a stale, lower-ranked receipt).
+	Changed bool
+}
+
+// Failover is the outcome FailOver records for a receipt record: Status
+// (Failover*), Reason, At, and for FailoverSent the fallback's delivery
+// task (ID, DestinationType, DestinationID, NextAttemptAt, ExpiresAt; the
+// event is copied from the primary's task).
+type Failover struct {
+	Status string
+	Reason string
+	At     time.Time
+	Task   *DeliveryTask
+}
+
+// Receipts keeps what SMS delivery receipts report.
+type Receipts interface {
+	// RecordSMSAccepted stores that the provider accepted the SMS of r's
+	// key: ProviderMessageID, CountryCode, AcceptedAt, ExpiresAt and
+	// ReceiptDueAt. Receipts that arrived first are kept (their state
+	// wins); a record whose ProviderMessageID differs is replaced.
+	RecordSMSAccepted(ctx context.Context, r SMSReceipt) error
+	// ApplyReceipt merges one receipt into its record (creating it when
+	// the receipt came first), atomically: a state of lower rank than the
+	// record's is not applied, but the first time of each state is kept
+	// (a late "sent" still stamps SentAt). ErrPrecondition when both the
+	// record and the receipt name a provider message ID and they differ.
+	ApplyReceipt(ctx context.Context, rc Receipt) (ReceiptResult, error)
+	GetSMSReceipt(ctx context.Context, key ReceiptKey) (SMSReceipt, error)
+	// SMSReceiptsOfEvent returns the org's receipt records of eventID.
+	SMSReceiptsOfEvent(ctx context.Context, orgID int64, eventID string) ([]SMSReceipt, error)
+	// DueFailovers returns up to limit primary-slot records that have not
+	// failed over, whose OTP has not expired at now, and that either
+	// ended undelivered or failed, or expected a final receipt by now and
+	// have none.
+	DueFailovers(ctx context.Context, now time.Time, limit int) ([]SMSReceipt, error)
+	// FailOver records f on key's record if it has not failed over yet
+	// (else ErrPrecondition) and, for FailoverSent, inserts f.Task in the
+	// same transaction with the event of the record's own delivery task
+	// (ErrNotFound when that task does not exist). Of concurrent calls at
+	// most one succeeds: an SMS fails over once.
+	FailOver(ctx context.Context, key ReceiptKey, f Failover) error
 }
 
 // Keys keeps data keys and moves secrets to the current encryption key

@@ -196,6 +196,50 @@ place([
                [(f'sum by (scope) (rate(otphub_otp_send_limited_total{{{SEL}}}[{RI}]))', "{{scope}}")], unit="reqps"),
 ], 8)
 
+HS = "otphub_sms_handset_outcomes_total"
+row("SMS delivery receipts")
+place([
+    stat("Handset delivery rate", "Share of SMS whose delivery receipts say the phone got them (delivered ÷ delivered, undelivered, failed, no_receipt). Alert OtphubSMSHandsetDeliveryRateDrop.",
+         f'sum(rate({HS}{{{SEL}, outcome="delivered"}}[{RI}])) / sum(rate({HS}{{{SEL}}}[{RI}]))',
+         unit="percentunit", steps=[{"color": "red", "value": None}, {"color": "orange", "value": 0.85}, {"color": "green", "value": 0.95}], decimals=1),
+    stat("OTP conversion", "Verified OTPs ÷ OTP SMS accepted by a provider (otphub_sms_otp_verified_total ÷ otphub_sms_accepted_total).",
+         f'sum(rate(otphub_sms_otp_verified_total{{{SEL}}}[{RI}])) / sum(rate(otphub_sms_accepted_total{{{SEL}}}[{RI}]))',
+         unit="percentunit", decimals=1),
+    stat("p90 receipt latency", "From the provider accepting an SMS to its final receipt, 90th percentile.",
+         f'histogram_quantile(0.9, sum by (le) (rate(otphub_sms_receipt_latency_seconds_bucket{{{SEL}}}[{RI}])))', unit="s",
+         steps=steps((30, "orange"), (60, "red"))),
+    stat("Failovers", "SMS handed to the fallback provider after an undelivered or failed receipt, or no final receipt within the window.",
+         f'sum(rate(otphub_sms_failovers_total{{{SEL}, outcome="sent"}}[{RI}]))', unit="reqps"),
+], 4)
+place([
+    timeseries("Handset delivery rate by provider", "Delivered share of the SMS that ended, per provider.",
+               [(f'sum by (provider) (rate({HS}{{{SEL}, outcome="delivered"}}[{RI}])) / sum by (provider) (rate({HS}{{{SEL}}}[{RI}]))', "{{provider}}")],
+               unit="percentunit", thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 0.85}], min0=False),
+    timeseries("Handset delivery by country", "Delivered share per country calling code (the 10 busiest).",
+               [(f'sum by (country) (rate({HS}{{{SEL}, outcome="delivered"}}[{RI}])) / sum by (country) (rate({HS}{{{SEL}}}[{RI}])) and topk(10, sum by (country) (rate({HS}{{{SEL}}}[{RI}])))', "+{{country}}")],
+               unit="percentunit", min0=False),
+    timeseries("Handset outcomes", "otphub_sms_handset_outcomes_total: the first final state of each SMS (delivered, undelivered, failed) or no_receipt.",
+               [(f'sum by (provider, outcome) (rate({HS}{{{SEL}}}[{RI}]))', "{{provider}} {{outcome}}")], unit="reqps", stack=True),
+], 8)
+place([
+    timeseries("Receipt latency by provider", "otphub_sms_receipt_latency_seconds: provider acceptance to final receipt.",
+               [(f'histogram_quantile(0.5, sum by (le, provider) (rate(otphub_sms_receipt_latency_seconds_bucket{{{SEL}}}[{RI}])))', "p50 {{provider}}"),
+                (f'histogram_quantile(0.9, sum by (le, provider) (rate(otphub_sms_receipt_latency_seconds_bucket{{{SEL}}}[{RI}])))', "p90 {{provider}}")],
+               unit="s"),
+    timeseries("Receipt latency p90 by country", "90th percentile of receipt latency per country calling code.",
+               [(f'histogram_quantile(0.9, sum by (le, country) (rate(otphub_sms_receipt_latency_seconds_bucket{{{SEL}}}[{RI}])))', "+{{country}}")],
+               unit="s"),
+    timeseries("OTP conversion by provider and country", "Verified ÷ accepted per provider and calling code.",
+               [(f'sum by (provider, country) (rate(otphub_sms_otp_verified_total{{{SEL}}}[{RI}])) / sum by (provider, country) (rate(otphub_sms_accepted_total{{{SEL}}}[{RI}]))', "{{provider}} +{{country}}")],
+               unit="percentunit"),
+], 8)
+place([
+    timeseries("Failovers", "otphub_sms_failovers_total by the primary's provider, reason (undelivered, failed, no_receipt) and outcome (sent, no_fallback).",
+               [(f'sum by (provider, reason, outcome) (rate(otphub_sms_failovers_total{{{SEL}}}[{RI}])) > 0', "{{provider}} {{reason}} {{outcome}}")], unit="reqps"),
+    timeseries("Receipt callbacks", "otphub_sms_receipt_callbacks_total by result: applied, duplicate (retries, replays), forged, expired (stale signed timestamp), malformed, unknown_message, not_configured, error.",
+               [(f'sum by (provider, result) (rate(otphub_sms_receipt_callbacks_total{{{SEL}}}[{RI}])) > 0', "{{provider}} {{result}}")], unit="reqps"),
+], 8)
+
 row("WebSub hub")
 place([
     timeseries("Subscriptions by state", "otphub_websub_subscriptions: subscriptions by state (max over processes).",

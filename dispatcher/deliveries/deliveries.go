@@ -102,7 +102,44 @@ type deliveryJSON struct {
 	LastStatusCode  int           `json:"lastStatusCode,omitempty"`
 	CreatedAt       time.Time     `json:"createdAt"`
 	UpdatedAt       time.Time     `json:"updatedAt"`
+	Handset         *handsetJSON  `json:"handset,omitempty"`
 	AttemptLog      []attemptJSON `json:"attemptLog,omitempty"`
+}
+
+// handsetJSON is what delivery receipts said of an SMS delivery.
+type handsetJSON struct {
+	State             string        `json:"state,omitempty"`
+	ProviderMessageID string        `json:"providerMessageId,omitempty"`
+	ErrorCode         string        `json:"errorCode,omitempty"`
+	AcceptedAt        *time.Time    `json:"acceptedAt,omitempty"`
+	QueuedAt          *time.Time    `json:"queuedAt,omitempty"`
+	SentAt            *time.Time    `json:"sentAt,omitempty"`
+	DeliveredAt       *time.Time    `json:"deliveredAt,omitempty"`
+	FailedAt          *time.Time    `json:"failedAt,omitempty"`
+	ReceiptDueAt      *time.Time    `json:"receiptDueAt,omitempty"`
+	LastReceiptAt     *time.Time    `json:"lastReceiptAt,omitempty"`
+	Receipts          int           `json:"receipts"`
+	Failover          *failoverJSON `json:"failover,omitempty"`
+}
+
+type failoverJSON struct {
+	Status string    `json:"status"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+func handsetOut(h *store.SMSReceipt) *handsetJSON {
+	if h == nil {
+		return nil
+	}
+	out := &handsetJSON{State: h.State, ProviderMessageID: h.ProviderMessageID, ErrorCode: h.ErrorCode,
+		AcceptedAt: optTime(h.AcceptedAt), QueuedAt: optTime(h.QueuedAt), SentAt: optTime(h.SentAt),
+		DeliveredAt: optTime(h.DeliveredAt), FailedAt: optTime(h.FailedAt), ReceiptDueAt: optTime(h.ReceiptDueAt),
+		LastReceiptAt: optTime(h.LastReceiptAt), Receipts: h.Receipts}
+	if h.FailoverStatus != "" {
+		out.Failover = &failoverJSON{Status: h.FailoverStatus, Reason: h.FailoverReason, At: h.FailoverAt.UTC()}
+	}
+	return out
 }
 
 type attemptJSON struct {
@@ -127,7 +164,7 @@ func deliveryOut(t store.DeliveryTask, atts []store.DeliveryAttempt) deliveryJSO
 		ID: t.ID, EventID: t.EventID, DestinationType: t.DestinationType, DestinationID: t.DestinationID,
 		Status: t.Status, Attempts: t.Attempts, ExpiresAt: optTime(t.ExpiresAt),
 		LastError: t.LastError, LastStatusCode: t.LastStatusCode,
-		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(),
+		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(), Handset: handsetOut(t.Handset),
 	}
 	if t.Status == store.DeliveryPending {
 		out.NextAttemptAt = optTime(t.NextAttemptAt)

@@ -33,6 +33,9 @@ type Config struct {
 	// Headers is "name: value, name2: value2"; optional; see ParseHeaders.
 	// The values are secrets.
 	Headers string `json:"headers,omitempty"`
+	// ReceiptSecret signs the gateway's delivery receipts (Standard
+	// Webhooks; docs/providers.md); receipts need it.
+	ReceiptSecret string `json:"receiptSecret,omitempty"` // secret
 }
 
 // Normalize applies the defaults and upper-cases ContentType and Method.

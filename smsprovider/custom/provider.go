@@ -3,6 +3,7 @@ package custom
 import (
 	"context"
 
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider/provider"
 )
 
@@ -14,6 +15,10 @@ var Provider = provider.Define[Config](Type)
 
 // maxHeadersLen bounds the static header list.
 const maxHeadersLen = 4 << 10
+
+// minReceiptSecretLen: the receipt secret is chosen by the org admin and
+// is all that authenticates a gateway's receipts.
+const minReceiptSecretLen = 16
 
 // Validate checks c and normalizes it: upper-case content type and
 // method, canonical header names.
@@ -30,6 +35,9 @@ func (c *Config) Validate(ctx context.Context, env *provider.Env) error {
 	if len(c.Headers) > maxHeadersLen {
 		return provider.Errorf("headers", "must be at most %d bytes", maxHeadersLen)
 	}
+	if v := c.ReceiptSecret; v != "" && (len(v) < minReceiptSecretLen || len(v) > provider.MaxSecretLen || !printable(v)) {
+		return provider.Errorf("receiptSecret", "must be %d to %d printable ASCII characters without spaces", minReceiptSecretLen, provider.MaxSecretLen)
+	}
 	n := c.Normalize()
 	if _, err := New(n, nil); err != nil {
 		return err
@@ -39,9 +47,19 @@ func (c *Config) Validate(ctx context.Context, env *provider.Env) error {
 	return nil
 }
 
-// Masked returns c with every header value masked.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Masked returns c with every header value and the receipt secret masked.
 func (c *Config) Masked() provider.Config {
 	m := provider.Clone(c)
+	m.ReceiptSecret = provider.MaskSet(c.ReceiptSecret)
 	if c.Headers == "" {
 		return m
 	}
@@ -57,14 +75,19 @@ func (c *Config) Masked() provider.Config {
 	return m
 }
 
-// KeepSecrets restores masked header values: each must be the mask of the
-// stored value of the same header name, in the same order.
+// KeepSecrets restores masked header values (each must be the mask of the
+// stored value of the same header name, in the same order) and a masked
+// receipt secret of the same gateway URL.
 func (c *Config) KeepSecrets(stored provider.Config) error {
+	old, ok := provider.Stored[Config](stored)
+	if err := provider.KeepMasked("receiptSecret", &c.ReceiptSecret, old.ReceiptSecret, ok && c.URL == old.URL,
+		"is masked but does not match the stored receipt secret of this gateway URL; send the secret in full"); err != nil {
+		return err
+	}
 	hs, err := ParseHeaders(c.Headers)
 	if err != nil || !hasMasked(hs) {
 		return nil // Validate reports a malformed list
 	}
-	old, _ := provider.Stored[Config](stored)
 	oldHs, _ := ParseHeaders(old.Headers)
 	for i, h := range hs {
 		if !provider.IsMasked(h.Value) {
@@ -116,9 +139,15 @@ func (c *Config) NewSender(env *provider.Env) (provider.Sender, error) {
 	return New(*c, env.Client)
 }
 
+// ReceiptCredentials are what authenticates c's delivery receipts.
+func (c *Config) ReceiptCredentials() receipts.Credentials {
+	return receipts.Credentials{Type: Type, ReceiptSecret: c.ReceiptSecret}
+}
+
 // Example is a valid configuration.
 func (c *Config) Example() (provider.Config, []string) {
-	secret := "qwer1234asdfzxcv"
+	secret, receipt := "qwer1234asdfzxcv", "receipt-secret-example-0123"
 	return &Config{URL: "https://127.0.0.1:9/sms", ContentType: ContentJSON, Method: "POST",
-		PayloadTemplate: `{"content": {{body}}, "to": {{mobile}}}`, Headers: "Authorisation: " + secret}, []string{secret}
+			PayloadTemplate: `{"content": {{body}}, "to": {{mobile}}}`, Headers: "Authorisation: " + secret, ReceiptSecret: receipt},
+		[]string{secret, receipt}
 }

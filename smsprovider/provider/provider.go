@@ -85,6 +85,10 @@ type Env struct {
 	Stdout io.Writer
 	// Now is the clock.
 	Now func() time.Time
+	// ReceiptURL, when set, is where the provider is asked to report the
+	// delivery receipts of ev's SMS (smsprovider sets it for each slot
+	// that takes receipts; package receipts builds it). Nil: ask for none.
+	ReceiptURL func(ev *event.SmsOtpNotificationEvent) string
 }
 
 // Define returns the Provider named typ whose configuration is a *C.

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider/provider"
 )
 
@@ -61,13 +62,23 @@ func (c *Config) KeepSecrets(stored provider.Config) error {
 		"is masked but does not match the stored token of this account; send the token in full")
 }
 
-// NewSender returns the Sender of c.
+// NewSender returns the Sender of c: with receipts on, every message
+// names its status callback.
 func (c *Config) NewSender(env *provider.Env) (provider.Sender, error) {
-	return New(*c, env.Client, env.Now)
+	cfg := *c
+	if cfg.DeliveryReceipts {
+		cfg.StatusCallback = env.ReceiptURL
+	}
+	return New(cfg, env.Client, env.Now)
+}
+
+// ReceiptCredentials are what authenticates c's status callbacks.
+func (c *Config) ReceiptCredentials() receipts.Credentials {
+	return receipts.Credentials{Type: Type, TwilioReceipts: c.DeliveryReceipts, AccountSID: c.AccountSID, AuthToken: c.AuthToken}
 }
 
 // Example is a valid configuration.
 func (c *Config) Example() (provider.Config, []string) {
 	token := "ExampleAuthToken0000000000000042"
-	return &Config{AccountSID: "AC0123456789abcdef0123456789abcdef", AuthToken: token, From: "+14155550100"}, []string{token}
+	return &Config{AccountSID: "AC0123456789abcdef0123456789abcdef", AuthToken: token, From: "+14155550100", DeliveryReceipts: true}, []string{token}
 }

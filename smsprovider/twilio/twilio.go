@@ -56,6 +56,13 @@ type Config struct {
 	// BaseURL replaces https://api.twilio.com (regional edge, test server).
 	// Default DefaultBaseURL.
 	BaseURL string `json:"baseUrl,omitempty"`
+	// DeliveryReceipts asks Twilio for status callbacks (docs/providers.md,
+	// "Delivery receipts"); they are signed with AuthToken.
+	DeliveryReceipts bool `json:"deliveryReceipts,omitempty"`
+	// StatusCallback, if set, returns the StatusCallback URL of ev's
+	// message: Twilio posts each status change of the message there. ""
+	// sends none. Not configuration: NewSender sets it.
+	StatusCallback func(ev *event.SmsOtpNotificationEvent) string `json:"-"`
 }
 
 // Sender sends OTP SMS through one Twilio account. It is safe for
@@ -111,6 +118,11 @@ func (s *Sender) Send(ctx context.Context, ev *event.SmsOtpNotificationEvent) de
 	}
 	params.SetBody(ev.MessageBody)
 	params.SetValidityPeriod(ValidityPeriod(ev.Expiry(), s.now()))
+	if s.cfg.StatusCallback != nil {
+		if u := s.cfg.StatusCallback(ev); u != "" {
+			params.SetStatusCallback(u)
+		}
+	}
 
 	rec := &recorder{}
 	svc := api.NewApiService(s.handler(ctx, rec))

@@ -60,8 +60,21 @@ func TestSendCreatesMessage(t *testing.T) {
 		t.Fatalf("messaging service: %+v", res)
 	}
 	form = f.lastForm(t)
-	if form.Get("MessagingServiceSid") != testMGSID || form.Has("From") {
+	if form.Get("MessagingServiceSid") != testMGSID || form.Has("From") || form.Has("StatusCallback") {
 		t.Fatalf("form %v", form)
+	}
+
+	// With receipts on, the message names its status callback (the fake
+	// validates the request against Twilio's OpenAPI).
+	cb := newSender(t, srv, Config{StatusCallback: func(ev *event.SmsOtpNotificationEvent) string {
+		return "https://otphub.example/receipts/twilio/acme/primary/" + ev.ID
+	}})
+	ev := testEvent("+94771234567")
+	if res := cb.Send(context.Background(), ev); !res.OK {
+		t.Fatalf("with a status callback: %+v", res)
+	}
+	if got := f.lastForm(t).Get("StatusCallback"); got != "https://otphub.example/receipts/twilio/acme/primary/"+ev.ID {
+		t.Fatalf("StatusCallback = %q", got)
 	}
 }
 

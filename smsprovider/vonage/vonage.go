@@ -34,6 +34,14 @@ type Config struct {
 	// BaseURL replaces https://rest.nexmo.com (test server, local gateway).
 	// Default DefaultBaseURL.
 	BaseURL string `json:"baseUrl,omitempty"`
+	// SignatureSecret and SignatureMethod verify the account's signed
+	// delivery receipts (its dashboard's settings); receipts need them.
+	SignatureSecret string `json:"signatureSecret,omitempty"` // secret
+	SignatureMethod string `json:"signatureMethod,omitempty"`
+	// Callback, if set, returns the delivery receipt URL of ev's SMS (the
+	// SMS API's per-message callback, overriding the dashboard's); ""
+	// sends none. Not configuration: NewSender sets it.
+	Callback func(ev *event.SmsOtpNotificationEvent) string `json:"-"`
 }
 
 // Sender sends OTP SMS through one Vonage account. Safe for concurrent use.
@@ -80,6 +88,11 @@ func (s *Sender) Form(ev *event.SmsOtpNotificationEvent) url.Values {
 	}
 	if !IsGSM7(ev.MessageBody) {
 		f.Set("type", "unicode")
+	}
+	if s.cfg.Callback != nil {
+		if u := s.cfg.Callback(ev); u != "" {
+			f.Set("callback", u)
+		}
 	}
 	return f
 }

@@ -127,6 +127,25 @@ func TestSendSuccess(t *testing.T) {
 	if f.forms[1].Get("type") != "unicode" {
 		t.Fatalf("non-GSM text sent as %q", f.forms[1].Get("type"))
 	}
+	if f.forms[0].Has("callback") {
+		t.Fatalf("a callback without receipts: %v", f.forms[0])
+	}
+
+	// With receipts on, each SMS names its delivery receipt URL.
+	rs, err := New(Config{APIKey: testKey, APISecret: testSecret, From: "+14155550100", BaseURL: srv.URL,
+		Callback: func(*event.SmsOtpNotificationEvent) string {
+			return "https://otphub.example/receipts/vonage/acme/primary"
+		}}, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.statuses = nil
+	if res := rs.Send(context.Background(), testEvent("Your code is 123456")); !res.OK {
+		t.Fatalf("with a callback: %+v", res)
+	}
+	if got := f.forms[len(f.forms)-1].Get("callback"); got != "https://otphub.example/receipts/vonage/acme/primary" {
+		t.Fatalf("callback = %q", got)
+	}
 }
 
 func TestSendFailures(t *testing.T) {

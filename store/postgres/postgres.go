@@ -127,6 +127,7 @@ var dialect = sqlstore.Dialect{
 	Name:                 "postgres",
 	NumberedPlaceholders: true,
 	SkipLocked:           " FOR UPDATE SKIP LOCKED",
+	ForUpdate:            " FOR UPDATE",
 	IsUniqueViolation: func(err error) bool {
 		var pgErr *pgconn.PgError
 		return errors.As(err, &pgErr) && pgErr.Code == "23505"

@@ -89,7 +89,7 @@ func testMessageTemplates(t *testing.T, s store.Store) {
 
 func newChallenge(orgID int64, id string) store.Challenge {
 	return store.Challenge{ID: id, OrgID: orgID, UserID: "alice", Mobile: "+94771234567", Application: "myapp",
-		CodeHMAC: []byte("hmac-1"), ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
+		CodeHMAC: []byte("hmac-1"), EventID: "ev-1", ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
 }
 
 func testChallenges(t *testing.T, s store.Store) {
@@ -107,6 +107,7 @@ func testChallenges(t *testing.T, s store.Store) {
 		t.Fatalf("GetChallenge = %+v, want %+v", got, ch)
 	}
 	eqBytes(t, got.CodeHMAC, ch.CodeHMAC, "CodeHMAC")
+	eq(t, got.EventID, "ev-1", "EventID")
 
 	_, err = s.GetChallenge(c, b.ID, ch.ID)
 	wantErr(t, err, store.ErrNotFound, "GetChallenge with another org's ID")
@@ -124,24 +125,25 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	must(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute)), "ClaimResend")
 	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute+time.Second)), store.ErrPrecondition, "ClaimResend of a turn already claimed")
 	wantErr(t, s.ClaimResend(c, b.ID, ch.ID, 0, at(time.Minute), at(2*time.Minute)), store.ErrNotFound, "ClaimResend through another org")
-	wantErr(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute+time.Second)), store.ErrPrecondition,
+	wantErr(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute+time.Second)), store.ErrPrecondition,
 		"ReplaceChallengeCode under another resend's claim")
 	got, _ := s.GetChallenge(c, a.ID, ch.ID)
 	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after a claim")
 	eqBytes(t, got.CodeHMAC, []byte("hmac-1"), "CodeHMAC after a claim (the old code stays valid)")
-	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
+	must(t, s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-2"), "ev-hmac-2", at(10*time.Minute), at(time.Minute)), "ReplaceChallengeCode")
 	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eq(t, got.Resends, 1, "Resends after one resend")
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after resend")
+	eq(t, got.EventID, "ev-hmac-2", "EventID after resend")
 	eqTime(t, got.ExpiresAt, at(10*time.Minute), "ExpiresAt after resend")
 	eqTime(t, got.LastSentAt, at(time.Minute), "LastSentAt after resend")
 
 	// A stale prevResends (a concurrent resend won) does not apply.
-	err := s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err := s.ReplaceChallengeCode(c, a.ID, ch.ID, 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode with a stale resend count")
-	err = s.ReplaceChallengeCode(c, b.ID, ch.ID, 1, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, b.ID, ch.ID, 1, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode through another org")
-	err = s.ReplaceChallengeCode(c, a.ID, "nope", 0, []byte("hmac-x"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, a.ID, "nope", 0, []byte("hmac-x"), "ev-hmac-x", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrNotFound, "ReplaceChallengeCode(unknown)")
 	got, _ = s.GetChallenge(c, a.ID, ch.ID)
 	eqBytes(t, got.CodeHMAC, []byte("hmac-2"), "CodeHMAC after refused resends")
@@ -155,7 +157,7 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	// The old code no longer consumes it; the new one does, once.
 	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-1"), at(2*time.Minute)), store.ErrPrecondition, "ConsumeChallenge with the replaced code")
 	must(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("hmac-2"), at(2*time.Minute)), "ConsumeChallenge")
-	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), at(10*time.Minute), at(time.Minute))
+	err = s.ReplaceChallengeCode(c, a.ID, ch.ID, 1, []byte("hmac-3"), "ev-hmac-3", at(10*time.Minute), at(time.Minute))
 	wantErr(t, err, store.ErrPrecondition, "ReplaceChallengeCode of a consumed challenge")
 	wantErr(t, s.ClaimResend(c, a.ID, ch.ID, 1, at(time.Minute), at(3*time.Minute)), store.ErrPrecondition, "ClaimResend of a consumed challenge")
 }

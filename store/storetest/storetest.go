@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	cases = append(cases, otpCases...)
 	cases = append(cases, subscriptionCases...)
 	cases = append(cases, deliveryCases...)
+	cases = append(cases, receiptCases...)
 	cases = append(cases, concurrencyCases...)
 	cases = append(cases, consoleCases...)
 	cases = append(cases, loginCases...)

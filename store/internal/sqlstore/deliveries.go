@@ -318,7 +318,11 @@ func (db *DB) GetDelivery(ctx context.Context, orgID int64, id string) (store.De
 	if err := rows.Err(); err != nil {
 		return store.DeliveryTask{}, nil, db.wrap("delivery attempts", err)
 	}
-	return t, out, nil
+	one := []store.DeliveryTask{t}
+	if err := db.attachReceipts(ctx, orgID, one); err != nil {
+		return store.DeliveryTask{}, nil, err
+	}
+	return one[0], out, nil
 }
 
 // FindDelivery returns the org's task of (source, eventID, destType, destID).
@@ -361,7 +365,11 @@ func (db *DB) ListDeliveries(ctx context.Context, orgID int64, f store.DeliveryF
 	if err != nil {
 		return nil, db.wrap("list deliveries", err)
 	}
-	return db.scanTasks(rows, "list deliveries")
+	tasks, err := db.scanTasks(rows, "list deliveries")
+	if err != nil {
+		return nil, err
+	}
+	return tasks, db.attachReceipts(ctx, orgID, tasks)
 }
 
 // RequeueDelivery makes the org's non-pending task pending again, due at
@@ -465,6 +473,11 @@ func (db *DB) PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error
 		c := micros(cutoff)
 		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM delivery_attempts WHERE task_id IN
 			(SELECT id FROM delivery_tasks WHERE status <> 'pending' AND updated_at < ?)`), c); err != nil {
+			return db.wrap("purge deliveries", err)
+		}
+		// Receipt records go with their deliveries: a record is updated at
+		// least when its SMS was accepted, which is after its task began.
+		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM sms_receipts WHERE updated_at < ?`), c); err != nil {
 			return db.wrap("purge deliveries", err)
 		}
 		res, err := tx.ExecContext(ctx, db.q(`DELETE FROM delivery_tasks WHERE status <> 'pending' AND updated_at < ?`), c)

@@ -125,8 +125,8 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 		code = []byte{}
 	}
 	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, application, code_hmac,
-		expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, micros(c.ExpiresAt), c.Resends,
+		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
 		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
 	if err != nil {
 		return db.wrap("create challenge", err)
@@ -149,9 +149,9 @@ const ChallengeRetention = 24 * time.Hour
 func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
 	c := store.Challenge{ID: id, OrgID: orgID}
 	var expires, lastSent, consumed, created int64
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, expires_at, resends,
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, event_id, expires_at, resends,
 		last_sent_at, consumed_at, created_at FROM challenges WHERE org_id = ? AND id = ?`), orgID, id).
-		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &expires, &c.Resends, &lastSent, &consumed, &created)
+		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &c.EventID, &expires, &c.Resends, &lastSent, &consumed, &created)
 	if err != nil {
 		return store.Challenge{}, db.wrap("challenge", err)
 	}
@@ -163,10 +163,10 @@ func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.C
 // ReplaceChallengeCode installs a resent OTP when the challenge still has
 // prevResends resends used and is not consumed; ErrPrecondition otherwise,
 // ErrNotFound when the org has no such challenge.
-func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, expiresAt, sentAt time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, expires_at = ?, resends = resends + 1
+func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, event_id = ?, expires_at = ?, resends = resends + 1
 		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
-		codeHMAC, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
+		codeHMAC, eventID, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
 	if err != nil {
 		return db.wrap("replace challenge code", err)
 	}

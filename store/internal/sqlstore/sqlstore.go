@@ -39,6 +39,10 @@ type Dialect struct {
 	// (" FOR UPDATE SKIP LOCKED" for PostgreSQL; "" for SQLite, whose single
 	// writer serialises leases anyway).
 	SkipLocked string
+	// ForUpdate is appended to a SELECT whose row a transaction then
+	// rewrites (" FOR UPDATE" for PostgreSQL; "" for SQLite, whose
+	// single writer serialises such transactions anyway).
+	ForUpdate string
 	// IsUniqueViolation tells whether err is a unique/primary key violation.
 	IsUniqueViolation func(err error) bool
 	// IsRetryable tells whether a transaction that failed with err may be
