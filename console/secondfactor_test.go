@@ -15,6 +15,13 @@ import (
 // application of the org named by --console-sign-in-org.
 func TestConsoleSMSSecondFactor(t *testing.T) {
 	browser(t)
+	// The console creates its application at the first sign-in…
+	t.Run("NewApplication", func(t *testing.T) { testSecondFactor(t, false) })
+	// …or finds one it kept no secret of, and gives it a new secret.
+	t.Run("FoundApplication", func(t *testing.T) { testSecondFactor(t, true) })
+}
+
+func testSecondFactor(t *testing.T, preexisting bool) {
 	srv := apptest.Start(t, "--console-sign-in-org", "ops")
 	admin := adminAPI(t, srv.URL, srv.AdminClientID, srv.AdminClientSecret)
 	if code, body := admin.do("POST", "/api/v1/orgs", map[string]any{"name": "ops"}); code != 201 {
@@ -22,6 +29,13 @@ func TestConsoleSMSSecondFactor(t *testing.T) {
 	}
 	if code, body := admin.do("PUT", "/api/v1/orgs/ops/sms-provider", map[string]any{"type": "console"}); code != 200 {
 		t.Fatalf("console provider: %d %v", code, body)
+	}
+	if preexisting {
+		if code, body := admin.do("POST", "/api/v1/orgs/ops/applications", map[string]any{"name": "otphub console",
+			"redirectUris": []string{srv.URL + "/console/sign-in/callback"},
+			"loginFlow":    map[string]any{"firstFactors": []string{"pwd"}, "secondFactor": "sms-otp"}}); code != 201 {
+			t.Fatalf("application: %d %v", code, body)
+		}
 	}
 	b := newTab(t, srv.URL, true)
 	// The setup link signs the first admin in (holding it is the proof).
@@ -45,7 +59,9 @@ func TestConsoleSMSSecondFactor(t *testing.T) {
 		t.Fatalf("signed in before the second factor (%s)", l)
 	}
 	b.axe()
-	b.shot("sign-in-sms-otp")
+	if !preexisting {
+		b.shot("sign-in-sms-otp")
+	}
 	// The console provider's line ends with the quoted SMS body.
 	otpRe := regexp.MustCompile(`\+94771230000.*"[^"]*? is ([0-9A-Z]{4,10})\.[^"]*"\s*$`)
 	var otp string
@@ -64,8 +80,21 @@ func TestConsoleSMSSecondFactor(t *testing.T) {
 		t.Fatalf("after the SMS OTP at %s (%s)", b.url(), b.text())
 	}
 	_, audit := admin.do("GET", "/api/v1/audit-log", nil)
-	if !strings.Contains(fmt.Sprint(audit["entries"]), "console.sign_in") {
-		t.Fatalf("no sign-in in the audit log: %v", audit["entries"])
+	entries := fmt.Sprint(audit["entries"])
+	if !strings.Contains(entries, "console.sign_in") {
+		t.Fatalf("no sign-in in the audit log: %v", entries)
+	}
+	want := "POST /api/v1/orgs/{org}/applications"
+	if preexisting {
+		want = "POST /api/v1/orgs/{org}/applications/{id}/secret"
+	}
+	found := false
+	for _, e := range audit["entries"].([]any) {
+		m := e.(map[string]any)
+		found = found || (m["actor"] == "client:console" && m["action"] == want && m["status"] == float64(map[bool]int{false: 201, true: 200}[preexisting]))
+	}
+	if !found {
+		t.Fatalf("the console's application was not made through the API (%q): %v", want, entries)
 	}
 }
 
