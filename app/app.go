@@ -290,18 +290,19 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 	return nil
 }
 
-// route registers the routes of this process's roles, the console and
-// its background runners.
+// route registers the routes of this process's roles and its background
+// runners, and builds the console in front of them.
 func (a *App) route(ctx context.Context, c *components, opts Options) error {
+	cfg := a.cfg
+	auditLog := audit.New(audit.Config{TrustProxyHeaders: cfg.TrustProxyHeaders}, a.store, c.issuer, a.log)
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok", "version": opts.Version})
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	auditLog := audit.New(audit.Config{TrustProxyHeaders: a.cfg.TrustProxyHeaders}, a.store, c.issuer, a.log)
 	a.runners = append(a.runners, c.resealer.Run, c.issuer.Run)
-	api := a.cfg.Has(config.RoleAuthcore) || a.cfg.Has(config.RoleHub)
+	api := cfg.Has(config.RoleAuthcore) || cfg.Has(config.RoleHub)
 	if api {
 		c.issuer.Register(mux, c.issuer)
 		c.tenants.Register(mux, c.issuer)
@@ -312,11 +313,11 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 		c.hub.Register(mux, c.issuer)
 		c.payloadKeys.Register(mux, c.issuer)
 		c.deliveries.Register(mux, c.issuer)
-		auditLog.Register(mux, c.issuer)
 		c.receipts.Register(mux)
+		auditLog.Register(mux, c.issuer)
 		a.runners = append(a.runners, c.backlog.Run)
 	}
-	if a.cfg.Has(config.RoleHub) {
+	if cfg.Has(config.RoleHub) {
 		a.runners = append(a.runners, c.hub.Run)
 	}
 	if c.engine != nil {
@@ -328,13 +329,13 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 	// console in process, passes the audit log on its way to the mux.
 	handler := auditLog.Middleware(mux.ServeMux)
 	if api {
-		con, err := console.New(ctx, console.Config{PublicURL: a.cfg.PublicURL, TrustProxyHeaders: a.cfg.TrustProxyHeaders},
+		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
 			a.store, handler, auditLog, a.log)
 		if err != nil {
 			return fmt.Errorf("console: %w", err)
 		}
-		if a.cfg.ConsoleSignInOrg != "" {
-			con.UseSecondFactor(console.NewSMSStep(con, a.cfg.ConsoleSignInOrg))
+		if cfg.ConsoleSignInOrg != "" {
+			con.UseSecondFactor(console.NewSMSStep(con, cfg.ConsoleSignInOrg))
 		}
 		// Its pages are not on the route recorder: they are not API
 		// operations (docs/openapi.yaml); its API route is.
@@ -428,6 +429,8 @@ func (a *App) ensureAdmin(ctx context.Context, issuer *oauth.Issuer, stdout io.W
 	return nil
 }
 
+// printSetupLink prints, while the console has no platform admin, a
+// one-time link that creates the first one (to stdout, never to the logs).
 func (a *App) printSetupLink(ctx context.Context, con *console.Console, stdout io.Writer) error {
 	link, err := con.SetupLink(ctx)
 	if err != nil {

@@ -330,11 +330,11 @@ type Store interface {
 	Receipts
 	SigningKeys
 	Keys
-	Console
-	Audit
 	Applications
 	LoginFlows
 	PayloadEncryption
+	Console
+	Audit
 	// Ping checks the database is reachable; /readyz uses it.
 	Ping(ctx context.Context) error
 	Close() error

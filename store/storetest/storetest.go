@@ -43,8 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	cases = append(cases, deliveryCases...)
 	cases = append(cases, receiptCases...)
 	cases = append(cases, concurrencyCases...)
-	cases = append(cases, consoleCases...)
 	cases = append(cases, loginCases...)
+	cases = append(cases, consoleCases...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

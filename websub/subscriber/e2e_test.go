@@ -114,6 +114,24 @@ type handlerServer struct {
 	codes    []int
 }
 
+// awaitActive waits until the hub lists an active subscription of org.
+// Start returns once the Listener echoed the hub's challenge; the hub
+// writes the subscription just after it reads that answer, so an event
+// published at once could find no subscriber yet.
+func (o *otphub) awaitActive(t *testing.T, org, token string) {
+	t.Helper()
+	var subs struct{ Subscriptions []struct{ State string } }
+	waitFor(t, "the hub to activate the subscription", func() bool {
+		o.call(http.MethodGet, "/api/v1/orgs/"+org+"/subscriptions", token, nil, &subs, http.StatusOK)
+		for _, s := range subs.Subscriptions {
+			if s.State == "active" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func newHandlerServer(t *testing.T) *handlerServer {
 	h := &handlerServer{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -191,6 +209,7 @@ func TestEndToEndEveryFormat(t *testing.T) {
 			if err := l.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
+			o.awaitActive(t, org, o.token(subID, subSecret))
 			st := l.Status()
 			if !st.Active || st.LeaseSeconds != 864000 {
 				t.Errorf("status %+v (the hub's default lease is 10 days)", st)
@@ -245,6 +264,7 @@ func TestEndToEndHandlerErrorsCauseRetries(t *testing.T) {
 	if err := l.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	o.awaitActive(t, "retries", o.token(subID, subSecret))
 	defer func() {
 		if err := l.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -280,6 +300,7 @@ func TestEndToEndBadSignaturesRefused(t *testing.T) {
 	if err := l.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	o.awaitActive(t, "badsig", o.token(subID, subSecret))
 	defer func() {
 		if err := l.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -335,6 +356,7 @@ func TestEndToEndStandardWebhooksSecret(t *testing.T) {
 	if err := l.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	o.awaitActive(t, "whsecorg", o.token(subID, subSecret))
 	defer func() {
 		if err := l.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)

@@ -66,8 +66,8 @@ type DB struct {
 
 	counterPurge   purger // expired rate counters, from HitCounter
 	challengePurge purger // long-expired challenges, from CreateChallenge
-	sessionPurge   purger // long-ended console sessions, from CreateConsoleSession
 	flowPurge      purger // long-expired login flows, from CreateLoginFlow
+	sessionPurge   purger // long-ended console sessions, from CreateConsoleSession
 }
 
 // New returns a DB on the given handles, sealing secrets under
