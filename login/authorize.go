@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/authcore"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
@@ -29,10 +30,7 @@ const (
 	cookieName   = "otphub_login"
 )
 
-var (
-	codeChallengePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
-	e164Pattern          = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
-)
+var codeChallengePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // requestClaims are a request object's claims (RFC 9101): the
 // authorization parameters, which win over the query's, and what the
@@ -175,7 +173,7 @@ func (s *Service) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("login_required", "the SMS OTP step needs the user: prompt=none is not possible")
 	case !validUser(claims.LoginHint):
 		fail("invalid_request_object", "login_hint: the user id is required: 1 to 128 characters, no control characters")
-	case !e164Pattern.MatchString(claims.PhoneNumber):
+	case !event.ValidMobile(claims.PhoneNumber):
 		fail("invalid_request_object", "phone_number: the user's registered mobile is required, in E.164 form (+ then digits)")
 	default:
 		amr := acceptedAMR(claims.AMR, app.FirstFactors)

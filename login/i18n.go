@@ -321,15 +321,6 @@ func (tr translator) T(key string, args ...any) template.HTML {
 	return template.HTML(fmt.Sprintf(template.HTMLEscapeString(f), esc...))
 }
 
-// Text is T without markup, for places that are not HTML.
-func (tr translator) Text(key string, args ...any) string {
-	f, ok := messages[tr.locale][key]
-	if !ok {
-		f = messages["en"][key]
-	}
-	return fmt.Sprintf(f, args...)
-}
-
 // supported returns the supported locale for tag (its exact match, else
 // its base language), or "".
 func supported(tag string) string {

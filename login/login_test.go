@@ -567,3 +567,27 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// TestWebOTP: with the org's webOtp on, the prompt's SMS ends with the
+// origin-bound line and the page asks the script to use it.
+func TestWebOTP(t *testing.T) {
+	e := newEnv(t)
+	e.do(e.token, "PUT", "/api/v1/orgs/shop/sms-otp/settings", `{"webOtp":true}`, 200)
+	_, html, otp := e.start(browser(), e.authURL(nil, nil))
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	host = host[:strings.LastIndex(host, ":")]
+	if !strings.Contains(e.srv.Stdout.String(), `\n\n@`+host+` #`+otp+`"`) {
+		t.Fatalf("no WebOTP line for %s in:\n%s", host, e.srv.Stdout.String())
+	}
+	if !strings.Contains(html, `data-webotp="on"`) || !strings.Contains(html, `<script src="/login/assets/login.js" defer></script>`) {
+		t.Fatal("the page does not enable WebOTP")
+	}
+	resp, js := get(t, browser(), e.srv.URL+"/login/assets/login.js")
+	if resp.StatusCode != 200 || !strings.Contains(js, "navigator.credentials.get({ otp: { transport: [\"sms\"] }") ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("login.js: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if resp, _ := get(t, browser(), e.srv.URL+"/login/assets/nope.js"); resp.StatusCode != 404 {
+		t.Fatalf("unknown asset: %d", resp.StatusCode)
+	}
+}

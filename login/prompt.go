@@ -167,7 +167,7 @@ func (s *Service) refusal(w http.ResponseWriter, r *http.Request, ss *session, b
 	}
 	s.count(e)
 	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+		httpx.RetryAfter(w, e.RetryAfter)
 	}
 	s.render(w, r, ss, e.Status, view{Backup: backup, Error: s.message(ss.tr, e)})
 }
