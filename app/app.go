@@ -342,6 +342,9 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("console: %w", err)
 		}
+		if cfg.ConsoleSignInOrg != "" {
+			con.UseSecondFactor(console.NewSMSStep(con, cfg.ConsoleSignInOrg))
+		}
 		// Its pages are not on the route recorder: they are not API
 		// operations (docs/openapi.yaml); its API route is.
 		con.Register(mux.ServeMux)

@@ -78,6 +78,9 @@ type Config struct {
 	// AllowConsoleProvider lets orgs choose the development-only console
 	// SMS provider, which prints SMS to standard output. Default false.
 	AllowConsoleProvider bool
+	// ConsoleSignInOrg names the org whose SMS pipeline sends the
+	// console's sign-in codes; "" leaves console sign-in password only.
+	ConsoleSignInOrg string
 	// TrustProxyHeaders makes client-IP limits use X-Forwarded-For. Default false.
 	TrustProxyHeaders bool
 	// LogLevel is debug, info, warn or error. Default info.
@@ -302,6 +305,10 @@ var settings = []setting{
 	}},
 	{name: "allow-console-provider", boolean: true, def: "false", usage: "let orgs choose the development-only console SMS provider (prints SMS to stdout)", set: func(c *Config, v string) error {
 		return boolVal(&c.AllowConsoleProvider, v)
+	}},
+	{name: "console-sign-in-org", usage: "org whose SMS OTP settings, provider and templates send the console's sign-in codes (the second factor after the password, through the hosted login step); empty: console sign-in is password only", set: func(c *Config, v string) error {
+		c.ConsoleSignInOrg = v
+		return nil
 	}},
 	{name: "trust-proxy-headers", boolean: true, def: "false", usage: "take the client IP from X-Forwarded-For (only behind a trusted proxy)", set: func(c *Config, v string) error {
 		return boolVal(&c.TrustProxyHeaders, v)

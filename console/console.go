@@ -247,6 +247,10 @@ func (c *Console) render(w http.ResponseWriter, status int, name string, p page)
 
 func (p *page) path(rest string) string { return p.Base + rest }
 
+// UseSecondFactor makes sign-in ask sf after the password (see
+// SecondFactor); call it before serving.
+func (c *Console) UseSecondFactor(sf SecondFactor) { c.cfg.SecondFactor = sf }
+
 // Register adds the console routes to mux.
 func (c *Console) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {

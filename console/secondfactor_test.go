@@ -1,0 +1,109 @@
+package console_test
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/otphub/otphub/app/apptest"
+)
+
+// TestConsoleSMSSecondFactor signs in to the console with a password and
+// then the SMS OTP of otphub's own hosted login step, the console being an
+// application of the org named by --console-sign-in-org.
+func TestConsoleSMSSecondFactor(t *testing.T) {
+	browser(t)
+	// The console creates its application at the first sign-in…
+	t.Run("NewApplication", func(t *testing.T) { testSecondFactor(t, false) })
+	// …or finds one it kept no secret of, and gives it a new secret.
+	t.Run("FoundApplication", func(t *testing.T) { testSecondFactor(t, true) })
+}
+
+func testSecondFactor(t *testing.T, preexisting bool) {
+	srv := apptest.Start(t, "--console-sign-in-org", "ops")
+	admin := adminAPI(t, srv.URL, srv.AdminClientID, srv.AdminClientSecret)
+	if code, body := admin.do("POST", "/api/v1/orgs", map[string]any{"name": "ops"}); code != 201 {
+		t.Fatalf("create org: %d %v", code, body)
+	}
+	if code, body := admin.do("PUT", "/api/v1/orgs/ops/sms-provider", map[string]any{"type": "console"}); code != 200 {
+		t.Fatalf("console provider: %d %v", code, body)
+	}
+	if preexisting {
+		if code, body := admin.do("POST", "/api/v1/orgs/ops/applications", map[string]any{"name": "otphub console",
+			"redirectUris": []string{srv.URL + "/console/sign-in/callback"},
+			"loginFlow":    map[string]any{"firstFactors": []string{"pwd"}, "secondFactor": "sms-otp"}}); code != 201 {
+			t.Fatalf("application: %d %v", code, body)
+		}
+	}
+	b := newTab(t, srv.URL, true)
+	// The setup link signs the first admin in (holding it is the proof).
+	b.open(srv.ConsoleSetupLink)
+	b.fill("Email", "root@example.com")
+	b.fill("Your name", "Root")
+	b.fill("Mobile number", "+94771230000")
+	b.fill("Password", password)
+	b.fill("Password again", password)
+	b.press("Create account")
+	b.press("Sign out")
+
+	b.open("/console/sign-in?next=/console/platform/users")
+	b.fill("Email", "root@example.com")
+	b.fill("Password", password)
+	b.press("Sign in")
+	if !strings.Contains(b.url(), "/login/") {
+		t.Fatalf("after the password at %s, want the hosted SMS OTP step", b.url())
+	}
+	if _, l := statusOf(t, srv.URL+"/console/platform/users"); !strings.Contains(l, "/console/sign-in") {
+		t.Fatalf("signed in before the second factor (%s)", l)
+	}
+	b.axe()
+	if !preexisting {
+		b.shot("sign-in-sms-otp")
+	}
+	// The console provider's line ends with the quoted SMS body.
+	otpRe := regexp.MustCompile(`\+94771230000.*"[^"]*? is ([0-9A-Z]{4,10})\.[^"]*"\s*$`)
+	var otp string
+	eventually(t, "the sign-in SMS on the console provider", func() bool {
+		for _, line := range strings.Split(srv.Stdout.String(), "\n") {
+			if m := otpRe.FindStringSubmatch(line); m != nil && strings.Contains(line, "otphub console") {
+				otp = m[1]
+			}
+		}
+		return otp != ""
+	})
+	t.Logf("the sign-in SMS: %s", otp)
+	b.fill("Verification code", otp)
+	b.press("Continue")
+	if !strings.HasSuffix(b.url(), "/console/platform/users") {
+		t.Fatalf("after the SMS OTP at %s (%s)", b.url(), b.text())
+	}
+	_, audit := admin.do("GET", "/api/v1/audit-log", nil)
+	entries := fmt.Sprint(audit["entries"])
+	if !strings.Contains(entries, "console.sign_in") {
+		t.Fatalf("no sign-in in the audit log: %v", entries)
+	}
+	want := "POST /api/v1/orgs/{org}/applications"
+	if preexisting {
+		want = "POST /api/v1/orgs/{org}/applications/{id}/secret"
+	}
+	found := false
+	for _, e := range audit["entries"].([]any) {
+		m := e.(map[string]any)
+		found = found || (m["actor"] == "client:console" && m["action"] == want && m["status"] == float64(map[bool]int{false: 201, true: 200}[preexisting]))
+	}
+	if !found {
+		t.Fatalf("the console's application was not made through the API (%q): %v", want, entries)
+	}
+}
+
+func statusOf(t *testing.T, u string) (int, string) {
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Location")
+}
