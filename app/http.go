@@ -42,30 +42,6 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += n
-	return n, err
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 // instrument wraps the mux with request IDs, panic recovery, access logs
 // and metrics. It logs method, route pattern, status and duration — never
 // the query string or body, which may carry secrets.
@@ -80,7 +56,7 @@ func instrument(mux *http.ServeMux, next http.Handler, log *slog.Logger, m *http
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &httpx.StatusRecorder{ResponseWriter: w}
 		_, route := mux.Handler(r)
 		if route == "" {
 			route = "unmatched"
@@ -91,15 +67,12 @@ func instrument(mux *http.ServeMux, next http.Handler, log *slog.Logger, m *http
 					panic(p)
 				}
 				log.Error("handler panic", "request_id", id, "route", route, "panic", p)
-				if rec.status == 0 {
+				if rec.Status == 0 {
 					httpx.Error(rec, http.StatusInternalServerError, "internal_error", "internal error; request ID "+id)
 				}
 			}
 			d := time.Since(start)
-			code := rec.status
-			if code == 0 {
-				code = http.StatusOK
-			}
+			code := rec.Code()
 			m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 			m.duration.WithLabelValues(route).Observe(d.Seconds())
 			level := slog.LevelInfo
@@ -107,7 +80,7 @@ func instrument(mux *http.ServeMux, next http.Handler, log *slog.Logger, m *http
 				level = slog.LevelDebug
 			}
 			log.Log(r.Context(), level, "http request", "request_id", id, "method", r.Method,
-				"route", route, "status", code, "bytes", rec.bytes, "duration_ms", float64(d.Microseconds())/1000)
+				"route", route, "status", code, "bytes", rec.Bytes, "duration_ms", float64(d.Microseconds())/1000)
 		}()
 		var out http.ResponseWriter = rec
 		if route == "unmatched" {

@@ -97,11 +97,11 @@ func (l *Log) Middleware(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		rec := &statusWriter{ResponseWriter: w}
+		rec := &statusWriter{StatusRecorder: httpx.StatusRecorder{ResponseWriter: w}}
 		mux.ServeHTTP(rec, r)
 		e := store.AuditEntry{
 			Org: r.PathValue("org"), Actor: p.Actor(), Action: action, Target: r.URL.Path,
-			Status: rec.code(), IP: l.ClientIP(r), RequestID: w.Header().Get("X-Request-Id"),
+			Status: rec.Code(), IP: l.ClientIP(r), RequestID: w.Header().Get("X-Request-Id"),
 		}
 		if form != nil {
 			mode := form.Get("hub.mode")
@@ -112,7 +112,7 @@ func (l *Log) Middleware(mux *http.ServeMux) http.Handler {
 			e.Target = form.Get("hub.callback")
 			e.Org = topicOrg(form.Get("hub.topic"))
 		}
-		if pattern == "POST /api/v1/orgs" && rec.code() < 300 {
+		if pattern == "POST /api/v1/orgs" && rec.Code() < 300 {
 			e.Target = "/api/v1/orgs/" + rec.created
 		}
 		l.Append(r.Context(), e)
@@ -187,25 +187,16 @@ func topicOrg(topic string) string {
 	return org
 }
 
+// statusWriter records the status and, for a 201, the name of the org a
+// POST /api/v1/orgs created.
 type statusWriter struct {
-	http.ResponseWriter
-	status  int
-	created string // the name of an org a POST /api/v1/orgs created
+	httpx.StatusRecorder
+	created string
 	buf     []byte
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if w.status == http.StatusCreated && len(w.buf) < 1024 {
+	if w.Code() == http.StatusCreated && len(w.buf) < 1024 {
 		w.buf = append(w.buf, b...)
 		if _, after, ok := bytes.Cut(w.buf, []byte(`"name":"`)); ok {
 			if name, _, ok := bytes.Cut(after, []byte(`"`)); ok {
@@ -213,16 +204,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 			}
 		}
 	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) code() int {
-	if w.status == 0 {
-		return http.StatusOK
-	}
-	return w.status
+	return w.StatusRecorder.Write(b)
 }
 
 // Register adds the audit log API to mux.

@@ -19,6 +19,7 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
 )
 
@@ -55,25 +56,6 @@ func (r *Receiver) SetAnswer(a Answer) {
 	r.mu.Unlock()
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, event.MaxEventBytes+1))
 	if err != nil {
@@ -95,16 +77,13 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	nth, answer := r.requests[ev.ID], r.answer
 	r.mu.Unlock()
 
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &httpx.StatusRecorder{ResponseWriter: w}
 	if answer == nil {
 		sw.WriteHeader(http.StatusNoContent)
 	} else {
 		answer(sw, req, ev.ID, nth)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
 	}
-	if sw.status >= 200 && sw.status < 300 {
+	if code := sw.Code(); code >= 200 && code < 300 {
 		r.mu.Lock()
 		r.delivered[ev.ID]++
 		r.order = append(r.order, ev.ID)
