@@ -35,7 +35,7 @@ func (c *Config) Validate(ctx context.Context, env *provider.Env) error {
 	if len(c.Headers) > maxHeadersLen {
 		return provider.Errorf("headers", "must be at most %d bytes", maxHeadersLen)
 	}
-	if v := c.ReceiptSecret; v != "" && (len(v) < minReceiptSecretLen || len(v) > provider.MaxSecretLen || !printable(v)) {
+	if v := c.ReceiptSecret; v != "" && (len(v) < minReceiptSecretLen || len(v) > provider.MaxSecretLen || !provider.PrintableSecret(v)) {
 		return provider.Errorf("receiptSecret", "must be %d to %d printable ASCII characters without spaces", minReceiptSecretLen, provider.MaxSecretLen)
 	}
 	n := c.Normalize()
@@ -45,15 +45,6 @@ func (c *Config) Validate(ctx context.Context, env *provider.Env) error {
 	hs, _ := ParseHeaders(n.Headers)
 	c.ContentType, c.Method, c.Headers = n.ContentType, n.Method, FormatHeaders(hs)
 	return nil
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // Masked returns c with every header value and the receipt secret masked.

@@ -195,6 +195,18 @@ const (
 	MaxSecretLen = 256
 )
 
+// PrintableSecret tells whether s is made of printable ASCII without spaces,
+// the characters a provider secret (auth token, API or signature secret,
+// receipt secret) may hold.
+func PrintableSecret(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // CheckURL checks and normalizes the provider URL *raw of field: absolute
 // https (http only when AllowHTTP), no credentials or fragment, a query
 // only when queryOK (a gateway URL; a base URL also loses its trailing

@@ -29,7 +29,7 @@ func (c *Config) Validate(ctx context.Context, env *provider.Env) error {
 		return provider.Errorf("apiKey", "must be 1 to 64 letters and digits")
 	case c.APISecret == "":
 		return provider.Errorf("apiSecret", "is required")
-	case len(c.APISecret) > provider.MaxSecretLen || !printableASCII(c.APISecret):
+	case len(c.APISecret) > provider.MaxSecretLen || !provider.PrintableSecret(c.APISecret):
 		return provider.Errorf("apiSecret", "must be at most %d printable ASCII characters without spaces", provider.MaxSecretLen)
 	case c.From == "":
 		return provider.Errorf("sender", "is required")
@@ -52,7 +52,7 @@ func (c *Config) checkSignature() error {
 		return provider.Errorf("signatureMethod", "needs signatureSecret")
 	case c.SignatureSecret == "":
 		return nil
-	case len(c.SignatureSecret) > provider.MaxSecretLen || !printableASCII(c.SignatureSecret):
+	case len(c.SignatureSecret) > provider.MaxSecretLen || !provider.PrintableSecret(c.SignatureSecret):
 		return provider.Errorf("signatureSecret", "must be at most %d printable ASCII characters without spaces", provider.MaxSecretLen)
 	case c.SignatureMethod == "":
 		c.SignatureMethod = receipts.SignatureMD5Hash
@@ -61,15 +61,6 @@ func (c *Config) checkSignature() error {
 			strings.Join(receipts.SignatureMethods, ", "))
 	}
 	return nil
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // Masked returns c with its API secret masked.
