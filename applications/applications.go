@@ -63,9 +63,7 @@ func New(st store.Store, logger *slog.Logger) (*API, error) {
 // Register adds the applications routes to mux; every one needs the org's
 // admin scope.
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
-	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(a.st, a.log, h)))
-	}
+	admin := orgs.Scoped(v, access.ScopeAdmin, a.st, a.log)
 	const base = "/api/v1/orgs/{org}/applications"
 	mux.Handle("POST "+base, admin(a.create))
 	mux.Handle("GET "+base, admin(a.list))

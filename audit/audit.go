@@ -209,8 +209,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Register adds the audit log API to mux.
 func (l *Log) Register(mux httpx.Mux, v access.Verifier) {
-	mux.Handle("GET /api/v1/orgs/{org}/audit-log", access.Authenticate(v, access.Require(access.ScopeAdmin,
-		orgs.With(l.st, l.log, http.HandlerFunc(l.handleList)))))
+	mux.Handle("GET /api/v1/orgs/{org}/audit-log", orgs.Scoped(v, access.ScopeAdmin, l.st, l.log)(l.handleList))
 	mux.Handle("GET /api/v1/audit-log", access.Authenticate(v, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, _ := access.FromContext(r.Context()); !p.PlatformAdmin {
 			httpx.Error(w, http.StatusForbidden, "forbidden", "only the platform admin may read the whole audit log")

@@ -64,7 +64,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, logger *slog.Logger, reg
 // templates needs admin (which implies otp).
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route := func(pattern, scope string, h http.HandlerFunc) {
-		mux.Handle(pattern, access.Authenticate(v, access.Require(scope, orgs.With(s.st, s.log, h))))
+		mux.Handle(pattern, orgs.Scoped(v, scope, s.st, s.log)(h))
 	}
 	const base = "/api/v1/orgs/{org}"
 	route("GET "+base+"/sms-otp/settings", access.ScopeOTP, s.getSettings)

@@ -28,9 +28,7 @@ const maxTestMessage = 1600
 //	PUT|GET|DELETE /api/v1/orgs/{org}/sms-provider/fallback  the fallback slot
 //	POST           /api/v1/orgs/{org}/sms-provider/test      send a test SMS
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
-	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(s.st, s.log, h)))
-	}
+	admin := orgs.Scoped(v, access.ScopeAdmin, s.st, s.log)
 	for path, slot := range map[string]string{
 		"/api/v1/orgs/{org}/sms-provider":          store.ProviderPrimary,
 		"/api/v1/orgs/{org}/sms-provider/fallback": store.ProviderFallback,

@@ -61,9 +61,7 @@ func New(cfg Config, st store.Store, logger *slog.Logger) (*API, error) {
 
 // Register adds the orgs and clients routes to mux.
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
-	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(a.st, a.log, h)))
-	}
+	admin := orgs.Scoped(v, access.ScopeAdmin, a.st, a.log)
 	mux.Handle("POST /api/v1/orgs", access.Authenticate(v, requirePlatformAdmin(http.HandlerFunc(a.createOrg))))
 	mux.Handle("GET /api/v1/orgs", access.Authenticate(v, requirePlatformAdmin(http.HandlerFunc(a.listOrgs))))
 	mux.Handle("GET /api/v1/orgs/{org}", access.Authenticate(v, requireMember(orgs.With(a.st, a.log, http.HandlerFunc(a.getOrg)))))

@@ -99,9 +99,7 @@ func New(cfg Config, st Store, logger *slog.Logger) (*API, error) {
 // Responses never carry the event itself (it holds the OTP and the mobile
 // number).
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
-	admin := func(h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(access.ScopeAdmin, orgs.With(a.st, a.log, h)))
-	}
+	admin := orgs.Scoped(v, access.ScopeAdmin, a.st, a.log)
 	mux.Handle("GET /api/v1/orgs/{org}/deliveries", admin(a.listDeliveries))
 	mux.Handle("GET /api/v1/orgs/{org}/deliveries/{id}", admin(a.getDelivery))
 	mux.Handle("POST /api/v1/orgs/{org}/deliveries/{id}/retry", admin(a.retryDelivery))

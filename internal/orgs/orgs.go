@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/otphub/otphub/access"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/store"
@@ -48,10 +49,9 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 type orgKey struct{}
 
 // With resolves the {org} path value and stores the org in the request
-// context (read it with From); log receives store failures. Put it inside access.Require so only
-// authorised callers can tell an unknown org from a forbidden one:
-//
-//	access.Authenticate(v, access.Require(scope, orgs.With(st, log, h)))
+// context (read it with From); log receives store failures. Put it inside
+// access.Require (Scoped does) so only authorised callers can tell an
+// unknown org from a forbidden one.
 func With(st Getter, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o, err := Resolve(r.Context(), st, r.PathValue("org"))
@@ -61,6 +61,16 @@ func With(st Getter, log *slog.Logger, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), orgKey{}, o)))
 	})
+}
+
+// Scoped returns the guard every route of an org API goes through:
+// authenticate with v, require scope, then resolve {org} (With), in that
+// order, so only authorised callers can tell an unknown org from a
+// forbidden one.
+func Scoped(v access.Verifier, scope string, st Getter, log *slog.Logger) func(http.HandlerFunc) http.Handler {
+	return func(h http.HandlerFunc) http.Handler {
+		return access.Authenticate(v, access.Require(scope, With(st, log, h)))
+	}
 }
 
 // From returns the org stored by With.

@@ -134,13 +134,11 @@ func New(st store.Store, changed func(org string), logger *slog.Logger) *Service
 //	PUT  /api/v1/orgs/{org}/payload-encryption            {"enabled": …}: encryption of asgardeo deliveries on or off (admin scope)
 //	POST /api/v1/orgs/{org}/payload-encryption/rotate     a new key; the current one becomes the previous (admin scope)
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
-	with := func(scope string, h http.HandlerFunc) http.Handler {
-		return access.Authenticate(v, access.Require(scope, orgs.With(s.st, s.log, h)))
-	}
-	mux.Handle("GET /crypto/{org}/keys/dec/{n}", with(access.ScopeSubscribe, s.handleKey))
-	mux.Handle("GET /api/v1/orgs/{org}/payload-encryption", with(access.ScopeAdmin, s.handleGet))
-	mux.Handle("PUT /api/v1/orgs/{org}/payload-encryption", with(access.ScopeAdmin, s.handlePut))
-	mux.Handle("POST /api/v1/orgs/{org}/payload-encryption/rotate", with(access.ScopeAdmin, s.handleRotate))
+	subscriber, admin := orgs.Scoped(v, access.ScopeSubscribe, s.st, s.log), orgs.Scoped(v, access.ScopeAdmin, s.st, s.log)
+	mux.Handle("GET /crypto/{org}/keys/dec/{n}", subscriber(s.handleKey))
+	mux.Handle("GET /api/v1/orgs/{org}/payload-encryption", admin(s.handleGet))
+	mux.Handle("PUT /api/v1/orgs/{org}/payload-encryption", admin(s.handlePut))
+	mux.Handle("POST /api/v1/orgs/{org}/payload-encryption/rotate", admin(s.handleRotate))
 }
 
 // handleKey answers the trigger's fetchDecryptionKey: 0 is the current
