@@ -163,20 +163,12 @@ func (t *Template) addLiteral(tmpl string, from, to int) {
 // change the meaning of the escape.
 func (t *Template) parseJSON(tmpl string) error {
 	inString, escaped, hexLeft := false, false, 0
-	start := 0
-	for i := 0; i < len(tmpl); {
-		if name, n, ok := placeholderAt(tmpl, i); ok {
-			if escaped || hexLeft > 0 {
-				return templateError(tmpl, i, "a placeholder cannot be part of a backslash escape")
-			}
-			t.addLiteral(tmpl, start, i)
-			if err := t.addPlaceholder(tmpl, i, name, inString); err != nil {
-				return err
-			}
-			i += n
-			start = i
-			continue
+	return t.split(tmpl, func(i int) (bool, error) {
+		if escaped || hexLeft > 0 {
+			return false, templateError(tmpl, i, "a placeholder cannot be part of a backslash escape")
 		}
+		return inString, nil
+	}, func(i int) error {
 		c := tmpl[i]
 		switch {
 		case !inString:
@@ -199,6 +191,34 @@ func (t *Template) parseJSON(tmpl string) error {
 			escaped = true
 		case c == '"':
 			inString = false
+		}
+		return nil
+	})
+}
+
+// split is the one walk over a template both content types share: it cuts
+// tmpl into literal and placeholder segments. placeholder is asked, at each
+// placeholder's offset, whether it may stand there and whether it sits
+// inside a JSON string; literal checks each literal byte against the
+// content type's rules.
+func (t *Template) split(tmpl string, placeholder func(i int) (inString bool, err error), literal func(i int) error) error {
+	start := 0
+	for i := 0; i < len(tmpl); {
+		if name, n, ok := placeholderAt(tmpl, i); ok {
+			inString, err := placeholder(i)
+			if err != nil {
+				return err
+			}
+			t.addLiteral(tmpl, start, i)
+			if err := t.addPlaceholder(tmpl, i, name, inString); err != nil {
+				return err
+			}
+			i += n
+			start = i
+			continue
+		}
+		if err := literal(i); err != nil {
+			return err
 		}
 		i++
 	}
@@ -247,17 +267,7 @@ func (t *Template) checkJSON(tmpl string) error {
 // parseForm splits a urlencoded template: literal text must already be
 // URL-encoded (no spaces, controls, non-ASCII, bare '%' or ';').
 func (t *Template) parseForm(tmpl string) error {
-	start := 0
-	for i := 0; i < len(tmpl); {
-		if name, n, ok := placeholderAt(tmpl, i); ok {
-			t.addLiteral(tmpl, start, i)
-			if err := t.addPlaceholder(tmpl, i, name, false); err != nil {
-				return err
-			}
-			i += n
-			start = i
-			continue
-		}
+	err := t.split(tmpl, func(int) (bool, error) { return false, nil }, func(i int) error {
 		c := tmpl[i]
 		switch {
 		case c <= ' ' || c >= 0x7f:
@@ -269,9 +279,11 @@ func (t *Template) parseForm(tmpl string) error {
 				return templateError(tmpl, i, "'%%' must start a %%XX escape")
 			}
 		}
-		i++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	t.addLiteral(tmpl, start, len(tmpl))
 	if _, err := url.ParseQuery(string(t.Render(sampleBody, sampleMobile))); err != nil {
 		return templateError(tmpl, 0, "not a valid urlencoded body: %v", err)
 	}
