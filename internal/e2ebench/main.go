@@ -67,12 +67,18 @@ func main() {
 	openDur := flag.Duration("open-duration", 10*time.Second, "open loop: length of each offered-rate phase")
 	drain := flag.Duration("open-drain", 60*time.Second, "open loop: how long to wait for accepted events after a phase")
 	maxInflight := flag.Int("open-max-inflight", 2000, "open loop: the load client's bound on requests in flight")
-	openProfile := flag.String("open-cpuprofile", "", "open loop: write a CPU profile of otphub during the highest publish rate's phase to this file")
-	quick := flag.Bool("quick", os.Getenv("E2EBENCH_QUICK") != "", "quick mode (also E2EBENCH_QUICK=1): embedded only, 1 subscriber, 2s phases, 3 open-loop rates; a few minutes on 2 cores")
+	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase: CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
+	quick := flag.Bool("quick", os.Getenv("E2EBENCH_QUICK") != "", "quick mode (also E2EBENCH_QUICK=1): embedded only, 1 subscriber, 2s phases, 3 open-loop rates; a few minutes on 2 cores (flags given explicitly still win)")
 	flag.Parse()
 	if *quick {
-		*dur, *modes, *subsList = 2*time.Second, "embedded", "1"
-		*openRates, *challengeRates, *openDur, *drain = "500,1500,4000", "800", 4*time.Second, 30*time.Second
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"duration": "2s", "modes": "embedded", "subs": "1",
+			"open-rates": "500,1500,4000", "challenge-rates": "800", "open-duration": "4s", "open-drain": "30s"} {
+			if !set[name] {
+				_ = flag.Set(name, v)
+			}
+		}
 	}
 	oc := openConfig{dur: *openDur, drain: *drain, conc: *conc, maxInflight: *maxInflight, profileOut: *openProfile}
 	var err error
