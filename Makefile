@@ -37,14 +37,16 @@ lint: fmt-check vet
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: Go micro-benchmarks of the hot paths, then the end-to-end
-## benchmark that writes docs/benchmarks.md.
+## benchmarks (closed loop in one process; open loop with the load client,
+## the webhook receiver and otphub as three processes) that write
+## docs/benchmarks.md. `make bench-e2e BENCH_QUICK=1`: a few minutes on 2 cores.
 bench: bench-go bench-e2e
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./... | grep -E '^(Benchmark|ok|pkg:)'
 
 bench-e2e:
-	$(GO) run ./internal/e2ebench -out docs/benchmarks.md
+	$(GO) run ./internal/e2ebench -out docs/benchmarks.md $(if $(BENCH_QUICK),-quick)
 
 ## soak: the long reliability suite (kill -9 under load, hanging endpoints,
 ## throttling providers, scale-out with Kafka and PostgreSQL).

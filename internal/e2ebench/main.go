@@ -1,13 +1,21 @@
 // Command e2ebench measures otphub end to end on this machine and writes
-// the figures to docs/benchmarks.md: events/s published and delivered,
-// publish → delivered latency (p50/p99/max) at full load and at half load,
-// and peak RSS, for the embedded default and for Kafka mode (an in-process
-// Kafka-protocol broker), for 1 and for 100 subscribers, next to the raw
-// loopback HTTP POST rate measured in the same run with the same client and
-// receiver (the practical ceiling of this machine).
+// the figures to docs/benchmarks.md, each next to a raw loopback HTTP POST
+// rate measured in the same run with the same client and receiver (the
+// practical ceiling of this machine).
 //
-// Everything runs in this one process over loopback sockets, so the peak
-// RSS figure covers otphub, the receivers and the load generator together.
+// The closed loop (this file) runs everything in this one process: events/s
+// published and delivered, publish → delivered latency (p50/p99/max) at
+// full load and at half load, and peak RSS, for the embedded default and
+// for Kafka mode (an in-process Kafka-protocol broker), for 1 and for 100
+// subscribers. The peak RSS figure covers otphub, the receivers and the
+// load generator together.
+//
+// The open loop (openloop.go) runs the load client, the webhook receiver and
+// otphub as three processes and offers requests on a schedule, at rates
+// below and above capacity: hub publish → webhook and SMS OTP challenge
+// start → webhook.
+//
+// -quick (or E2EBENCH_QUICK=1) is a short run for a loaded 2-core machine.
 package main
 
 import (
@@ -42,6 +50,9 @@ import (
 )
 
 func main() {
+	if role := os.Getenv(roleEnv); role != "" {
+		runRole(role)
+	}
 	out := flag.String("out", "", "write the markdown report to this file (default: stdout only)")
 	dur := flag.Duration("duration", 5*time.Second, "length of each measured phase")
 	conc := flag.Int("concurrency", 32, "concurrent publishers (and raw-loop posters)")
@@ -50,7 +61,36 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	blockProfile := flag.String("blockprofile", "", "write a blocking profile (waits over 1ms) of the whole run to this file")
 	pprofAddr := flag.String("pprof-addr", "", "serve net/http/pprof on this loopback address during the run")
+	closed := flag.Bool("closed", true, "run the closed-loop measurement (one process)")
+	openRates := flag.String("open-rates", "350,900,1800,3600", "open loop: offered hub publishes/s, one phase each (empty: none)")
+	challengeRates := flag.String("challenge-rates", "300,1200", "open loop: offered SMS OTP challenge starts/s, one phase each (empty: none)")
+	openDur := flag.Duration("open-duration", 10*time.Second, "open loop: length of each offered-rate phase")
+	drain := flag.Duration("open-drain", 60*time.Second, "open loop: how long to wait for accepted events after a phase")
+	maxInflight := flag.Int("open-max-inflight", 2000, "open loop: the load client's bound on requests in flight")
+	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase: CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
+	quick := flag.Bool("quick", os.Getenv("E2EBENCH_QUICK") != "", "quick mode (also E2EBENCH_QUICK=1): embedded only, 1 subscriber, 2s phases, 3 open-loop rates; a few minutes on 2 cores (flags given explicitly still win)")
 	flag.Parse()
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"duration": "2s", "modes": "embedded", "subs": "1",
+			"open-rates": "500,1500,4000", "challenge-rates": "800", "open-duration": "4s", "open-drain": "30s"} {
+			if !set[name] {
+				_ = flag.Set(name, v)
+			}
+		}
+	}
+	oc := openConfig{dur: *openDur, drain: *drain, conc: *conc, maxInflight: *maxInflight, profileOut: *openProfile}
+	var err error
+	if oc.publishRates, err = parseRates(*openRates); err != nil {
+		log.Fatalf("-open-rates: %v", err)
+	}
+	if oc.challengeRates, err = parseRates(*challengeRates); err != nil {
+		log.Fatalf("-challenge-rates: %v", err)
+	}
+	if len(oc.publishRates) > 0 {
+		oc.profileRate = slices.Max(oc.publishRates)
+	}
 	if *blockProfile != "" {
 		runtime.SetBlockProfileRate(int(time.Millisecond))
 		defer func() {
@@ -76,7 +116,13 @@ func main() {
 	}
 
 	var rows []row
+	if !*closed {
+		*modes = ""
+	}
 	for _, mode := range strings.Split(*modes, ",") {
+		if mode == "" {
+			continue
+		}
 		for _, s := range strings.Split(*subsList, ",") {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 {
@@ -92,7 +138,20 @@ func main() {
 			rows = append(rows, r)
 		}
 	}
-	report := render(rows, *dur, *conc)
+	var open openResult
+	if len(oc.publishRates)+len(oc.challengeRates) > 0 {
+		if open, err = measureOpen(oc); err != nil {
+			log.Printf("open loop: %v", err)
+			pprof.StopCPUProfile()
+			os.Exit(1)
+		}
+	}
+	report := render(rows, *dur, *conc, *quick, strings.Join(os.Args[1:], " "))
+	if len(open.rows) > 0 {
+		var b strings.Builder
+		renderOpen(&b, open, oc)
+		report += b.String()
+	}
 	fmt.Print(report)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {
@@ -582,10 +641,19 @@ func peakRSSMiB() float64 {
 	return 0
 }
 
-func render(rows []row, dur time.Duration, conc int) string {
+func render(rows []row, dur time.Duration, conc int, quick bool, args string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# otphub benchmarks\n\nWritten by `make bench` (`go run ./internal/e2ebench -out docs/benchmarks.md`) on %s, %s/%s, %d CPUs, %s.\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	mode := ""
+	if quick {
+		mode = " (quick mode: shorter phases, fewer rates)"
+	}
+	fmt.Fprintf(&b, "# otphub benchmarks\n\nWritten by `make bench` (`go run ./internal/e2ebench %s`)%s on %s, %s/%s, %d CPUs, %s. "+
+		"The machine is shared with other work, so figures vary between runs (±25 %% is usual); compare ratios to the raw rate of the same run.\n",
+		args, mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	if len(rows) == 0 {
+		return b.String()
+	}
+	b.WriteString("\n## Closed loop: one process, each publisher waits for its delivery\n\n")
 	fmt.Fprintf(&b, "Each phase lasts %s with %d concurrent publishers; everything (otphub, receivers, load) runs in one process over loopback.\n\n", dur, conc)
 	b.WriteString("A delivery is one event POSTed (signed) to one subscriber; with 100 subscribers each published event becomes 100 deliveries.\n")
 	b.WriteString("Each publisher keeps one event in flight end to end: it publishes, waits until every subscriber received it, then publishes the next; so the figures are what the pipeline sustains, not a backlog. Each subscriber is its own endpoint (its own port).\n")
