@@ -315,6 +315,96 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("Applications", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/")
+		b.follow("Applications")
+		b.fill("Name", "Shop")
+		b.fill("Redirect URIs", "https://shop.example/cb\nhttp://shop.example/cb")
+		b.press("Create application")
+		b.wantFieldError("Redirect URIs", "Line 2: http is allowed only on a loopback host")
+		b.fill("Redirect URIs", "https://shop.example/cb\nhttp://127.0.0.1:9/cb")
+		b.check("Username & password", false)
+		b.press("Create application")
+		b.wantText("Choose at least one first factor")
+		b.check("Username & password", true)
+		b.check("Magic link", true)
+		b.check("Add SMS OTP as a second factor", false)
+		b.press("Create application")
+		b.wantFieldError("Add SMS OTP as a second factor", "keep it on")
+		b.check("Add SMS OTP as a second factor", true)
+		b.check("Enable backup codes", true)
+		b.press("Create application")
+		b.wantText("Application created", "Client secret")
+		secret := get(b, chromedpEval[string](`document.getElementById("new-app-client-secret").textContent`))
+		id := get(b, chromedpEval[string](`document.getElementById("new-app-client-id").textContent`))
+		b.axe()
+		b.shot("applications")
+		// The shown secret authenticates the application at the token
+		// endpoint (the bogus code is refused after that), a wrong one not.
+		token := func(secret string) string {
+			req, _ := http.NewRequest("POST", srv.URL+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"authorization_code"}, "code": {"bogus"}, "redirect_uri": {"https://shop.example/cb"}, "code_verifier": {strings.Repeat("v", 43)}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(id, secret)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return string(body)
+		}
+		if got := token(secret); !strings.Contains(got, "invalid_grant") {
+			t.Fatalf("the shown secret: %s", got)
+		}
+		if got := token(secret + "x"); !strings.Contains(got, "invalid_client") {
+			t.Fatalf("a wrong secret: %s", got)
+		}
+		code, body := admin.do("GET", "/api/v1/orgs/acme/applications", nil)
+		apps, _ := body["applications"].([]any)
+		if code != 200 || len(apps) != 1 || fmt.Sprint(apps[0].(map[string]any)["loginFlow"]) != "map[backupCodes:true firstFactors:[magic_link pwd] secondFactor:sms-otp]" ||
+			fmt.Sprint(apps[0].(map[string]any)["redirectUris"]) != "[http://127.0.0.1:9/cb https://shop.example/cb]" {
+			t.Fatalf("applications API: %d %v", code, body)
+		}
+		appID := apps[0].(map[string]any)["id"].(string)
+		b.open("/console/orgs/acme/applications")
+		if strings.Contains(get(b, chromedpHTML()), secret) {
+			t.Fatal("the application secret is shown again")
+		}
+		b.follow("Shop")
+		b.follow("Login Flow")
+		b.check("Federated (an identity provider)", true)
+		b.check("Magic link", false)
+		b.check("Enable backup codes", false)
+		b.press("Save login flow")
+		b.wantText("Login flow saved.")
+		b.axe()
+		b.shot("application-login-flow")
+		b.follow("General")
+		b.fill("Redirect URIs", "https://shop.example/cb#frag")
+		b.press("Save application")
+		b.wantFieldError("Redirect URIs", "fragment")
+		b.fill("Name", "Shop & Co")
+		b.fill("Redirect URIs", "https://shop.example/callback")
+		b.press("Save application")
+		b.wantText("Application saved.")
+		code, body = admin.do("GET", "/api/v1/orgs/acme/applications/"+appID, nil)
+		if code != 200 || body["name"] != "Shop & Co" || fmt.Sprint(body["redirectUris"]) != "[https://shop.example/callback]" ||
+			fmt.Sprint(body["loginFlow"]) != "map[backupCodes:false firstFactors:[fed pwd] secondFactor:sms-otp]" {
+			t.Fatalf("after edits the API returns %d %v", code, body)
+		}
+		b.press("Make a new client secret")
+		b.wantText("New client secret made")
+		if rotated := get(b, chromedpEval[string](`document.getElementById("new-app-client-secret").textContent`)); rotated == secret || !strings.Contains(token(rotated), "invalid_grant") || !strings.Contains(token(secret), "invalid_client") {
+			t.Fatal("the rotated secret is not the one that works")
+		}
+		b.press("Delete application")
+		b.wantText("Application deleted")
+		if code, _ := admin.do("GET", "/api/v1/orgs/acme/applications/"+appID, nil); code != 404 {
+			t.Fatalf("deleted application: %d", code)
+		}
+	})
+
 	t.Run("AuditLog", func(t *testing.T) {
 		b.t = t
 		b.open("/console/orgs/acme/audit")
