@@ -893,6 +893,7 @@ type delivery struct {
 	LastStatusCode  int        `json:"lastStatusCode"`
 	CreatedAt       time.Time  `json:"createdAt"`
 	UpdatedAt       time.Time  `json:"updatedAt"`
+	Handset         *handset   `json:"handset"`
 	AttemptLog      []struct {
 		Number     int       `json:"number"`
 		StartedAt  time.Time `json:"startedAt"`
@@ -901,6 +902,27 @@ type delivery struct {
 		Outcome    string    `json:"outcome"`
 		Error      string    `json:"error"`
 	} `json:"attemptLog"`
+}
+
+// handset is what the provider's delivery receipts said of an SMS
+// delivery (docs/providers.md, "Delivery receipts").
+type handset struct {
+	State             string     `json:"state"`
+	ProviderMessageID string     `json:"providerMessageId"`
+	ErrorCode         string     `json:"errorCode"`
+	AcceptedAt        *time.Time `json:"acceptedAt"`
+	QueuedAt          *time.Time `json:"queuedAt"`
+	SentAt            *time.Time `json:"sentAt"`
+	DeliveredAt       *time.Time `json:"deliveredAt"`
+	FailedAt          *time.Time `json:"failedAt"`
+	ReceiptDueAt      *time.Time `json:"receiptDueAt"`
+	LastReceiptAt     *time.Time `json:"lastReceiptAt"`
+	Receipts          int        `json:"receipts"`
+	Failover          *struct {
+		Status string    `json:"status"`
+		Reason string    `json:"reason"`
+		At     time.Time `json:"at"`
+	} `json:"failover"`
 }
 
 type deliveryList struct {

@@ -1,14 +1,19 @@
 package console_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -277,6 +282,67 @@ func TestConsole(t *testing.T) {
 		noun := map[bool]string{true: "delivery", false: "deliveries"}[count[1] == "1"]
 		b.press("Replay " + count[1] + " " + noun)
 		b.wantText(count[1] + " " + noun + " requeued.")
+	})
+
+	t.Run("HandsetState", func(t *testing.T) {
+		b.t = t
+		// The primary provider becomes a custom gateway that posts delivery
+		// receipts, signed the Standard Webhooks way with its receipt secret.
+		gw, gwGot := gateway(t)
+		const receiptSecret = "receipt-secret-0123456789"
+		if code, body := admin.do("PUT", "/api/v1/orgs/acme/sms-provider", map[string]any{"type": "custom", "url": gw.URL + "/send",
+			"payloadTemplate": `{"content": {{body}}, "to": {{mobile}}}`, "receiptSecret": receiptSecret}); code != 200 {
+			t.Fatalf("custom provider with receipts: %d %v", code, body)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/sms-otp/challenges", map[string]any{"mobile": "+94771234568", "userId": "u2", "application": "shop"}); code != 201 {
+			t.Fatalf("start challenge: %d %v", code, body)
+		}
+		eventually(t, "the gateway to get the SMS", func() bool { return gwGot.count() > 0 })
+		gwGot.mu.Lock()
+		jti := gwGot.forms[0].Get("idempotency-key")
+		gwGot.mu.Unlock()
+		receipt := func(status, errorCode string) {
+			body := fmt.Sprintf(`{"id":%q,"status":%q,"messageId":"gw-77","errorCode":%q,"to":"+94771234568"}`, jti, status, errorCode)
+			id, ts := "msg_"+status, strconv.FormatInt(time.Now().Unix(), 10)
+			mac := hmac.New(sha256.New, []byte(receiptSecret))
+			mac.Write([]byte(id + "." + ts + "." + body))
+			req, _ := http.NewRequest("POST", srv.URL+"/receipts/custom/acme/primary", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("webhook-id", id)
+			req.Header.Set("webhook-timestamp", ts)
+			req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("receipt %s: %d", status, resp.StatusCode)
+			}
+		}
+		// Receipts after the acceptance is recorded (an earlier one would be
+		// merged too, but then dropped if the answer named another message).
+		eventually(t, "the accepted SMS in the deliveries API", func() bool {
+			_, body := admin.do("GET", "/api/v1/orgs/acme/deliveries?status=delivered", nil)
+			ds, _ := body["deliveries"].([]any)
+			for _, d := range ds {
+				h, _ := d.(map[string]any)["handset"].(map[string]any)
+				if h != nil && h["acceptedAt"] != nil && h["state"] == nil {
+					return true
+				}
+			}
+			return false
+		})
+		receipt("sent", "")
+		receipt("undelivered", "E30")
+		eventually(t, "the SMS delivery with its handset state", func() bool {
+			b.open("/console/orgs/acme/deliveries")
+			return strings.Contains(b.text(), "undelivered (error E30)")
+		})
+		b.navigate(chromedpClickFirst(`//tr[td[contains(., "undelivered")]]//a[contains(@href, "/deliveries/")]`))
+		b.wantText("Handset (delivery receipts)", "Handset state", "undelivered", "gw-77", "Provider error code", "E30", "Sent", "Failed", "Failover", "sent through the fallback provider (undelivered)")
+		b.axe()
+		b.shot("delivery-handset")
 	})
 
 	t.Run("OAuthClients", func(t *testing.T) {
