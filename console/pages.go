@@ -177,6 +177,49 @@ type overviewData struct {
 	ByStatus   []statusCount
 	Deliveries int
 	Chart      *hourChart
+	Handset    *handsetSummary
+}
+
+// handsetSummary is what delivery receipts said of the SMS deliveries of
+// the last 24 hours among the records the overview reads.
+type handsetSummary struct {
+	Total, Delivered, Failed, Awaiting int
+	Rate                               int    // delivered, percent of those with a final receipt
+	Median, P90                        string // acceptance to delivery
+}
+
+func summarizeHandsets(ds []delivery, now time.Time) *handsetSummary {
+	h := &handsetSummary{}
+	var lat []time.Duration
+	for _, d := range ds {
+		if d.Handset == nil || d.CreatedAt.Before(now.Add(-24*time.Hour)) {
+			continue
+		}
+		h.Total++
+		switch d.Handset.State {
+		case "delivered":
+			h.Delivered++
+			if d.Handset.AcceptedAt != nil && d.Handset.DeliveredAt != nil {
+				lat = append(lat, d.Handset.DeliveredAt.Sub(*d.Handset.AcceptedAt))
+			}
+		case "undelivered", "failed":
+			h.Failed++
+		default:
+			h.Awaiting++
+		}
+	}
+	if h.Total == 0 {
+		return nil
+	}
+	if final := h.Delivered + h.Failed; final > 0 {
+		h.Rate = h.Delivered * 100 / final
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		h.Median = lat[len(lat)/2].Round(time.Millisecond).String()
+		h.P90 = lat[len(lat)*9/10].Round(time.Millisecond).String()
+	}
+	return h
 }
 
 // hourChart is deliveries per hour over the last 24 hours, stacked by
@@ -277,6 +320,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 		}
 		d.Deliveries = len(dl.Deliveries)
 		d.Chart = deliveryChart(dl.Deliveries, c.cfg.Now())
+		d.Handset = summarizeHandsets(dl.Deliveries, c.cfg.Now())
 		for _, st := range deliveryStatuses {
 			if n := counts[st]; n > 0 {
 				d.ByStatus = append(d.ByStatus, statusCount{st, n, n * 100 / d.Deliveries})
