@@ -421,7 +421,7 @@ func gateway(t *testing.T) (*httptest.Server, *recorded) {
 	rec := &recorded{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		rec.add(url.Values{"authorisation": {r.Header.Get("Authorisation")}}, string(b))
+		rec.add(url.Values{"authorisation": {r.Header.Get("Authorisation")}, "idempotency-key": {r.Header.Get("Idempotency-Key")}}, string(b))
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(srv.Close)

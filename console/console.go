@@ -147,8 +147,9 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
-	"join": strings.Join,
-	"has":  func(list []string, v string) bool { return slices.Contains(list, v) },
+	"join":        strings.Join,
+	"has":         func(list []string, v string) bool { return slices.Contains(list, v) },
+	"factorLabel": factorLabel,
 	"plural": func(n int, one, many string) string {
 		if n == 1 {
 			return one

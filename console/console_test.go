@@ -343,3 +343,32 @@ func TestFlashCannotBeForged(t *testing.T) {
 		t.Fatal("the console's own message is not shown")
 	}
 }
+
+func TestSummarizeHandsets(t *testing.T) {
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
+	sms := func(state string, created time.Time, lat time.Duration) delivery {
+		h := &handset{State: state, AcceptedAt: at(-time.Hour)}
+		if state == "delivered" {
+			h.DeliveredAt = at(-time.Hour + lat)
+		}
+		return delivery{CreatedAt: created, Handset: h}
+	}
+	ds := []delivery{
+		sms("delivered", now.Add(-time.Hour), 2*time.Second),
+		sms("delivered", now.Add(-time.Hour), 4*time.Second),
+		sms("delivered", now.Add(-time.Hour), 9*time.Second),
+		sms("undelivered", now.Add(-time.Hour), 0),
+		sms("sent", now.Add(-time.Hour), 0),
+		sms("delivered", now.Add(-25*time.Hour), time.Minute), // too old
+		{CreatedAt: now.Add(-time.Hour)},                      // a webhook delivery
+	}
+	got := summarizeHandsets(ds, now)
+	want := handsetSummary{Total: 5, Delivered: 3, Failed: 1, Awaiting: 1, Rate: 75, Median: "4s", P90: "9s"}
+	if got == nil || *got != want {
+		t.Fatalf("summary %+v, want %+v", got, want)
+	}
+	if summarizeHandsets(ds[6:], now) != nil {
+		t.Fatal("a summary without SMS receipts")
+	}
+}

@@ -57,6 +57,12 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	org("GET "+base+"/clients", "clients", c.clientsPage)
 	org("POST "+base+"/clients", "clients", c.clientCreate)
 	org("POST "+base+"/clients/{id}/delete", "clients", c.clientDelete)
+	org("GET "+base+"/applications", "applications", c.applicationsPage)
+	org("POST "+base+"/applications", "applications", c.applicationCreate)
+	org("GET "+base+"/applications/{id}", "applications", c.applicationPage)
+	org("POST "+base+"/applications/{id}", "applications", c.applicationSave)
+	org("POST "+base+"/applications/{id}/secret", "applications", c.applicationSecret)
+	org("POST "+base+"/applications/{id}/delete", "applications", c.applicationDelete)
 	org("GET "+base+"/audit", "audit", c.auditPage)
 	org("GET "+base+"/team", "team", c.usersPage)
 	org("POST "+base+"/team", "team", c.userInvite)
@@ -171,6 +177,49 @@ type overviewData struct {
 	ByStatus   []statusCount
 	Deliveries int
 	Chart      *hourChart
+	Handset    *handsetSummary
+}
+
+// handsetSummary is what delivery receipts said of the SMS deliveries of
+// the last 24 hours among the records the overview reads.
+type handsetSummary struct {
+	Total, Delivered, Failed, Awaiting int
+	Rate                               int    // delivered, percent of those with a final receipt
+	Median, P90                        string // acceptance to delivery
+}
+
+func summarizeHandsets(ds []delivery, now time.Time) *handsetSummary {
+	h := &handsetSummary{}
+	var lat []time.Duration
+	for _, d := range ds {
+		if d.Handset == nil || d.CreatedAt.Before(now.Add(-24*time.Hour)) {
+			continue
+		}
+		h.Total++
+		switch d.Handset.State {
+		case "delivered":
+			h.Delivered++
+			if d.Handset.AcceptedAt != nil && d.Handset.DeliveredAt != nil {
+				lat = append(lat, d.Handset.DeliveredAt.Sub(*d.Handset.AcceptedAt))
+			}
+		case "undelivered", "failed":
+			h.Failed++
+		default:
+			h.Awaiting++
+		}
+	}
+	if h.Total == 0 {
+		return nil
+	}
+	if final := h.Delivered + h.Failed; final > 0 {
+		h.Rate = h.Delivered * 100 / final
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		h.Median = lat[len(lat)/2].Round(time.Millisecond).String()
+		h.P90 = lat[len(lat)*9/10].Round(time.Millisecond).String()
+	}
+	return h
 }
 
 // hourChart is deliveries per hour over the last 24 hours, stacked by
@@ -271,6 +320,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 		}
 		d.Deliveries = len(dl.Deliveries)
 		d.Chart = deliveryChart(dl.Deliveries, c.cfg.Now())
+		d.Handset = summarizeHandsets(dl.Deliveries, c.cfg.Now())
 		for _, st := range deliveryStatuses {
 			if n := counts[st]; n > 0 {
 				d.ByStatus = append(d.ByStatus, statusCount{st, n, n * 100 / d.Deliveries})
@@ -887,6 +937,7 @@ type delivery struct {
 	LastStatusCode  int        `json:"lastStatusCode"`
 	CreatedAt       time.Time  `json:"createdAt"`
 	UpdatedAt       time.Time  `json:"updatedAt"`
+	Handset         *handset   `json:"handset"`
 	AttemptLog      []struct {
 		Number     int       `json:"number"`
 		StartedAt  time.Time `json:"startedAt"`
@@ -895,6 +946,27 @@ type delivery struct {
 		Outcome    string    `json:"outcome"`
 		Error      string    `json:"error"`
 	} `json:"attemptLog"`
+}
+
+// handset is what the provider's delivery receipts said of an SMS
+// delivery (docs/providers.md, "Delivery receipts").
+type handset struct {
+	State             string     `json:"state"`
+	ProviderMessageID string     `json:"providerMessageId"`
+	ErrorCode         string     `json:"errorCode"`
+	AcceptedAt        *time.Time `json:"acceptedAt"`
+	QueuedAt          *time.Time `json:"queuedAt"`
+	SentAt            *time.Time `json:"sentAt"`
+	DeliveredAt       *time.Time `json:"deliveredAt"`
+	FailedAt          *time.Time `json:"failedAt"`
+	ReceiptDueAt      *time.Time `json:"receiptDueAt"`
+	LastReceiptAt     *time.Time `json:"lastReceiptAt"`
+	Receipts          int        `json:"receipts"`
+	Failover          *struct {
+		Status string    `json:"status"`
+		Reason string    `json:"reason"`
+		At     time.Time `json:"at"`
+	} `json:"failover"`
 }
 
 type deliveryList struct {

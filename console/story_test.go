@@ -1,14 +1,19 @@
 package console_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -279,6 +284,67 @@ func TestConsole(t *testing.T) {
 		b.wantText(count[1] + " " + noun + " requeued.")
 	})
 
+	t.Run("HandsetState", func(t *testing.T) {
+		b.t = t
+		// The primary provider becomes a custom gateway that posts delivery
+		// receipts, signed the Standard Webhooks way with its receipt secret.
+		gw, gwGot := gateway(t)
+		const receiptSecret = "receipt-secret-0123456789"
+		if code, body := admin.do("PUT", "/api/v1/orgs/acme/sms-provider", map[string]any{"type": "custom", "url": gw.URL + "/send",
+			"payloadTemplate": `{"content": {{body}}, "to": {{mobile}}}`, "receiptSecret": receiptSecret}); code != 200 {
+			t.Fatalf("custom provider with receipts: %d %v", code, body)
+		}
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/sms-otp/challenges", map[string]any{"mobile": "+94771234568", "userId": "u2", "application": "shop"}); code != 201 {
+			t.Fatalf("start challenge: %d %v", code, body)
+		}
+		eventually(t, "the gateway to get the SMS", func() bool { return gwGot.count() > 0 })
+		gwGot.mu.Lock()
+		jti := gwGot.forms[0].Get("idempotency-key")
+		gwGot.mu.Unlock()
+		receipt := func(status, errorCode string) {
+			body := fmt.Sprintf(`{"id":%q,"status":%q,"messageId":"gw-77","errorCode":%q,"to":"+94771234568"}`, jti, status, errorCode)
+			id, ts := "msg_"+status, strconv.FormatInt(time.Now().Unix(), 10)
+			mac := hmac.New(sha256.New, []byte(receiptSecret))
+			mac.Write([]byte(id + "." + ts + "." + body))
+			req, _ := http.NewRequest("POST", srv.URL+"/receipts/custom/acme/primary", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("webhook-id", id)
+			req.Header.Set("webhook-timestamp", ts)
+			req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("receipt %s: %d", status, resp.StatusCode)
+			}
+		}
+		// Receipts after the acceptance is recorded (an earlier one would be
+		// merged too, but then dropped if the answer named another message).
+		eventually(t, "the accepted SMS in the deliveries API", func() bool {
+			_, body := admin.do("GET", "/api/v1/orgs/acme/deliveries?status=delivered", nil)
+			ds, _ := body["deliveries"].([]any)
+			for _, d := range ds {
+				h, _ := d.(map[string]any)["handset"].(map[string]any)
+				if h != nil && h["acceptedAt"] != nil && h["state"] == nil {
+					return true
+				}
+			}
+			return false
+		})
+		receipt("sent", "")
+		receipt("undelivered", "E30")
+		eventually(t, "the SMS delivery with its handset state", func() bool {
+			b.open("/console/orgs/acme/deliveries")
+			return strings.Contains(b.text(), "undelivered (error E30)")
+		})
+		b.navigate(chromedpClickFirst(`//tr[td[contains(., "undelivered")]]//a[contains(@href, "/deliveries/")]`))
+		b.wantText("Handset (delivery receipts)", "Handset state", "undelivered", "gw-77", "Provider error code", "E30", "Sent", "Failed", "Failover", "sent through the fallback provider (undelivered)")
+		b.axe()
+		b.shot("delivery-handset")
+	})
+
 	t.Run("OAuthClients", func(t *testing.T) {
 		b.t = t
 		b.open("/console/orgs/acme/clients")
@@ -312,6 +378,96 @@ func TestConsole(t *testing.T) {
 		b.wantText("Client deleted")
 		if len(b.dialogs) == 0 {
 			t.Fatal("delete asked for no confirmation")
+		}
+	})
+
+	t.Run("Applications", func(t *testing.T) {
+		b.t = t
+		b.open("/console/orgs/acme/")
+		b.follow("Applications")
+		b.fill("Name", "Shop")
+		b.fill("Redirect URIs", "https://shop.example/cb\nhttp://shop.example/cb")
+		b.press("Create application")
+		b.wantFieldError("Redirect URIs", "Line 2: http is allowed only on a loopback host")
+		b.fill("Redirect URIs", "https://shop.example/cb\nhttp://127.0.0.1:9/cb")
+		b.check("Username & password", false)
+		b.press("Create application")
+		b.wantText("Choose at least one first factor")
+		b.check("Username & password", true)
+		b.check("Magic link", true)
+		b.check("Add SMS OTP as a second factor", false)
+		b.press("Create application")
+		b.wantFieldError("Add SMS OTP as a second factor", "keep it on")
+		b.check("Add SMS OTP as a second factor", true)
+		b.check("Enable backup codes", true)
+		b.press("Create application")
+		b.wantText("Application created", "Client secret")
+		secret := get(b, chromedpEval[string](`document.getElementById("new-app-client-secret").textContent`))
+		id := get(b, chromedpEval[string](`document.getElementById("new-app-client-id").textContent`))
+		b.axe()
+		b.shot("applications")
+		// The shown secret authenticates the application at the token
+		// endpoint (the bogus code is refused after that), a wrong one not.
+		token := func(secret string) string {
+			req, _ := http.NewRequest("POST", srv.URL+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"authorization_code"}, "code": {"bogus"}, "redirect_uri": {"https://shop.example/cb"}, "code_verifier": {strings.Repeat("v", 43)}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(id, secret)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return string(body)
+		}
+		if got := token(secret); !strings.Contains(got, "invalid_grant") {
+			t.Fatalf("the shown secret: %s", got)
+		}
+		if got := token(secret + "x"); !strings.Contains(got, "invalid_client") {
+			t.Fatalf("a wrong secret: %s", got)
+		}
+		code, body := admin.do("GET", "/api/v1/orgs/acme/applications", nil)
+		apps, _ := body["applications"].([]any)
+		if code != 200 || len(apps) != 1 || fmt.Sprint(apps[0].(map[string]any)["loginFlow"]) != "map[backupCodes:true firstFactors:[magic_link pwd] secondFactor:sms-otp]" ||
+			fmt.Sprint(apps[0].(map[string]any)["redirectUris"]) != "[http://127.0.0.1:9/cb https://shop.example/cb]" {
+			t.Fatalf("applications API: %d %v", code, body)
+		}
+		appID := apps[0].(map[string]any)["id"].(string)
+		b.open("/console/orgs/acme/applications")
+		if strings.Contains(get(b, chromedpHTML()), secret) {
+			t.Fatal("the application secret is shown again")
+		}
+		b.follow("Shop")
+		b.follow("Login Flow")
+		b.check("Federated (an identity provider)", true)
+		b.check("Magic link", false)
+		b.check("Enable backup codes", false)
+		b.press("Save login flow")
+		b.wantText("Login flow saved.")
+		b.axe()
+		b.shot("application-login-flow")
+		b.follow("General")
+		b.fill("Redirect URIs", "https://shop.example/cb#frag")
+		b.press("Save application")
+		b.wantFieldError("Redirect URIs", "fragment")
+		b.fill("Name", "Shop & Co")
+		b.fill("Redirect URIs", "https://shop.example/callback")
+		b.press("Save application")
+		b.wantText("Application saved.")
+		code, body = admin.do("GET", "/api/v1/orgs/acme/applications/"+appID, nil)
+		if code != 200 || body["name"] != "Shop & Co" || fmt.Sprint(body["redirectUris"]) != "[https://shop.example/callback]" ||
+			fmt.Sprint(body["loginFlow"]) != "map[backupCodes:false firstFactors:[fed pwd] secondFactor:sms-otp]" {
+			t.Fatalf("after edits the API returns %d %v", code, body)
+		}
+		b.press("Make a new client secret")
+		b.wantText("New client secret made")
+		if rotated := get(b, chromedpEval[string](`document.getElementById("new-app-client-secret").textContent`)); rotated == secret || !strings.Contains(token(rotated), "invalid_grant") || !strings.Contains(token(secret), "invalid_client") {
+			t.Fatal("the rotated secret is not the one that works")
+		}
+		b.press("Delete application")
+		b.wantText("Application deleted")
+		if code, _ := admin.do("GET", "/api/v1/orgs/acme/applications/"+appID, nil); code != 404 {
+			t.Fatalf("deleted application: %d", code)
 		}
 	})
 
@@ -356,7 +512,7 @@ func TestConsole(t *testing.T) {
 		if !strings.HasSuffix(ann.url(), "/console/orgs/acme/") {
 			t.Fatalf("org admin landed on %s", ann.url())
 		}
-		ann.wantText("Deliveries per hour", "delivered")
+		ann.wantText("Deliveries per hour", "delivered", "SMS delivered to handsets", "Undelivered or failed")
 		ann.axe()
 		ann.shot("overview")
 		ann.open("/console/orgs/globex/sms-otp")

@@ -108,6 +108,7 @@ schema = {
             "egressAllowCIDRs": arr(CIDR),
             "trustProxyHeaders": b(),
             "allowConsoleProvider": b(),
+            "consoleSignInOrg": s(pattern=r"^$|^[a-z0-9][a-z0-9-]{0,62}$"),
             "shutdownTimeout": DURATION,
             "logRetention": DURATION,
             "deliveryMaxAttempts": i(1, 100),
