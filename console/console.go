@@ -1,6 +1,6 @@
 // Package console is the web console served at /console/ by the otphub
-// binary: server-rendered pages (html/template, assets embedded with
-// go:embed, one small script for progressive enhancement, no CDN) for org
+// binary: server-rendered pages (html/template, assets embedded in the
+// binary, one small script for progressive enhancement, no CDN) for org
 // admins and the platform admin.
 //
 // Every page reads and changes state through the API's own handlers,
