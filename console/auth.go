@@ -3,10 +3,10 @@ package console
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,8 +19,6 @@ var (
 	emailPattern  = regexp.MustCompile(`^[^\s@]{1,64}@[^\s@]{1,190}\.[^\s@.]{2,63}$`)
 	mobilePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 )
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 // safeNext is the in-console path to go to after sign-in: only a path
 // under /console/, never another origin (no open redirect).
@@ -96,11 +94,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.SecondFactor != nil {
 		nonce := randomToken()
 		exp := c.cfg.Now().Add(10 * time.Minute).Unix()
-		v := fmt.Sprintf("%d.%d.%s.%s", u.ID, exp, nonce, c.mac("pending", strconv.FormatInt(u.ID, 10), strconv.FormatInt(exp, 10), nonce, d.Next))
-		http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_2fa", Value: v, Path: "/console/", MaxAge: 600,
-			HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteLaxMode})
-		http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_next", Value: url.QueryEscape(d.Next), Path: "/console/", MaxAge: 600,
-			HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteLaxMode})
+		c.setCookie(w, c.pendingCookieName(), c.pendingValue(u.ID, exp, nonce, d.Next), 600)
 		if err := c.cfg.SecondFactor.Begin(w, r, u, nonce); err != nil {
 			c.log.Error("second factor", "err", err)
 			fail(http.StatusServiceUnavailable, "The sign-in code could not be sent; try again.")
@@ -130,20 +124,18 @@ func (c *Console) signInCallback(w http.ResponseWriter, r *http.Request) {
 		deny()
 		return
 	}
-	ck, err := r.Cookie(c.preCookieName() + "_2fa")
+	ck, err := r.Cookie(c.pendingCookieName())
 	if err != nil {
 		deny()
 		return
 	}
 	parts := strings.Split(ck.Value, ".")
-	next := "/console/"
-	if nk, err := r.Cookie(c.preCookieName() + "_next"); err == nil {
-		next, _ = url.QueryUnescape(nk.Value)
-	}
-	if len(parts) != 4 || subtle.ConstantTimeCompare([]byte(parts[3]), []byte(c.mac("pending", parts[0], parts[1], parts[2], next))) != 1 {
+	if len(parts) != 5 || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.pendingValueOf(parts))) != 1 {
 		deny()
 		return
 	}
+	nextB, _ := base64.RawURLEncoding.DecodeString(parts[3])
+	next := string(nextB)
 	uid, _ := strconv.ParseInt(parts[0], 10, 64)
 	exp, _ := strconv.ParseInt(parts[1], 10, 64)
 	state, subject, err := c.cfg.SecondFactor.Finish(r)
@@ -157,9 +149,25 @@ func (c *Console) signInCallback(w http.ResponseWriter, r *http.Request) {
 		deny()
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_2fa", Path: "/console/", MaxAge: -1})
-	http.SetCookie(w, &http.Cookie{Name: c.preCookieName() + "_next", Path: "/console/", MaxAge: -1})
+	c.setCookie(w, c.pendingCookieName(), "", -1)
 	c.finishSignIn(w, r, u, next)
+}
+
+// pendingCookieName holds a sign-in between the password and the second
+// factor: like every console cookie it is Path=/ (so a __Host- name is
+// valid behind https) and SameSite=Strict (the second factor's redirects
+// back to the console are same-site).
+func (c *Console) pendingCookieName() string { return c.preCookieName() + "_2fa" }
+
+// pendingValue is "user.expiry.nonce.next.mac", next base64url-encoded.
+func (c *Console) pendingValue(uid, exp int64, nonce, next string) string {
+	return c.pendingValueOf([]string{strconv.FormatInt(uid, 10), strconv.FormatInt(exp, 10), nonce,
+		base64.RawURLEncoding.EncodeToString([]byte(next))})
+}
+
+// pendingValueOf is the cookie value the first four parts must come with.
+func (c *Console) pendingValueOf(parts []string) string {
+	return strings.Join(append(parts[:4:4], c.mac("pending", parts[0], parts[1], parts[2], parts[3])), ".")
 }
 
 func (c *Console) orgOf(ctx context.Context, u store.ConsoleUser) string {

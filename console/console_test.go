@@ -96,7 +96,12 @@ type env struct {
 	now time.Time
 }
 
-func newEnv(t *testing.T, sf SecondFactor) *env {
+func newEnv(t *testing.T, sf SecondFactor) *env { return newEnvOver(t, sf, false) }
+
+// newEnvOver is newEnv, behind https when tls is set: the console then
+// names its cookies __Host- and every browser from e.browser refuses a
+// Set-Cookie a real browser would drop.
+func newEnvOver(t *testing.T, sf SecondFactor, tls bool) *env {
 	st, err := sqlite.Open(context.Background(), t.TempDir(), store.Options{EncryptionKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)
@@ -106,14 +111,43 @@ func newEnv(t *testing.T, sf SecondFactor) *env {
 	clock := func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
 	mux := http.NewServeMux()
 	lg := audit.New(audit.Config{Now: clock}, st, nil, nil)
-	e.c, err = New(context.Background(), Config{PublicURL: "http://console.test", Now: clock, SecondFactor: sf}, st, mux, lg, nil)
+	public := "http://console.test"
+	if tls {
+		public = "https://console.test"
+	}
+	e.c, err = New(context.Background(), Config{PublicURL: public, Now: clock, SecondFactor: sf}, st, mux, lg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.c.Register(mux)
-	e.srv = httptest.NewServer(mux)
+	if tls {
+		e.srv = httptest.NewTLSServer(mux)
+	} else {
+		e.srv = httptest.NewServer(mux)
+	}
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// hostPrefixRules fails the test on a Set-Cookie named __Host- that is not
+// Secure, not Path=/ or has a Domain: browsers silently drop such a cookie
+// (RFC 6265bis 4.1.3.2), which would break sign-in only behind https.
+type hostPrefixRules struct {
+	t    *testing.T
+	next http.RoundTripper
+}
+
+func (h hostPrefixRules) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.next.RoundTrip(r)
+	if err != nil {
+		return resp, err
+	}
+	for _, ck := range resp.Cookies() {
+		if strings.HasPrefix(ck.Name, "__Host-") && (!ck.Secure || ck.Path != "/" || ck.Domain != "") {
+			h.t.Errorf("%s %s sets %s a browser drops (Secure=%v Path=%q Domain=%q)", r.Method, r.URL.Path, ck.Name, ck.Secure, ck.Path, ck.Domain)
+		}
+	}
+	return resp, nil
 }
 
 func (e *env) advance(d time.Duration) { e.mu.Lock(); e.now = e.now.Add(d); e.mu.Unlock() }
@@ -121,7 +155,7 @@ func (e *env) advance(d time.Duration) { e.mu.Lock(); e.now = e.now.Add(d); e.mu
 // browser is an HTTP client with a cookie jar that does not follow redirects.
 func (e *env) browser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &http.Client{Jar: jar, Transport: hostPrefixRules{e.t, e.srv.Client().Transport}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -164,7 +198,11 @@ func (e *env) user(email string) *http.Client {
 		e.t.Fatal(err)
 	}
 	c := e.browser()
-	resp := e.form(c, strings.TrimPrefix(link, "http://console.test"), url.Values{"name": {"N"}, "mobile": {"+94771234567"}, "password": {pw}, "confirm": {pw}})
+	u, err := url.Parse(link)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp := e.form(c, u.RequestURI(), url.Values{"name": {"N"}, "mobile": {"+94771234567"}, "password": {pw}, "confirm": {pw}})
 	if resp.StatusCode != http.StatusSeeOther {
 		e.t.Fatalf("accept invitation: %d", resp.StatusCode)
 	}
@@ -281,8 +319,14 @@ func (f *fakeFactor) Finish(r *http.Request) (string, string, error) {
 }
 
 func TestSecondFactorPlugsIn(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) { testSecondFactor(t, tls) })
+	}
+}
+
+func testSecondFactor(t *testing.T, tls bool) {
 	sf := &fakeFactor{}
-	e := newEnv(t, sf)
+	e := newEnvOver(t, sf, tls)
 	e.user("root@example.com")
 	u, _ := e.st.GetConsoleUserByEmail(context.Background(), "root@example.com")
 	c := e.browser()

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/otphub/otphub/access"
@@ -127,7 +128,7 @@ func (c *Console) authed(h sessionHandler) http.HandlerFunc {
 			c.setCookie(w, c.cookieName(), "", -1)
 			next := ""
 			if r.Method == http.MethodGet && r.URL.Path != "/console/" {
-				next = "?next=" + urlQueryEscape(r.URL.RequestURI())
+				next = "?next=" + url.QueryEscape(r.URL.RequestURI())
 			}
 			http.Redirect(w, r, "/console/sign-in"+next, http.StatusSeeOther)
 			return
