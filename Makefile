@@ -5,8 +5,10 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Development defaults for `make run`: the console SMS provider may be
-# chosen, and webhooks on this machine (the example handler) are allowed.
-RUN_FLAGS ?= --allow-console-provider --egress-allow-cidrs 127.0.0.0/8,::1/128
+# chosen, webhooks on this machine (the example handler) are allowed, and
+# console sign-in asks for an SMS OTP sent through the org "ops" (created
+# at the first start with the console provider: the code is printed here).
+RUN_FLAGS ?= --allow-console-provider --egress-allow-cidrs 127.0.0.0/8,::1/128 --console-sign-in-org ops
 
 .PHONY: build run test test-go vet fmt-check lint bench bench-go bench-e2e soak fuzz helm promtool screenshots clean
 

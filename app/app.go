@@ -343,7 +343,15 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 			return fmt.Errorf("console: %w", err)
 		}
 		if cfg.ConsoleSignInOrg != "" {
-			con.UseSecondFactor(console.NewSMSStep(con, cfg.ConsoleSignInOrg))
+			step := console.NewSMSStep(con, cfg.ConsoleSignInOrg)
+			created, err := step.Provision(ctx, cfg.AllowConsoleProvider)
+			if err != nil {
+				return err
+			}
+			if created {
+				a.log.Info("created the console sign-in org", "org", cfg.ConsoleSignInOrg, "consoleProvider", cfg.AllowConsoleProvider)
+			}
+			con.UseSecondFactor(step)
 		}
 		// Its pages are not on the route recorder: they are not API
 		// operations (docs/openapi.yaml); its API route is.

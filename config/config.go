@@ -26,6 +26,7 @@ import (
 	"github.com/otphub/otphub/bus/kafka"
 	"github.com/otphub/otphub/dispatcher"
 	"github.com/otphub/otphub/dispatcher/backlog"
+	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/store"
 )
 
@@ -306,7 +307,10 @@ var settings = []setting{
 	{name: "allow-console-provider", boolean: true, def: "false", usage: "let orgs choose the development-only console SMS provider (prints SMS to stdout)", set: func(c *Config, v string) error {
 		return boolVal(&c.AllowConsoleProvider, v)
 	}},
-	{name: "console-sign-in-org", usage: "org whose SMS OTP settings, provider and templates send the console's sign-in codes (the second factor after the password, through the hosted login step); empty: console sign-in is password only", set: func(c *Config, v string) error {
+	{name: "console-sign-in-org", usage: "org whose SMS OTP settings, provider and templates send the console's sign-in codes (the second factor after the password, through the hosted login step), created at start if missing; password only until it has an SMS provider; empty: console sign-in is password only", set: func(c *Config, v string) error {
+		if v != "" && !event.ValidOrgName(v) {
+			return errors.New("must be an org name (^[a-z0-9][a-z0-9-]{0,62}$)")
+		}
 		c.ConsoleSignInOrg = v
 		return nil
 	}},

@@ -15,7 +15,7 @@ type accountData struct {
 }
 
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, s *session) {
-	c.render(w, http.StatusOK, "account", page{Title: "Your account", User: &s.user, CSRF: s.csrf, Flash: c.flash(r),
+	c.render(w, http.StatusOK, "account", page{Title: "Your account", User: &s.user, CSRF: s.csrf, Notice: s.notice, Flash: c.flash(r),
 		Data: accountData{MinLength: MinPasswordLength}})
 }
 
@@ -32,7 +32,7 @@ func (c *Console) changePassword(w http.ResponseWriter, r *http.Request, s *sess
 		d.Field["confirm"] = "The two passwords differ."
 	}
 	if len(d.Field) > 0 {
-		c.render(w, http.StatusBadRequest, "account", page{Title: "Your account", User: &s.user, CSRF: s.csrf,
+		c.render(w, http.StatusBadRequest, "account", page{Title: "Your account", User: &s.user, CSRF: s.csrf, Notice: s.notice,
 			Error: "Correct the fields marked below.", Data: d})
 		return
 	}

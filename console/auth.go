@@ -91,7 +91,19 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "The email or password is not right.")
 		return
 	}
-	if c.cfg.SecondFactor != nil {
+	if sf := c.cfg.SecondFactor; sf != nil {
+		switch err := sf.Ready(r.Context()); {
+		case errors.Is(err, ErrNotSetUp):
+			c.log.Warn("console sign-in without the second factor", "user", u.Email, "reason", err)
+			c.audit.Append(r.Context(), store.AuditEntry{Org: c.orgOf(r.Context(), u), Actor: "user:" + u.Email, Action: "console.sign_in_password_only",
+				Target: u.Email, Status: http.StatusSeeOther, IP: ip})
+			c.finishSignIn(w, r, u, d.Next)
+			return
+		case err != nil:
+			c.log.Error("second factor", "err", err)
+			fail(http.StatusServiceUnavailable, "The sign-in code could not be sent; try again.")
+			return
+		}
 		nonce := randomToken()
 		exp := c.cfg.Now().Add(10 * time.Minute).Unix()
 		c.setCookie(w, c.pendingCookieName(), c.pendingValue(u.ID, exp, nonce, d.Next), 600)

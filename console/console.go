@@ -71,10 +71,21 @@ type Config struct {
 // user u, carrying state; the step comes back to
 // /console/sign-in/callback, where Finish returns that state and the user
 // ID the step verified. Without a SecondFactor sign-in is password only.
+//
+// Ready is asked before Begin. An error wrapping ErrNotSetUp means nothing
+// is there yet to run the step with (the sign-in org has no SMS provider,
+// as on a first start): sign-in is then password only, recorded in the
+// audit log and said on every platform admin's page, so that the first
+// admin can set the provider up. Any other error refuses the sign-in.
 type SecondFactor interface {
+	Ready(ctx context.Context) error
 	Begin(w http.ResponseWriter, r *http.Request, u store.ConsoleUser, state string) error
 	Finish(r *http.Request) (state, userID string, err error)
 }
+
+// ErrNotSetUp is what a SecondFactor's Ready wraps while it cannot run
+// for want of set-up (see SecondFactor).
+var ErrNotSetUp = errors.New("the second factor is not set up")
 
 // Console serves the console's pages.
 type Console struct {
@@ -214,6 +225,7 @@ type page struct {
 	FrameAncestors []string
 	Orgs           []string
 	CSRF           string
+	Notice         string // a warning about the whole console (second factor not set up)
 	Flash          string // a success message
 	Error          string // a page-level error
 	Data           any

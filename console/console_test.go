@@ -2,12 +2,15 @@ package console
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,7 +310,12 @@ func mustURL(s string) *url.URL { u, _ := url.Parse(s); return u }
 
 // fakeFactor stands in for the hosted SMS OTP step: Begin redirects to
 // /fake-step, whose "approval" the test chooses.
-type fakeFactor struct{ userID string }
+type fakeFactor struct {
+	userID string
+	ready  error
+}
+
+func (f *fakeFactor) Ready(context.Context) error { return f.ready }
 
 func (f *fakeFactor) Begin(w http.ResponseWriter, r *http.Request, u store.ConsoleUser, state string) error {
 	http.Redirect(w, r, "/fake-step?state="+url.QueryEscape(state), http.StatusSeeOther)
@@ -362,6 +370,55 @@ func testSecondFactor(t *testing.T, tls bool) {
 	e.advance(11 * time.Minute)
 	if code, _ := e.status(c, "/console/sign-in/callback?state="+state); code != http.StatusForbidden {
 		t.Fatalf("late callback: %d", code)
+	}
+}
+
+// TestSecondFactorNotSetUp: while the step cannot run for want of set-up
+// (no SMS provider yet) sign-in is password only, audited and announced to
+// platform admins; any other failure of the step refuses sign-in.
+func TestSecondFactorNotSetUp(t *testing.T) {
+	sf := &fakeFactor{ready: fmt.Errorf("%w: the org ops, which sends the console's sign-in codes, has no SMS provider", ErrNotSetUp)}
+	e := newEnv(t, sf)
+	e.user("root@example.com")
+	c := e.browser()
+	resp := e.form(c, "/console/sign-in", url.Values{"email": {"root@example.com"}, "password": {pw}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/console/" {
+		t.Fatalf("password-only sign-in: %d %s", resp.StatusCode, loc)
+	}
+	got, err := c.Get(e.srv.URL + "/console/platform/orgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !strings.Contains(string(body), `class="notice" role="alert">Console sign-in is password only: the org ops`) {
+		t.Fatalf("no notice on the page:\n%s", body)
+	}
+	entries, err := e.st.ListAudit(context.Background(), store.AuditFilter{AllOrgs: true, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(entries, func(en store.AuditEntry) bool { return en.Action == "console.sign_in_password_only" }) {
+		t.Fatalf("password-only sign-in not audited: %+v", entries)
+	}
+	// Set up: the notice goes, and sign-in needs the step again.
+	sf.ready = nil
+	got, err = c.Get(e.srv.URL + "/console/platform/orgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(got.Body)
+	got.Body.Close()
+	if strings.Contains(string(body), `class="notice"`) {
+		t.Fatal("notice still shown once the step is set up")
+	}
+	if loc := e.form(e.browser(), "/console/sign-in", url.Values{"email": {"root@example.com"}, "password": {pw}}).Header.Get("Location"); !strings.HasPrefix(loc, "/fake-step") {
+		t.Fatalf("after set-up, sign-in goes to %q, want the second factor", loc)
+	}
+	// Broken is not "not set up": fail closed.
+	sf.ready = errors.New("store unavailable")
+	if resp := e.form(e.browser(), "/console/sign-in", url.Values{"email": {"root@example.com"}, "password": {pw}}); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("sign-in with a failing step: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
 

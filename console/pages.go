@@ -92,7 +92,7 @@ func (c *Console) orgPage(section string, h orgHandler) sessionHandler {
 		}
 		var o struct{ ID int64 }
 		_ = json.Unmarshal(body, &o)
-		p := &page{Section: section, User: &s.user, Org: org, orgID: o.ID, Base: pagePath(org, ""), CSRF: s.csrf, Flash: c.flash(r)}
+		p := &page{Section: section, User: &s.user, Org: org, orgID: o.ID, Base: pagePath(org, ""), CSRF: s.csrf, Notice: s.notice, Flash: c.flash(r)}
 		if s.principal.PlatformAdmin {
 			p.Orgs = c.orgNames(r, s)
 		}
@@ -106,7 +106,7 @@ func (c *Console) platformPage(section string, h orgHandler) sessionHandler {
 			c.render(w, http.StatusForbidden, "error", page{Title: "Not available", User: &s.user, CSRF: s.csrf, Error: "Only a platform admin may open this page."})
 			return
 		}
-		p := &page{Section: "platform-" + section, User: &s.user, CSRF: s.csrf, Flash: c.flash(r), Orgs: c.orgNames(r, s)}
+		p := &page{Section: "platform-" + section, User: &s.user, CSRF: s.csrf, Notice: s.notice, Flash: c.flash(r), Orgs: c.orgNames(r, s)}
 		h(w, r, s, p)
 	}
 }

@@ -22,13 +22,12 @@ func TestConsoleSMSSecondFactor(t *testing.T) {
 }
 
 func testSecondFactor(t *testing.T, preexisting bool) {
+	// apptest allows the console provider (a development server): the
+	// start creates the sign-in org and gives it that provider.
 	srv := apptest.Start(t, "--console-sign-in-org", "ops")
 	admin := adminAPI(t, srv.URL, srv.AdminClientID, srv.AdminClientSecret)
-	if code, body := admin.do("POST", "/api/v1/orgs", map[string]any{"name": "ops"}); code != 201 {
-		t.Fatalf("create org: %d %v", code, body)
-	}
-	if code, body := admin.do("PUT", "/api/v1/orgs/ops/sms-provider", map[string]any{"type": "console"}); code != 200 {
-		t.Fatalf("console provider: %d %v", code, body)
+	if code, body := admin.do("GET", "/api/v1/orgs/ops/sms-provider", nil); code != 200 || body["type"] != "console" {
+		t.Fatalf("the sign-in org's provider after the first start: %d %v", code, body)
 	}
 	if preexisting {
 		if code, body := admin.do("POST", "/api/v1/orgs/ops/applications", map[string]any{"name": "otphub console",
@@ -95,6 +94,22 @@ func testSecondFactor(t *testing.T, preexisting bool) {
 	}
 	if !found {
 		t.Fatalf("the console's application was not made through the API (%q): %v", want, entries)
+	}
+	if preexisting {
+		return
+	}
+	// Without a provider the step cannot run: password only, and every
+	// platform admin page says so.
+	if code, body := admin.do("DELETE", "/api/v1/orgs/ops/sms-provider", nil); code != 204 {
+		t.Fatalf("delete provider: %d %v", code, body)
+	}
+	b.press("Sign out")
+	b.open("/console/sign-in")
+	b.fill("Email", "root@example.com")
+	b.fill("Password", password)
+	b.press("Sign in")
+	if !strings.HasSuffix(b.url(), "/console/platform/orgs") || !strings.Contains(b.text(), "Console sign-in is password only: the org ops") {
+		t.Fatalf("password-only sign-in at %s: %s", b.url(), b.text())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/otphub/otphub/access"
@@ -24,6 +25,7 @@ type session struct {
 	orgName   string // the org of an org admin
 	principal access.Principal
 	csrf      string
+	notice    string // shown on every page (page.Notice)
 }
 
 func (c *Console) cookieName() string {
@@ -78,6 +80,7 @@ func (c *Console) loadSession(r *http.Request) (*session, error) {
 	s := &session{id: ck.Value, rec: rec, user: u, csrf: c.mac("csrf", ck.Value)}
 	if u.OrgID == 0 {
 		s.principal = access.Principal{PlatformAdmin: true, User: u.Email}
+		s.notice = c.secondFactorNotice(ctx)
 	} else {
 		o, err := c.st.GetOrgByID(ctx, u.OrgID)
 		if err != nil {
@@ -171,4 +174,17 @@ func (c *Console) validPreSessionCSRF(r *http.Request) bool {
 		return false
 	}
 	return c.validCSRF(r, c.mac("pre", ck.Value))
+}
+
+// secondFactorNotice tells platform admins, who can fix it, that sign-in
+// is password only because the second factor is not set up.
+func (c *Console) secondFactorNotice(ctx context.Context) string {
+	if c.cfg.SecondFactor == nil {
+		return ""
+	}
+	if err := c.cfg.SecondFactor.Ready(ctx); errors.Is(err, ErrNotSetUp) {
+		return "Console sign-in is password only: " + strings.TrimPrefix(err.Error(), ErrNotSetUp.Error()+": ") +
+			". Give it one (Email & SMS › SMS Provider) to turn on the SMS OTP second factor."
+	}
+	return ""
 }

@@ -81,24 +81,7 @@ func (s *SMSStep) ensure(ctx context.Context) error {
 	}
 	hc := s.inProcess()
 	api := func(method, path string, in, out any) (int, error) {
-		var body io.Reader
-		if in != nil {
-			b, _ := json.Marshal(in)
-			body = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequestWithContext(ctx, method, s.c.cfg.PublicURL+"/api/v1/orgs/"+url.PathEscape(s.org)+path, body)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		if out != nil && resp.StatusCode < 300 {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				return resp.StatusCode, err
-			}
-		}
-		return resp.StatusCode, nil
+		return s.call(ctx, method, "/orgs/"+url.PathEscape(s.org)+path, in, out)
 	}
 	type app struct {
 		ID, ClientID, ClientSecret string
@@ -148,6 +131,73 @@ func (s *SMSStep) ensure(ctx context.Context) error {
 	}
 	s.clientID, s.clientSecret = clientID, string(secret)
 	s.verifier = provider.Verifier(&oidc.Config{ClientID: clientID})
+	return nil
+}
+
+// call makes an API request in process as the platform: path is under
+// /api/v1; out, when set, receives a 2xx answer's JSON.
+func (s *SMSStep) call(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.c.cfg.PublicURL+"/api/v1"+path, body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.inProcess().Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// Provision creates the sign-in org when it does not exist, so a first
+// start can sign in at all. With devProvider (a development server, which
+// allows the console SMS provider) an org it creates gets that provider,
+// so sign-in codes are printed on otphub's output. It reports whether it
+// created the org.
+func (s *SMSStep) Provision(ctx context.Context, devProvider bool) (bool, error) {
+	code, err := s.call(ctx, "GET", "/orgs/"+url.PathEscape(s.org), nil, nil)
+	switch {
+	case err != nil:
+		return false, err
+	case code == http.StatusOK:
+		return false, nil
+	case code != http.StatusNotFound:
+		return false, fmt.Errorf("console sign-in org %s: %d", s.org, code)
+	}
+	if code, err := s.call(ctx, "POST", "/orgs", map[string]string{"name": s.org}, nil); err != nil || code != http.StatusCreated {
+		return false, fmt.Errorf("console sign-in org %s: create: %d %v", s.org, code, err)
+	}
+	if devProvider {
+		if code, err := s.call(ctx, "PUT", "/orgs/"+url.PathEscape(s.org)+"/sms-provider", map[string]string{"type": "console"}, nil); err != nil || code != http.StatusOK {
+			return true, fmt.Errorf("console sign-in org %s: console SMS provider: %d %v", s.org, code, err)
+		}
+	}
+	return true, nil
+}
+
+// Ready says whether sign-in codes can be sent: an error wrapping
+// ErrNotSetUp while the org has no SMS provider.
+func (s *SMSStep) Ready(ctx context.Context) error {
+	code, err := s.call(ctx, "GET", "/orgs/"+url.PathEscape(s.org)+"/sms-provider", nil, nil)
+	switch {
+	case err != nil:
+		return err
+	case code == http.StatusNotFound:
+		return fmt.Errorf("%w: the org %s, which sends the console's sign-in codes, has no SMS provider", ErrNotSetUp, s.org)
+	case code != http.StatusOK:
+		return fmt.Errorf("console sign-in org %s: SMS provider: %d", s.org, code)
+	}
 	return nil
 }
 
