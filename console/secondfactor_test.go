@@ -3,7 +3,6 @@ package console_test
 import (
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -61,17 +60,7 @@ func testSecondFactor(t *testing.T, preexisting bool) {
 	if !preexisting {
 		b.shot("sign-in-sms-otp")
 	}
-	// The console provider's line ends with the quoted SMS body.
-	otpRe := regexp.MustCompile(`\+94771230000.*"[^"]*? is ([0-9A-Z]{4,10})\.[^"]*"\s*$`)
-	var otp string
-	eventually(t, "the sign-in SMS on the console provider", func() bool {
-		for _, line := range strings.Split(srv.Stdout.String(), "\n") {
-			if m := otpRe.FindStringSubmatch(line); m != nil && strings.Contains(line, "otphub console") {
-				otp = m[1]
-			}
-		}
-		return otp != ""
-	})
+	otp := lastSMSCode(t, srv, "+94771230000")
 	t.Logf("the sign-in SMS: %s", otp)
 	b.fill("Verification code", otp)
 	b.press("Continue")

@@ -471,6 +471,44 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("SignInToLoginApp", func(t *testing.T) {
+		// An application made in the console signs a user in to
+		// examples/login-app, a separate process that knows otphub only
+		// through OpenID Connect (go-oidc, x/oauth2).
+		b.t = t
+		const mobile = "+94771239999"
+		if code, body := admin.do("POST", "/api/v1/orgs", map[string]any{"name": "shop"}); code != 201 {
+			t.Fatalf("create org: %d %v", code, body)
+		}
+		if code, body := admin.do("PUT", "/api/v1/orgs/shop/sms-provider", map[string]any{"type": "console"}); code != 200 {
+			t.Fatalf("console provider: %d %v", code, body)
+		}
+		addr := freeAddr(t)
+		b.open("/console/orgs/shop/applications")
+		b.fill("Name", "Login app")
+		b.fill("Redirect URIs", "http://"+addr+"/callback")
+		b.press("Create application")
+		b.wantText("Application created")
+		id := get(b, chromedpEval[string](`document.getElementById("new-app-client-id").textContent`))
+		secret := get(b, chromedpEval[string](`document.getElementById("new-app-client-secret").textContent`))
+		app := startLoginApp(t, addr, srv.URL, id, secret, mobile)
+		b.open(app.url + "/")
+		b.fill("Username", "alice")
+		b.fill("Password", "wonderland")
+		b.press("Sign in")
+		if !strings.HasPrefix(b.url(), srv.URL+"/login/") {
+			t.Fatalf("after the first factor at %s, want otphub's SMS OTP prompt", b.url())
+		}
+		b.fill("Verification code", lastSMSCode(t, srv, mobile))
+		b.press("Continue")
+		if who := get(b, chromedpEval[string](`document.getElementById("signed-in")?.textContent ?? document.body.innerText`)); who != "Signed in as alice." {
+			t.Fatalf("the login app at %s says %q", b.url(), who)
+		}
+		if amr := get(b, chromedpEval[string](`document.getElementById("amr").textContent`)); !strings.Contains(amr, "otp") || !strings.Contains(amr, "pwd") {
+			t.Fatalf("the login app's ID token amr: %q", amr)
+		}
+	})
+
 	t.Run("AuditLog", func(t *testing.T) {
 		b.t = t
 		b.open("/console/orgs/acme/audit")
