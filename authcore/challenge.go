@@ -191,21 +191,21 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 		return ChallengeState{}, wrapf(err, "render message")
 	}
 	c := store.Challenge{
-		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile,
+		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile, CountryCode: smspolicy.CallingCode(mobile),
 		Application: req.Application, EventID: uuid.NewString(), ExpiresAt: now.Add(expiry).UTC(),
 		LastSentAt: now.UTC(), CreatedAt: now.UTC(),
 	}
 	c.CodeHMAC = s.codeHMAC(org.ID, c.ID, code)
 	// The challenge is stored before the event is published so an SMS never
 	// carries a code the store does not know. If publishing fails the
-	// challenge is consumed at once: its id was never disclosed and its
-	// code can never verify.
+	// challenge is deleted at once: its id was never disclosed, its code
+	// can never verify, and it does not count as sent in the statistics.
 	if err := s.st.CreateChallenge(ctx, c); err != nil {
 		return ChallengeState{}, wrapf(err, "create challenge")
 	}
 	if err := s.publish(ctx, org, c.EventID, mobile, body, now, c.ExpiresAt); err != nil {
 		s.log.Error("publishing the OTP event failed; challenge withdrawn", "org", org.Name, "challenge_id", c.ID, "err", err)
-		if cerr := s.st.ConsumeChallenge(context.WithoutCancel(ctx), org.ID, c.ID, c.CodeHMAC, now); cerr != nil {
+		if cerr := s.st.DeleteChallenge(context.WithoutCancel(ctx), org.ID, c.ID); cerr != nil {
 			s.log.Error("withdrawing the challenge failed", "err", cerr)
 		}
 		return ChallengeState{}, refuseAfter(http.StatusServiceUnavailable, "log_unavailable", "the OTP could not be queued for delivery; start a new challenge", time.Second)

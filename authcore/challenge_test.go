@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -578,8 +579,13 @@ func TestPublishFailure(t *testing.T) {
 	if rec.ChallengeID == "" {
 		t.Fatalf("no withdrawal logged: %s", logs.String())
 	}
-	if ch, err := e.st.GetChallenge(context.Background(), e.org.ID, rec.ChallengeID); err != nil || ch.ConsumedAt.IsZero() {
-		t.Fatalf("challenge of the failed start still usable: %+v %v", ch, err)
+	if ch, err := e.st.GetChallenge(context.Background(), e.org.ID, rec.ChallengeID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("challenge of the failed start still stored: %+v %v", ch, err)
+	}
+	// Nor does it count as an OTP sent.
+	_, _, st := e.mustDo("GET", "/api/v1/orgs/acme/sms-otp/stats", e.orgAdmin, "", 200)
+	if c := st["countries"].([]any); len(c) != 1 || c[0].(map[string]any)["sent"] != 1.0 {
+		t.Fatalf("stats count the withdrawn challenge: %v", c)
 	}
 	if strings.Contains(logs.String(), code) {
 		t.Fatal("an OTP in the logs")

@@ -29,6 +29,7 @@ var routes = []struct{ method, path string }{
 	{"POST", "/api/v1/orgs/{org}/sms-otp/challenges"},
 	{"POST", "/api/v1/orgs/{org}/sms-otp/challenges/{id}/resend"},
 	{"POST", "/api/v1/orgs/{org}/sms-otp/challenges/{id}/verify"},
+	{"GET", "/api/v1/orgs/{org}/sms-otp/stats"},
 	{"POST", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},
 	{"GET", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},
 	{"DELETE", "/api/v1/orgs/{org}/users/{userId}/backup-codes"},

@@ -61,7 +61,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, logger *slog.Logger, reg
 
 // Register adds the SMS OTP routes to mux. Scopes: challenges, backup
 // codes (generate, count, revoke, verify) and reading settings need otp; changing settings and
-// templates needs admin (which implies otp).
+// templates, and reading the statistics, needs admin (which implies otp).
 func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route := func(pattern, scope string, h http.HandlerFunc) {
 		mux.Handle(pattern, orgs.Scoped(v, scope, s.st, s.log)(h))
@@ -76,6 +76,7 @@ func (s *Service) Register(mux httpx.Mux, v access.Verifier) {
 	route("POST "+base+"/sms-otp/challenges", access.ScopeOTP, s.startChallenge)
 	route("POST "+base+"/sms-otp/challenges/{id}/resend", access.ScopeOTP, s.resendChallenge)
 	route("POST "+base+"/sms-otp/challenges/{id}/verify", access.ScopeOTP, s.verifyChallenge)
+	route("GET "+base+"/sms-otp/stats", access.ScopeAdmin, s.getStats)
 	route("POST "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.generateBackupCodes)
 	route("GET "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.countBackupCodes)
 	route("DELETE "+base+"/users/{userId}/backup-codes", access.ScopeOTP, s.revokeBackupCodes)

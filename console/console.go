@@ -171,6 +171,11 @@ var funcs = template.FuncMap{
 	"args": func(id, label, value, hint string, errs map[string]string) map[string]string {
 		return map[string]string{"ID": id, "Label": label, "Value": value, "Hint": hint, "Err": errs[id]}
 	},
+	// chartArgs bundles a chart with the id of the heading that names it,
+	// for the "hourchart" template.
+	"chartArgs": func(label string, ch *hourChart) map[string]any {
+		return map[string]any{"Label": label, "Chart": ch}
+	},
 	// secretArgs bundles a secret field for the "secret" template.
 	"secretArgs": func(id, label, example string, saved bool, errs map[string]string) map[string]any {
 		return map[string]any{"ID": id, "Label": label, "Example": example, "Saved": saved, "Err": errs[id]}

@@ -473,3 +473,30 @@ func TestSummarizeHandsets(t *testing.T) {
 		t.Fatal("a summary without SMS receipts")
 	}
 }
+
+// TestNewHourChart: one layout for both hourly charts: stacked series
+// share a bar scaled by their sum; side by side, each series has its own
+// narrower bar scaled by the largest single count; all zero is no chart.
+func TestNewHourChart(t *testing.T) {
+	start := time.Date(2026, 3, 4, 22, 0, 0, 0, time.UTC)
+	two := []chartSeries{{Name: "a"}, {Name: "b"}}
+	st := newHourChart(start, two, [][]int{{1, 1}, {0, 0}, {3, 1}}, true)
+	if st == nil || st.Max != 4 || len(st.Hours) != 3 || st.Width != 3*(chartBar+4) {
+		t.Fatalf("stacked: %+v", st)
+	}
+	h := st.Hours[2]
+	if h.Label != "00:00" || h.X != 2*(chartBar+4) || !h.Any || st.Hours[1].Any ||
+		h.Rects[0] != (chartRect{X: h.X, Y: chartHeight - 105, W: chartBar, H: 105}) ||
+		h.Rects[1] != (chartRect{X: h.X, Y: chartHeight - 140, W: chartBar, H: 35}) {
+		t.Fatalf("stacked hour: %+v", h)
+	}
+	gr := newHourChart(start, two, [][]int{{1, 1}, {0, 0}, {3, 1}}, false)
+	h = gr.Hours[2]
+	if gr.Max != 3 || h.Rects[0] != (chartRect{X: h.X, Y: chartHeight - 140, W: 10, H: 140}) ||
+		h.Rects[1] != (chartRect{X: h.X + 11, Y: chartHeight - 46, W: 10, H: 46}) {
+		t.Fatalf("side by side: max %d, hour %+v", gr.Max, h)
+	}
+	if newHourChart(start, two, [][]int{{0, 0}, {0, 0}}, false) != nil {
+		t.Fatal("a chart of nothing")
+	}
+}

@@ -178,6 +178,11 @@ type overviewData struct {
 	Deliveries int
 	Chart      *hourChart
 	Handset    *handsetSummary
+	// OTPs sent and verified per hour, and per country, of the last 24
+	// hours (GET …/sms-otp/stats).
+	OTPChart             *hourChart
+	Countries            []countryRow
+	OTPSent, OTPVerified int
 }
 
 // handsetSummary is what delivery receipts said of the SMS deliveries of
@@ -222,69 +227,157 @@ func summarizeHandsets(ds []delivery, now time.Time) *handsetSummary {
 	return h
 }
 
-// hourChart is deliveries per hour over the last 24 hours, stacked by
-// outcome, drawn as SVG by the template (no script).
+// hourChart is counts per hour of a few series, drawn as SVG bars by the
+// overview's "hourchart" template (no script): each hour's series either
+// stacked in one bar (parts of a whole: deliveries by outcome) or side by
+// side (counts to compare: OTPs sent and verified).
 type hourChart struct {
-	Hours  []hourBar
-	Max    int
-	Width  int
-	Height int
+	Series        []chartSeries
+	Hours         []hourBar
+	Max           int // the tallest bar's count
+	Width, Height int
+}
+
+// chartSeries is one series: its name (legend, tooltip, table column),
+// its SVG fill (a presentation attribute: the CSP allows no inline style)
+// and its legend class, of the same colour in console.css.
+type chartSeries struct {
+	Name, Column, Fill, Key string
 }
 
 type hourBar struct {
-	Label                   string // "15:00"
-	X                       int
-	Tick                    bool // label this hour on the axis
-	Delivered, Failed, Open int  // counts: delivered; failed/dead/expired; pending
-	// Y and H of the three stacked rectangles, in SVG units.
-	DY, DH, FY, FH, OY, OH int
+	Label  string // "15:00"
+	X      int
+	Tick   bool  // label this hour on the axis
+	Counts []int // per series
+	Rects  []chartRect
+	Any    bool // a count is not zero (a row of the table)
 }
+
+type chartRect struct{ X, Y, W, H int }
 
 const chartHeight, chartBar = 160, 22
 
+// newHourChart lays out counts[hour][series] for the hours from start; nil
+// when every count is zero.
+func newHourChart(start time.Time, series []chartSeries, counts [][]int, stacked bool) *hourChart {
+	ch := &hourChart{Series: series, Width: len(counts) * (chartBar + 4), Height: chartHeight + 18}
+	ch.Hours = make([]hourBar, len(counts))
+	for i, cs := range counts {
+		b := &ch.Hours[i]
+		b.Label = start.Add(time.Duration(i) * time.Hour).UTC().Format("15:00")
+		b.X, b.Tick, b.Counts = i*(chartBar+4), i%6 == 0, cs
+		sum := 0
+		for _, n := range cs {
+			sum += n
+			b.Any = b.Any || n != 0
+			if !stacked {
+				ch.Max = max(ch.Max, n)
+			}
+		}
+		if stacked {
+			ch.Max = max(ch.Max, sum)
+		}
+	}
+	if ch.Max == 0 {
+		return nil
+	}
+	scale := func(n int) int { return n * (chartHeight - 20) / ch.Max }
+	w := (chartBar - (len(series) - 1)) / len(series) // side by side, 1 apart
+	for i := range ch.Hours {
+		b := &ch.Hours[i]
+		y := chartHeight
+		for k, n := range b.Counts {
+			h := scale(n)
+			if stacked {
+				y -= h
+				b.Rects = append(b.Rects, chartRect{X: b.X, Y: y, W: chartBar, H: h})
+			} else {
+				b.Rects = append(b.Rects, chartRect{X: b.X + k*(w+1), Y: chartHeight - h, W: w, H: h})
+			}
+		}
+	}
+	return ch
+}
+
+var deliverySeries = []chartSeries{
+	{Name: "delivered", Column: "Delivered", Fill: "#1a7f37", Key: "key-ok"},
+	{Name: "failed, dead or expired", Column: "Failed", Fill: "#b42318", Key: "key-bad"},
+	{Name: "pending", Column: "Pending", Fill: "#9a6700", Key: "key-open"},
+}
+
 // deliveryChart buckets ds by the hour they were created, over the 24
-// hours up to now.
+// hours up to now, stacked by outcome.
 func deliveryChart(ds []delivery, now time.Time) *hourChart {
 	end := now.UTC().Truncate(time.Hour).Add(time.Hour)
 	start := end.Add(-24 * time.Hour)
-	ch := &hourChart{Width: 24 * (chartBar + 4), Height: chartHeight + 18}
-	ch.Hours = make([]hourBar, 24)
-	for i := range ch.Hours {
-		ch.Hours[i].Label = start.Add(time.Duration(i) * time.Hour).Format("15:00")
-		ch.Hours[i].X = i * (chartBar + 4)
-		ch.Hours[i].Tick = i%6 == 0
+	counts := make([][]int, 24)
+	for i := range counts {
+		counts[i] = make([]int, len(deliverySeries))
 	}
-	seen := false
 	for _, d := range ds {
 		if d.CreatedAt.Before(start) || !d.CreatedAt.Before(end) {
 			continue
 		}
-		b := &ch.Hours[int(d.CreatedAt.Sub(start)/time.Hour)]
-		seen = true
+		h := counts[int(d.CreatedAt.Sub(start)/time.Hour)]
 		switch d.Status {
 		case "delivered":
-			b.Delivered++
+			h[0]++
 		case "pending":
-			b.Open++
+			h[2]++
 		default:
-			b.Failed++
+			h[1]++
 		}
 	}
-	if !seen {
+	return newHourChart(start, deliverySeries, counts, true)
+}
+
+// otpStats is GET …/sms-otp/stats's answer.
+type otpStats struct {
+	Hours []struct {
+		Start          time.Time
+		Sent, Verified int
+	}
+	Countries []struct {
+		Country                             string
+		Sent, Delivered, Receipts, Verified int
+		Conversion                          float64
+	}
+}
+
+var otpSeries = []chartSeries{
+	{Name: "sent", Column: "Sent", Fill: "#0b5cad", Key: "key-sent"},
+	{Name: "verified", Column: "Verified", Fill: "#1a7f37", Key: "key-ok"},
+}
+
+// otpChart draws the OTPs sent and verified per hour, side by side.
+func otpChart(st otpStats) *hourChart {
+	if len(st.Hours) == 0 {
 		return nil
 	}
-	for _, b := range ch.Hours {
-		ch.Max = max(ch.Max, b.Delivered+b.Failed+b.Open)
+	counts := make([][]int, len(st.Hours))
+	for i, h := range st.Hours {
+		counts[i] = []int{h.Sent, h.Verified}
 	}
-	scale := func(n int) int { return n * (chartHeight - 20) / ch.Max }
-	for i := range ch.Hours {
-		b := &ch.Hours[i]
-		b.DH, b.FH, b.OH = scale(b.Delivered), scale(b.Failed), scale(b.Open)
-		b.DY = chartHeight - b.DH
-		b.FY = b.DY - b.FH
-		b.OY = b.FY - b.OH
+	return newHourChart(st.Hours[0].Start, otpSeries, counts, false)
+}
+
+// countryRow is one country of the conversion table.
+type countryRow struct {
+	Country                   string
+	Sent, Delivered, Verified int
+	Receipts                  bool // a delivery receipt was recorded for its SMS
+	Pct                       int  // conversion, percent (the meter)
+	Conversion                string
+}
+
+func countryRows(st otpStats) []countryRow {
+	var out []countryRow
+	for _, c := range st.Countries {
+		out = append(out, countryRow{Country: c.Country, Sent: c.Sent, Delivered: c.Delivered, Verified: c.Verified,
+			Receipts: c.Receipts > 0, Pct: int(c.Conversion*100 + 0.5), Conversion: strconv.FormatFloat(c.Conversion*100, 'f', 1, 64) + "%"})
 	}
-	return ch
+	return out
 }
 
 type statusCount struct {
@@ -302,6 +395,13 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 	}
 	if c.getJSON(r, s, &page{}, apiPath(p.Org, "/sms-provider/fallback"), &prov) {
 		d.Fallback = prov.Type
+	}
+	var st otpStats
+	if c.getJSON(r, s, &page{}, apiPath(p.Org, "/sms-otp/stats?hours=24"), &st) {
+		d.OTPChart, d.Countries = otpChart(st), countryRows(st)
+		for _, h := range st.Hours {
+			d.OTPSent, d.OTPVerified = d.OTPSent+h.Sent, d.OTPVerified+h.Verified
+		}
 	}
 	var subs subscriptionList
 	if c.getJSON(r, s, p, apiPath(p.Org, "/subscriptions"), &subs) {

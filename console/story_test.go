@@ -550,7 +550,7 @@ func TestConsole(t *testing.T) {
 		if !strings.HasSuffix(ann.url(), "/console/orgs/acme/") {
 			t.Fatalf("org admin landed on %s", ann.url())
 		}
-		ann.wantText("Deliveries per hour", "delivered", "SMS delivered to handsets", "Undelivered or failed")
+		ann.wantText("OTPs sent and verified per hour", "Conversion per country", "+94", "Deliveries per hour", "delivered", "SMS delivered to handsets", "Undelivered or failed")
 		ann.axe()
 		ann.shot("overview")
 		ann.open("/console/orgs/globex/sms-otp")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/websub/webhook"
 )
@@ -105,7 +106,7 @@ func parseCustom(body []byte) (store.Receipt, error) {
 		return store.Receipt{}, errors.New("messageId must be at most 200 characters and errorCode at most 64")
 	}
 	rc := store.Receipt{ReceiptKey: store.ReceiptKey{EventID: in.ID}, ProviderMessageID: in.MessageID,
-		State: in.Status, ErrorCode: in.ErrorCode, CountryCode: CallingCode(in.To)}
+		State: in.Status, ErrorCode: in.ErrorCode, CountryCode: smspolicy.CallingCode(in.To)}
 	if in.Timestamp != "" {
 		t, err := time.Parse(time.RFC3339Nano, in.Timestamp)
 		if err != nil {

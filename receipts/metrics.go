@@ -69,20 +69,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // countryOther labels numbers without a known calling code.
 const countryOther = "other"
 
-// CallingCode returns the ITU country calling code of an E.164 number, 0
-// when it has none libphonenumber knows.
-func CallingCode(e164 string) int {
-	n, err := phonenumbers.Parse(e164, "")
-	if err != nil {
-		return 0
-	}
-	cc := int(n.GetCountryCode())
-	if phonenumbers.GetRegionCodeForCountryCode(cc) == phonenumbers.UNKNOWN_REGION {
-		return 0
-	}
-	return cc
-}
-
 // countryLabel is the country label of a calling code: the code itself
 // when libphonenumber knows it (a bounded set of about 215), else "other".
 // Never a number's other digits.

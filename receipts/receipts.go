@@ -26,6 +26,7 @@ import (
 
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/internal/orgs"
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
@@ -398,7 +399,7 @@ type Accepted struct {
 // RecordAccepted stores a provider's acceptance of an SMS and counts it
 // for the conversion rate.
 func (s *Service) RecordAccepted(ctx context.Context, a Accepted) error {
-	cc := CallingCode(a.Mobile)
+	cc := smspolicy.CallingCode(a.Mobile)
 	rec := store.SMSReceipt{
 		ReceiptKey:  store.ReceiptKey{OrgID: a.OrgID, EventID: a.EventID, DestinationType: a.Type, DestinationID: a.Slot},
 		EventSource: a.EventSource, ProviderMessageID: a.ProviderMessageID, CountryCode: cc, AcceptedAt: a.At, ExpiresAt: a.ExpiresAt,

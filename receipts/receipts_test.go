@@ -683,14 +683,6 @@ func TestConversionMetrics(t *testing.T) {
 	}
 }
 
-func TestCallingCodeLabels(t *testing.T) {
-	for in, want := range map[string]int{"+94771234567": 94, "+14155550100": 1, "+447700900123": 44, "garbage": 0, "+999123": 0} {
-		if got := receipts.CallingCode(in); got != want {
-			t.Errorf("CallingCode(%q) = %d, want %d", in, got, want)
-		}
-	}
-}
-
 // value is the counter name{labels} (label values matched as a set).
 func value(t *testing.T, reg *prometheus.Registry, name string, values ...string) float64 {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 
 	twclient "github.com/twilio/twilio-go/client"
 
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
@@ -81,6 +82,6 @@ func (s *Service) twilio(w http.ResponseWriter, r *http.Request) {
 	s.apply(w, r, org, store.Receipt{
 		ReceiptKey:        store.ReceiptKey{EventID: jti, DestinationType: TypeTwilio, DestinationID: slot},
 		ProviderMessageID: params["MessageSid"], State: state, ErrorCode: params["ErrorCode"],
-		CountryCode: CallingCode(params["To"]),
+		CountryCode: smspolicy.CallingCode(params["To"]),
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
 
@@ -140,7 +141,7 @@ func (s *Service) vonage(w http.ResponseWriter, r *http.Request) {
 		rc.ErrorCode = code
 	}
 	if msisdn := params["msisdn"]; msisdn != "" {
-		rc.CountryCode = CallingCode("+" + strings.TrimPrefix(msisdn, "+"))
+		rc.CountryCode = smspolicy.CallingCode("+" + strings.TrimPrefix(msisdn, "+"))
 	}
 	s.apply(w, r, org, rc)
 }

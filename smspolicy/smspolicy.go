@@ -194,6 +194,21 @@ func Screen(number string, s store.OTPSettings) (e164, refusal string) {
 	return phonenumbers.Format(num, phonenumbers.E164), ""
 }
 
+// CallingCode returns the ITU country calling code of an E.164 number, 0
+// when it has none libphonenumber knows: what the store keeps of a
+// number for statistics and metrics (never its other digits).
+func CallingCode(e164 string) int {
+	n, err := phonenumbers.Parse(e164, "")
+	if err != nil {
+		return 0
+	}
+	cc := int(n.GetCountryCode())
+	if phonenumbers.GetRegionCodeForCountryCode(cc) == phonenumbers.UNKNOWN_REGION {
+		return 0
+	}
+	return cc
+}
+
 // Counter is the store's fixed-window counter (store.OTP.HitCounter).
 type Counter interface {
 	HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error)

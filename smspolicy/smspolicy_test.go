@@ -147,3 +147,11 @@ func TestGuard(t *testing.T) {
 		t.Fatalf("a third SMS to the replayed number: %q (the replay was not charged?)", why)
 	}
 }
+
+func TestCallingCode(t *testing.T) {
+	for in, want := range map[string]int{"+94771234567": 94, "+14155550100": 1, "+447700900123": 44, "garbage": 0, "+999123": 0} {
+		if got := smspolicy.CallingCode(in); got != want {
+			t.Errorf("CallingCode(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

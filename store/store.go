@@ -151,10 +151,14 @@ type Subscription struct {
 
 // Challenge is one SMS OTP challenge.
 type Challenge struct {
-	ID          string // UUID
-	OrgID       int64
-	UserID      string
-	Mobile      string // E.164
+	ID     string // UUID
+	OrgID  int64
+	UserID string
+	Mobile string // E.164
+	// CountryCode is the ITU calling code of Mobile (94, 1…), 0 when
+	// unknown (and for challenges from before migration 0010): OTPStats
+	// groups by it.
+	CountryCode int
 	Application string
 	CodeHMAC    []byte // HMAC of the current OTP; never the OTP
 	EventID     string // jti of the current OTP's event; "" for challenges from before migration 0007
@@ -407,6 +411,11 @@ type OTP interface {
 	// consumed yet and its code is still codeHMAC (else ErrPrecondition).
 	// Of concurrent calls at most one succeeds.
 	ConsumeChallenge(ctx context.Context, orgID int64, id string, codeHMAC []byte, now time.Time) error
+	// DeleteChallenge removes the org's challenge id (ErrNotFound when it
+	// has none): authcore withdraws a challenge whose event could not be
+	// queued (its ID was never disclosed, its OTP never sent) this way, so
+	// that it neither verifies nor counts in OTPStats.
+	DeleteChallenge(ctx context.Context, orgID int64, id string) error
 
 	// ReserveFailedAttempt counts one verification attempt for the user
 	// before its code is compared, if fewer than max (at least 1) are
@@ -432,6 +441,47 @@ type OTP interface {
 	// HitCounter adds one to the fixed-window counter (key, windowStart)
 	// and returns the new value; rows past expiresAt may be purged.
 	HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error)
+
+	// OTPStats sums up the org's challenges started in [since, until), at
+	// most MaxStatsWindow long (else an error), per hour from since (every
+	// hour, empty ones too) and per country calling code (by Sent, then
+	// code). A challenge counts in the hour it started, with its resends:
+	// the store keeps how many, not when (resends come within minutes,
+	// bounded by the OTP's expiry).
+	OTPStats(ctx context.Context, orgID int64, since, until time.Time) (OTPStats, error)
+}
+
+// MaxStatsWindow bounds OTPStats' window; challenges are kept at least
+// this long (plus a day) after their expiry so that it reads all of them.
+const MaxStatsWindow = 7 * 24 * time.Hour
+
+// OTPStats is what OTPStats returns.
+type OTPStats struct {
+	Hours     []OTPHourStats
+	Countries []OTPCountryStats
+}
+
+// OTPHourStats are the challenges started in the hour from Start.
+type OTPHourStats struct {
+	Start time.Time
+	// Sent counts SMS OTPs issued: one per challenge and one per resend.
+	Sent int64
+	// Verified counts challenges verified (consumed), with the SMS code or
+	// a backup code.
+	Verified int64
+}
+
+// OTPCountryStats are the window's challenges to one country calling code.
+type OTPCountryStats struct {
+	CountryCode int // 0: unknown
+	Sent        int64
+	Verified    int64
+	// Delivered counts challenges whose current OTP's SMS a delivery
+	// receipt reports delivered to the handset (from either provider
+	// slot); Receipts those whose current SMS has any receipt at all, so
+	// 0 means no receipts are configured rather than no SMS arrived.
+	Delivered int64
+	Receipts  int64
 }
 
 // Providers keeps SMS provider configurations.

@@ -22,6 +22,7 @@ var otpCases = []testCase{
 	{"HitCounter", testHitCounter},
 	{"SMSProviders", testSMSProviders},
 	{"Housekeeping", testHousekeeping},
+	{"OTPStats", testOTPStats},
 }
 
 func testOTPSettings(t *testing.T, s store.Store) {
@@ -91,7 +92,7 @@ func testMessageTemplates(t *testing.T, s store.Store) {
 }
 
 func newChallenge(orgID int64, id string) store.Challenge {
-	return store.Challenge{ID: id, OrgID: orgID, UserID: "alice", Mobile: "+94771234567", Application: "myapp",
+	return store.Challenge{ID: id, OrgID: orgID, UserID: "alice", Mobile: "+94771234567", CountryCode: 94, Application: "myapp",
 		CodeHMAC: []byte("hmac-1"), EventID: "ev-1", ExpiresAt: at(5 * time.Minute), LastSentAt: at(0), CreatedAt: at(0)}
 }
 
@@ -111,6 +112,7 @@ func testChallenges(t *testing.T, s store.Store) {
 	}
 	eqBytes(t, got.CodeHMAC, ch.CodeHMAC, "CodeHMAC")
 	eq(t, got.EventID, "ev-1", "EventID")
+	eq(t, got.CountryCode, 94, "CountryCode")
 
 	_, err = s.GetChallenge(c, b.ID, ch.ID)
 	wantErr(t, err, store.ErrNotFound, "GetChallenge with another org's ID")
@@ -386,8 +388,8 @@ func testSMSProviders(t *testing.T, s store.Store) {
 	}
 }
 
-// testHousekeeping: expired rate counters and challenges expired for days
-// are purged as a side effect of later writes. The suite allows a few calls
+// testHousekeeping: expired rate counters and challenges expired for
+// longer than the stats window (and a day) are purged as a side effect of later writes. The suite allows a few calls
 // made a long time later (by the records' clock); sqlstore purges on the
 // first call after 10 minutes or 512 calls.
 func testHousekeeping(t *testing.T, s store.Store) {
@@ -398,7 +400,21 @@ func testHousekeeping(t *testing.T, s store.Store) {
 	_, err := s.HitCounter(c, "old-key", at(0), at(time.Minute))
 	must(t, err, "HitCounter(old)")
 
-	later := at(72 * time.Hour)
+	// Within the stats window (7 days) nothing is purged: OTPStats reads it.
+	recent := newChallenge(a.ID, "recent")
+	recent.CreatedAt, recent.LastSentAt, recent.ExpiresAt = at(-time.Hour), at(-time.Hour), at(-time.Hour+5*time.Minute)
+	must(t, s.CreateChallenge(c, recent), "CreateChallenge(recent)")
+	for i := range 3 {
+		ch := newChallenge(a.ID, fmt.Sprintf("week-%d", i))
+		week := at(7 * 24 * time.Hour)
+		ch.CreatedAt, ch.LastSentAt, ch.ExpiresAt = week, week, week.Add(5*time.Minute)
+		must(t, s.CreateChallenge(c, ch), "CreateChallenge(a week later)")
+	}
+	if _, err := s.GetChallenge(c, a.ID, "old"); err != nil {
+		t.Fatalf("a challenge expired 7 days ago was purged (the stats window reads it): %v", err)
+	}
+
+	later := at(9 * 24 * time.Hour)
 	const calls = 3
 	for i := 0; i < calls; i++ {
 		ch := newChallenge(a.ID, fmt.Sprintf("new-%d", i))
@@ -417,4 +433,103 @@ func testHousekeeping(t *testing.T, s store.Store) {
 	eq(t, n, int64(1), "an expired counter's value after housekeeping (purged, so it starts over)")
 	n, _ = s.HitCounter(c, "new-key", later, later.Add(time.Minute))
 	eq(t, n, int64(calls+1), "a live counter after housekeeping")
+}
+
+// testOTPStats: per hour and per country sums of one org's challenges of a
+// window, with resends, verifications and the handset receipts of each
+// challenge's current SMS; other orgs, other hours and deleted
+// (withdrawn) challenges are left out; the window is bounded.
+func testOTPStats(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
+	since := base.Truncate(time.Hour)
+	n := 0
+	mk := func(org store.Org, cc int, created time.Duration, resends int, verified bool) store.Challenge {
+		n++
+		ch := newChallenge(org.ID, fmt.Sprintf("ch-%d", n))
+		ch.CountryCode, ch.Resends, ch.EventID = cc, resends, fmt.Sprintf("ev-%d", n)
+		ch.CreatedAt = since.Add(created)
+		ch.LastSentAt, ch.ExpiresAt = ch.CreatedAt, ch.CreatedAt.Add(5*time.Minute)
+		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		if verified {
+			must(t, s.ConsumeChallenge(c, org.ID, ch.ID, ch.CodeHMAC, ch.CreatedAt.Add(time.Minute)), "ConsumeChallenge")
+		}
+		return ch
+	}
+	// Hour 0: three to +94 (one resent twice, two verified), one to +1.
+	lk1 := mk(a, 94, 10*time.Minute, 2, true)
+	lk2 := mk(a, 94, 20*time.Minute, 0, true)
+	mk(a, 94, 30*time.Minute, 0, false)
+	us := mk(a, 1, 59*time.Minute, 0, false)
+	// Hour 2: one to an unknown country, verified.
+	mk(a, 0, 2*time.Hour+time.Second, 1, true)
+	// Left out: before and after the window, another org, a deleted one.
+	mk(a, 94, -time.Second, 0, true)
+	mk(a, 94, 3*time.Hour, 0, true)
+	mk(b, 94, time.Minute, 5, true)
+	w := mk(a, 94, 40*time.Minute, 0, false)
+	wantErr(t, s.DeleteChallenge(c, b.ID, w.ID), store.ErrNotFound, "DeleteChallenge(another org's)")
+	must(t, s.DeleteChallenge(c, a.ID, w.ID), "DeleteChallenge")
+	_, err := s.GetChallenge(c, a.ID, w.ID)
+	wantErr(t, err, store.ErrNotFound, "GetChallenge(deleted)")
+	wantErr(t, s.DeleteChallenge(c, a.ID, w.ID), store.ErrNotFound, "DeleteChallenge twice")
+
+	// Receipts: lk1's SMS delivered (by the fallback after the primary
+	// failed), lk2's only sent, us's accepted with no receipt; a record of
+	// another org's event of the same jti counts for nothing.
+	deliver := func(org store.Org, ev, slot, state string) {
+		key := store.ReceiptKey{OrgID: org.ID, EventID: ev, DestinationType: "twilio", DestinationID: slot}
+		rec := accepted(key, "SM"+ev+slot, since)
+		rec.ReceiptDueAt = time.Time{}
+		must(t, s.RecordSMSAccepted(c, rec), "RecordSMSAccepted")
+		if state != "" {
+			apply(t, s, receipt(key, rec.ProviderMessageID, state, since.Add(time.Minute)))
+		}
+	}
+	deliver(a, lk1.EventID, store.ProviderPrimary, store.HandsetFailed)
+	deliver(a, lk1.EventID, store.ProviderFallback, store.HandsetDelivered)
+	deliver(a, lk2.EventID, store.ProviderPrimary, store.HandsetSent)
+	deliver(a, us.EventID, store.ProviderPrimary, "")
+	deliver(b, us.EventID, store.ProviderPrimary, store.HandsetDelivered)
+
+	st, err := s.OTPStats(c, a.ID, since, since.Add(3*time.Hour))
+	must(t, err, "OTPStats")
+	want := []store.OTPHourStats{{Start: since, Sent: 6, Verified: 2}, {Start: since.Add(time.Hour)}, {Start: since.Add(2 * time.Hour), Sent: 2, Verified: 1}}
+	if len(st.Hours) != len(want) {
+		t.Fatalf("OTPStats hours = %+v, want %+v", st.Hours, want)
+	}
+	for i, h := range st.Hours {
+		if !h.Start.Equal(want[i].Start) || h.Sent != want[i].Sent || h.Verified != want[i].Verified {
+			t.Fatalf("OTPStats hour %d = %+v, want %+v", i, h, want[i])
+		}
+	}
+	wantC := []store.OTPCountryStats{
+		{CountryCode: 94, Sent: 5, Verified: 2, Delivered: 1, Receipts: 2},
+		{CountryCode: 0, Sent: 2, Verified: 1},
+		{CountryCode: 1, Sent: 1},
+	}
+	if len(st.Countries) != len(wantC) {
+		t.Fatalf("OTPStats countries = %+v, want %+v", st.Countries, wantC)
+	}
+	for i := range wantC {
+		eq(t, st.Countries[i], wantC[i], fmt.Sprintf("OTPStats country %d", i))
+	}
+
+	// A partial last hour is a bucket of its own; an empty window has
+	// every hour and no country.
+	st, err = s.OTPStats(c, a.ID, since.Add(time.Hour), since.Add(2*time.Hour+30*time.Minute))
+	must(t, err, "OTPStats(partial)")
+	eq(t, len(st.Hours), 2, "hours of a 90-minute window")
+	eq(t, st.Hours[1].Sent, int64(2), "sent in the partial hour")
+	st, err = s.OTPStats(c, b.ID, since.Add(-24*time.Hour), since.Add(-time.Hour))
+	must(t, err, "OTPStats(empty)")
+	eq(t, len(st.Hours), 23, "hours of an empty window")
+	eq(t, len(st.Countries), 0, "countries of an empty window")
+
+	if _, err := s.OTPStats(c, a.ID, since, since.Add(store.MaxStatsWindow+time.Hour)); err == nil {
+		t.Fatal("OTPStats over more than MaxStatsWindow: no error")
+	}
+	if _, err := s.OTPStats(c, a.ID, since, since); err == nil {
+		t.Fatal("OTPStats of an empty window: no error")
+	}
 }

@@ -144,9 +144,9 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 	if code == nil {
 		code = []byte{}
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, application, code_hmac,
-		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.OrgID, c.UserID, c.Mobile, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
+		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
 		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
 	if err != nil {
 		return db.wrap("create challenge", err)
@@ -161,17 +161,18 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 }
 
 // ChallengeRetention is how long a challenge is kept after its expiry
-// (for GetChallenge to tell "expired" from "unknown"); older ones are purged
-// now and then by CreateChallenge.
-const ChallengeRetention = 24 * time.Hour
+// (for GetChallenge to tell "expired" from "unknown", and for OTPStats to
+// read every challenge of its longest window); older ones are purged now
+// and then by CreateChallenge.
+const ChallengeRetention = store.MaxStatsWindow + 24*time.Hour
 
 // GetChallenge returns the org's challenge id.
 func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
 	c := store.Challenge{ID: id, OrgID: orgID}
 	var expires, lastSent, consumed, created int64
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, application, code_hmac, event_id, expires_at, resends,
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, country_code, application, code_hmac, event_id, expires_at, resends,
 		last_sent_at, consumed_at, created_at FROM challenges WHERE org_id = ? AND id = ?`), orgID, id).
-		Scan(&c.UserID, &c.Mobile, &c.Application, &c.CodeHMAC, &c.EventID, &expires, &c.Resends, &lastSent, &consumed, &created)
+		Scan(&c.UserID, &c.Mobile, &c.CountryCode, &c.Application, &c.CodeHMAC, &c.EventID, &expires, &c.Resends, &lastSent, &consumed, &created)
 	if err != nil {
 		return store.Challenge{}, db.wrap("challenge", err)
 	}
@@ -222,6 +223,15 @@ func (db *DB) ConsumeChallenge(ctx context.Context, orgID int64, id string, code
 	}
 	return db.conditional(ctx, res, "consume challenge",
 		`SELECT 1 FROM challenges WHERE org_id = ? AND id = ?`, orgID, id)
+}
+
+// DeleteChallenge removes the org's challenge id.
+func (db *DB) DeleteChallenge(ctx context.Context, orgID int64, id string) error {
+	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE org_id = ? AND id = ?`), orgID, id)
+	if err != nil {
+		return db.wrap("delete challenge", err)
+	}
+	return db.wrap("delete challenge", affected(res, "challenge"))
 }
 
 // conditional turns a conditional UPDATE that changed no row into
@@ -355,4 +365,64 @@ func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt
 		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
 	}
 	return n, nil
+}
+
+// otpStatsChallenges selects the challenges OTPStats counts (org, window),
+// through the index challenges_org_created (migration 0010).
+const otpStatsChallenges = `FROM challenges c WHERE c.org_id = ? AND c.created_at >= ? AND c.created_at < ?`
+
+// OTPStats is two GROUP BYs over one org's challenges of a bounded window;
+// the country one looks up each challenge's current SMS in sms_receipts
+// by its primary key prefix (org_id, event_id).
+func (db *DB) OTPStats(ctx context.Context, orgID int64, since, until time.Time) (store.OTPStats, error) {
+	if !until.After(since) || until.Sub(since) > store.MaxStatsWindow {
+		return store.OTPStats{}, fmt.Errorf("store: otp stats: window %v to %v: want a positive one of at most %v", since, until, store.MaxStatsWindow)
+	}
+	since = since.UTC().Truncate(time.Microsecond)
+	n := int((until.Sub(since) + time.Hour - 1) / time.Hour)
+	out := store.OTPStats{Hours: make([]store.OTPHourStats, n), Countries: []store.OTPCountryStats{}}
+	for i := range out.Hours {
+		out.Hours[i].Start = since.Add(time.Duration(i) * time.Hour)
+	}
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT (c.created_at - ?) / 3600000000, SUM(1 + c.resends),
+		SUM(CASE WHEN c.consumed_at <> 0 THEN 1 ELSE 0 END) `+otpStatsChallenges+` GROUP BY 1`),
+		micros(since), orgID, micros(since), micros(until))
+	if err != nil {
+		return store.OTPStats{}, db.wrap("otp stats", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h int64
+		var sent, verified int64
+		if err := rows.Scan(&h, &sent, &verified); err != nil {
+			return store.OTPStats{}, db.wrap("otp stats", err)
+		}
+		if h >= 0 && h < int64(n) {
+			out.Hours[h].Sent, out.Hours[h].Verified = sent, verified
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.OTPStats{}, db.wrap("otp stats", err)
+	}
+	rows.Close()
+	receipt := func(cond string) string {
+		return `SUM(CASE WHEN EXISTS (SELECT 1 FROM sms_receipts r WHERE r.org_id = c.org_id AND r.event_id = c.event_id
+			AND c.event_id <> '' AND ` + cond + `) THEN 1 ELSE 0 END)`
+	}
+	rows, err = db.r.QueryContext(ctx, db.q(`SELECT c.country_code, SUM(1 + c.resends),
+		SUM(CASE WHEN c.consumed_at <> 0 THEN 1 ELSE 0 END), `+receipt(`r.state = 'delivered'`)+`, `+receipt(`r.state <> ''`)+`
+		`+otpStatsChallenges+` GROUP BY c.country_code ORDER BY 2 DESC, 1`),
+		orgID, micros(since), micros(until))
+	if err != nil {
+		return store.OTPStats{}, db.wrap("otp stats by country", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var cs store.OTPCountryStats
+		if err := rows.Scan(&cs.CountryCode, &cs.Sent, &cs.Verified, &cs.Delivered, &cs.Receipts); err != nil {
+			return store.OTPStats{}, db.wrap("otp stats by country", err)
+		}
+		out.Countries = append(out.Countries, cs)
+	}
+	return out, db.wrap("otp stats by country", rows.Err())
 }
