@@ -15,12 +15,13 @@ import (
 	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/websub"
 )
 
 // TestTestEventRoute: the test route appends one test event restricted to
 // the subscription (ce_otphubdest) to the log, like a publish; it refuses
-// an expired subscription (409), a deleted one (404) and more than
+// a disabled subscription (409), a deleted one (404) and more than
 // TestEventsPerMinute per org (429 with Retry-After).
 func TestTestEventRoute(t *testing.T) {
 	t.Parallel()
@@ -28,7 +29,7 @@ func TestTestEventRoute(t *testing.T) {
 	org := e.org("tests")
 	tok := e.token(org, access.ScopeSubscribe)
 	sub := newSubscriber(t)
-	e.subscribe(tok, e.topic(org.Name), sub.URL+"/cb", url.Values{"hub.lease_seconds": {"300"}})
+	e.subscribe(tok, e.topic(org.Name), sub.URL+"/cb", nil)
 	e.waitVerifications("verified", 1)
 	s, ok := e.findSub(org, sub.URL+"/cb")
 	if !ok {
@@ -78,10 +79,13 @@ func TestTestEventRoute(t *testing.T) {
 		t.Errorf("third test event in a minute: %d %v %s", r.code, r.header, r.body)
 	}
 
-	e.clock.Advance(301 * time.Second) // the lease has ended; the sweep has not run
+	// Disabled (as a 410 Gone does): nothing would be delivered.
+	if err := e.st.SetSubscriptionState(e.ctx, org.ID, s.ID, store.SubDisabled); err != nil {
+		t.Fatal(err)
+	}
 	r = e.do(http.MethodPost, path, tok, "", nil)
-	if r.code != http.StatusConflict || r.errorCode() != "subscription_not_active" || !strings.Contains(string(r.body), "expired") {
-		t.Errorf("expired subscription: %d %s", r.code, r.body)
+	if r.code != http.StatusConflict || r.errorCode() != "subscription_not_active" || !strings.Contains(string(r.body), "disabled") {
+		t.Errorf("disabled subscription: %d %s", r.code, r.body)
 	}
 	if r := e.do(http.MethodDelete, "/api/v1/orgs/tests/subscriptions/"+s.ID, tok, "", nil); r.code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", r.code, r.body)
