@@ -50,6 +50,8 @@ func (c *Console) registerPages(mux httpx.Mux) {
 	org("GET "+base+"/webhooks", "webhooks", c.webhooksPage)
 	org("POST "+base+"/webhooks", "webhooks", c.webhookAdd)
 	org("POST "+base+"/webhooks/{id}/delete", "webhooks", c.webhookDelete)
+	org("POST "+base+"/webhooks/{id}/test", "webhooks", c.webhookTest)
+	org("POST "+base+"/webhooks/{id}/rotate", "webhooks", c.webhookRotate)
 	org("GET "+base+"/deliveries", "deliveries", c.deliveriesPage)
 	org("GET "+base+"/deliveries/{id}", "deliveries", c.deliveryPage)
 	org("POST "+base+"/deliveries/{id}/retry", "deliveries", c.deliveryRetry)
@@ -891,9 +893,13 @@ type subscription struct {
 	Format       string     `json:"format"`
 	SignatureAlg string     `json:"signatureAlg"`
 	HasSecret    bool       `json:"hasSecret"`
-	CreatedAt    time.Time  `json:"createdAt"`
-	UpdatedAt    time.Time  `json:"updatedAt"`
-	LastDelivery *delivery
+	AutoRenew    bool       `json:"autoRenew"`
+	// PreviousSecretUntil: until then the secret a rotation replaced
+	// still signs deliveries too.
+	PreviousSecretUntil *time.Time `json:"previousSecretUntil"`
+	CreatedAt           time.Time  `json:"createdAt"`
+	UpdatedAt           time.Time  `json:"updatedAt"`
+	LastDelivery        *delivery
 }
 
 type subscriptionList struct {
@@ -906,8 +912,17 @@ type webhooksData struct {
 	Format        string
 	Lease         string
 	Formats       []string
-	Field         map[string]string
+	Field         map[string]string // by field name; a subscription's own fields as "<name>-<id>"
 	Topic         string
+	// TestDelivery is the delivery of the test event just sent, to link to.
+	TestDelivery string
+	// Rotated is the secret the hub generated for a rotation, shown on
+	// that answer only.
+	Rotated *rotatedSecret
+}
+
+type rotatedSecret struct {
+	Callback, Secret string
 }
 
 var webhookFormats = []string{"asgardeo", "set", "set-jwt", "cloudevents"}
@@ -941,9 +956,16 @@ func (c *Console) publicBase(r *http.Request) string {
 	return "http://" + r.Host
 }
 
+// deliveryIDPattern is the shape of a delivery ID (a UUID) a link may name.
+var deliveryIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
 func (c *Console) webhooksPage(w http.ResponseWriter, r *http.Request, s *session, p *page) {
 	p.Title = "Webhooks"
-	p.Data = c.webhooksData(r, s, p)
+	d := c.webhooksData(r, s, p)
+	if id := r.URL.Query().Get("delivery"); p.Flash != "" && deliveryIDPattern.MatchString(id) {
+		d.TestDelivery = id
+	}
+	p.Data = d
 	c.render(w, http.StatusOK, "webhooks", *p)
 }
 
@@ -961,7 +983,8 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 	started := time.Now().Add(-time.Second)
 	status, body := c.call(r, s, "POST", "/hub", form)
 	if status == http.StatusAccepted {
-		c.done(w, r, p.path("/webhooks"), c.verificationResult(r, s, p.Org, d.Callback, started))
+		msg, _ := c.verificationResult(r, s, p.Org, d.Callback, started, "If it never does, no subscription is made.")
+		c.done(w, r, p.path("/webhooks"), msg)
 		return
 	}
 	e, _ := fieldErrors(body)
@@ -989,24 +1012,150 @@ func (c *Console) webhookAdd(w http.ResponseWriter, r *http.Request, s *session,
 const verificationWait = 5 * time.Second
 
 // verificationResult waits for the subscription of callback to turn
-// active (verified after started) and says how the verification went.
-func (c *Console) verificationResult(r *http.Request, s *session, org, callback string, started time.Time) string {
+// active (verified after since) and says how the verification went,
+// ending with unverified when it did not within verificationWait. The
+// verified subscription is returned too (nil when not verified).
+func (c *Console) verificationResult(r *http.Request, s *session, org, callback string, since time.Time, unverified string) (string, *subscription) {
 	deadline := time.Now().Add(verificationWait)
 	for {
 		var subs subscriptionList
 		if status, b := c.call(r, s, "GET", apiPath(org, "/subscriptions"), nil); status == http.StatusOK && json.Unmarshal(b, &subs) == nil {
 			for _, sub := range subs.Subscriptions {
-				if sub.Callback == callback && sub.State == "active" && !sub.UpdatedAt.Before(started) {
-					return "Verified: " + callback + " answered the WebSub challenge; the subscription is active."
+				if sub.Callback == callback && sub.State == "active" && sub.UpdatedAt.After(since) {
+					return "Verified: " + callback + " answered the WebSub challenge; the subscription is active.", &sub
 				}
 			}
 		}
 		if time.Now().After(deadline) || r.Context().Err() != nil {
 			return "Not verified yet: " + callback + " has not answered the WebSub challenge (a GET with hub.challenge, which it must echo) within " +
-				verificationWait.String() + ". If it never does, no subscription is made."
+				verificationWait.String() + ". " + unverified, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// webhookSubscription loads subscription {id} of the page's org; on
+// failure it has rendered the page with the API's message.
+func (c *Console) webhookSubscription(w http.ResponseWriter, r *http.Request, s *session, p *page) (subscription, bool) {
+	var sub subscription
+	status, body := c.call(r, s, "GET", apiPath(p.Org, "/subscriptions/"+url.PathEscape(r.PathValue("id"))), nil)
+	if status == http.StatusOK && json.Unmarshal(body, &sub) == nil {
+		return sub, true
+	}
+	c.webhooksError(w, r, s, p, status, body)
+	return sub, false
+}
+
+// webhooksError renders the webhooks page with an API error as the
+// page-level message.
+func (c *Console) webhooksError(w http.ResponseWriter, r *http.Request, s *session, p *page, status int, body []byte) {
+	e, _ := fieldErrors(body)
+	p.Title = "Webhooks"
+	p.Error = e.Message
+	p.Data = c.webhooksData(r, s, p)
+	if status < 400 {
+		status = http.StatusBadGateway
+	}
+	c.render(w, status, "webhooks", *p)
+}
+
+// webhookTest sends subscription {id} a test event (POST
+// …/subscriptions/{id}/test) and tells how its first attempt went, with a
+// link to the delivery.
+func (c *Console) webhookTest(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	sub, ok := c.webhookSubscription(w, r, s, p)
+	if !ok {
+		return
+	}
+	status, body := c.call(r, s, "POST", apiPath(p.Org, "/subscriptions/"+url.PathEscape(sub.ID)+"/test"), nil)
+	var out struct {
+		EventID    string `json:"eventId"`
+		DeliveryID string `json:"deliveryId"`
+		Status     string `json:"status"`
+	}
+	if status != http.StatusAccepted || json.Unmarshal(body, &out) != nil {
+		c.webhooksError(w, r, s, p, status, body)
+		return
+	}
+	var msg string
+	switch out.Status {
+	case "delivered":
+		msg = "Test event delivered to " + sub.Callback + "."
+	case "pending":
+		msg = "Test event sent to " + sub.Callback + ": the first attempt failed; it will be retried like any delivery."
+	case "":
+		msg = "Test event " + out.EventID + " sent to " + sub.Callback + "; its first attempt has not ended yet: find it under Deliveries."
+	default:
+		msg = "Test event to " + sub.Callback + ": " + out.Status + "."
+	}
+	path := p.path("/webhooks")
+	if out.DeliveryID != "" {
+		path += "?delivery=" + url.QueryEscape(out.DeliveryID)
+	}
+	c.done(w, r, path, msg)
+}
+
+// webhookRotate replaces subscription {id}'s secret: a re-subscription
+// through the hub with the same topic, callback, format, signature
+// algorithm and lease and the new hub.secret (or one the hub generates,
+// shown on this answer only). The hub keeps the replaced secret signing
+// for its overlap (docs/websub.md, "Secret rotation").
+func (c *Console) webhookRotate(w http.ResponseWriter, r *http.Request, s *session, p *page) {
+	sub, ok := c.webhookSubscription(w, r, s, p)
+	if !ok {
+		return
+	}
+	p.Title = "Webhooks"
+	form := url.Values{"hub.mode": {"subscribe"}, "hub.topic": {sub.Topic}, "hub.callback": {sub.Callback},
+		"otphub.format": {sub.Format}, "otphub.signature_alg": {sub.SignatureAlg}}
+	if !sub.AutoRenew {
+		form.Set("hub.lease_seconds", strconv.Itoa(sub.LeaseSeconds))
+	}
+	if secret := r.PostFormValue("secret"); secret != "" {
+		form.Set("hub.secret", secret)
+	} else {
+		form.Set("otphub.generate_secret", "whsec")
+	}
+	status, body := c.call(r, s, "POST", "/hub", form)
+	if status != http.StatusAccepted {
+		e, _ := fieldErrors(body)
+		d := c.webhooksData(r, s, p)
+		if e.Error == "invalid_secret" {
+			d.Field["secret-"+sub.ID] = e.Message
+			p.Error = "Correct the fields marked below."
+		} else {
+			p.Error = e.Message
+		}
+		p.Data = d
+		c.render(w, http.StatusBadRequest, "webhooks", *p)
+		return
+	}
+	var accepted struct {
+		Secret string `json:"secret"`
+	}
+	_ = json.Unmarshal(body, &accepted)
+	// Verified: updated after the row as it was before the rotation.
+	msg, verified := c.verificationResult(r, s, p.Org, sub.Callback, sub.UpdatedAt,
+		"Until it does, deliveries stay signed with the current secret only.")
+	switch {
+	case verified == nil:
+	case verified.PreviousSecretUntil != nil:
+		msg += " The new secret signs every delivery; the previous one is still accepted until " + verified.PreviousSecretUntil.UTC().Format("2006-01-02 15:04:05 UTC") + "."
+	case sub.HasSecret:
+		msg += " The new secret signs every delivery; the previous one no longer does."
+	default:
+		msg += " Deliveries are signed with the new secret from now on."
+	}
+	d := c.webhooksData(r, s, p)
+	if accepted.Secret != "" {
+		// Shown on this answer only: the hub keeps it sealed, and
+		// reloading the page does not show it again.
+		d.Rotated = &rotatedSecret{Callback: sub.Callback, Secret: accepted.Secret}
+		msg += " Copy the new secret now: it is not shown again."
+	}
+	p.Flash = msg
+	p.Data = d
+	c.render(w, http.StatusOK, "webhooks", *p)
 }
 
 func (c *Console) webhookDelete(w http.ResponseWriter, r *http.Request, s *session, p *page) {

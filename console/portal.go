@@ -140,6 +140,8 @@ func (c *Console) registerPortal(mux httpx.Mux) {
 	route("GET "+base+"/webhooks", "webhooks", c.webhooksPage)
 	route("POST "+base+"/webhooks", "webhooks", c.webhookAdd)
 	route("POST "+base+"/webhooks/{id}/delete", "webhooks", c.webhookDelete)
+	route("POST "+base+"/webhooks/{id}/test", "webhooks", c.webhookTest)
+	route("POST "+base+"/webhooks/{id}/rotate", "webhooks", c.webhookRotate)
 	route("GET "+base+"/deliveries", "deliveries", c.deliveriesPage)
 	route("GET "+base+"/deliveries/{id}", "deliveries", c.deliveryPage)
 	route("POST "+base+"/deliveries/{id}/retry", "deliveries", c.deliveryRetry)

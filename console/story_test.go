@@ -240,6 +240,24 @@ func TestConsole(t *testing.T) {
 		b.wantText("Verified: "+rv.URL+"/hook answered the WebSub challenge", "active")
 		b.axe()
 		b.shot("webhooks")
+		// A test event to this endpoint only, linked to its delivery.
+		rv.set(http.StatusNoContent)
+		b.press("Send test event")
+		b.wantText("Test event delivered to " + rv.URL + "/hook.")
+		b.follow("View the test event's delivery and its attempt log")
+		b.wantText("Attempt log", "204")
+		rv.set(http.StatusInternalServerError)
+		// Secret rotation: the generated secret is shown once.
+		b.open("/console/orgs/acme/webhooks")
+		b.press("Rotate secret")
+		b.wantText("Verified: "+rv.URL+"/hook", "Deliveries are signed with the new secret from now on.", "Copy the new secret now", "whsec_")
+		b.axe()
+		b.shot("webhooks-rotated")
+		b.open("/console/orgs/acme/webhooks")
+		if strings.Contains(b.text(), "whsec_") {
+			t.Fatal("the rotated secret is shown again")
+		}
+		b.wantText("signed (sha256)")
 	})
 
 	var deliveryID string

@@ -57,6 +57,7 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 	if err != nil {
 		return // shutting down: left unacknowledged
 	}
+	targets = restrict(targets, ev.Destination)
 	t := newTracker(m)
 	enc := &encodedEvent{ev: ev}
 	for _, target := range targets {
@@ -66,6 +67,23 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 		}
 	}
 	t.done()
+}
+
+// restrict keeps, of an event restricted to one destination (dest set,
+// event.Destination), only that target, without its fallback: a test
+// event to one webhook reaches no other subscription and no SMS provider.
+// An unrestricted event (dest empty) keeps them all.
+func restrict(targets []delivery.Target, dest string) []delivery.Target {
+	if dest == "" {
+		return targets
+	}
+	for _, t := range targets {
+		if event.Destination(t.Type, t.ID) == dest {
+			t.Fallback = nil
+			return []delivery.Target{t}
+		}
+	}
+	return nil
 }
 
 // resolve asks every resolver for ev's targets. A resolver error (the

@@ -25,6 +25,9 @@ const (
 	// so that CloudEvents round-trip the whole event. Producers outside
 	// otphub may leave it out: the router derives the topic from the org.
 	ExtAudience = "otphubaud"
+	// ExtDestination carries SmsOtpNotificationEvent.Destination in the
+	// log only: it restricts delivery to one destination.
+	ExtDestination = "otphubdest"
 )
 
 // Kafka binary-mode header names (docs/event-formats.md).
@@ -36,6 +39,7 @@ const (
 	HeaderTime        = "ce_time"
 	HeaderExpiryTime  = "ce_" + ExtExpiryTime
 	HeaderAudience    = "ce_" + ExtAudience
+	HeaderDestination = "ce_" + ExtDestination
 	HeaderContentType = "content-type"
 )
 
@@ -180,7 +184,8 @@ func checkJSONContentType(ct string) error {
 // (docs/event-formats.md): the key is the organization name, the value the event
 // data object (JSON), and the headers ce_specversion, ce_id, ce_source,
 // ce_type, ce_time (RFC 3339 with the iat's precision), content-type, plus
-// ce_expirytime and ce_otphubaud when known.
+// ce_expirytime and ce_otphubaud when known and ce_otphubdest when the
+// event is restricted to one destination.
 func EncodeBinary(ev *SmsOtpNotificationEvent) (key []byte, headers map[string]string, value []byte, err error) {
 	value, err = marshalJSON(dataOf(ev))
 	if err != nil {
@@ -200,6 +205,9 @@ func EncodeBinary(ev *SmsOtpNotificationEvent) (key []byte, headers map[string]s
 	if ev.Audience != "" {
 		headers[HeaderAudience] = ev.Audience
 	}
+	if ev.Destination != "" {
+		headers[HeaderDestination] = ev.Destination
+	}
 	return []byte(ev.OrganizationName), headers, value, nil
 }
 
@@ -208,7 +216,7 @@ func EncodeBinary(ev *SmsOtpNotificationEvent) (key []byte, headers map[string]s
 // ce_type SmsOtpEventURI, ce_id, ce_source and ce_time present;
 // content-type absent or application/json; ce_expirytime optional (the
 // expiry is then unknown); ce_otphubaud optional (Audience stays empty:
-// nothing is derived). A non-empty key must equal the organization name.
+// nothing is derived); ce_otphubdest optional (Destination). A non-empty key must equal the organization name.
 // The decoded event must pass Validate. Errors match ErrMalformed.
 func DecodeBinary(key []byte, headers map[string]string, value []byte) (*SmsOtpNotificationEvent, error) {
 	return DecodeBinaryAt(key, headers, value, time.Time{})
@@ -248,7 +256,7 @@ func DecodeBinaryAt(key []byte, headers map[string]string, value []byte, receive
 	if err := checkJSONContentType(h[HeaderContentType]); err != nil {
 		return nil, err
 	}
-	ev := &SmsOtpNotificationEvent{Issuer: h[HeaderSource], ID: h[HeaderID], Audience: h[HeaderAudience]}
+	ev := &SmsOtpNotificationEvent{Issuer: h[HeaderSource], ID: h[HeaderID], Audience: h[HeaderAudience], Destination: h[HeaderDestination]}
 	var err error
 	if h[HeaderTime] == "" {
 		ev.IssuedAt = receivedAt.UTC()

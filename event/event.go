@@ -35,7 +35,19 @@ type SmsOtpNotificationEvent struct {
 	// ExpiresAt is when the OTP in MessageBody stops being valid; zero means
 	// unknown (consumers apply DefaultOTPValidity from IssuedAt).
 	ExpiresAt time.Time
+
+	// Destination, when set, restricts delivery to that one destination of
+	// the org, as "<type>:<id>" (Destination(…)): the router drops every
+	// other target, the org's SMS providers included. It is routing data of
+	// the log (ce_otphubdest), never part of a delivered body. The hub's
+	// test event sets it; events published over HTTP cannot.
+	Destination string
 }
+
+// Destination names one destination of an org for
+// SmsOtpNotificationEvent.Destination: "<type>:<id>", e.g.
+// "webhook:<subscription id>".
+func Destination(destType, id string) string { return destType + ":" + id }
 
 // Expiry returns ExpiresAt, or IssuedAt+DefaultOTPValidity when unknown.
 func (e *SmsOtpNotificationEvent) Expiry() time.Time {

@@ -129,6 +129,9 @@ func (e *SmsOtpNotificationEvent) Validate() error {
 	case n > MaxMessageBodyChars:
 		return invalid("messageBody", "%d characters, more than %d", n, MaxMessageBodyChars)
 	}
+	if len(e.Destination) > MaxIDBytes || !utf8.ValidString(e.Destination) {
+		return invalid("destination", "not valid UTF-8 of at most %d bytes", MaxIDBytes)
+	}
 	if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(e.IssuedAt) {
 		return invalid("expiry", "before iat")
 	}

@@ -195,7 +195,7 @@ func (s *Service) handleTest(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "load sms provider", err)
 		return
 	}
-	if ok, wait := s.allowTest(o.ID); !ok {
+	if ok, wait := s.testCap.Allow(o.ID); !ok {
 		httpx.RetryAfter(w, wait)
 		httpx.Error(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %d test SMS per minute", s.cfg.TestSendsPerMinute))
 		return

@@ -22,6 +22,7 @@ import (
 
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/receipts"
 	"github.com/otphub/otphub/smsprovider/provider"
 	"github.com/otphub/otphub/store"
@@ -135,35 +136,7 @@ type Service struct {
 	cache map[int64]*orgProviders
 	gen   uint64 // bumped by every invalidation
 
-	testMu      sync.Mutex
-	testWindows map[int64]testWindow
-}
-
-// testWindow counts an org's test sends in the minute starting at start.
-type testWindow struct {
-	start time.Time
-	n     int
-}
-
-// allowTest counts a test send of org and reports whether it is within
-// TestSendsPerMinute, and if not, when the window ends.
-func (s *Service) allowTest(orgID int64) (bool, time.Duration) {
-	now := s.cfg.Now()
-	s.testMu.Lock()
-	defer s.testMu.Unlock()
-	if len(s.testWindows) > maxCachedOrgs {
-		clear(s.testWindows)
-	}
-	w := s.testWindows[orgID]
-	if now.Sub(w.start) >= time.Minute || now.Before(w.start) {
-		w = testWindow{start: now}
-	}
-	if w.n >= s.cfg.TestSendsPerMinute {
-		return false, w.start.Add(time.Minute).Sub(now)
-	}
-	w.n++
-	s.testWindows[orgID] = w
-	return true, 0
+	testCap *orgs.MinuteCap // test sends per org and minute
 }
 
 // New returns a Service. client sends SMS (the egress client's HTTP());
@@ -199,7 +172,7 @@ func New(cfg Config, st store.Store, client *http.Client, urls URLChecker, logge
 	}
 	env := &provider.Env{Client: client, URLs: urls, AllowHTTP: cfg.AllowHTTP, AllowConsole: cfg.AllowConsole, Stdout: cfg.Stdout, Now: cfg.Now}
 	s := &Service{cfg: cfg, st: st, env: env, providers: providers, log: logger.With("component", "smsprovider"),
-		cache: map[int64]*orgProviders{}, testWindows: map[int64]testWindow{}}
+		cache: map[int64]*orgProviders{}, testCap: orgs.NewMinuteCap(cfg.TestSendsPerMinute, cfg.Now)}
 	s.tests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otphub_sms_provider_tests_total",
 		Help: "Test SMS sent through the provider config API, by outcome.",

@@ -27,9 +27,13 @@ type SubscriptionView struct {
 	HasSecret    bool       `json:"hasSecret"`
 	// AutoRenew: the subscriber asked for no lease, so the hub renews it
 	// by verifying intent again before it ends.
-	AutoRenew bool      `json:"autoRenew"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	AutoRenew bool `json:"autoRenew"`
+	// PreviousSecretUntil: a re-subscription rotated the secret, and
+	// deliveries stay signed under the replaced one too until then
+	// (docs/websub.md, "Secret rotation"); absent once that has passed.
+	PreviousSecretUntil *time.Time `json:"previousSecretUntil,omitempty"`
+	CreatedAt           time.Time  `json:"createdAt"`
+	UpdatedAt           time.Time  `json:"updatedAt"`
 }
 
 // viewOf shows s as of now: an active subscription whose lease has ended
@@ -42,6 +46,10 @@ func viewOf(s store.Subscription, now time.Time) SubscriptionView {
 	}
 	if v.Format == "" {
 		v.Format = "asgardeo"
+	}
+	if len(s.PreviousSecret) > 0 && now.Before(s.PreviousSecretUntil) {
+		t := s.PreviousSecretUntil.UTC()
+		v.PreviousSecretUntil = &t
 	}
 	if v.SignatureAlg == "" {
 		v.SignatureAlg = "sha256"

@@ -31,6 +31,7 @@ import (
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/store"
 )
 
@@ -136,6 +137,13 @@ type Config struct {
 	// (at least ExpiryInterval) until the lease ends. Default 1 day, at
 	// most half the default lease.
 	RenewBefore time.Duration
+	// TestEventsPerMinute caps the test events (POST
+	// …/subscriptions/{id}/test) of one org per minute on this replica.
+	// Default 10.
+	TestEventsPerMinute int
+	// TestEventWait is how long the test route waits for the test event's
+	// delivery record, to answer with its id. Default 5 s; negative: no wait.
+	TestEventWait time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -177,6 +185,12 @@ func (c *Config) applyDefaults() {
 	if c.RenewBefore == 0 {
 		c.RenewBefore = min(DefaultRenewBefore, time.Duration(c.DefaultLeaseSeconds)*time.Second/2)
 	}
+	if c.TestEventsPerMinute == 0 {
+		c.TestEventsPerMinute = DefaultTestEventsPerMinute
+	}
+	if c.TestEventWait == 0 {
+		c.TestEventWait = DefaultTestEventWait
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -197,7 +211,7 @@ func (c Config) Validate() error {
 		return errors.New("websub: DefaultLeaseSeconds must lie within [MinLeaseSeconds, MaxLeaseSeconds]")
 	case c.VerifyTimeout < 0, c.ResolveCacheTTL < 0, c.ExpiryInterval < 0, c.RenewBefore < 0:
 		return errors.New("websub: durations must not be negative")
-	case c.MaxPendingVerifications < 0, c.MaxPendingPerOrg < 0, c.MaxSubscriptionsPerOrg < 0, c.MaxPublishBytes < 0:
+	case c.MaxPendingVerifications < 0, c.MaxPendingPerOrg < 0, c.TestEventsPerMinute < 0, c.MaxSubscriptionsPerOrg < 0, c.MaxPublishBytes < 0:
 		return errors.New("websub: limits must not be negative")
 	case c.SecretOverlap > MaxSecretOverlap:
 		return fmt.Errorf("websub: SecretOverlap must be at most %s", MaxSecretOverlap)
@@ -232,6 +246,8 @@ type Hub struct {
 	renewing map[string]time.Time // subscription ID → zero while renewing, else when the last renewal failed
 
 	res *resolver
+
+	testCap *orgs.MinuteCap // test events per org and minute
 }
 
 // New returns the hub. signer may be nil when no subscription may use the
@@ -273,6 +289,7 @@ func New(cfg Config, st store.Store, pub bus.Publisher, eg *egress.Client, signe
 	h.hubURL = h.base + "/hub"
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.res = newResolver(h)
+	h.testCap = orgs.NewMinuteCap(cfg.TestEventsPerMinute, cfg.Now)
 	return h, nil
 }
 
@@ -291,12 +308,14 @@ func (h *Hub) HubURL() string { return h.hubURL }
 //	GET    /api/v1/orgs/{org}/subscriptions         list (subscribe or admin scope)
 //	GET    /api/v1/orgs/{org}/subscriptions/{id}    one
 //	DELETE /api/v1/orgs/{org}/subscriptions/{id}    remove at once, no verification
+//	POST   /api/v1/orgs/{org}/subscriptions/{id}/test  send it (only it) a test event
 func (h *Hub) Register(mux httpx.Mux, v access.Verifier) {
 	mux.Handle("POST /hub", access.Authenticate(v, http.HandlerFunc(h.handleHub)))
 	mux.HandleFunc("GET /topics/{org}/NOTIFICATIONS", h.handleDiscovery)
 	mux.Handle("GET /api/v1/orgs/{org}/subscriptions", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(h.handleList))))
 	mux.Handle("GET /api/v1/orgs/{org}/subscriptions/{id}", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(h.handleGet))))
 	mux.Handle("DELETE /api/v1/orgs/{org}/subscriptions/{id}", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(h.handleDelete))))
+	mux.Handle("POST /api/v1/orgs/{org}/subscriptions/{id}/test", access.Authenticate(v, access.Require(access.ScopeSubscribe, http.HandlerFunc(h.handleTest))))
 }
 
 // Run deletes subscriptions whose lease ended and refreshes the

@@ -1,6 +1,7 @@
 package websub_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -174,6 +175,20 @@ func TestSecretRotationOverlap(t *testing.T) {
 	if got := d.header.Get("X-Hub-Signature"); got != hubSignature("new-secret", d.body) {
 		t.Errorf("X-Hub-Signature = %q, want the new secret's", got)
 	}
+	// The API tells until when the replaced secret still signs.
+	view := func() websub.SubscriptionView {
+		t.Helper()
+		s, _ := e.findSub(org, cb)
+		r := e.do(http.MethodGet, "/api/v1/orgs/rotating/subscriptions/"+s.ID, tok, "", nil)
+		var v websub.SubscriptionView
+		if err := json.Unmarshal(r.body, &v); r.code != http.StatusOK || err != nil {
+			t.Fatalf("GET subscription: %d %s", r.code, r.body)
+		}
+		return v
+	}
+	if v := view(); v.PreviousSecretUntil == nil || v.PreviousSecretUntil.Sub(e.clock.Now()) <= 59*time.Minute || v.PreviousSecretUntil.Sub(e.clock.Now()) > time.Hour {
+		t.Errorf("previousSecretUntil = %v, want about an hour from now (%v)", v.PreviousSecretUntil, e.clock.Now())
+	}
 
 	// A plain renewal with the same secret keeps the overlap running.
 	e.subscribe(tok, e.topic(org.Name), cb, url.Values{"hub.secret": {"new-secret"}})
@@ -183,6 +198,9 @@ func TestSecretRotationOverlap(t *testing.T) {
 	}
 
 	e.clock.Advance(time.Hour + time.Second)
+	if v := view(); v.PreviousSecretUntil != nil {
+		t.Errorf("after the overlap previousSecretUntil = %v", v.PreviousSecretUntil)
+	}
 	d = send()
 	if got := d.header.Get("Webhook-Signature"); got != standardSignature("new-secret", d) {
 		t.Errorf("after the overlap Webhook-Signature = %q, want the new secret's only", got)

@@ -64,6 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	m.published.WithLabelValues("http")
+	m.published.WithLabelValues("test")
 	for _, o := range []string{outcomeVerified, outcomeRejected, outcomeFailed, outcomeDenied} {
 		m.verifications.WithLabelValues(o)
 	}

@@ -165,8 +165,12 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The audience of an event the hub distributes is its topic.
+	// The audience of an event the hub distributes is its topic. A
+	// publisher's event goes to every destination of its org: only the
+	// hub's test event is restricted to one (a ce-otphubdest header is
+	// dropped).
 	ev.Audience = canonical
+	ev.Destination = ""
 
 	key, headers, value, err := event.EncodeBinary(ev)
 	if err != nil {
