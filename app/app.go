@@ -294,6 +294,9 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("dispatcher: %w", err)
 		}
+		// Publishing in this process sees the engine's saturated
+		// endpoints at once (the store's counts lag by their interval).
+		c.backlog.UseLocal(c.engine)
 	}
 	return nil
 }
