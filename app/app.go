@@ -294,6 +294,9 @@ func (a *App) buildDelivery(c *components, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("dispatcher: %w", err)
 		}
+		// Publishing in this process sees the engine's saturated
+		// endpoints at once (the store's counts lag by their interval).
+		c.backlog.UseLocal(c.engine)
 	}
 	return nil
 }
@@ -337,7 +340,7 @@ func (a *App) route(ctx context.Context, c *components, opts Options) error {
 	// console in process, passes the audit log on its way to the mux.
 	handler := auditLog.Middleware(mux.ServeMux)
 	if api {
-		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL, TrustProxyHeaders: cfg.TrustProxyHeaders},
+		con, err := console.New(ctx, console.Config{PublicURL: cfg.PublicURL},
 			a.store, handler, auditLog, a.log)
 		if err != nil {
 			return fmt.Errorf("console: %w", err)

@@ -133,7 +133,7 @@ func auditedRoute(method, pattern string) (string, bool) {
 		return pattern, true
 	case !strings.HasPrefix(path, "/api/v1/"):
 		return "", false
-	case strings.Contains(path, "/sms-otp/challenges"), strings.HasSuffix(path, "/backup-codes"):
+	case strings.Contains(path, "/sms-otp/challenges"), strings.Contains(path, "/backup-codes"):
 		return "", false
 	}
 	return pattern, true

@@ -49,8 +49,6 @@ type Config struct {
 	// PublicURL is where otphub is reached; an https one makes the session
 	// cookie Secure (and __Host- prefixed).
 	PublicURL string
-	// TrustProxyHeaders takes the client address from X-Forwarded-For.
-	TrustProxyHeaders bool
 	// IdleTimeout ends a session unused this long (default 30 min);
 	// AbsoluteTimeout ends any session this long after sign-in (default 12 h).
 	IdleTimeout, AbsoluteTimeout time.Duration

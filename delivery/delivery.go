@@ -9,6 +9,7 @@ package delivery
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/otphub/otphub/event"
@@ -58,6 +59,17 @@ type Result struct {
 	StatusCode int    // HTTP status, 0 when there was no answer
 	Err        error  // what went wrong, for the attempt log; never holds a secret
 	ProviderID string // the provider's message ID (Twilio SID, Vonage message-id), if any
+}
+
+// EndpointKey names t's remote endpoint within the org orgID: what the
+// dispatcher's isolation gate keeps a circuit, a cap and a queue for (one
+// org's endpoint never shares them with another org's on the same host).
+func (t *Target) EndpointKey(orgID int64) string {
+	ep := t.Endpoint
+	if ep == "" {
+		ep = t.Type + ":" + t.ID
+	}
+	return strconv.FormatInt(orgID, 10) + " " + ep
 }
 
 // Sender delivers an event to one destination. Send must honour ctx's

@@ -173,3 +173,52 @@ func TestBacklogGateFailsOpen(t *testing.T) {
 		t.Fatal("a negative limit was accepted")
 	}
 }
+
+// saturation is a backlog.Local whose saturated endpoint keys the test
+// sets.
+type saturation struct{ keys map[string]bool }
+
+func (s *saturation) AnySaturated() bool { return len(s.keys) > 0 }
+func (s *saturation) Saturated(orgID int64, t *delivery.Target) bool {
+	return s.keys[t.EndpointKey(orgID)]
+}
+
+// TestBacklogGateLocalSaturation: with the engine of the same process as a
+// source, an org is refused at once, with a short Retry-After, while every
+// destination of its next event is saturated (before any backlog is
+// stored); a destination keeping up, or another org's saturated endpoint,
+// refuses nothing.
+func TestBacklogGateLocalSaturation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	other, err := e.st.CreateOrg(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, twilio := dt.Webhook("sub-fast", "http://127.0.0.1:1/cb"), provider(dt.TypeTwilio, store.ProviderPrimary)
+	e.res.Set(org, fast)
+	e.res.Set(other.Name, dt.Webhook("sub-other", "http://127.0.0.1:1/cb"))
+	b, refusals := e.startBacklog(t, 1000, e.res)
+	sat := &saturation{keys: map[string]bool{}}
+	b.UseLocal(sat)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("refused with nothing saturated")
+	}
+	sat.keys[fast.EndpointKey(e.orgID)] = true
+	over, wait := b.Over(ctx, e.orgID, org)
+	if !over || wait != backlog.LocalRetryAfter || refusals() != 1 {
+		t.Fatalf("only destination saturated: Over = %v, %v (refusals %v); want true, %v", over, wait, refusals(), backlog.LocalRetryAfter)
+	}
+	if over, _ := b.Over(ctx, other.ID, other.Name); over {
+		t.Fatal("another org's endpoint on the same host was refused")
+	}
+	e.res.Set(org, fast, twilio)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("a saturated webhook beside a provider keeping up refused the org")
+	}
+	sat.keys = map[string]bool{}
+	e.res.Set(org, fast)
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		t.Fatal("still refused once the endpoint has room")
+	}
+}

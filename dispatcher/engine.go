@@ -45,6 +45,9 @@ type Engine struct {
 	// completions groups the attempt completions of concurrent retries
 	// into shared transactions.
 	completions *groupCommit[store.AttemptCompletion]
+	// inserts groups the new tasks of concurrent first attempts that did
+	// not deliver (failed, or refused by their endpoint's gate).
+	inserts *groupCommit[taskInsert]
 
 	// Set by Run before any goroutine starts.
 	stopping context.Context // done when Run's context is: take no new work
@@ -122,6 +125,18 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 // their failures durably, and closes the consumer, which commits the
 // acknowledged prefix; messages not yet done stay unacknowledged and are
 // delivered again after a restart. Run returns nil when ctx ended it, an
+// AnySaturated reports whether any endpoint this engine delivers to is
+// taking all it can (its queue is full); cheap, for the publish path.
+func (e *Engine) AnySaturated() bool { return e.eps.AnyFull() }
+
+// Saturated reports whether t's endpoint in org orgID is taking all it
+// can: at its concurrency cap with a full queue, so more events for it
+// would only wait in the log. The backlog gate of the same process refuses
+// publishes on it at once (backlog.Local), before any backlog is stored.
+func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
+	return e.eps.Full(t.EndpointKey(orgID))
+}
+
 // error when the consumer ended first. Run may be called once.
 func (e *Engine) Run(ctx context.Context) error {
 	e.runMu.Lock()
@@ -152,6 +167,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.rec = newRecorder(e)
 	e.newCompletions()
 	go e.completions.run(writeCtx)
+	go e.inserts.run(writeCtx)
 
 	var loops sync.WaitGroup
 	var runErr error

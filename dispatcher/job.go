@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,13 +28,7 @@ type job struct {
 // endpointKey is the isolation key of d's endpoint: its org and the
 // target's endpoint. Keyed by endpoint alone, one org's failing callback
 // opened the circuit of another org's healthy one on the same host.
-func (d *job) endpointKey() string {
-	ep := d.target.Endpoint
-	if ep == "" {
-		ep = d.target.Type + ":" + d.target.ID
-	}
-	return strconv.FormatInt(d.orgID(), 10) + " " + ep
-}
+func (d *job) endpointKey() string { return d.target.EndpointKey(d.orgID()) }
 
 // hostKey is what the per-host politeness cap counts: the endpoint
 // without an account suffix (Twilio's is origin#AccountSID).

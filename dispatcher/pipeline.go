@@ -383,8 +383,7 @@ func (e *Engine) insertTask(d *job, dec Decision, att *store.DeliveryAttempt, r 
 		return nil
 	}
 	return e.durably("insert delivery task", func(ctx context.Context) error {
-		_, err := e.st.InsertDeliveryTasks(ctx, []store.DeliveryTask{task}, atts)
-		return err
+		return e.inserts.do(ctx, taskInsert{task, atts})
 	})
 }
 

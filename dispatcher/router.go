@@ -116,17 +116,23 @@ func (e *Engine) resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent)
 }
 
 // dispatchFirst starts d's first attempt: it waits for one of the Workers
-// slots (global back-pressure), then passes d through its endpoint's gate,
-// which never waits on the endpoint: d runs, queues in the endpoint's
-// bounded queue, or is refused and becomes a durable retry task at once.
-// It reports false when ctx ended first.
+// slots (global back-pressure), then passes d through its endpoint's gate:
+// d runs, queues in the endpoint's bounded queue, or is refused and becomes
+// a durable retry task at once. Only for a fast, healthy endpoint whose
+// queue is full does the gate wait, briefly, for room (AdmitWait): the
+// event then waits in the log, which is already a durable ordered queue,
+// rather than as a store write. It reports false when ctx ended first.
 func (e *Engine) dispatchFirst(ctx context.Context, d *job) bool {
 	select {
 	case e.firstSlots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	a, retryAt := e.eps.Admit(d.endpointKey(), d)
+	a, retryAt := e.eps.AdmitWait(ctx, d.endpointKey(), d)
+	if ctx.Err() != nil && a == isolation.DenyBusy {
+		<-e.firstSlots
+		return false
+	}
 	if a == isolation.Queued {
 		<-e.firstSlots
 		return true

@@ -51,6 +51,19 @@ type TargetResolver interface {
 	Resolve(ctx context.Context, ev *event.SmsOtpNotificationEvent) ([]delivery.Target, error)
 }
 
+// Local is the dispatcher engine running in this process, when it does
+// (the embedded single binary): it knows at once which endpoints are at
+// their concurrency cap with a full queue, long before their overflow
+// shows in the store's counts.
+type Local interface {
+	AnySaturated() bool
+	Saturated(orgID int64, t *delivery.Target) bool
+}
+
+// LocalRetryAfter is the Retry-After of a refusal because of a saturated
+// endpoint: it drains its queue within a fraction of a second.
+const LocalRetryAfter = time.Second
+
 // destKey is one destination of an org, as its tasks and Targets name it.
 type destKey struct{ typ, id string }
 
@@ -78,6 +91,7 @@ type Gate struct {
 
 	mu        sync.RWMutex
 	resolvers []TargetResolver
+	local     Local
 	backedUp  map[int64]map[destKey]bool // per org, its backed-up destinations
 }
 
@@ -119,6 +133,15 @@ func (b *Gate) UseResolvers(rs ...TargetResolver) {
 	b.mu.Unlock()
 }
 
+// UseLocal adds the engine of this process as a source of back-pressure
+// (see Local): a destination whose endpoint it says is saturated counts as
+// backed up. Call it before serving.
+func (b *Gate) UseLocal(l Local) {
+	b.mu.Lock()
+	b.local = l
+	b.mu.Unlock()
+}
+
 // Over reports whether the org's next event should be refused because
 // every destination it would go to is backed up (counting the refusal),
 // and how long the caller should wait (Retry-After). An org without
@@ -129,9 +152,12 @@ func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, tim
 		return false, 0
 	}
 	b.mu.RLock()
-	backed, rs := b.backedUp[orgID], b.resolvers
+	backed, rs, local := b.backedUp[orgID], b.resolvers, b.local
 	b.mu.RUnlock()
-	if len(backed) == 0 {
+	if local != nil && !local.AnySaturated() {
+		local = nil
+	}
+	if len(backed) == 0 && local == nil {
 		return false, 0 // the common case: no map of targets to build
 	}
 	probe := &event.SmsOtpNotificationEvent{OrganizationID: orgID, OrganizationName: orgName}
@@ -149,24 +175,33 @@ func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, tim
 	if len(targets) == 0 {
 		return false, 0
 	}
+	stored := false // a refusal is (also) for a stored backlog
 	for _, t := range targets {
-		if canTake(&t, backed) {
+		ok, st := canTake(&t, orgID, backed, local)
+		if ok {
 			return false, 0
 		}
+		stored = stored || st
 	}
 	b.refused.Inc()
+	if !stored {
+		return true, LocalRetryAfter
+	}
 	return true, b.interval
 }
 
 // canTake tells whether t, or the fallback it hands over to when its
-// circuit is open, is not backed up.
-func canTake(t *delivery.Target, backed map[destKey]bool) bool {
+// circuit is open, is neither backed up in the store nor saturated
+// locally; when not, stored says whether a stored backlog is a reason.
+func canTake(t *delivery.Target, orgID int64, backed map[destKey]bool, local Local) (ok, stored bool) {
 	for ; t != nil; t = t.Fallback {
-		if !backed[destKey{t.Type, t.ID}] {
-			return true
+		inStore := backed[destKey{t.Type, t.ID}]
+		if !inStore && (local == nil || !local.Saturated(orgID, t)) {
+			return true, false
 		}
+		stored = stored || inStore
 	}
-	return false
+	return false, stored
 }
 
 // Run refreshes the counts until ctx ends.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -97,6 +98,15 @@ type endpoint[T comparable] struct {
 	openUntil time.Time
 	probing   bool // a half-open probe is in flight
 	probe     T    // the item that is the probe, while probing
+
+	// Pace: how often attempts end (an EWMA of the gaps between
+	// Releases), which tells whether a full queue is about to have room.
+	lastRelease time.Time
+	gap         time.Duration
+	paced       bool // gap is measured
+	// room, when not nil, is closed when an item leaves the queue: first
+	// attempts waiting for room (AdmitWait) wait on it.
+	room chan struct{}
 }
 
 // Gate keeps the state of every endpoint with attempts in flight or a
@@ -112,6 +122,8 @@ type Gate[T comparable] struct {
 	// OnChange, if set, is called (without the lock) after a circuit
 	// changes state.
 	OnChange func()
+	// full counts endpoints whose queue is full (Full, AnyFull).
+	full atomic.Int64
 }
 
 // New returns a gate allowing concurrency attempts in flight and queue
@@ -173,6 +185,9 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 			return DenyBusy, time.Time{}
 		}
 		ep.queue = append(ep.queue, it)
+		if len(ep.queue) == g.queueCap {
+			g.full.Add(1)
+		}
 		g.mu.Unlock()
 		return Queued, time.Time{}
 	}
@@ -203,6 +218,84 @@ func (g *Gate[T]) AdmitRetry(key string, it T) (a Admission, retryAt time.Time) 
 	}
 	g.mu.Unlock()
 	return g.Admit(key, it)
+}
+
+// Waiting for room in a busy endpoint's queue (AdmitWait).
+const (
+	// FastGap: an endpoint whose attempts end on average at most this far
+	// apart is fast enough for a first attempt to wait for room in its
+	// full queue (at the default cap of 8, attempts of 16 ms or less).
+	FastGap = 2 * time.Millisecond
+	// MaxWait bounds one wait for room. An endpoint none of whose attempts
+	// ended for this long is not waited for at all (it stalled).
+	MaxWait = 20 * time.Millisecond
+)
+
+// AdmitWait is Admit for a first attempt that may wait, while the endpoint
+// is at its cap with a full queue but healthy and fast (circuit closed, no
+// failure counted, attempts ending at most FastGap apart on average and
+// one within MaxWait), for room in its queue, up to MaxWait. Work that is
+// merely waiting for a fast endpoint then stays in the log instead of
+// becoming a retry task, while a slow, stalled or failing endpoint never
+// holds up the caller (docs/performance.md). It returns DenyBusy at once
+// when ctx ends.
+func (g *Gate[T]) AdmitWait(ctx context.Context, key string, it T) (a Admission, retryAt time.Time) {
+	var timeout <-chan time.Time
+	for {
+		g.mu.Lock()
+		ep := g.get(key)
+		if ep.running < g.cap || len(ep.queue) < g.queueCap || ep.state != StateClosed || ep.failures > 0 ||
+			!ep.paced || ep.gap > FastGap || time.Since(ep.lastRelease) > MaxWait {
+			g.mu.Unlock()
+			return g.Admit(key, it)
+		}
+		if ep.room == nil {
+			ep.room = make(chan struct{})
+		}
+		room := ep.room
+		g.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(MaxWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			return g.Admit(key, it)
+		case <-ctx.Done():
+			return DenyBusy, time.Time{}
+		}
+	}
+}
+
+// pace updates ep's EWMA of the gaps between attempts' ends.
+func (g *Gate[T]) pace(ep *endpoint[T]) {
+	now := time.Now()
+	if !ep.lastRelease.IsZero() {
+		d := now.Sub(ep.lastRelease)
+		if !ep.paced {
+			ep.gap, ep.paced = d, true
+		} else {
+			ep.gap = (ep.gap*7 + d) / 8
+		}
+	}
+	ep.lastRelease = now
+}
+
+// AnyFull reports whether any endpoint's queue is full.
+func (g *Gate[T]) AnyFull() bool { return g.full.Load() > 0 }
+
+// Full reports whether key's queue is full: the endpoint is taking all it
+// can, and more work for it would only wait (or become retry tasks).
+func (g *Gate[T]) Full(key string) bool {
+	if !g.AnyFull() {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ep := g.m[key]
+	return ep != nil && len(ep.queue) >= g.queueCap
 }
 
 // IsProbe reports whether it is key's half-open probe in flight.
@@ -248,7 +341,15 @@ func (g *Gate[T]) Release(key string, it T, o Outcome) (next T, ok bool, refused
 		ep.probe = zero
 	}
 	ep.running--
+	g.pace(ep)
 	for len(ep.queue) > 0 {
+		if len(ep.queue) == g.queueCap {
+			g.full.Add(-1)
+		}
+		if ep.room != nil {
+			close(ep.room)
+			ep.room = nil
+		}
 		n := ep.queue[0]
 		ep.queue[0] = zero
 		ep.queue = ep.queue[1:]
@@ -287,6 +388,9 @@ func (g *Gate[T]) DrainQueues() []T {
 	var out []T
 	for _, ep := range g.m {
 		out = append(out, ep.queue...)
+		if len(ep.queue) == g.queueCap {
+			g.full.Add(-1)
+		}
 		ep.queue = nil
 	}
 	return out

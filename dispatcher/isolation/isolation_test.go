@@ -181,3 +181,90 @@ func TestHostCap(t *testing.T) {
 		r()
 	}
 }
+
+// fastAndFull makes key a fast endpoint (attempts ending microseconds
+// apart) at its cap of 1 with its queue of 1 full, and returns the item
+// running.
+func fastAndFull(t *testing.T, g *Gate[*item], key string) *item {
+	t.Helper()
+	running := &item{}
+	if a, _ := g.Admit(key, running); a != Run {
+		t.Fatalf("first: %d", a)
+	}
+	for range 4 { // attempts ending back to back: the pace of a fast endpoint
+		g.Admit(key, &item{})
+		next, ok, _, _ := g.Release(key, running, Success)
+		if !ok {
+			t.Fatal("the queued item was not handed over")
+		}
+		running = next
+	}
+	if a, _ := g.Admit(key, &item{}); a != Queued {
+		t.Fatalf("the queue: %d", a)
+	}
+	return running
+}
+
+// TestAdmitWaitForAFastEndpoint: a first attempt to a fast, healthy
+// endpoint whose queue is full waits for room (instead of being refused
+// into a retry task), and gets it when an attempt ends.
+func TestAdmitWaitForAFastEndpoint(t *testing.T) {
+	clk := &fakeNow{}
+	g := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	running := fastAndFull(t, g, "e")
+	if !g.Full("e") || !g.AnyFull() || g.Full("other") {
+		t.Fatalf("Full: %v AnyFull: %v other: %v", g.Full("e"), g.AnyFull(), g.Full("other"))
+	}
+	got := make(chan Admission, 1)
+	go func() { a, _ := g.AdmitWait(context.Background(), "e", &item{}); got <- a }()
+	select {
+	case a := <-got:
+		t.Fatalf("did not wait: %d", a)
+	case <-time.After(MaxWait / 4):
+	}
+	g.Release("e", running, Success) // the queued one runs: room in the queue
+	if a := <-got; a != Queued {
+		t.Fatalf("after room was made: %d, want Queued", a)
+	}
+	if !g.Full("e") {
+		t.Fatal("the queue is full again, Full says no")
+	}
+}
+
+// TestAdmitWaitDoesNotWaitLong: a wait is bounded by MaxWait, and an
+// endpoint none of whose attempts ended for MaxWait (stalled) is not
+// waited for at all; neither is a failing endpoint, nor anything once the
+// context is cancelled.
+func TestAdmitWaitDoesNotWaitLong(t *testing.T) {
+	clk := &fakeNow{}
+	g := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	fastAndFull(t, g, "e")
+	start := time.Now()
+	if a, _ := g.AdmitWait(context.Background(), "e", &item{}); a != DenyBusy {
+		t.Fatalf("no room within MaxWait: %d, want DenyBusy", a)
+	}
+	if waited := time.Since(start); waited < MaxWait {
+		t.Fatalf("returned after %v, before MaxWait", waited)
+	}
+	start = time.Now()
+	if a, _ := g.AdmitWait(context.Background(), "e", &item{}); a != DenyBusy || time.Since(start) >= MaxWait {
+		t.Fatalf("a stalled endpoint: %d after %v, want DenyBusy at once", a, time.Since(start))
+	}
+
+	failing := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	running := fastAndFull(t, failing, "f")
+	failing.Release("f", running, TransientFailure) // the queued one runs now
+	failing.Admit("f", &item{})                     // and the queue is full again
+	start = time.Now()
+	if a, _ := failing.AdmitWait(context.Background(), "f", &item{}); a != DenyBusy || time.Since(start) >= MaxWait {
+		t.Fatalf("a failing endpoint: %d after %v, want DenyBusy at once", a, time.Since(start))
+	}
+
+	c := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	fastAndFull(t, c, "c")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if a, _ := c.AdmitWait(ctx, "c", &item{}); a != DenyBusy {
+		t.Fatalf("cancelled: %d", a)
+	}
+}

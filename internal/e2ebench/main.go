@@ -67,7 +67,7 @@ func main() {
 	openDur := flag.Duration("open-duration", 10*time.Second, "open loop: length of each offered-rate phase")
 	drain := flag.Duration("open-drain", 60*time.Second, "open loop: how long to wait for accepted events after a phase")
 	maxInflight := flag.Int("open-max-inflight", 2000, "open loop: the load client's bound on requests in flight")
-	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase: CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
+	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase (the highest challenge rate's without -open-rates): CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
 	quick := flag.Bool("quick", os.Getenv("E2EBENCH_QUICK") != "", "quick mode (also E2EBENCH_QUICK=1): embedded only, 1 subscriber, 2s phases, 3 open-loop rates; a few minutes on 2 cores (flags given explicitly still win)")
 	flag.Parse()
 	if *quick {
@@ -88,8 +88,11 @@ func main() {
 	if oc.challengeRates, err = parseRates(*challengeRates); err != nil {
 		log.Fatalf("-challenge-rates: %v", err)
 	}
-	if len(oc.publishRates) > 0 {
-		oc.profileRate = slices.Max(oc.publishRates)
+	switch {
+	case len(oc.publishRates) > 0:
+		oc.profileKind, oc.profileRate = "publish", slices.Max(oc.publishRates)
+	case len(oc.challengeRates) > 0:
+		oc.profileKind, oc.profileRate = "challenge", slices.Max(oc.challengeRates)
 	}
 	if *blockProfile != "" {
 		runtime.SetBlockProfileRate(int(time.Millisecond))

@@ -278,7 +278,8 @@ type openConfig struct {
 	drain          time.Duration // how long to wait for deliveries after the schedule ends
 	conc           int           // raw loop concurrency
 	maxInflight    int           // the load client's bound on requests in flight
-	profileRate    float64       // profile otphub during the publish phase at this rate (0: none)
+	profileKind    string        // the phase kind to profile: "publish" or "challenge"
+	profileRate    float64       // profile otphub during the profileKind phase at this rate (0: none)
 	profileOut     string
 }
 
@@ -356,7 +357,7 @@ func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow
 	if extra := os.Getenv("E2EBENCH_ARGS"); extra != "" {
 		args = append(args, strings.Fields(extra)...)
 	}
-	profile := oc.profileOut != "" && kind == "publish" && rate == oc.profileRate
+	profile := oc.profileOut != "" && kind == oc.profileKind && rate == oc.profileRate
 	var env []string
 	pprofAddr := ""
 	if profile {
