@@ -472,6 +472,23 @@ func TestSummarizeHandsets(t *testing.T) {
 	if summarizeHandsets(ds[6:], now) != nil {
 		t.Fatal("a summary without SMS receipts")
 	}
+	// The same deliveries per hour: 11:00 has the three delivered ones.
+	ch := latencyChart(ds, now)
+	if ch == nil {
+		t.Fatal("no latency chart")
+	}
+	for _, b := range ch.Hours {
+		want := []int{0, 0}
+		if b.Label == "11:00" {
+			want = []int{4000, 9000}
+		}
+		if !slices.Equal(b.Counts, want) {
+			t.Errorf("latency at %s: %v, want %v", b.Label, b.Counts, want)
+		}
+	}
+	if latencyChart(ds[3:5], now) != nil {
+		t.Fatal("a latency chart without a delivered SMS")
+	}
 }
 
 // TestNewHourChart: one layout for both hourly charts: stacked series

@@ -180,6 +180,8 @@ type overviewData struct {
 	Deliveries int
 	Chart      *hourChart
 	Handset    *handsetSummary
+	// Latency is the SMS latency to the handset per hour (receipts).
+	Latency *hourChart
 	// OTPs sent and verified per hour, and per country, of the last 24
 	// hours (GET …/sms-otp/stats).
 	OTPChart             *hourChart
@@ -300,6 +302,38 @@ func newHourChart(start time.Time, series []chartSeries, counts [][]int, stacked
 		}
 	}
 	return ch
+}
+
+var latencySeries = []chartSeries{
+	{Name: "ms median", Column: "Median (ms)", Fill: "#0b5cad", Key: "key-sent"},
+	{Name: "ms 90th percentile", Column: "90th percentile (ms)", Fill: "#9a6700", Key: "key-open"},
+}
+
+// latencyChart draws, per hour of the 24 up to now (by when the delivery
+// was recorded), the median and 90th percentile of the SMS latency from
+// the provider's acceptance to the handset, in milliseconds, of the
+// deliveries whose receipts say delivered; nil without any.
+func latencyChart(ds []delivery, now time.Time) *hourChart {
+	end := now.UTC().Truncate(time.Hour).Add(time.Hour)
+	start := end.Add(-24 * time.Hour)
+	lat := make([][]time.Duration, 24)
+	for _, d := range ds {
+		h := d.Handset
+		if h == nil || h.State != "delivered" || h.AcceptedAt == nil || h.DeliveredAt == nil || d.CreatedAt.Before(start) || !d.CreatedAt.Before(end) {
+			continue
+		}
+		i := int(d.CreatedAt.Sub(start) / time.Hour)
+		lat[i] = append(lat[i], max(0, h.DeliveredAt.Sub(*h.AcceptedAt)))
+	}
+	counts := make([][]int, 24)
+	for i, l := range lat {
+		counts[i] = []int{0, 0}
+		if len(l) > 0 {
+			slices.Sort(l)
+			counts[i] = []int{int(l[len(l)/2].Milliseconds()), int(l[len(l)*9/10].Milliseconds())}
+		}
+	}
+	return newHourChart(start, latencySeries, counts, false)
 }
 
 var deliverySeries = []chartSeries{
@@ -423,6 +457,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 		d.Deliveries = len(dl.Deliveries)
 		d.Chart = deliveryChart(dl.Deliveries, c.cfg.Now())
 		d.Handset = summarizeHandsets(dl.Deliveries, c.cfg.Now())
+		d.Latency = latencyChart(dl.Deliveries, c.cfg.Now())
 		for _, st := range deliveryStatuses {
 			if n := counts[st]; n > 0 {
 				d.ByStatus = append(d.ByStatus, statusCount{st, n, n * 100 / d.Deliveries})
