@@ -175,7 +175,10 @@ func (s *SMSStep) Provision(ctx context.Context, devProvider bool) (bool, error)
 	case code != http.StatusNotFound:
 		return false, fmt.Errorf("console sign-in org %s: %d", s.org, code)
 	}
-	if code, err := s.call(ctx, "POST", "/orgs", map[string]string{"name": s.org}, nil); err != nil || code != http.StatusCreated {
+	switch code, err := s.call(ctx, "POST", "/orgs", map[string]string{"name": s.org}, nil); {
+	case err == nil && code == http.StatusConflict:
+		return false, nil // another replica starting made it first
+	case err != nil || code != http.StatusCreated:
 		return false, fmt.Errorf("console sign-in org %s: create: %d %v", s.org, code, err)
 	}
 	if devProvider {
