@@ -224,9 +224,8 @@ func summarizeHandsets(ds []delivery, now time.Time) *handsetSummary {
 		h.Rate = h.Delivered * 100 / final
 	}
 	if len(lat) > 0 {
-		slices.Sort(lat)
-		h.Median = lat[len(lat)/2].Round(time.Millisecond).String()
-		h.P90 = lat[len(lat)*9/10].Round(time.Millisecond).String()
+		p50, p90 := percentiles(lat)
+		h.Median, h.P90 = p50.Round(time.Millisecond).String(), p90.Round(time.Millisecond).String()
 	}
 	return h
 }
@@ -304,6 +303,13 @@ func newHourChart(start time.Time, series []chartSeries, counts [][]int, stacked
 	return ch
 }
 
+// percentiles sorts lat (not empty) and returns its median and 90th
+// percentile.
+func percentiles(lat []time.Duration) (p50, p90 time.Duration) {
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*9/10]
+}
+
 var latencySeries = []chartSeries{
 	{Name: "ms median", Column: "Median (ms)", Fill: "#0b5cad", Key: "key-sent"},
 	{Name: "ms 90th percentile", Column: "90th percentile (ms)", Fill: "#9a6700", Key: "key-open"},
@@ -329,8 +335,8 @@ func latencyChart(ds []delivery, now time.Time) *hourChart {
 	for i, l := range lat {
 		counts[i] = []int{0, 0}
 		if len(l) > 0 {
-			slices.Sort(l)
-			counts[i] = []int{int(l[len(l)/2].Milliseconds()), int(l[len(l)*9/10].Milliseconds())}
+			p50, p90 := percentiles(l)
+			counts[i] = []int{int(p50.Milliseconds()), int(p90.Milliseconds())}
 		}
 	}
 	return newHourChart(start, latencySeries, counts, false)

@@ -96,21 +96,30 @@ func (h *Hub) handleList(w http.ResponseWriter, r *http.Request) {
 
 // handleGet serves GET /api/v1/orgs/{org}/subscriptions/{id}.
 func (h *Hub) handleGet(w http.ResponseWriter, r *http.Request) {
+	if _, s, ok := h.subscriptionOf(w, r); ok {
+		httpx.JSON(w, http.StatusOK, viewOf(s, h.cfg.Now()))
+	}
+}
+
+// subscriptionOf loads the request's org and its subscription {id}, or
+// answers the error (another org's subscription is not found, like a
+// missing one) and reports false.
+func (h *Hub) subscriptionOf(w http.ResponseWriter, r *http.Request) (store.Org, store.Subscription, bool) {
 	org, ok := h.orgOf(w, r)
 	if !ok {
-		return
+		return store.Org{}, store.Subscription{}, false
 	}
 	s, err := h.st.GetSubscription(r.Context(), org.ID, r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		httpx.Error(w, http.StatusNotFound, "subscription_not_found", "no such subscription")
-		return
+		return store.Org{}, store.Subscription{}, false
 	}
 	if err != nil {
 		h.log.Error("loading a subscription failed", "err", err)
 		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
-		return
+		return store.Org{}, store.Subscription{}, false
 	}
-	httpx.JSON(w, http.StatusOK, viewOf(s, h.cfg.Now()))
+	return org, s, true
 }
 
 // handleDelete serves DELETE /api/v1/orgs/{org}/subscriptions/{id}: the

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otphub/otphub/bus"
 	"github.com/otphub/otphub/bus/embedded"
 	"github.com/otphub/otphub/egress"
 	"github.com/otphub/otphub/event"
@@ -192,6 +193,28 @@ func (e *env) adminToken() string {
 }
 
 // topic is the canonical topic URL of org.
+// firstLogRecord reads the first record of the notifications topic (as a
+// consumer group of its own), acknowledges it and returns it; the test
+// fails when none comes within 10 s.
+func (e *env) firstLogRecord() *bus.Message {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	c, err := e.log.Subscribe(ctx, bus.NotificationsTopic, "test-reader")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case m := <-c.Messages():
+		m.Ack()
+		return m
+	case <-ctx.Done():
+		e.t.Fatal("nothing in the log")
+		return nil
+	}
+}
+
 func (e *env) topic(org string) string { return event.TopicURL(e.base, org) }
 
 // response is a read HTTP answer.

@@ -2,7 +2,6 @@ package websub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -53,18 +52,8 @@ type TestEventResponse struct {
 // retried like any other delivery — and to none of the org's other
 // subscriptions or SMS providers.
 func (h *Hub) handleTest(w http.ResponseWriter, r *http.Request) {
-	org, ok := h.orgOf(w, r)
+	org, s, ok := h.subscriptionOf(w, r)
 	if !ok {
-		return
-	}
-	s, err := h.st.GetSubscription(r.Context(), org.ID, r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		httpx.Error(w, http.StatusNotFound, "subscription_not_found", "no such subscription")
-		return
-	}
-	if err != nil {
-		h.log.Error("loading a subscription failed", "err", err)
-		httpx.Error(w, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; try again")
 		return
 	}
 	now := h.cfg.Now()
