@@ -382,7 +382,12 @@ func TestExpiryEndsRetries(t *testing.T) {
 			t.Errorf("attempt %d at %v, after the expiry %v; log %+v, task %+v", a.Number, a.StartedAt, ev.ExpiresAt, e.attempts(task), task.ExpiresAt)
 		}
 	}
-	if got := metric(t, r.reg, "otphub_deliveries_total", map[string]string{"destination": "webhook", "outcome": "expired"}); got != 1 {
+	// Counted once the outcome is durable, so just after the store shows it.
+	expired := func() float64 {
+		return metric(t, r.reg, "otphub_deliveries_total", map[string]string{"destination": "webhook", "outcome": "expired"})
+	}
+	dt.Eventually(t, 5*time.Second, func() bool { return expired() >= 1 }, "the expiry was never counted")
+	if got := expired(); got != 1 {
 		t.Errorf("expired = %v", got)
 	}
 }
