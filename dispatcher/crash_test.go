@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,7 +83,9 @@ func crashTest(t *testing.T, openBus func() logBus) {
 			select {
 			case <-done:
 			case <-time.After(30 * time.Second):
-				t.Error("an engine did not stop")
+				var buf strings.Builder
+				pprof.Lookup("goroutine").WriteTo(&buf, 1)
+				t.Errorf("an engine did not stop; goroutines:\n%s", buf.String())
 			}
 		})
 		return cancel, done

@@ -188,8 +188,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	<-runCtx.Done()
 	loops.Wait()
 	e.drain(cancelWork, cancelWrite)
+	// The queued records of delivered webhooks get the same grace as the
+	// writes of drained attempts: a store that is down at shutdown must
+	// not hold the process (durably retries until writeCtx ends).
 	e.rec.close()
-	<-recDone
+	select {
+	case <-recDone:
+	case <-time.After(e.writeGrace()):
+		cancelWrite()
+		<-recDone
+	}
 	if err := cons.Close(); err != nil && !errors.Is(err, bus.ErrClosed) {
 		e.log.Warn("closing the log consumer", "err", err)
 	}
@@ -213,11 +221,17 @@ func (e *Engine) drain(cancelWork, cancelWrite context.CancelFunc) {
 		cancelWork()
 		select {
 		case <-drained:
-		case <-time.After(min(max(e.cfg.DrainTimeout, time.Second), 5*time.Second)):
+		case <-time.After(e.writeGrace()):
 			cancelWrite()
 			<-drained
 		}
 	}
+}
+
+// writeGrace is how long shutdown lets store writes finish once nothing
+// new is started: DrainTimeout, between 1 and 5 s.
+func (e *Engine) writeGrace() time.Duration {
+	return min(max(e.cfg.DrainTimeout, time.Second), 5*time.Second)
 }
 
 // durably runs write until it succeeds, returns a store error that
