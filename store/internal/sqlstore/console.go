@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +22,7 @@ func (db *DB) CreateInvitation(ctx context.Context, inv store.Invitation) (store
 	if inv.CreatedAt.IsZero() {
 		inv.CreatedAt = db.nowUTC()
 	}
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO console_invitations (token_hash, email, org_id, created_by, expires_at, used_at, created_at)
+	err := db.writeRow(ctx, db.q(`INSERT INTO console_invitations (token_hash, email, org_id, created_by, expires_at, used_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		inv.TokenHash, inv.Email, inv.OrgID, inv.CreatedBy, micros(inv.ExpiresAt), micros(inv.UsedAt), micros(inv.CreatedAt)).Scan(&inv.ID)
 	if err != nil {
@@ -71,7 +70,7 @@ func (db *DB) ListInvitations(ctx context.Context, now time.Time) ([]store.Invit
 
 // AcceptInvitation consumes the invitation and creates its user atomically.
 func (db *DB) AcceptInvitation(ctx context.Context, tokenHash []byte, now time.Time, u store.ConsoleUser) (store.ConsoleUser, error) {
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		inv, err := scanInvitation(tx.QueryRowContext(ctx, db.q(`SELECT `+invitationCols+` FROM console_invitations WHERE token_hash = ?`), tokenHash))
 		if err != nil {
 			return db.wrap("invitation", err)
@@ -166,7 +165,7 @@ func (db *DB) CountConsolePlatformAdmins(ctx context.Context) (int, error) {
 
 // SetConsolePassword replaces the hash and ends the user's other sessions.
 func (db *DB) SetConsolePassword(ctx context.Context, userID int64, hash string, keepSession []byte) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE console_users SET password_hash = ? WHERE id = ?`), hash, userID)
 		if err != nil {
 			return db.wrap("set console password", err)
@@ -184,7 +183,7 @@ func (db *DB) SetConsolePassword(ctx context.Context, userID int64, hash string,
 
 // DeleteConsoleUser removes the user and their sessions.
 func (db *DB) DeleteConsoleUser(ctx context.Context, userID int64) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE user_id = ?`), userID); err != nil {
 			return db.wrap("delete console sessions", err)
 		}
@@ -200,9 +199,9 @@ func (db *DB) DeleteConsoleUser(ctx context.Context, userID int64) error {
 func (db *DB) CreateConsoleSession(ctx context.Context, s store.ConsoleSession) error {
 	if db.sessionPurge.due(s.CreatedAt) {
 		// Best effort: a failed purge is simply done again next time.
-		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE expires_at < ?`), micros(s.CreatedAt.Add(-sessionRetention)))
+		_, _ = db.exec(ctx, db.q(`DELETE FROM console_sessions WHERE expires_at < ?`), micros(s.CreatedAt.Add(-sessionRetention)))
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO console_sessions (id_hash, user_id, created_at, last_seen_at, expires_at, ip)
+	_, err := db.exec(ctx, db.q(`INSERT INTO console_sessions (id_hash, user_id, created_at, last_seen_at, expires_at, ip)
 		VALUES (?, ?, ?, ?, ?, ?)`), s.IDHash, s.UserID, micros(s.CreatedAt), micros(s.LastSeenAt), micros(s.ExpiresAt), s.IP)
 	return db.wrap("create console session", err)
 }
@@ -222,7 +221,7 @@ func (db *DB) GetConsoleSession(ctx context.Context, idHash []byte) (store.Conso
 
 // TouchConsoleSession records activity at now.
 func (db *DB) TouchConsoleSession(ctx context.Context, idHash []byte, now time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?`), micros(now), idHash)
+	res, err := db.exec(ctx, db.q(`UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?`), micros(now), idHash)
 	if err != nil {
 		return db.wrap("touch console session", err)
 	}
@@ -231,7 +230,7 @@ func (db *DB) TouchConsoleSession(ctx context.Context, idHash []byte, now time.T
 
 // DeleteConsoleSession ends one session.
 func (db *DB) DeleteConsoleSession(ctx context.Context, idHash []byte) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE id_hash = ?`), idHash)
+	res, err := db.exec(ctx, db.q(`DELETE FROM console_sessions WHERE id_hash = ?`), idHash)
 	if err != nil {
 		return db.wrap("delete console session", err)
 	}
@@ -240,7 +239,7 @@ func (db *DB) DeleteConsoleSession(ctx context.Context, idHash []byte) error {
 
 // DeleteConsoleSessions ends every session of the user.
 func (db *DB) DeleteConsoleSessions(ctx context.Context, userID int64) (int, error) {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM console_sessions WHERE user_id = ?`), userID)
+	res, err := db.exec(ctx, db.q(`DELETE FROM console_sessions WHERE user_id = ?`), userID)
 	if err != nil {
 		return 0, db.wrap("delete console sessions", err)
 	}
@@ -253,7 +252,7 @@ func (db *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	if e.At.IsZero() {
 		e.At = db.nowUTC()
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO audit_log (at, org, actor, action, target, status, ip, request_id)
+	_, err := db.exec(ctx, db.q(`INSERT INTO audit_log (at, org, actor, action, target, status, ip, request_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), micros(e.At), e.Org, e.Actor, e.Action, e.Target, e.Status, e.IP, e.RequestID)
 	return db.wrap("append audit entry", err)
 }
@@ -311,7 +310,7 @@ func (db *DB) CreatePortalLink(ctx context.Context, l store.PortalLink) (store.P
 	if err != nil {
 		return store.PortalLink{}, err
 	}
-	err = db.w.QueryRowContext(ctx, db.q(`INSERT INTO console_portal_links (token_hash, org_id, sections, frame_ancestors, created_by, expires_at, used_at, created_at)
+	err = db.writeRow(ctx, db.q(`INSERT INTO console_portal_links (token_hash, org_id, sections, frame_ancestors, created_by, expires_at, used_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		l.TokenHash, l.OrgID, string(secs), string(fas), l.CreatedBy, micros(l.ExpiresAt), micros(l.UsedAt), micros(l.CreatedAt)).Scan(&l.ID)
 	if err != nil {
@@ -349,7 +348,7 @@ func scanPortalLink(row interface{ Scan(...any) error }) (store.PortalLink, erro
 // UsePortalLink consumes the link once.
 func (db *DB) UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time) (store.PortalLink, error) {
 	var l store.PortalLink
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var err error
 		l, err = scanPortalLink(tx.QueryRowContext(ctx, db.q(`SELECT `+portalLinkCols+` FROM console_portal_links WHERE token_hash = ?`), tokenHash))
 		if err != nil {

@@ -82,7 +82,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 		byTask[a.TaskID] = append(byTask[a.TaskID], a)
 	}
 	var inserted int
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		inserted = 0
 		// One prepared statement per batch: preparing is most of the cost
 		// of a small insert.
@@ -93,7 +93,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 			return db.wrap("insert delivery task", err)
 		}
 		defer insTask.Close()
-		var insAttempt *sql.Stmt
+		var insAttempt *Stmt
 		if len(attempts) > 0 {
 			if insAttempt, err = tx.PrepareContext(ctx, db.q(insertAttemptSQL)); err != nil {
 				return db.wrap("insert delivery attempt", err)
@@ -149,7 +149,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 const insertAttemptSQL = `INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
 
-func (db *DB) insertAttempt(ctx context.Context, tx *sql.Tx, taskID string, a store.DeliveryAttempt) error {
+func (db *DB) insertAttempt(ctx context.Context, tx *Tx, taskID string, a store.DeliveryAttempt) error {
 	stmt, err := tx.PrepareContext(ctx, db.q(insertAttemptSQL))
 	if err != nil {
 		return db.wrap("insert delivery attempt", err)
@@ -158,7 +158,7 @@ func (db *DB) insertAttempt(ctx context.Context, tx *sql.Tx, taskID string, a st
 	return db.wrap("insert delivery attempt", execAttempt(ctx, stmt, taskID, a))
 }
 
-func execAttempt(ctx context.Context, stmt *sql.Stmt, taskID string, a store.DeliveryAttempt) error {
+func execAttempt(ctx context.Context, stmt *Stmt, taskID string, a store.DeliveryAttempt) error {
 	_, err := stmt.ExecContext(ctx, taskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
 	return err
 }
@@ -179,18 +179,22 @@ func (db *DB) LeaseDueTasks(ctx context.Context, owner string, now time.Time, le
 	// The candidates are picked in a materialised CTE: PostgreSQL may
 	// re-evaluate an IN (SELECT … LIMIT … SKIP LOCKED) subquery inside an
 	// UPDATE and so lease more than limit tasks.
-	rows, err := db.w.QueryContext(ctx, db.q(`WITH picked AS MATERIALIZED (
+	var out []store.DeliveryTask
+	err := db.tx(ctx, func(tx *Tx) error {
+		rows, err := tx.QueryContext(ctx, db.q(`WITH picked AS MATERIALIZED (
 			SELECT id FROM delivery_tasks
 			WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until <= ?
 			ORDER BY next_attempt_at, id LIMIT ?`+db.d.SkipLocked+`)
 		UPDATE delivery_tasks SET lease_owner = ?, lease_until = ?
 		WHERE id IN (SELECT id FROM picked) AND status = 'pending' AND lease_until <= ?
 		RETURNING `+taskCols),
-		nowUS, nowUS, limit, owner, micros(now.Add(lease)), nowUS)
-	if err != nil {
-		return nil, db.wrap("lease due tasks", err)
-	}
-	out, err := db.scanTasks(rows, "lease due tasks")
+			nowUS, nowUS, limit, owner, micros(now.Add(lease)), nowUS)
+		if err != nil {
+			return db.wrap("lease due tasks", err)
+		}
+		out, err = db.scanTasks(rows, "lease due tasks")
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +216,7 @@ func (db *DB) CompleteAttempt(ctx context.Context, taskID, owner string, attempt
 	if owner == "" {
 		return fmt.Errorf("store: complete attempt: empty owner")
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		return db.completeIn(ctx, tx, taskID, owner, attempt, u)
 	})
 }
@@ -225,7 +229,7 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, items []store.
 		return nil, fmt.Errorf("store: complete attempts: empty owner")
 	}
 	errs := make([]error, len(items))
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		for i, it := range items {
 			err := db.completeIn(ctx, tx, it.TaskID, owner, it.Attempt, it.Update)
 			if err != nil && !errors.Is(err, store.ErrPrecondition) && !errors.Is(err, store.ErrNotFound) {
@@ -242,7 +246,7 @@ func (db *DB) CompleteAttempts(ctx context.Context, owner string, items []store.
 }
 
 // completeIn is CompleteAttempt's work inside tx.
-func (db *DB) completeIn(ctx context.Context, tx *sql.Tx, taskID, owner string, attempt store.DeliveryAttempt, u store.TaskUpdate) error {
+func (db *DB) completeIn(ctx context.Context, tx *Tx, taskID, owner string, attempt store.DeliveryAttempt, u store.TaskUpdate) error {
 	updated := db.nowUTC()
 	if !attempt.StartedAt.IsZero() {
 		updated = attempt.StartedAt.Add(attempt.Duration)
@@ -284,7 +288,7 @@ func (db *DB) DeferDelivery(ctx context.Context, taskID, owner string, nextAttem
 	if owner == "" {
 		return fmt.Errorf("store: defer delivery: empty owner")
 	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE delivery_tasks SET next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
+	res, err := db.exec(ctx, db.q(`UPDATE delivery_tasks SET next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
 		WHERE id = ? AND lease_owner = ? AND status = 'pending'`),
 		micros(nextAttemptAt), micros(db.nowUTC()), taskID, owner)
 	if err != nil {
@@ -376,7 +380,7 @@ func (db *DB) ListDeliveries(ctx context.Context, orgID int64, f store.DeliveryF
 // now, bounded by expiresAt, with its lease cleared; its attempt count and
 // log are kept. ErrPrecondition when it is pending already.
 func (db *DB) RequeueDelivery(ctx context.Context, orgID int64, id string, now, expiresAt time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE delivery_tasks SET status = 'pending', next_attempt_at = ?, expires_at = ?,
+	res, err := db.exec(ctx, db.q(`UPDATE delivery_tasks SET status = 'pending', next_attempt_at = ?, expires_at = ?,
 		lease_owner = '', lease_until = 0, updated_at = ? WHERE org_id = ? AND id = ? AND status <> 'pending'`),
 		micros(now), micros(expiresAt), micros(now), orgID, id)
 	if err != nil {
@@ -415,7 +419,7 @@ func (db *DB) requeue(ctx context.Context, orgID int64, destType string, statuse
 			args = append(args, s)
 		}
 	}
-	res, err := db.w.ExecContext(ctx, db.q(query), args...)
+	res, err := db.exec(ctx, db.q(query), args...)
 	if err != nil {
 		return 0, db.wrap("requeue deliveries", err)
 	}
@@ -486,7 +490,7 @@ func (db *DB) PendingByDestination(ctx context.Context, over int64) (map[store.D
 // attempts, in one transaction.
 func (db *DB) PurgeDeliveries(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		c := micros(cutoff)
 		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM delivery_attempts WHERE task_id IN
 			(SELECT id FROM delivery_tasks WHERE status <> 'pending' AND updated_at < ?)`), c); err != nil {

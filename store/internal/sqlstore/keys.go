@@ -19,7 +19,7 @@ func dataKeyAD(name string) string { return "data_keys.sealed\x00" + name }
 func (db *DB) DataKey(ctx context.Context, name string, initial func() ([]byte, error)) ([]byte, error) {
 	get := func() ([]byte, error) {
 		var sealed []byte
-		if err := db.w.QueryRowContext(ctx, db.q(`SELECT sealed FROM data_keys WHERE name = ?`), name).Scan(&sealed); err != nil {
+		if err := db.writeRow(ctx, db.q(`SELECT sealed FROM data_keys WHERE name = ?`), name).Scan(&sealed); err != nil {
 			return nil, err
 		}
 		key, err := db.seal.open(sealed, dataKeyAD(name))
@@ -43,7 +43,7 @@ func (db *DB) DataKey(ctx context.Context, name string, initial func() ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.w.ExecContext(ctx, db.q(`INSERT INTO data_keys (name, sealed, created_at) VALUES (?, ?, ?)
+	if _, err := db.exec(ctx, db.q(`INSERT INTO data_keys (name, sealed, created_at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO NOTHING`), name, sealed, micros(db.now())); err != nil {
 		return nil, db.wrap("data key", err)
 	}
@@ -137,7 +137,7 @@ func (db *DB) Reseal(ctx context.Context) (store.ResealResult, error) {
 			after = rows[len(rows)-1].vals[:len(c.key)]
 			// Counted inside the transaction, which may run more than once.
 			var resealed, failed int64
-			err = db.tx(ctx, func(tx *sql.Tx) error {
+			err = db.tx(ctx, func(tx *Tx) error {
 				resealed, failed = 0, 0
 				for _, r := range rows {
 					out, ok, err := db.seal.reseal(r.sealed, c.ad(r.vals))

@@ -64,7 +64,7 @@ func (db *DB) CreateApplication(ctx context.Context, a store.Application) error 
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO applications (`+appCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err = db.exec(ctx, db.q(`INSERT INTO applications (`+appCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		a.ID, a.OrgID, a.Name, a.ClientID, sealed, jsonList(a.RedirectURIs), jsonList(a.FirstFactors), a.BackupCodes,
 		micros(a.CreatedAt), micros(a.UpdatedAt))
 	return db.wrap("create application", err)
@@ -105,7 +105,7 @@ func (db *DB) UpdateApplication(ctx context.Context, a store.Application) error 
 	if a.UpdatedAt.IsZero() {
 		a.UpdatedAt = db.nowUTC()
 	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE applications SET name = ?, redirect_uris = ?, first_factors = ?,
+	res, err := db.exec(ctx, db.q(`UPDATE applications SET name = ?, redirect_uris = ?, first_factors = ?,
 		backup_codes = ?, updated_at = ? WHERE org_id = ? AND id = ?`),
 		a.Name, jsonList(a.RedirectURIs), jsonList(a.FirstFactors), a.BackupCodes, micros(a.UpdatedAt), a.OrgID, a.ID)
 	if err != nil {
@@ -116,7 +116,7 @@ func (db *DB) UpdateApplication(ctx context.Context, a store.Application) error 
 
 // SetApplicationSecret seals and stores a new client secret.
 func (db *DB) SetApplicationSecret(ctx context.Context, orgID int64, id string, secret []byte, at time.Time) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		var clientID string
 		err := tx.QueryRowContext(ctx, db.q(`SELECT client_id FROM applications WHERE org_id = ? AND id = ?`), orgID, id).Scan(&clientID)
 		if err != nil {
@@ -134,7 +134,7 @@ func (db *DB) SetApplicationSecret(ctx context.Context, orgID int64, id string, 
 
 // DeleteApplication deletes the org's application and its login flows.
 func (db *DB) DeleteApplication(ctx context.Context, orgID int64, id string) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`DELETE FROM applications WHERE org_id = ? AND id = ?`), orgID, id)
 		if err != nil {
 			return db.wrap("delete application", err)
@@ -179,7 +179,7 @@ func (db *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow) error {
 	if f.BrowserHash == nil {
 		f.BrowserHash = []byte{}
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO login_flows (`+flowCols+`)
+	_, err := db.exec(ctx, db.q(`INSERT INTO login_flows (`+flowCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', NULL, 0, 0)`),
 		f.ID, f.OrgID, f.ApplicationID, f.ClientID, f.BrowserHash, f.RedirectURI, f.State, f.Nonce, f.CodeChallenge,
 		f.UserID, f.Mobile, jsonList(f.AMR), f.Locale, f.ChallengeID, micros(f.ExpiresAt), micros(f.CreatedAt))
@@ -189,7 +189,7 @@ func (db *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow) error {
 	if db.flowPurge.due(f.CreatedAt) {
 		// Best effort: a flow past its expiry by LoginFlowRetention can
 		// neither continue nor have a redeemable code.
-		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM login_flows WHERE expires_at < ?`),
+		_, _ = db.exec(ctx, db.q(`DELETE FROM login_flows WHERE expires_at < ?`),
 			micros(f.CreatedAt.Add(-LoginFlowRetention)))
 	}
 	return nil
@@ -204,7 +204,7 @@ func (db *DB) GetLoginFlow(ctx context.Context, id string) (store.LoginFlow, err
 // flowUpdate runs a conditional UPDATE of the flow id: ErrNotFound when
 // the flow does not exist, ErrPrecondition when the condition failed.
 func (db *DB) flowUpdate(ctx context.Context, what, id, query string, args ...any) error {
-	res, err := db.w.ExecContext(ctx, db.q(query), args...)
+	res, err := db.exec(ctx, db.q(query), args...)
 	if err != nil {
 		return db.wrap(what, err)
 	}
@@ -214,7 +214,7 @@ func (db *DB) flowUpdate(ctx context.Context, what, id, query string, args ...an
 		return nil
 	}
 	var one int
-	err = db.w.QueryRowContext(ctx, db.q(`SELECT 1 FROM login_flows WHERE id = ?`), id).Scan(&one)
+	err = db.writeRow(ctx, db.q(`SELECT 1 FROM login_flows WHERE id = ?`), id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
@@ -243,7 +243,7 @@ func (db *DB) CompleteLoginFlow(ctx context.Context, id, method string, at time.
 
 // RedeemAuthorizationCode uses the code of codeHash once.
 func (db *DB) RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now time.Time) (store.LoginFlow, error) {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE login_flows SET code_used_at = ?
+	res, err := db.exec(ctx, db.q(`UPDATE login_flows SET code_used_at = ?
 		WHERE code_hash = ? AND code_used_at = 0 AND code_expires_at > ?`), micros(now), codeHash, micros(now))
 	if err != nil {
 		return store.LoginFlow{}, db.wrap("redeem authorization code", err)
@@ -252,7 +252,7 @@ func (db *DB) RedeemAuthorizationCode(ctx context.Context, codeHash []byte, now 
 	if err != nil {
 		return store.LoginFlow{}, db.wrap("redeem authorization code", err)
 	}
-	f, err := scanFlow(db.w.QueryRowContext(ctx, db.q(`SELECT `+flowCols+` FROM login_flows WHERE code_hash = ?`), codeHash))
+	f, err := scanFlow(db.writeRow(ctx, db.q(`SELECT `+flowCols+` FROM login_flows WHERE code_hash = ?`), codeHash))
 	if err != nil {
 		return store.LoginFlow{}, db.wrap("redeem authorization code", err)
 	}

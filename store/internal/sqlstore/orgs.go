@@ -13,7 +13,7 @@ import (
 // CreateOrg stores a new org; ErrConflict on a duplicate name.
 func (db *DB) CreateOrg(ctx context.Context, name string) (store.Org, error) {
 	o := store.Org{Name: name, CreatedAt: db.nowUTC()}
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO orgs (name, created_at) VALUES (?, ?) RETURNING id`),
+	err := db.writeRow(ctx, db.q(`INSERT INTO orgs (name, created_at) VALUES (?, ?) RETURNING id`),
 		name, micros(o.CreatedAt)).Scan(&o.ID)
 	if err != nil {
 		return store.Org{}, db.wrap("create org "+name, err)
@@ -83,7 +83,7 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 	if hash == nil {
 		hash = []byte{}
 	}
-	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO clients (client_id, org_id, name, secret_hash, scopes, platform_admin, created_at)
+	_, err = db.exec(ctx, db.q(`INSERT INTO clients (client_id, org_id, name, secret_hash, scopes, platform_admin, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		c.ClientID, c.OrgID, c.Name, hash, string(js), c.PlatformAdmin, micros(c.CreatedAt))
 	return db.wrap("create client", err)
@@ -132,7 +132,7 @@ func (db *DB) ListClients(ctx context.Context, orgID int64) ([]store.Client, err
 
 // DeleteClient deletes the org's client; ErrNotFound when it has none so named.
 func (db *DB) DeleteClient(ctx context.Context, orgID int64, clientID string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM clients WHERE org_id = ? AND client_id = ?`), orgID, clientID)
+	res, err := db.exec(ctx, db.q(`DELETE FROM clients WHERE org_id = ? AND client_id = ?`), orgID, clientID)
 	if err != nil {
 		return db.wrap("delete client", err)
 	}
@@ -159,7 +159,7 @@ func (db *DB) InsertSigningKey(ctx context.Context, k store.SigningKey) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO signing_keys (kid, algorithm, private_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?)`),
+	_, err = db.exec(ctx, db.q(`INSERT INTO signing_keys (kid, algorithm, private_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?)`),
 		k.KID, k.Algorithm, sealed, micros(k.CreatedAt), micros(k.RetiredAt))
 	return db.wrap("insert signing key", err)
 }
@@ -201,7 +201,7 @@ func (db *DB) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 
 // RetireSigningKey stamps the key retired at at.
 func (db *DB) RetireSigningKey(ctx context.Context, kid string, at time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE signing_keys SET retired_at = ? WHERE kid = ?`), micros(at), kid)
+	res, err := db.exec(ctx, db.q(`UPDATE signing_keys SET retired_at = ? WHERE kid = ?`), micros(at), kid)
 	if err != nil {
 		return db.wrap("retire signing key", err)
 	}
@@ -210,7 +210,7 @@ func (db *DB) RetireSigningKey(ctx context.Context, kid string, at time.Time) er
 
 // DeleteSigningKey deletes the key; ErrNotFound when there is none.
 func (db *DB) DeleteSigningKey(ctx context.Context, kid string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM signing_keys WHERE kid = ?`), kid)
+	res, err := db.exec(ctx, db.q(`DELETE FROM signing_keys WHERE kid = ?`), kid)
 	if err != nil {
 		return db.wrap("delete signing key", err)
 	}

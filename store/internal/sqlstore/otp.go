@@ -60,7 +60,7 @@ func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
 	if err != nil {
 		return fmt.Errorf("store: otp settings: %w", err)
 	}
-	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
+	_, err = db.exec(ctx, db.q(`INSERT INTO otp_settings (org_id, expiry_seconds, numeric_only, length, max_resends,
 		resend_interval_seconds, max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
 		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -94,7 +94,7 @@ func (db *DB) PutMessageTemplate(ctx context.Context, t store.MessageTemplate) e
 	if t.UpdatedAt.IsZero() {
 		t.UpdatedAt = db.nowUTC()
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO message_templates (org_id, locale, body, updated_at) VALUES (?, ?, ?, ?)
+	_, err := db.exec(ctx, db.q(`INSERT INTO message_templates (org_id, locale, body, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (org_id, locale) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`),
 		t.OrgID, t.Locale, t.Body, micros(t.UpdatedAt))
 	return db.wrap("put message template", err)
@@ -103,7 +103,7 @@ func (db *DB) PutMessageTemplate(ctx context.Context, t store.MessageTemplate) e
 // DeleteMessageTemplate deletes the org's template for locale; ErrNotFound
 // when there is none.
 func (db *DB) DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM message_templates WHERE org_id = ? AND locale = ?`), orgID, locale)
+	res, err := db.exec(ctx, db.q(`DELETE FROM message_templates WHERE org_id = ? AND locale = ?`), orgID, locale)
 	if err != nil {
 		return db.wrap("delete message template", err)
 	}
@@ -144,20 +144,22 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 	if code == nil {
 		code = []byte{}
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
+	return db.tx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
 		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
-		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
-	if err != nil {
-		return db.wrap("create challenge", err)
-	}
-	if db.challengePurge.due(c.CreatedAt) {
-		// Best effort housekeeping: challenges past their expiry by more than
-		// ChallengeRetention can never be verified again.
-		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
-			micros(c.CreatedAt.Add(-ChallengeRetention)))
-	}
-	return nil
+			c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
+			micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
+		if err != nil {
+			return db.wrap("create challenge", err)
+		}
+		if db.challengePurge.due(c.CreatedAt) {
+			// Best effort housekeeping: challenges past their expiry by more
+			// than ChallengeRetention can never be verified again.
+			_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
+				micros(c.CreatedAt.Add(-ChallengeRetention)))
+		}
+		return nil
+	})
 }
 
 // ChallengeRetention is how long a challenge is kept after its expiry
@@ -185,7 +187,7 @@ func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.C
 // prevResends resends used and is not consumed; ErrPrecondition otherwise,
 // ErrNotFound when the org has no such challenge.
 func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, prevResends int, codeHMAC []byte, eventID string, expiresAt, sentAt time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET code_hmac = ?, event_id = ?, expires_at = ?, resends = resends + 1
+	res, err := db.exec(ctx, db.q(`UPDATE challenges SET code_hmac = ?, event_id = ?, expires_at = ?, resends = resends + 1
 		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
 		codeHMAC, eventID, micros(expiresAt), orgID, id, prevResends, micros(sentAt))
 	if err != nil {
@@ -198,7 +200,7 @@ func (db *DB) ReplaceChallengeCode(ctx context.Context, orgID int64, id string, 
 // ClaimResend is one conditional UPDATE: of concurrent claims of a turn
 // the database lets exactly one change the row.
 func (db *DB) ClaimResend(ctx context.Context, orgID int64, id string, resends int, from, to time.Time) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET last_sent_at = ?
+	res, err := db.exec(ctx, db.q(`UPDATE challenges SET last_sent_at = ?
 		WHERE org_id = ? AND id = ? AND resends = ? AND last_sent_at = ? AND consumed_at = 0`),
 		micros(to), orgID, id, resends, micros(from))
 	if err != nil {
@@ -215,7 +217,7 @@ func (db *DB) ConsumeChallenge(ctx context.Context, orgID int64, id string, code
 	if now.IsZero() {
 		now = db.nowUTC()
 	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE challenges SET consumed_at = ?
+	res, err := db.exec(ctx, db.q(`UPDATE challenges SET consumed_at = ?
 		WHERE org_id = ? AND id = ? AND consumed_at = 0 AND code_hmac = ?`),
 		micros(now), orgID, id, codeHMAC)
 	if err != nil {
@@ -227,7 +229,7 @@ func (db *DB) ConsumeChallenge(ctx context.Context, orgID int64, id string, code
 
 // DeleteChallenge removes the org's challenge id.
 func (db *DB) DeleteChallenge(ctx context.Context, orgID int64, id string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE org_id = ? AND id = ?`), orgID, id)
+	res, err := db.exec(ctx, db.q(`DELETE FROM challenges WHERE org_id = ? AND id = ?`), orgID, id)
 	if err != nil {
 		return db.wrap("delete challenge", err)
 	}
@@ -245,7 +247,7 @@ func (db *DB) conditional(ctx context.Context, res sql.Result, op, exists string
 		return nil
 	}
 	var one int
-	err = db.w.QueryRowContext(ctx, db.q(exists), args...).Scan(&one)
+	err = db.writeRow(ctx, db.q(exists), args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
@@ -263,7 +265,7 @@ func (db *DB) ReserveFailedAttempt(ctx context.Context, orgID int64, userID stri
 		return 0, fmt.Errorf("reserve failed attempt: %w", store.ErrPrecondition)
 	}
 	var n int
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO failed_attempts (org_id, user_id, attempts, last_failure_at) VALUES (?, ?, 1, ?)
+	err := db.writeRow(ctx, db.q(`INSERT INTO failed_attempts (org_id, user_id, attempts, last_failure_at) VALUES (?, ?, 1, ?)
 		ON CONFLICT (org_id, user_id) DO UPDATE SET
 			attempts = CASE WHEN failed_attempts.last_failure_at <= ? THEN 1 ELSE failed_attempts.attempts + 1 END,
 			last_failure_at = excluded.last_failure_at
@@ -293,14 +295,14 @@ func (db *DB) FailedAttempts(ctx context.Context, orgID int64, userID string) (i
 
 // ResetFailedAttempts forgets the user's failures (no error when none).
 func (db *DB) ResetFailedAttempts(ctx context.Context, orgID int64, userID string) error {
-	_, err := db.w.ExecContext(ctx, db.q(`DELETE FROM failed_attempts WHERE org_id = ? AND user_id = ?`), orgID, userID)
+	_, err := db.exec(ctx, db.q(`DELETE FROM failed_attempts WHERE org_id = ? AND user_id = ?`), orgID, userID)
 	return db.wrap("reset failed attempts", err)
 }
 
 // ReplaceBackupCodes deletes the user's codes and stores hashes in one
 // transaction.
 func (db *DB) ReplaceBackupCodes(ctx context.Context, orgID int64, userID string, hashes [][]byte) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM backup_codes WHERE org_id = ? AND user_id = ?`), orgID, userID); err != nil {
 			return db.wrap("replace backup codes", err)
 		}
@@ -340,7 +342,7 @@ func (db *DB) UseBackupCode(ctx context.Context, orgID int64, userID string, id 
 	if now.IsZero() {
 		now = db.nowUTC()
 	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE backup_codes SET used_at = ? WHERE org_id = ? AND user_id = ? AND id = ? AND used_at = 0`),
+	res, err := db.exec(ctx, db.q(`UPDATE backup_codes SET used_at = ? WHERE org_id = ? AND user_id = ? AND id = ? AND used_at = 0`),
 		micros(now), orgID, userID, id)
 	if err != nil {
 		return db.wrap("use backup code", err)
@@ -354,17 +356,20 @@ func (db *DB) UseBackupCode(ctx context.Context, orgID int64, userID string, id 
 // rows that expired before windowStart.
 func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error) {
 	var n int64
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
+	err := db.tx(ctx, func(tx *Tx) error {
+		err := tx.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
 		ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1
 		RETURNING hits`), key, micros(windowStart), micros(expiresAt)).Scan(&n)
-	if err != nil {
-		return 0, db.wrap("hit counter", err)
-	}
-	if db.counterPurge.due(windowStart) {
-		// Best effort: a failed purge is simply done again next time.
-		_, _ = db.w.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
-	}
-	return n, nil
+		if err != nil {
+			return db.wrap("hit counter", err)
+		}
+		if db.counterPurge.due(windowStart) {
+			// Best effort: a failed purge is simply done again next time.
+			_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
+		}
+		return nil
+	})
+	return n, err
 }
 
 // otpStatsChallenges selects the challenges OTPStats counts (org, window),

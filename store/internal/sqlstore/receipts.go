@@ -43,7 +43,7 @@ func receiptArgs(r store.SMSReceipt) []any {
 }
 
 // saveReceipt writes r whole (insert or replace) inside tx.
-func (db *DB) saveReceipt(ctx context.Context, tx *sql.Tx, r store.SMSReceipt) error {
+func (db *DB) saveReceipt(ctx context.Context, tx *Tx, r store.SMSReceipt) error {
 	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO sms_receipts (`+receiptCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, event_id, destination_type, destination_id) DO UPDATE SET
@@ -61,7 +61,7 @@ func (db *DB) saveReceipt(ctx context.Context, tx *sql.Tx, r store.SMSReceipt) e
 // empty one first when there is none (found false): with no row to lock,
 // two transactions would both start from nothing and the later write would
 // drop the earlier one's merge.
-func (db *DB) lockedReceipt(ctx context.Context, tx *sql.Tx, key store.ReceiptKey) (store.SMSReceipt, bool, error) {
+func (db *DB) lockedReceipt(ctx context.Context, tx *Tx, key store.ReceiptKey) (store.SMSReceipt, bool, error) {
 	res, err := tx.ExecContext(ctx, db.q(`INSERT INTO sms_receipts (`+receiptCols+`)
 		VALUES (?, ?, ?, ?, '', '', 0, 0, 0, 0, '', '', 0, 0, 0, 0, 0, 0, '', '', 0, ?)
 		ON CONFLICT (org_id, event_id, destination_type, destination_id) DO NOTHING`),
@@ -81,7 +81,7 @@ func (db *DB) lockedReceipt(ctx context.Context, tx *sql.Tx, key store.ReceiptKe
 // the state of receipts that came first (unless they named another
 // message).
 func (db *DB) RecordSMSAccepted(ctx context.Context, in store.SMSReceipt) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		r, found, err := db.lockedReceipt(ctx, tx, in.ReceiptKey)
 		if err != nil {
 			return db.wrap("record sms accepted", err)
@@ -105,7 +105,7 @@ func (db *DB) ApplyReceipt(ctx context.Context, rc store.Receipt) (store.Receipt
 		return store.ReceiptResult{}, fmt.Errorf("store: apply receipt: unknown handset state %q", rc.State)
 	}
 	var res store.ReceiptResult
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		r, _, err := db.lockedReceipt(ctx, tx, rc.ReceiptKey)
 		if err != nil {
 			return db.wrap("apply receipt", err)
@@ -181,7 +181,7 @@ func (db *DB) FailOver(ctx context.Context, key store.ReceiptKey, f store.Failov
 	if f.Status == store.FailoverSent && f.Task == nil {
 		return fmt.Errorf("store: fail over: no fallback task")
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.tx(ctx, func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE sms_receipts SET failover_status = ?, failover_reason = ?, failover_at = ?,
 			updated_at = ? WHERE `+receiptKeyWhere+` AND failover_status = ''`),
 			append([]any{f.Status, f.Reason, micros(f.At), micros(db.nowUTC())}, keyArgs(key)...)...)

@@ -48,6 +48,9 @@ type Dialect struct {
 	// IsRetryable tells whether a transaction that failed with err may be
 	// run again as a whole (serialization failures, deadlocks). Optional.
 	IsRetryable func(err error) bool
+	// GroupCommit runs concurrent write transactions as one (SQLite, whose
+	// single writer would otherwise commit, and fsync, them one by one).
+	GroupCommit bool
 }
 
 // DB implements store.Store on database/sql.
@@ -60,6 +63,7 @@ type DB struct {
 	seal   *sealer
 	now    func() time.Time
 	closer func() error
+	group  *groupCommitter // when Dialect.GroupCommit
 
 	rebindMu    sync.RWMutex
 	rebindCache map[string]string
@@ -81,7 +85,11 @@ func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB,
 	if r == nil {
 		r = w
 	}
-	return &DB{d: d, w: w, r: r, seal: s, now: time.Now, closer: closer, rebindCache: map[string]string{}}, nil
+	db := &DB{d: d, w: w, r: r, seal: s, now: time.Now, closer: closer, rebindCache: map[string]string{}}
+	if d.GroupCommit {
+		db.group = startGroupCommitter(db)
+	}
+	return db, nil
 }
 
 // Ping checks the database is reachable.
@@ -99,6 +107,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the database handles.
 func (db *DB) Close() error {
+	db.closeGroup()
 	if db.closer != nil {
 		return db.closer()
 	}
@@ -149,37 +158,6 @@ func Rebind(query string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
-}
-
-// tx runs fn in a write transaction, committing when it returns nil. A
-// transaction failing with a retryable error (serialization failure,
-// deadlock) is run again a few times.
-func (db *DB) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	const maxTries = 5
-	var err error
-	for try := 0; try < maxTries; try++ {
-		err = db.tryTx(ctx, fn)
-		if err == nil || db.d.IsRetryable == nil || !db.d.IsRetryable(err) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(time.Duration(try+1) * 5 * time.Millisecond)
-	}
-	return err
-}
-
-func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return db.wrap("begin", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return db.wrap("commit", err)
-	}
-	return nil
 }
 
 // wrap maps driver errors onto the store errors and adds context.

@@ -49,7 +49,7 @@ func (db *DB) PutSMSProvider(ctx context.Context, p store.SMSProvider) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.w.ExecContext(ctx, db.q(`INSERT INTO sms_providers (org_id, slot, type, config, updated_at) VALUES (?, ?, ?, ?, ?)
+	_, err = db.exec(ctx, db.q(`INSERT INTO sms_providers (org_id, slot, type, config, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, slot) DO UPDATE SET type = excluded.type, config = excluded.config, updated_at = excluded.updated_at`),
 		p.OrgID, p.Slot, p.Type, sealed, micros(p.UpdatedAt))
 	return db.wrap("put sms provider", err)
@@ -57,7 +57,7 @@ func (db *DB) PutSMSProvider(ctx context.Context, p store.SMSProvider) error {
 
 // DeleteSMSProvider deletes the org's provider in slot; ErrNotFound when none.
 func (db *DB) DeleteSMSProvider(ctx context.Context, orgID int64, slot string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM sms_providers WHERE org_id = ? AND slot = ?`), orgID, slot)
+	res, err := db.exec(ctx, db.q(`DELETE FROM sms_providers WHERE org_id = ? AND slot = ?`), orgID, slot)
 	if err != nil {
 		return db.wrap("delete sms provider", err)
 	}
@@ -117,7 +117,7 @@ func (db *DB) UpsertSubscription(ctx context.Context, s store.Subscription) (sto
 // ended before now (not yet swept) do not count.
 func (db *DB) UpsertSubscriptionWithin(ctx context.Context, s store.Subscription, max int, now time.Time) (store.Subscription, error) {
 	var out store.Subscription
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.tx(ctx, func(tx *Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, db.q(`SELECT id FROM orgs WHERE id = ?`+db.d.ForUpdate), s.OrgID).Scan(&id); err != nil {
 			return db.wrap("lock org", err)
@@ -143,7 +143,7 @@ func (db *DB) UpsertSubscriptionWithin(ctx context.Context, s store.Subscription
 	return out, err
 }
 
-// queryRower is a *sql.DB or a *sql.Tx.
+// queryRower is a *sql.DB or a *Tx.
 type queryRower interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
@@ -225,7 +225,7 @@ func (db *DB) ActiveSubscriptions(ctx context.Context, orgID int64, topic string
 
 // SetSubscriptionState sets the state of the org's subscription id.
 func (db *DB) SetSubscriptionState(ctx context.Context, orgID int64, id, state string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE subscriptions SET state = ?, updated_at = ? WHERE org_id = ? AND id = ?`),
+	res, err := db.exec(ctx, db.q(`UPDATE subscriptions SET state = ?, updated_at = ? WHERE org_id = ? AND id = ?`),
 		state, micros(db.nowUTC()), orgID, id)
 	if err != nil {
 		return db.wrap("set subscription state", err)
@@ -235,7 +235,7 @@ func (db *DB) SetSubscriptionState(ctx context.Context, orgID int64, id, state s
 
 // DeleteSubscription deletes the org's subscription id; ErrNotFound when none.
 func (db *DB) DeleteSubscription(ctx context.Context, orgID int64, id string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM subscriptions WHERE org_id = ? AND id = ?`), orgID, id)
+	res, err := db.exec(ctx, db.q(`DELETE FROM subscriptions WHERE org_id = ? AND id = ?`), orgID, id)
 	if err != nil {
 		return db.wrap("delete subscription", err)
 	}
@@ -245,7 +245,7 @@ func (db *DB) DeleteSubscription(ctx context.Context, orgID int64, id string) er
 // ExpireSubscriptions deletes the subscriptions (of every org) whose lease
 // ended before now; those without a lease end (pending) stay.
 func (db *DB) ExpireSubscriptions(ctx context.Context, now time.Time) (int, error) {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM subscriptions WHERE expires_at <> 0 AND expires_at < ?`), micros(now))
+	res, err := db.exec(ctx, db.q(`DELETE FROM subscriptions WHERE expires_at <> 0 AND expires_at < ?`), micros(now))
 	if err != nil {
 		return 0, db.wrap("expire subscriptions", err)
 	}
@@ -269,7 +269,7 @@ func (db *DB) GetPayloadSettings(ctx context.Context, orgID int64) (store.Payloa
 
 // SetPayloadEncryption turns the org's payload encryption on or off.
 func (db *DB) SetPayloadEncryption(ctx context.Context, orgID int64, enabled bool) error {
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, ?, 0, ?)
+	_, err := db.exec(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, ?, 0, ?)
 		ON CONFLICT (org_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at`),
 		orgID, enabled, micros(db.nowUTC()))
 	return db.wrap("set payload encryption", err)
@@ -279,7 +279,7 @@ func (db *DB) SetPayloadEncryption(ctx context.Context, orgID int64, enabled boo
 func (db *DB) RotatePayloadKey(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
 	var ps store.PayloadSettings
 	var updated int64
-	err := db.w.QueryRowContext(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, FALSE, 1, ?)
+	err := db.writeRow(ctx, db.q(`INSERT INTO payload_encryption (org_id, enabled, key_generation, updated_at) VALUES (?, FALSE, 1, ?)
 		ON CONFLICT (org_id) DO UPDATE SET key_generation = payload_encryption.key_generation + 1, updated_at = excluded.updated_at
 		RETURNING enabled, key_generation, updated_at`), orgID, micros(db.nowUTC())).Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
 	ps.UpdatedAt = fromMicros(updated)
