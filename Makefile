@@ -40,8 +40,10 @@ lint: fmt-check vet
 
 ## bench: Go micro-benchmarks of the hot paths, then the end-to-end
 ## benchmarks (closed loop in one process; open loop with the load client,
-## the webhook receiver and otphub as three processes) that write
-## docs/benchmarks.md. `make bench-e2e BENCH_QUICK=1`: a few minutes on 2 cores.
+## the webhook receiver and otphub as three processes, embedded and Kafka +
+## PostgreSQL (PostgreSQL on 127.0.0.1:5432, as for make test), and beside a
+## hanging endpoint) that write docs/benchmarks.md.
+## `make bench-e2e BENCH_QUICK=1`: a few minutes on 2 cores, embedded only.
 bench: bench-go bench-e2e
 
 bench-go:

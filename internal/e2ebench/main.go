@@ -13,7 +13,8 @@
 // The open loop (openloop.go) runs the load client, the webhook receiver and
 // otphub as three processes and offers requests on a schedule, at rates
 // below and above capacity: hub publish → webhook and SMS OTP challenge
-// start → webhook.
+// start → webhook, for the embedded log and for Kafka (a broker process) +
+// PostgreSQL; then, embedded, a hanging endpoint beside the receiver.
 //
 // -quick (or E2EBENCH_QUICK=1) is a short run for a loaded 2-core machine.
 package main
@@ -67,20 +68,38 @@ func main() {
 	openDur := flag.Duration("open-duration", 10*time.Second, "open loop: length of each offered-rate phase")
 	drain := flag.Duration("open-drain", 60*time.Second, "open loop: how long to wait for accepted events after a phase")
 	maxInflight := flag.Int("open-max-inflight", 2000, "open loop: the load client's bound on requests in flight")
-	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase (the highest challenge rate's without -open-rates): CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
+	openModes := flag.String("open-modes", "embedded,kafka", "open loop: log modes, each at every rate: embedded (embedded log, SQLite), kafka (Kafka log on a broker process, PostgreSQL store at -postgres-url)")
+	postgresURL := flag.String("postgres-url", defaultPostgresURL(), "open loop, kafka mode: the PostgreSQL each phase creates its own schema in (default $OTPHUB_TEST_DATABASE_URL, else the local test database)")
+	hang := flag.Bool("hang", true, "open loop: measure a hanging endpoint beside the receiver (embedded; a phase without it and one with it)")
+	hangRate := flag.Float64("hang-rate", 0, "open loop: offered publishes/s of the hanging-endpoint phases (0: half the highest embedded publish rate of the run that kept up)")
+	openProfile := flag.String("open-cpuprofile", "", "open loop: profile otphub during the highest publish rate's phase of the first -open-modes mode (the highest challenge rate's without -open-rates): CPU to this file, goroutines half-way (.goroutines.txt), blocking and mutex (.block, .mutex)")
 	quick := flag.Bool("quick", os.Getenv("E2EBENCH_QUICK") != "", "quick mode (also E2EBENCH_QUICK=1): embedded only, 1 subscriber, 2s phases, 3 open-loop rates; a few minutes on 2 cores (flags given explicitly still win)")
 	flag.Parse()
 	if *quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, v := range map[string]string{"duration": "2s", "modes": "embedded", "subs": "1",
-			"open-rates": "500,1500,4000", "challenge-rates": "800", "open-duration": "4s", "open-drain": "30s"} {
+			"open-rates": "500,1500,4000", "challenge-rates": "800", "open-duration": "4s", "open-drain": "30s",
+			"open-modes": "embedded"} {
 			if !set[name] {
 				_ = flag.Set(name, v)
 			}
 		}
 	}
-	oc := openConfig{dur: *openDur, drain: *drain, conc: *conc, maxInflight: *maxInflight, profileOut: *openProfile}
+	oc := openConfig{dur: *openDur, drain: *drain, conc: *conc, maxInflight: *maxInflight, profileOut: *openProfile,
+		postgresURL: *postgresURL, hang: *hang, hangRate: *hangRate}
+	if *hangRate < 0 {
+		log.Fatalf("-hang-rate: must not be negative")
+	}
+	for _, m := range strings.Split(*openModes, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "":
+		case modeEmbedded, modeKafka:
+			oc.modes = append(oc.modes, m)
+		default:
+			log.Fatalf("-open-modes: unknown mode %q (embedded, kafka)", m)
+		}
+	}
 	var err error
 	if oc.publishRates, err = parseRates(*openRates); err != nil {
 		log.Fatalf("-open-rates: %v", err)
@@ -142,7 +161,7 @@ func main() {
 		}
 	}
 	var open openResult
-	if len(oc.publishRates)+len(oc.challengeRates) > 0 {
+	if (len(oc.modes) > 0 && len(oc.publishRates)+len(oc.challengeRates) > 0) || oc.hang {
 		if open, err = measureOpen(oc); err != nil {
 			log.Printf("open loop: %v", err)
 			pprof.StopCPUProfile()
@@ -150,7 +169,7 @@ func main() {
 		}
 	}
 	report := render(rows, *dur, *conc, *quick, strings.Join(os.Args[1:], " "))
-	if len(open.rows) > 0 {
+	if len(open.rows)+len(open.hang) > 0 {
 		var b strings.Builder
 		renderOpen(&b, open, oc)
 		report += b.String()
@@ -619,6 +638,15 @@ func waitActive(client *http.Client, base, tok string, n int) error {
 	return fmt.Errorf("subscriptions not active within 30s")
 }
 
+// defaultPostgresURL is the PostgreSQL the tests use (internal/reliability,
+// store/postgres).
+func defaultPostgresURL() string {
+	if u := os.Getenv("OTPHUB_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
 // cpuTime is the CPU time (user+system) this process used so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -630,13 +658,17 @@ func cpuTime() time.Duration {
 
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-func peakRSSMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func peakRSSMiB() float64 { return statusMiB("self", "VmHWM") }
+
+// statusMiB reads a memory field of /proc/<pid>/status ("self" for this
+// process) in MiB: VmHWM is the peak RSS, VmRSS the current one.
+func statusMiB(pid, field string) float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb / 1024
 		}

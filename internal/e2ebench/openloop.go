@@ -10,14 +10,25 @@ package main
 // receipt (so a slow acknowledgement is not hidden: no coordinated
 // omission).
 //
+// Each rate is measured for each log mode: embedded (the embedded log and
+// SQLite store, the default) and kafka (the Kafka log on a Kafka-protocol
+// broker that is its own process, and the PostgreSQL store). A last pair of
+// phases (embedded) subscribes a second endpoint that never answers beside
+// the receiver, and reports the receiver's figures with and without it,
+// otphub's memory, and what became of the hanging endpoint's deliveries.
+//
 // The child processes are this binary re-executed with E2EBENCH_ROLE set
-// ("receiver" or "hub"); each dies with its parent (Pdeathsig) and exits
-// by itself after E2EBENCH_MAX_LIFE (default 15m) in any case.
+// ("receiver", "hanger", "kafka" or "hub"); each dies with its parent
+// (Pdeathsig) and exits by itself after E2EBENCH_MAX_LIFE (default 15m) in
+// any case.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,7 +47,9 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/otphub/otphub/app"
 	"github.com/otphub/otphub/config"
@@ -46,7 +59,15 @@ import (
 const (
 	roleEnv      = "E2EBENCH_ROLE"
 	roleReceiver = "receiver"
+	roleHanger   = "hanger"
+	roleKafka    = "kafka"
 	roleHub      = "hub"
+)
+
+// Log modes of the open loop.
+const (
+	modeEmbedded = "embedded" // embedded log, SQLite store
+	modeKafka    = "kafka"    // Kafka log (a kfake broker process), PostgreSQL store
 )
 
 // runRole runs this process as a child role and never returns.
@@ -60,6 +81,10 @@ func runRole(role string) {
 	switch role {
 	case roleReceiver:
 		err = serveReceiver()
+	case roleHanger:
+		err = serveHanger()
+	case roleKafka:
+		err = serveKafka()
 	case roleHub:
 		err = serveHub(os.Args[1:])
 	default:
@@ -91,9 +116,7 @@ func serveReceiver() error {
 	}
 	a := &arrivals{first: map[string]int64{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /cb", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.URL.Query().Get("hub.challenge"))
-	})
+	mux.HandleFunc("GET /cb", answerIntent)
 	mux.HandleFunc("POST /cb", func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now().UnixNano()
 		body, _ := io.ReadAll(r.Body)
@@ -133,6 +156,72 @@ func serveReceiver() error {
 	})
 	fmt.Printf("ADDR %s\n", ln.Addr())
 	return http.Serve(ln, mux)
+}
+
+// answerIntent answers a WebSub intent verification.
+func answerIntent(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, r.URL.Query().Get("hub.challenge"))
+}
+
+// hangStats is the hanging endpoint's record.
+type hangStats struct {
+	Received  int64 // deliveries that reached it
+	Held      int64 // held now
+	Peak      int64 // most held at once
+	Abandoned int64 // held until otphub gave up on them (closed the connection)
+}
+
+// serveHanger is the hanging webhook endpoint process: it answers intent
+// verification, then holds every delivery without answering until otphub
+// gives up on it, and serves its record (GET /stats). It prints its
+// address on stdout, then serves until killed.
+func serveHanger() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var st hangStats
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cb", answerIntent)
+	mux.HandleFunc("POST /cb", func(w http.ResponseWriter, r *http.Request) {
+		// Read the body: only then does the server notice otphub closing
+		// the connection (its attempt timeout) and end r.Context().
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		st.Received++
+		st.Held++
+		st.Peak = max(st.Peak, st.Held)
+		mu.Unlock()
+		<-r.Context().Done()
+		mu.Lock()
+		st.Held--
+		st.Abandoned++
+		mu.Unlock()
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	fmt.Printf("ADDR %s\n", ln.Addr())
+	return http.Serve(ln, mux)
+}
+
+// serveKafka is the Kafka-protocol broker process of the kafka mode: one
+// kfake broker on 127.0.0.1, in memory. It prints its address on stdout,
+// then serves until SIGTERM.
+func serveKafka() error {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
+	fmt.Printf("ADDR %s\n", strings.Join(c.ListenAddrs(), ","))
+	<-ch
+	return nil
 }
 
 // sendTo finds the event's "sendTo" value in a delivered body.
@@ -255,23 +344,14 @@ func (c *child) cpu() time.Duration {
 	return time.Duration(u+k) * (time.Second / 100) // USER_HZ
 }
 
-// rssMiB is the child's peak RSS.
-func (c *child) rssMiB() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+// peakRSSMiB is the child's peak RSS so far; rssMiB its current RSS.
+func (c *child) peakRSSMiB() float64 { return statusMiB(strconv.Itoa(c.cmd.Process.Pid), "VmHWM") }
+func (c *child) rssMiB() float64     { return statusMiB(strconv.Itoa(c.cmd.Process.Pid), "VmRSS") }
 
 // openConfig is one open-loop run's settings.
 type openConfig struct {
+	modes          []string  // log modes, each measured at every rate
+	postgresURL    string    // the PostgreSQL of the kafka mode; each phase gets its own schema
 	publishRates   []float64 // offered events/s, hub publish → webhook
 	challengeRates []float64 // offered challenges/s, SMS OTP start → webhook
 	dur            time.Duration
@@ -281,10 +361,13 @@ type openConfig struct {
 	profileKind    string        // the phase kind to profile: "publish" or "challenge"
 	profileRate    float64       // profile otphub during the profileKind phase at this rate (0: none)
 	profileOut     string
+	hang           bool    // measure the hanging-endpoint phases
+	hangRate       float64 // their offered publishes/s (0: half the highest publish rate that kept up)
 }
 
 // openRow is one offered rate's outcome.
 type openRow struct {
+	mode       string // log mode
 	kind       string // "publish" or "challenge"
 	offered    float64
 	sent       int
@@ -300,15 +383,36 @@ type openRow struct {
 	max        time.Duration
 	ackP99     time.Duration
 	hubCores   float64
-	hubRSSMiB  float64
+	hubRSSMiB  float64 // peak, at the end of the drain
 	duplicates int64
 	lateOrMiss int // accepted, not received within the drain
+
+	hubPeakPhaseMiB float64      // peak RSS when the offered window ended
+	hubRSSAfterMiB  float64      // RSS at the end of the drain
+	hang            *hangOutcome // the hanging-endpoint phases only
+}
+
+// hangOutcome is what a hanging-endpoint phase adds to its row. The
+// counters are otphub's, over the whole phase (warm-up included), for
+// every webhook destination: with the receiver alone (the baseline) they
+// show the receiver's share.
+type hangOutcome struct {
+	hanging  bool           // the hanging endpoint was subscribed
+	receiver string         // the receiver's callback
+	callback string         // the hanging endpoint's callback
+	endpoint hangStats      // its record
+	retries  float64        // otphub_retries_scheduled_total: deliveries recorded as retry tasks (refused by a busy endpoint, or failed)
+	timeouts float64        // otphub_delivery_failures_total{reason="timeout"}: attempts that ran into --delivery-timeout
+	pending  map[string]int // pending retry tasks after the drain, by callback (the deliveries API)
 }
 
 // openResult is a whole open-loop run.
 type openResult struct {
-	raw  float64
-	rows []openRow
+	raw          float64
+	rows         []openRow
+	hangRate     float64   // offered rate of the hanging-endpoint phases
+	hangRateFrom string    // how it was chosen
+	hang         []openRow // receiver alone, then beside the hanging endpoint
 }
 
 const benchAdminID, benchAdminSecret = "bench-admin", "bench-admin-secret-0123456789abcdef"
@@ -324,28 +428,220 @@ func measureOpen(oc openConfig) (openResult, error) {
 	client := newClient(max(oc.conc, 64))
 	res.raw = rawLoop(client, rcvURL+"/raw", oc.dur, oc.conc)
 	log.Printf("open loop: raw loopback POST (separate processes) %.0f/s", res.raw)
-	for _, k := range []struct {
-		kind  string
-		rates []float64
-	}{{"publish", oc.publishRates}, {"challenge", oc.challengeRates}} {
-		for _, rate := range k.rates {
-			r, err := openPhase(oc, k.kind, rate, rcvURL)
-			if err != nil {
-				return res, fmt.Errorf("%s at %.0f/s: %w", k.kind, rate, err)
+	for _, mode := range oc.modes {
+		for _, k := range []struct {
+			kind  string
+			rates []float64
+		}{{"publish", oc.publishRates}, {"challenge", oc.challengeRates}} {
+			for _, rate := range k.rates {
+				r, err := openPhase(oc, phase{mode: mode, kind: k.kind, rate: rate}, rcvURL)
+				if err != nil {
+					return res, fmt.Errorf("%s %s at %.0f/s: %w", mode, k.kind, rate, err)
+				}
+				logRow(r, res.raw)
+				res.rows = append(res.rows, r)
 			}
-			log.Printf("open loop %s offered %.0f/s: accepted %d, refused %d %v, other %d %v, goodput %.0f/s (%.3f× raw), p50 %v p99 %v max %v, missing %d, duplicates %d, hub %.2f cores",
-				r.kind, r.offered, r.accepted, r.refused, r.refusedBy, r.otherErr, r.otherBy, r.goodput, r.goodput/res.raw, r.p50, r.p99, r.max, r.lateOrMiss, r.duplicates, r.hubCores)
-			res.rows = append(res.rows, r)
 		}
+	}
+	if !oc.hang {
+		return res, nil
+	}
+	res.hangRate, res.hangRateFrom = oc.hangRate, "-hang-rate"
+	if res.hangRate == 0 {
+		res.hangRate, res.hangRateFrom = hangRate(res.rows)
+	}
+	for _, hanging := range []bool{false, true} {
+		r, err := openPhase(oc, phase{mode: modeEmbedded, kind: "publish", rate: res.hangRate, hangPair: true, hanging: hanging}, rcvURL)
+		if err != nil {
+			return res, fmt.Errorf("hanging endpoint %v, publish at %.0f/s: %w", hanging, res.hangRate, err)
+		}
+		logRow(r, res.raw)
+		log.Printf("open loop hanging endpoint %v: it received %d, holds %d (peak %d), abandoned %d; otphub: %.0f retry tasks scheduled, %.0f attempt timeouts, pending after the drain %v; RSS peak %.0f MiB in the phase, %.0f MiB after the drain",
+			hanging, r.hang.endpoint.Received, r.hang.endpoint.Held, r.hang.endpoint.Peak, r.hang.endpoint.Abandoned, r.hang.retries, r.hang.timeouts, r.hang.pending, r.hubPeakPhaseMiB, r.hubRSSAfterMiB)
+		res.hang = append(res.hang, r)
 	}
 	return res, nil
 }
 
-// openPhase starts a fresh otphub (its own data directory, so one phase's
-// backlog does not leak into the next), subscribes the receiver, offers
-// rate requests/s for oc.dur and waits up to oc.drain for the deliveries.
-func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow, error) {
-	r := openRow{kind: kind, offered: rate, refusedBy: map[string]int{}, otherBy: map[string]int{}}
+func logRow(r openRow, raw float64) {
+	log.Printf("open loop %s %s offered %.0f/s: accepted %d, refused %d %v, other %d %v, goodput %.0f/s (%.3f× raw), p50 %v p99 %v max %v, missing %d, duplicates %d, hub %.2f cores",
+		r.mode, r.kind, r.offered, r.accepted, r.refused, r.refusedBy, r.otherErr, r.otherBy, r.goodput, r.goodput/raw, r.p50, r.p99, r.max, r.lateOrMiss, r.duplicates, r.hubCores)
+}
+
+// defaultHangRate is the hanging-endpoint phases' offered rate when no
+// embedded publish rate of the run kept up.
+const defaultHangRate = 300
+
+// hangRate is half the highest embedded publish rate of rows that kept up
+// (everything sent, accepted and delivered within the drain, goodput at
+// least 0.9× offered), and how it was chosen.
+func hangRate(rows []openRow) (float64, string) {
+	best := 0.0
+	for _, r := range rows {
+		if r.mode == modeEmbedded && r.kind == "publish" && r.skipped+r.refused+r.otherErr+r.lateOrMiss == 0 && r.goodput >= 0.9*r.offered {
+			best = max(best, r.offered)
+		}
+	}
+	if best == 0 {
+		return defaultHangRate, "the default: no embedded publish rate of this run kept up, or none was measured"
+	}
+	return best / 2, fmt.Sprintf("half of %.0f/s, the highest embedded publish rate of this run that kept up", best)
+}
+
+// phase is one open-loop phase: the log mode, the path and its offered
+// rate, and whether a hanging endpoint is subscribed beside the receiver.
+type phase struct {
+	mode     string
+	kind     string
+	rate     float64
+	hangPair bool // one of the hanging-endpoint phases (with it or the baseline without)
+	hanging  bool // the hanging endpoint is subscribed
+}
+
+// hangFigures reads a hanging-endpoint phase's figures: the hanging
+// endpoint's record (hanger nil: the baseline without it), otphub's
+// counters and its pending retry tasks.
+func hangFigures(c *http.Client, base, tok string, callbacks []string, hanger *child) (*hangOutcome, error) {
+	h := &hangOutcome{hanging: hanger != nil, receiver: callbacks[0]}
+	if hanger != nil {
+		h.callback = callbacks[1]
+		if err := getJSON(c, "http://"+hanger.addr+"/stats", &h.endpoint); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	h.retries = metricSum(text, "otphub_retries_scheduled_total", "")
+	h.timeouts = metricSum(text, "otphub_delivery_failures_total", `reason="timeout"`)
+	h.pending, err = pendingByCallback(c, base, tok)
+	return h, err
+}
+
+// pendingByCallback counts the org's pending deliveries (retry tasks) by
+// their subscription's callback, through the deliveries API.
+func pendingByCallback(c *http.Client, base, tok string) (map[string]int, error) {
+	var subs struct {
+		Subscriptions []struct{ ID, Callback string } `json:"subscriptions"`
+	}
+	if err := doJSON(c, http.MethodGet, base+"/api/v1/orgs/bench/subscriptions", tok, nil, &subs); err != nil {
+		return nil, err
+	}
+	callback := map[string]string{}
+	for _, s := range subs.Subscriptions {
+		callback[s.ID] = s.Callback
+	}
+	n := map[string]int{}
+	page := base + "/api/v1/orgs/bench/deliveries?status=pending&limit=1000"
+	for {
+		var list struct {
+			Deliveries []struct {
+				DestinationID string `json:"destinationId"`
+			} `json:"deliveries"`
+			NextCursor string `json:"nextCursor"`
+		}
+		if err := doJSON(c, http.MethodGet, page, tok, nil, &list); err != nil {
+			return nil, err
+		}
+		for _, d := range list.Deliveries {
+			n[callback[d.DestinationID]]++
+		}
+		if list.NextCursor == "" {
+			return n, nil
+		}
+		page = base + "/api/v1/orgs/bench/deliveries?status=pending&limit=1000&before=" + url.QueryEscape(list.NextCursor)
+	}
+}
+
+// metricSum adds up the samples of the metric name in a Prometheus text
+// exposition whose labels contain label ("" for every sample).
+func metricSum(text []byte, name, label string) float64 {
+	var sum float64
+	for _, l := range strings.Split(string(text), "\n") {
+		i := strings.LastIndexByte(l, ' ') // label values may hold spaces; the value does not
+		if i < 0 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		series, value := l[:i], l[i+1:]
+		if series != name && !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		if label != "" && !strings.Contains(series, label) {
+			continue
+		}
+		v, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		sum += v
+	}
+	return sum
+}
+
+// backend starts what otphub needs besides itself in mode and returns its
+// flags and the function that stops it (after otphub): nothing for the
+// embedded mode; for kafka a Kafka-protocol broker process and a fresh
+// PostgreSQL schema, dropped at the end.
+func backend(oc openConfig, mode string) ([]string, func(), error) {
+	if mode == modeEmbedded {
+		return nil, func() {}, nil
+	}
+	broker, err := startChild(roleKafka, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	dbURL, drop, err := freshSchema(oc.postgresURL)
+	if err != nil {
+		broker.stop()
+		return nil, nil, err
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	args := []string{"--kafka-brokers", broker.addr, "--kafka-partitions", "12",
+		"--database-url", dbURL, "--encryption-key", hex.EncodeToString(key)}
+	return args, func() { drop(); broker.stop() }, nil
+}
+
+// freshSchema creates a schema in the PostgreSQL at pgURL and returns a
+// URL whose search_path selects it, and the function that drops it.
+func freshSchema(pgURL string) (string, func(), error) {
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("-postgres-url: %w", err)
+	}
+	db, err := sql.Open("pgx", pgURL)
+	if err != nil {
+		return "", nil, err
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "otphub_bench_" + hex.EncodeToString(b)
+	if _, err := db.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		db.Close()
+		return "", nil, fmt.Errorf("PostgreSQL at %s (-postgres-url; -open-modes embedded needs none): create schema: %w", pgURL, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), func() {
+		if _, err := db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
+			log.Printf("drop schema %s: %v", schema, err)
+		}
+		db.Close()
+	}, nil
+}
+
+// openPhase starts a fresh otphub (its own data directory, and in the
+// kafka mode its own broker and schema, so one phase's backlog does not
+// leak into the next), subscribes the receiver (and the hanging endpoint),
+// offers ph.rate requests/s for oc.dur and waits up to oc.drain for the
+// receiver's deliveries.
+func openPhase(oc openConfig, ph phase, rcvURL string) (openRow, error) {
+	kind, rate := ph.kind, ph.rate
+	r := openRow{mode: ph.mode, kind: kind, offered: rate, refusedBy: map[string]int{}, otherBy: map[string]int{}}
 	dataDir, err := os.MkdirTemp("", "otphub-openbench-")
 	if err != nil {
 		return r, err
@@ -354,10 +650,16 @@ func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow
 	args := []string{"--data-dir", dataDir, "--egress-allow-cidrs", "127.0.0.0/8", "--log-level", "error",
 		"--admin-client-id", benchAdminID, "--admin-client-secret", benchAdminSecret,
 		"--otp-limit-per-number", "0", "--otp-limit-per-ip", "0", "--otp-limit-per-org", "0"}
+	backendArgs, stopBackend, err := backend(oc, ph.mode)
+	if err != nil {
+		return r, err
+	}
+	defer stopBackend()
+	args = append(args, backendArgs...)
 	if extra := os.Getenv("E2EBENCH_ARGS"); extra != "" {
 		args = append(args, strings.Fields(extra)...)
 	}
-	profile := oc.profileOut != "" && kind == oc.profileKind && rate == oc.profileRate
+	profile := oc.profileOut != "" && !ph.hangPair && ph.mode == oc.modes[0] && kind == oc.profileKind && rate == oc.profileRate
 	var env []string
 	pprofAddr := ""
 	if profile {
@@ -380,10 +682,23 @@ func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow
 	if err != nil {
 		return r, err
 	}
-	if err := subscribe(client, base, tok, rcvURL+"/cb"); err != nil {
-		return r, err
+	callbacks := []string{rcvURL + "/cb"}
+	var hanger *child
+	if ph.hanging {
+		// Stopped before otphub (deferred after it): the held connections
+		// then end at once instead of holding otphub's shutdown.
+		if hanger, err = startChild(roleHanger, nil); err != nil {
+			return r, err
+		}
+		defer hanger.stop()
+		callbacks = append(callbacks, "http://"+hanger.addr+"/cb")
 	}
-	if err := waitActive(client, base, tok, 1); err != nil {
+	for _, cb := range callbacks {
+		if err := subscribe(client, base, tok, cb); err != nil {
+			return r, err
+		}
+	}
+	if err := waitActive(client, base, tok, len(callbacks)); err != nil {
 		return r, err
 	}
 	send := sender(kind, base, tok, orgID)
@@ -402,6 +717,7 @@ func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow
 	cpu0, start := hub.cpu(), time.Now()
 	outs := schedule(client, send, rate, oc.dur, oc.maxInflight, "+9477")
 	r.hubCores = (hub.cpu() - cpu0).Seconds() / time.Since(start).Seconds()
+	r.hubPeakPhaseMiB = hub.peakRSSMiB()
 	var acks []time.Duration
 	want := map[string]time.Time{}
 	for _, o := range outs {
@@ -438,7 +754,12 @@ func openPhase(oc openConfig, kind string, rate float64, rcvURL string) (openRow
 		return r, err
 	}
 	r.duplicates = got.Dups
-	r.hubRSSMiB = hub.rssMiB()
+	r.hubRSSMiB, r.hubRSSAfterMiB = hub.peakRSSMiB(), hub.rssMiB()
+	if ph.hangPair {
+		if r.hang, err = hangFigures(client, base, tok, callbacks, hanger); err != nil {
+			return r, err
+		}
+	}
 	var ds []time.Duration
 	var last time.Time
 	for to, at := range want {
@@ -640,29 +961,87 @@ func parseRates(s string) ([]float64, error) {
 	return rs, nil
 }
 
+// modeName is a log mode as the report names it.
+func modeName(mode string) string {
+	if mode == modeKafka {
+		return "Kafka + PostgreSQL"
+	}
+	return "embedded"
+}
+
 func renderOpen(b *strings.Builder, res openResult, oc openConfig) {
+	if len(res.rows) > 0 {
+		renderOpenRates(b, res, oc)
+	}
+	if len(res.hang) > 0 {
+		renderHang(b, res, oc)
+	}
+}
+
+func renderOpenRates(b *strings.Builder, res openResult, oc openConfig) {
 	b.WriteString("\n## Open loop: separate processes, requests on a schedule\n\n")
-	fmt.Fprintf(b, "The load client, the webhook receiver and otphub (embedded log) are three processes on loopback; one subscriber. "+
-		"Each offered rate runs %s against a fresh otphub (its own data directory), then waits up to %s for the accepted events to arrive. "+
+	fmt.Fprintf(b, "The load client, the webhook receiver and otphub are three processes on loopback; one subscriber. "+
+		"The *log* column is otphub's mode: *embedded* is the default (embedded log and SQLite store in its data directory); "+
+		"*Kafka + PostgreSQL* is `--kafka-brokers` (12 partitions) on a Kafka-protocol broker that is a fourth process (kfake, in memory) and `--database-url` on the PostgreSQL at 127.0.0.1:5432; "+
+		"the CPU and memory columns are otphub's process only, not the broker's or PostgreSQL's. "+
+		"Each offered rate runs %s against a fresh otphub (its own data directory; in the Kafka mode also its own broker and PostgreSQL schema), then waits up to %s for the accepted events to arrive. "+
 		"Requests are sent on a fixed schedule (request *i* at start + *i*/rate), each on its own connection slot, whether or not the earlier ones were answered "+
 		"(at most %d in flight; a request due beyond that is *skipped* and counted). A refused request (503 with Retry-After) is not retried. "+
 		"Latency is from a request's *scheduled* send time to the receiver's receipt, for accepted events only. "+
 		"*Raw loopback* here is the load client POSTing to the receiver process (%d concurrent, closed loop), measured in the same run: **%.0f POST/s**.\n\n",
 		oc.dur, oc.drain, oc.maxInflight, oc.conc, res.raw)
-	b.WriteString("| path | offered/s | sent | accepted | refused 503 (Retry-After) | other errors | skipped | goodput/s | goodput ÷ raw | p50 | p99 | max | ack p99 | missing after drain | otphub CPU cores | otphub peak RSS MiB |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| log | path | offered/s | sent | accepted | refused 503 (Retry-After) | other errors | skipped | goodput/s | goodput ÷ raw | p50 | p99 | max | ack p99 | missing after drain | otphub CPU cores | otphub peak RSS MiB |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.rows {
 		path := "hub publish → webhook"
 		if r.kind == "challenge" {
 			path = "SMS OTP challenge start → webhook"
 		}
-		fmt.Fprintf(b, "| %s | %.0f | %d | %d | %s | %s | %d | %.0f | %.3f | %v | %v | %v | %v | %d | %.2f | %.0f |\n",
-			path, r.offered, r.sent, r.accepted, countBy(r.refused, r.refusedBy), countBy(r.otherErr, r.otherBy), r.skipped, r.goodput, r.goodput/res.raw,
+		fmt.Fprintf(b, "| %s | %s | %.0f | %d | %d | %s | %s | %d | %.0f | %.3f | %v | %v | %v | %v | %d | %.2f | %.0f |\n",
+			modeName(r.mode), path, r.offered, r.sent, r.accepted, countBy(r.refused, r.refusedBy), countBy(r.otherErr, r.otherBy), r.skipped, r.goodput, r.goodput/res.raw,
 			r.p50, r.p99, r.max, r.ackP99, r.lateOrMiss, r.hubCores, r.hubRSSMiB)
 	}
-	b.WriteString("\n*Goodput* is accepted events delivered per second, over the offered window or until the last of them arrived, whichever is longer. " +
+	b.WriteString("\n*Goodput* is accepted events delivered per second, over the offered window or until the last of them arrived, whichever is longer; " +
+		"*ack p99* is the 99th percentile of the time from a request's scheduled send to its answer; *missing after drain* counts accepted events the receiver had not got when the drain ended; " +
+		"*otphub peak RSS* is the otphub process's high-water mark over the phase and its drain. " +
 		"Targets (issue 16): capacity ≥ 0.35× raw; offered more than capacity, goodput ≥ 0.9× capacity and p99 under a second; p99 < 50 ms at half of capacity; " +
-		"SMS OTP challenge start → webhook ≥ 0.25× raw.\n")
+		"SMS OTP challenge start → webhook ≥ 0.25× raw; the Kafka + PostgreSQL figures are reported, without a target of their own.\n")
+}
+
+func renderHang(b *strings.Builder, res openResult, oc openConfig) {
+	b.WriteString("\n## Open loop: a hanging endpoint beside a healthy one\n\n")
+	fmt.Fprintf(b, "The same three processes (embedded log), hub publish → webhook offered at **%.0f events/s** (%s) for %s, twice: "+
+		"once with the receiver as the only subscriber, once with a second subscription of the same org on the same topic whose endpoint (a fourth process, its own port) "+
+		"accepts each delivery's connection and request and never answers, until otphub gives up (`--delivery-timeout`, default 10 s). "+
+		"Each run gets a fresh otphub and waits up to %s for the receiver's deliveries; latency is from a publish's *scheduled* send time to the receiver's receipt, for accepted events only. "+
+		"A slow endpoint must never delay another: the two rows' receiver figures should match. "+
+		"*Raw loopback* is the load client POSTing to the receiver process, measured in the same run: **%.0f POST/s**.\n\n",
+		res.hangRate, res.hangRateFrom, oc.dur, oc.drain, res.raw)
+	b.WriteString("| subscribers | offered/s | accepted | refused 503 (Retry-After) | healthy goodput/s | goodput ÷ raw | healthy p50 | healthy p99 | healthy max | healthy missing after drain | hanging endpoint: received | held at once (peak) | abandoned by otphub | retry tasks scheduled | attempt timeouts | pending retry tasks after drain: receiver | hanging endpoint | otphub peak RSS MiB in the phase | otphub RSS MiB after the drain |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range res.hang {
+		subs, rcvd, peak, abandoned, pending := "receiver alone", "—", "—", "—", "—"
+		if r.hang.hanging {
+			e := r.hang.endpoint
+			subs, rcvd, peak, abandoned = "receiver + hanging endpoint", strconv.FormatInt(e.Received, 10), strconv.FormatInt(e.Peak, 10), strconv.FormatInt(e.Abandoned, 10)
+			pending = strconv.Itoa(r.hang.pending[r.hang.callback])
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %d | %s | %.0f | %.3f | %v | %v | %v | %d | %s | %s | %s | %.0f | %.0f | %d | %s | %.0f | %.0f |\n",
+			subs, r.offered, r.accepted, countBy(r.refused, r.refusedBy), r.goodput, r.goodput/res.raw, r.p50, r.p99, r.max, r.lateOrMiss,
+			rcvd, peak, abandoned, r.hang.retries, r.hang.timeouts, r.hang.pending[r.hang.receiver], pending, r.hubPeakPhaseMiB, r.hubRSSAfterMiB)
+	}
+	b.WriteString("\n*Accepted* and *refused* are the publishes (the org has a healthy destination, so back-pressure should refuse none). " +
+		"The *healthy* columns are the receiver's: goodput (accepted events it received per second, over the offered window or until the last arrived), latency and accepted events it had not received when the drain ended. " +
+		"*Hanging endpoint: received* counts the deliveries that reached the hanging endpoint (warm-up included), *held at once* the most it held open together " +
+		"(otphub's per-endpoint concurrency cap bounds it), *abandoned by otphub* those otphub closed (its attempt timeout). " +
+		"The next two are otphub's own counters for every webhook destination, warm-up included (the first row shows the receiver's share): " +
+		"*retry tasks scheduled* (`otphub_retries_scheduled_total`) counts deliveries recorded in the store as pending retry tasks, " +
+		"the hanging endpoint's overflow refused by its full concurrency cap and queue, and its timed-out attempts; " +
+		"*attempt timeouts* is `otphub_delivery_failures_total{reason=\"timeout\"}`. " +
+		"*Pending retry tasks after drain* are the org's deliveries with status `pending` (`GET /api/v1/orgs/{org}/deliveries?status=pending`) when the drain ended, by subscription. " +
+		"The rest of what the hanging endpoint was sent waits in its bounded in-memory queue (256 deep). " +
+		"*Peak RSS in the phase* is otphub's high-water mark when the offered window ended (warm-up included); *RSS after the drain* is its resident set when the drain ended. " +
+		"Target (issue 16): memory bounded, and the hanging endpoint never delays the healthy one.\n")
 }
 
 // countBy is n followed by its breakdown by code: "12 (delivery_backlog 12)".
