@@ -66,7 +66,7 @@ func TestDeliveryStatsAPI(t *testing.T) {
 	}
 
 	type latency struct {
-		Count              int
+		Count               int
 		P50ms, P90ms, Maxms float64
 	}
 	type counts struct {
