@@ -2,10 +2,12 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 
 	"github.com/otphub/otphub/store"
@@ -90,7 +92,19 @@ func TestDeliveryStatsAPI(t *testing.T) {
 		}
 		Totals counts
 	}
-	api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries/stats?hours=3", "", http.StatusOK, &got)
+	body := api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries/stats?hours=3", "", http.StatusOK, &got)
+	// The answer is what docs/openapi.yaml declares.
+	doc, err := openapi3.NewLoader().LoadFromFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw any
+	if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Components.Schemas["DeliveryStats"].Value.VisitJSON(raw); err != nil {
+		t.Errorf("the answer does not match docs/openapi.yaml's DeliveryStats: %v", err)
+	}
 	if !got.From.Equal(h5) || !got.Until.Equal(h7.Add(time.Hour)) || len(got.Hours) != 3 {
 		t.Fatalf("window %v to %v, %d hours", got.From, got.Until, len(got.Hours))
 	}
