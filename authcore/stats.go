@@ -1,7 +1,6 @@
 package authcore
 
 import (
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -41,17 +40,10 @@ type statsJSON struct {
 // country with what delivery receipts said, over the last ?hours=N whole
 // hours (the current one included, so until is the next full hour).
 func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {
-	hours := 24
-	if v, ok := r.URL.Query()["hours"]; ok {
-		n, err := strconv.Atoi(v[0])
-		if err != nil || len(v) > 1 || n < 1 || n > MaxStatsHours {
-			httpx.Error(w, http.StatusBadRequest, "invalid_hours", fmt.Sprintf("hours must be an integer from 1 to %d", MaxStatsHours))
-			return
-		}
-		hours = n
+	since, until, ok := httpx.HoursWindow(w, r, s.cfg.Now(), MaxStatsHours)
+	if !ok {
+		return
 	}
-	until := s.cfg.Now().UTC().Truncate(time.Hour).Add(time.Hour)
-	since := until.Add(-time.Duration(hours) * time.Hour)
 	st, err := s.st.OTPStats(r.Context(), orgOf(r).ID, since, until)
 	if err != nil {
 		s.internal(w, "otp stats", err)

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -445,49 +446,71 @@ func TestFlashCannotBeForged(t *testing.T) {
 	}
 }
 
-func TestSummarizeHandsets(t *testing.T) {
-	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
-	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
-	sms := func(state string, created time.Time, lat time.Duration) delivery {
-		h := &handset{State: state, AcceptedAt: at(-time.Hour)}
-		if state == "delivered" {
-			h.DeliveredAt = at(-time.Hour + lat)
+// TestOverviewFromStats: the overview's deliveries section, handset
+// summary and latency charts are GET …/deliveries/stats's answer (decoded
+// from its JSON), laid out: totals per kind with the success rate, webhook
+// and SMS deliveries per hour stacked, latencies per hour in milliseconds
+// rounded up (a sub-millisecond answer is still a bar), the window's
+// percentiles as durations; no deliveries or no receipts is no section.
+func TestOverviewFromStats(t *testing.T) {
+	const answer = `{"from":"2026-03-04T10:00:00Z","until":"2026-03-04T12:00:00Z","hours":[
+	 {"start":"2026-03-04T10:00:00Z",
+	  "webhooks":{"delivered":0,"failed":0,"pending":1,"latency":{"count":0,"p50Ms":0,"p90Ms":0,"maxMs":0}},
+	  "sms":{"delivered":0,"failed":0,"pending":0,"handset":{"records":0,"delivered":0,"failed":0,"awaiting":0,"latency":{"count":0,"p50Ms":0,"p90Ms":0,"maxMs":0}}}},
+	 {"start":"2026-03-04T11:00:00Z",
+	  "webhooks":{"delivered":3,"failed":1,"pending":0,"latency":{"count":3,"p50Ms":0.42,"p90Ms":1500.2,"maxMs":1500.2}},
+	  "sms":{"delivered":4,"failed":1,"pending":0,"handset":{"records":4,"delivered":2,"failed":1,"awaiting":1,"latency":{"count":2,"p50Ms":4000,"p90Ms":9000,"maxMs":9000}}}}],
+	 "totals":{"webhooks":{"delivered":3,"failed":1,"pending":1,"latency":{"count":3,"p50Ms":0.42,"p90Ms":1500.2,"maxMs":1500.2}},
+	  "sms":{"delivered":4,"failed":1,"pending":0,"handset":{"records":4,"delivered":2,"failed":1,"awaiting":1,"latency":{"count":2,"p50Ms":4000,"p90Ms":9000,"maxMs":9000}}}}}`
+	var st deliveryStats
+	if err := json.Unmarshal([]byte(answer), &st); err != nil {
+		t.Fatal(err)
+	}
+	d := summarizeDeliveries(st)
+	if d == nil {
+		t.Fatal("no deliveries section")
+	}
+	wantRows := []deliveryRow{{Kind: "Webhooks", Delivered: 3, Failed: 1, Pending: 1, Finished: true, Rate: 75},
+		{Kind: "SMS", Delivered: 4, Failed: 1, Finished: true, Rate: 80}}
+	if !slices.Equal(d.Rows, wantRows) {
+		t.Errorf("rows %+v, want %+v", d.Rows, wantRows)
+	}
+	if d.WebhookMedian != "420µs" || d.WebhookP90 != "1.5s" {
+		t.Errorf("webhook latency of the window: median %q, 90th %q", d.WebhookMedian, d.WebhookP90)
+	}
+	for _, c := range []struct {
+		name     string
+		ch       *hourChart
+		h10, h11 []int
+	}{
+		{"webhooks", d.Webhooks, []int{0, 0, 1}, []int{3, 1, 0}},
+		{"SMS", d.SMS, []int{0, 0, 0}, []int{4, 1, 0}},
+		{"webhook latency", d.WebhookLatency, []int{0, 0}, []int{1, 1501}},
+		{"handset latency", handsetLatencyChart(st), []int{0, 0}, []int{4000, 9000}},
+	} {
+		if c.ch == nil || len(c.ch.Hours) != 2 || c.ch.Hours[0].Label != "10:00" {
+			t.Fatalf("%s chart: %+v", c.name, c.ch)
 		}
-		return delivery{CreatedAt: created, Handset: h}
+		if !slices.Equal(c.ch.Hours[0].Counts, c.h10) || !slices.Equal(c.ch.Hours[1].Counts, c.h11) {
+			t.Errorf("%s: %v %v, want %v %v", c.name, c.ch.Hours[0].Counts, c.ch.Hours[1].Counts, c.h10, c.h11)
+		}
 	}
-	ds := []delivery{
-		sms("delivered", now.Add(-time.Hour), 2*time.Second),
-		sms("delivered", now.Add(-time.Hour), 4*time.Second),
-		sms("delivered", now.Add(-time.Hour), 9*time.Second),
-		sms("undelivered", now.Add(-time.Hour), 0),
-		sms("sent", now.Add(-time.Hour), 0),
-		sms("delivered", now.Add(-25*time.Hour), time.Minute), // too old
-		{CreatedAt: now.Add(-time.Hour)},                      // a webhook delivery
+	if d.SMS.Series[0].Name != "accepted by the provider" {
+		t.Errorf("SMS series %+v", d.SMS.Series)
 	}
-	got := summarizeHandsets(ds, now)
-	want := handsetSummary{Total: 5, Delivered: 3, Failed: 1, Awaiting: 1, Rate: 75, Median: "4s", P90: "9s"}
+	got := summarizeHandsets(st)
+	want := handsetSummary{Total: 4, Delivered: 2, Failed: 1, Awaiting: 1, Rate: 66, Median: "4s", P90: "9s"}
 	if got == nil || *got != want {
 		t.Fatalf("summary %+v, want %+v", got, want)
 	}
-	if summarizeHandsets(ds[6:], now) != nil {
-		t.Fatal("a summary without SMS receipts")
+
+	// Nothing delivered: no section, no summary, no charts.
+	st.Totals = deliveryCounts{}
+	for i := range st.Hours {
+		st.Hours[i].deliveryCounts = deliveryCounts{}
 	}
-	// The same deliveries per hour: 11:00 has the three delivered ones.
-	ch := latencyChart(ds, now)
-	if ch == nil {
-		t.Fatal("no latency chart")
-	}
-	for _, b := range ch.Hours {
-		want := []int{0, 0}
-		if b.Label == "11:00" {
-			want = []int{4000, 9000}
-		}
-		if !slices.Equal(b.Counts, want) {
-			t.Errorf("latency at %s: %v, want %v", b.Label, b.Counts, want)
-		}
-	}
-	if latencyChart(ds[3:5], now) != nil {
-		t.Fatal("a latency chart without a delivered SMS")
+	if summarizeDeliveries(st) != nil || summarizeHandsets(st) != nil || handsetLatencyChart(st) != nil {
+		t.Fatal("a section of nothing")
 	}
 }
 

@@ -1,9 +1,11 @@
 package console_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -125,5 +127,120 @@ func TestOverviewOTPCharts(t *testing.T) {
 	}
 	if n := strings.Count(page, `fill="#0b5cad"`); n != 24 {
 		t.Errorf("%d bars of OTPs sent, want one per hour (24)", n)
+	}
+}
+
+// TestOverviewDeliveryCharts: the overview's deliveries section (totals
+// per kind, webhook and SMS deliveries per hour, webhook delivery latency
+// per hour) is what GET …/deliveries/stats says, over HTTP against the
+// whole binary: real webhook deliveries to a local receiver (test events)
+// and real SMS deliveries (the console provider).
+func TestOverviewDeliveryCharts(t *testing.T) {
+	srv := apptest.Start(t)
+	admin := adminAPI(t, srv.URL, srv.AdminClientID, srv.AdminClientSecret)
+	if code, body := admin.do("POST", "/api/v1/orgs", map[string]any{"name": "acme"}); code != 201 {
+		t.Fatalf("create org: %d %v", code, body)
+	}
+	cc := signedIn(t, srv)
+	_, page := cc.get("/console/orgs/acme/")
+	if !strings.Contains(page, "No delivery in the last 24 hours.") {
+		t.Error("the overview of an org without deliveries does not say so")
+	}
+	if code, body := admin.do("PUT", "/api/v1/orgs/acme/sms-provider", map[string]any{"type": "console"}); code != 200 {
+		t.Fatalf("console provider: %d %v", code, body)
+	}
+	for _, user := range []string{"u1", "u2"} {
+		if code, body := admin.do("POST", "/api/v1/orgs/acme/sms-otp/challenges", map[string]any{"mobile": "+94771234001", "userId": user, "application": "shop"}); code != 201 {
+			t.Fatalf("start challenge: %d %v", code, body)
+		}
+	}
+	rv := newHookReceiver(t)
+	const hooks = "/console/orgs/acme/webhooks"
+	if code, _, body := cc.post(hooks, hooks, url.Values{"callback": {rv.URL + "/hook"}, "format": {"asgardeo"}}); code != http.StatusSeeOther {
+		t.Fatalf("add webhook: %d %s", code, body)
+	}
+	_, subs := admin.do("GET", "/api/v1/orgs/acme/subscriptions", nil)
+	list, _ := subs["subscriptions"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("subscriptions: %v", subs)
+	}
+	testPath := hooks + "/" + list[0].(map[string]any)["id"].(string) + "/test"
+	for range 2 {
+		if code, _, _ := cc.post(hooks, testPath, url.Values{}); code != http.StatusSeeOther {
+			t.Fatalf("send test event: %d", code)
+		}
+	}
+
+	// The stats count them once the dispatcher has recorded them (webhook
+	// successes are written asynchronously).
+	type kind struct {
+		Delivered, Failed, Pending int
+		Latency                    struct {
+			Count        int
+			P50Ms, P90Ms float64
+		}
+	}
+	var st struct {
+		Hours []struct {
+			Start    time.Time
+			Webhooks kind
+			SMS      kind
+		}
+		Totals struct{ Webhooks, SMS kind }
+	}
+	eventually(t, "two webhook and two SMS deliveries in the stats", func() bool {
+		code, body := admin.do("GET", "/api/v1/orgs/acme/deliveries/stats", nil)
+		if code != 200 {
+			t.Fatalf("stats API: %d %v", code, body)
+		}
+		b, _ := json.Marshal(body)
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Totals.Webhooks.Delivered == 2 && st.Totals.SMS.Delivered == 2
+	})
+	if st.Totals.Webhooks.Latency.Count != 2 || st.Totals.Webhooks.Latency.P50Ms <= 0 {
+		t.Fatalf("webhook latency %+v", st.Totals.Webhooks.Latency)
+	}
+
+	_, page = cc.get("/console/orgs/acme/")
+	page = html.UnescapeString(page)
+	for _, want := range []string{
+		"Deliveries per hour, last 24 hours (UTC)",
+		`<tr><th scope="row">Webhooks</th><td>2</td><td>0</td><td>0</td>`,
+		`<tr><th scope="row">SMS</th><td>2</td><td>0</td><td>0</td>`,
+		`aria-label="Webhooks success">100%</meter>`,
+		`<h3 id="ov-webhooks">Webhook deliveries per hour</h3>`,
+		`<h3 id="ov-sms">SMS deliveries per hour</h3>`,
+		`<span class="key key-ok">accepted by the provider</span>`,
+		"Webhook delivery latency per hour (milliseconds rounded up, first attempt's start to the receiver's 2xx)",
+		`aria-labelledby="ov-webhook-latency"`,
+		"Over the 24 hours: median ",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the overview lacks %q", want)
+		}
+	}
+	// Each hour's bars say what the API says, in their tooltips.
+	for _, h := range st.Hours {
+		label := h.Start.Format("15:00")
+		if w := h.Webhooks; w.Delivered > 0 {
+			for _, want := range []string{
+				fmt.Sprintf("<title>%s: %d delivered, 0 failed, dead or expired, 0 pending</title>", label, w.Delivered),
+				fmt.Sprintf("<title>%s: %d ms median, %d ms 90th percentile</title>", label, int(math.Ceil(w.Latency.P50Ms)), int(math.Ceil(w.Latency.P90Ms))),
+			} {
+				if !strings.Contains(page, want) {
+					t.Errorf("the overview lacks %q", want)
+				}
+			}
+		}
+		if s := h.SMS; s.Delivered > 0 {
+			if want := fmt.Sprintf("<title>%s: %d accepted by the provider, 0 failed, dead or expired, 0 pending</title>", label, s.Delivered); !strings.Contains(page, want) {
+				t.Errorf("the overview lacks %q", want)
+			}
+		}
+	}
+	if strings.Contains(page, "SMS delivered to handsets") {
+		t.Error("a handset summary without delivery receipts")
 	}
 }

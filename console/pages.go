@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -172,13 +173,13 @@ func pagePath(org, rest string) string {
 // ---- Overview ----
 
 type overviewData struct {
-	Provider   string
-	Fallback   string
-	Webhooks   int
-	Active     int
-	ByStatus   []statusCount
-	Deliveries int
-	Chart      *hourChart
+	Provider string
+	Fallback string
+	Webhooks int
+	Active   int
+	// Deliveries sums up the last 24 hours' deliveries (GET
+	// …/deliveries/stats); nil when there were none.
+	Deliveries *deliveryOverview
 	Handset    *handsetSummary
 	// Latency is the SMS latency to the handset per hour (receipts).
 	Latency *hourChart
@@ -189,45 +190,137 @@ type overviewData struct {
 	OTPSent, OTPVerified int
 }
 
+// deliveryOverview is the overview's deliveries section: the window's
+// totals per kind, the webhook and SMS deliveries per hour, and the
+// webhook delivery latency per hour with the window's percentiles.
+type deliveryOverview struct {
+	Rows                      []deliveryRow
+	Webhooks, SMS             *hourChart
+	WebhookLatency            *hourChart
+	WebhookMedian, WebhookP90 string
+}
+
+// deliveryRow is one kind of delivery (webhooks, SMS) of the window.
+type deliveryRow struct {
+	Kind                       string
+	Delivered, Failed, Pending int
+	Finished                   bool // any delivered or failed (a success rate)
+	Rate                       int  // delivered, percent of the finished
+}
+
+// deliveryStats is GET …/deliveries/stats's answer.
+type deliveryStats struct {
+	Hours []struct {
+		Start time.Time
+		deliveryCounts
+	}
+	Totals deliveryCounts
+}
+
+type deliveryCounts struct {
+	Webhooks struct {
+		outcomeCounts
+		Latency latencyStats
+	}
+	SMS struct {
+		outcomeCounts
+		Handset struct {
+			Records, Delivered, Failed, Awaiting int
+			Latency                              latencyStats
+		}
+	}
+}
+
+type outcomeCounts struct{ Delivered, Failed, Pending int }
+
+// latencyStats are a latency histogram's count and estimated
+// percentiles, in milliseconds.
+type latencyStats struct {
+	Count               int
+	P50Ms, P90Ms, MaxMs float64
+}
+
+func deliveryRowOf(kind string, o outcomeCounts) deliveryRow {
+	r := deliveryRow{Kind: kind, Delivered: o.Delivered, Failed: o.Failed, Pending: o.Pending}
+	if final := o.Delivered + o.Failed; final > 0 {
+		r.Finished, r.Rate = true, o.Delivered*100/final
+	}
+	return r
+}
+
+// summarizeDeliveries lays out the deliveries section; nil when the
+// window has none.
+func summarizeDeliveries(st deliveryStats) *deliveryOverview {
+	w, s := st.Totals.Webhooks, st.Totals.SMS
+	if w.Delivered+w.Failed+w.Pending+s.Delivered+s.Failed+s.Pending == 0 || len(st.Hours) == 0 {
+		return nil
+	}
+	d := &deliveryOverview{Rows: []deliveryRow{deliveryRowOf("Webhooks", w.outcomeCounts), deliveryRowOf("SMS", s.outcomeCounts)}}
+	web := make([][]int, len(st.Hours))
+	sms := make([][]int, len(st.Hours))
+	lat := make([]latencyStats, len(st.Hours))
+	for i, h := range st.Hours {
+		o := h.Webhooks.outcomeCounts
+		web[i] = []int{o.Delivered, o.Failed, o.Pending}
+		o = h.SMS.outcomeCounts
+		sms[i] = []int{o.Delivered, o.Failed, o.Pending}
+		lat[i] = h.Webhooks.Latency
+	}
+	start := st.Hours[0].Start
+	d.Webhooks = newHourChart(start, deliverySeries, web, true)
+	d.SMS = newHourChart(start, smsSeries, sms, true)
+	d.WebhookLatency = latencyChart(start, lat)
+	if w.Latency.Count > 0 {
+		d.WebhookMedian, d.WebhookP90 = formatMs(w.Latency.P50Ms), formatMs(w.Latency.P90Ms)
+	}
+	return d
+}
+
+// formatMs writes a latency in milliseconds as a duration, to the
+// millisecond from 10 ms up and to 10 µs below.
+func formatMs(ms float64) string {
+	d := time.Duration(ms * float64(time.Millisecond))
+	if d >= 10*time.Millisecond {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
 // handsetSummary is what delivery receipts said of the SMS deliveries of
-// the last 24 hours among the records the overview reads.
+// the window (GET …/deliveries/stats).
 type handsetSummary struct {
 	Total, Delivered, Failed, Awaiting int
 	Rate                               int    // delivered, percent of those with a final receipt
 	Median, P90                        string // acceptance to delivery
 }
 
-func summarizeHandsets(ds []delivery, now time.Time) *handsetSummary {
-	h := &handsetSummary{}
-	var lat []time.Duration
-	for _, d := range ds {
-		if d.Handset == nil || d.CreatedAt.Before(now.Add(-24*time.Hour)) {
-			continue
-		}
-		h.Total++
-		switch d.Handset.State {
-		case "delivered":
-			h.Delivered++
-			if d.Handset.AcceptedAt != nil && d.Handset.DeliveredAt != nil {
-				lat = append(lat, d.Handset.DeliveredAt.Sub(*d.Handset.AcceptedAt))
-			}
-		case "undelivered", "failed":
-			h.Failed++
-		default:
-			h.Awaiting++
-		}
-	}
-	if h.Total == 0 {
+// summarizeHandsets sums up the window's handset receipts; nil without
+// any receipt record.
+func summarizeHandsets(st deliveryStats) *handsetSummary {
+	hs := st.Totals.SMS.Handset
+	if hs.Records == 0 {
 		return nil
 	}
+	h := &handsetSummary{Total: hs.Records, Delivered: hs.Delivered, Failed: hs.Failed, Awaiting: hs.Awaiting}
 	if final := h.Delivered + h.Failed; final > 0 {
 		h.Rate = h.Delivered * 100 / final
 	}
-	if len(lat) > 0 {
-		p50, p90 := percentiles(lat)
-		h.Median, h.P90 = p50.Round(time.Millisecond).String(), p90.Round(time.Millisecond).String()
+	if hs.Latency.Count > 0 {
+		h.Median, h.P90 = formatMs(hs.Latency.P50Ms), formatMs(hs.Latency.P90Ms)
 	}
 	return h
+}
+
+// handsetLatencyChart draws the SMS latency to the handset per hour.
+func handsetLatencyChart(st deliveryStats) *hourChart {
+	if len(st.Hours) == 0 {
+		return nil
+	}
+	lat := make([]latencyStats, len(st.Hours))
+	for i, h := range st.Hours {
+		lat[i] = h.SMS.Handset.Latency
+	}
+	return latencyChart(st.Hours[0].Start, lat)
 }
 
 // hourChart is counts per hour of a few series, drawn as SVG bars by the
@@ -303,40 +396,21 @@ func newHourChart(start time.Time, series []chartSeries, counts [][]int, stacked
 	return ch
 }
 
-// percentiles sorts lat (not empty) and returns its median and 90th
-// percentile.
-func percentiles(lat []time.Duration) (p50, p90 time.Duration) {
-	slices.Sort(lat)
-	return lat[len(lat)/2], lat[len(lat)*9/10]
-}
-
 var latencySeries = []chartSeries{
 	{Name: "ms median", Column: "Median (ms)", Fill: "#0b5cad", Key: "key-sent"},
 	{Name: "ms 90th percentile", Column: "90th percentile (ms)", Fill: "#9a6700", Key: "key-open"},
 }
 
-// latencyChart draws, per hour of the 24 up to now (by when the delivery
-// was recorded), the median and 90th percentile of the SMS latency from
-// the provider's acceptance to the handset, in milliseconds, of the
-// deliveries whose receipts say delivered; nil without any.
-func latencyChart(ds []delivery, now time.Time) *hourChart {
-	end := now.UTC().Truncate(time.Hour).Add(time.Hour)
-	start := end.Add(-24 * time.Hour)
-	lat := make([][]time.Duration, 24)
-	for _, d := range ds {
-		h := d.Handset
-		if h == nil || h.State != "delivered" || h.AcceptedAt == nil || h.DeliveredAt == nil || d.CreatedAt.Before(start) || !d.CreatedAt.Before(end) {
-			continue
-		}
-		i := int(d.CreatedAt.Sub(start) / time.Hour)
-		lat[i] = append(lat[i], max(0, h.DeliveredAt.Sub(*h.AcceptedAt)))
-	}
-	counts := make([][]int, 24)
+// latencyChart draws the median and 90th percentile of each hour's
+// latencies from start side by side, in whole milliseconds rounded up (so
+// a sub-millisecond webhook answer still shows as a bar); nil when no
+// hour has any.
+func latencyChart(start time.Time, lat []latencyStats) *hourChart {
+	counts := make([][]int, len(lat))
 	for i, l := range lat {
 		counts[i] = []int{0, 0}
-		if len(l) > 0 {
-			p50, p90 := percentiles(l)
-			counts[i] = []int{int(p50.Milliseconds()), int(p90.Milliseconds())}
+		if l.Count > 0 {
+			counts[i] = []int{int(math.Ceil(l.P50Ms)), int(math.Ceil(l.P90Ms))}
 		}
 	}
 	return newHourChart(start, latencySeries, counts, false)
@@ -348,30 +422,11 @@ var deliverySeries = []chartSeries{
 	{Name: "pending", Column: "Pending", Fill: "#9a6700", Key: "key-open"},
 }
 
-// deliveryChart buckets ds by the hour they were created, over the 24
-// hours up to now, stacked by outcome.
-func deliveryChart(ds []delivery, now time.Time) *hourChart {
-	end := now.UTC().Truncate(time.Hour).Add(time.Hour)
-	start := end.Add(-24 * time.Hour)
-	counts := make([][]int, 24)
-	for i := range counts {
-		counts[i] = make([]int, len(deliverySeries))
-	}
-	for _, d := range ds {
-		if d.CreatedAt.Before(start) || !d.CreatedAt.Before(end) {
-			continue
-		}
-		h := counts[int(d.CreatedAt.Sub(start)/time.Hour)]
-		switch d.Status {
-		case "delivered":
-			h[0]++
-		case "pending":
-			h[2]++
-		default:
-			h[1]++
-		}
-	}
-	return newHourChart(start, deliverySeries, counts, true)
+// smsSeries are deliverySeries for SMS, whose delivery is the provider's
+// acceptance (the handset's is the receipts' business).
+var smsSeries = []chartSeries{
+	{Name: "accepted by the provider", Column: "Accepted", Fill: "#1a7f37", Key: "key-ok"},
+	deliverySeries[1], deliverySeries[2],
 }
 
 // otpStats is GET …/sms-otp/stats's answer.
@@ -422,12 +477,6 @@ func countryRows(st otpStats) []countryRow {
 	return out
 }
 
-type statusCount struct {
-	Status string
-	Count  int
-	Pct    int
-}
-
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p *page) {
 	p.Title = "Overview"
 	d := overviewData{Provider: "not configured", Fallback: "not configured"}
@@ -454,21 +503,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session, p
 			}
 		}
 	}
-	var dl deliveryList
-	if c.getJSON(r, s, p, apiPath(p.Org, "/deliveries?limit=1000"), &dl) {
-		counts := map[string]int{}
-		for _, t := range dl.Deliveries {
-			counts[t.Status]++
-		}
-		d.Deliveries = len(dl.Deliveries)
-		d.Chart = deliveryChart(dl.Deliveries, c.cfg.Now())
-		d.Handset = summarizeHandsets(dl.Deliveries, c.cfg.Now())
-		d.Latency = latencyChart(dl.Deliveries, c.cfg.Now())
-		for _, st := range deliveryStatuses {
-			if n := counts[st]; n > 0 {
-				d.ByStatus = append(d.ByStatus, statusCount{st, n, n * 100 / d.Deliveries})
-			}
-		}
+	var ds deliveryStats
+	if c.getJSON(r, s, p, apiPath(p.Org, "/deliveries/stats?hours=24"), &ds) {
+		d.Deliveries = summarizeDeliveries(ds)
+		d.Handset = summarizeHandsets(ds)
+		d.Latency = handsetLatencyChart(ds)
 	}
 	p.Data = d
 	c.render(w, http.StatusOK, "overview", *p)

@@ -37,9 +37,12 @@ type apiClient struct {
 	tok string
 }
 
-func newAPI(t *testing.T, e *env) *apiClient {
+func newAPI(t *testing.T, e *env) *apiClient { return newAPIAt(t, e, e.clock.Now) }
+
+// newAPIAt is newAPI with the API's clock now.
+func newAPIAt(t *testing.T, e *env, now func() time.Time) *apiClient {
 	t.Helper()
-	api, err := deliveries.New(deliveries.Config{Now: e.clock.Now}, e.st, nil)
+	api, err := deliveries.New(deliveries.Config{Now: now}, e.st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

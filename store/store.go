@@ -330,6 +330,155 @@ type DeliveryStats struct {
 	OldestPendingAt time.Time // zero when none pending
 }
 
+// OrgDeliveryStats is what Deliveries.OrgDeliveryStats returns: one
+// org's deliveries of a window, per hour from its start (every hour,
+// empty ones too).
+type OrgDeliveryStats struct {
+	Hours []DeliveryHourStats
+}
+
+// DeliveryHourStats are the org's delivery tasks created in the hour from
+// Start. A task counts once, in the hour it was created (by its first
+// attempt's outcome: a task is written when its first attempt ends or
+// fails), whatever its later retries, replays and receipts.
+type DeliveryHourStats struct {
+	Start time.Time
+	// Webhook counts webhook deliveries, SMS those to an SMS provider
+	// (every destination type but webhook), by their status now.
+	Webhook, SMS DeliveryOutcomes
+	// WebhookLatency is, for the delivered webhook deliveries, the time
+	// from the start of the task's first attempt to the end of its first
+	// successful one: the receiver's answer time when the first attempt
+	// succeeded, plus the retries' backoff when it took several.
+	WebhookLatency LatencyHistogram
+	// Handset is what delivery receipts said of the SMS deliveries (those
+	// with a receipt record); HandsetLatency is, for the ones delivered to
+	// the handset, the time from the provider's acceptance to the
+	// handset's delivery receipt.
+	Handset        HandsetCounts
+	HandsetLatency LatencyHistogram
+}
+
+// DeliveryOutcomes count deliveries by status.
+type DeliveryOutcomes struct {
+	Delivered int64
+	Failed    int64 // failed, dead or expired
+	Pending   int64 // waiting for a retry
+}
+
+// Add adds o's counts to d's.
+func (d *DeliveryOutcomes) Add(o DeliveryOutcomes) {
+	d.Delivered, d.Failed, d.Pending = d.Delivered+o.Delivered, d.Failed+o.Failed, d.Pending+o.Pending
+}
+
+// HandsetCounts count SMS deliveries with a receipt record by handset state.
+type HandsetCounts struct {
+	Records   int64 // with a receipt record: the sum of the three below
+	Delivered int64 // HandsetDelivered
+	Failed    int64 // HandsetUndelivered or HandsetFailed
+	Awaiting  int64 // no final receipt yet (queued, sent, or only accepted)
+}
+
+// Add adds o's counts to h's.
+func (h *HandsetCounts) Add(o HandsetCounts) {
+	h.Records, h.Delivered, h.Failed, h.Awaiting = h.Records+o.Records, h.Delivered+o.Delivered, h.Failed+o.Failed, h.Awaiting+o.Awaiting
+}
+
+// LatencyBounds are the upper bounds (exclusive) of a LatencyHistogram's
+// buckets but the last, which holds everything from the last bound up:
+// 1-2-5 steps from 1 ms to 1 h.
+var LatencyBounds = []time.Duration{
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute, time.Hour,
+}
+
+// LatencyBucket counts the latencies of one bucket, with the least and
+// the greatest of them.
+type LatencyBucket struct {
+	Count    int64
+	Min, Max time.Duration
+}
+
+// LatencyHistogram counts latencies in the buckets of LatencyBounds:
+// len(LatencyBounds)+1 of them, or none (nil) when it counts nothing. The
+// store aggregates it in SQL, so a statistic never loads one row per
+// delivery; Quantile estimates percentiles from it.
+type LatencyHistogram []LatencyBucket
+
+// Count is how many latencies h counts.
+func (h LatencyHistogram) Count() int64 {
+	var n int64
+	for _, b := range h {
+		n += b.Count
+	}
+	return n
+}
+
+// Add merges o into h (a nil h becomes a copy of o).
+func (h *LatencyHistogram) Add(o LatencyHistogram) {
+	if o.Count() == 0 {
+		return
+	}
+	if *h == nil {
+		*h = make(LatencyHistogram, len(LatencyBounds)+1)
+	}
+	for i, b := range o {
+		(*h)[i].AddBucket(b)
+	}
+}
+
+// AddBucket merges o into b.
+func (b *LatencyBucket) AddBucket(o LatencyBucket) {
+	if o.Count == 0 {
+		return
+	}
+	if b.Count == 0 || o.Min < b.Min {
+		b.Min = o.Min
+	}
+	if b.Count == 0 || o.Max > b.Max {
+		b.Max = o.Max
+	}
+	b.Count += o.Count
+}
+
+// Quantile estimates the q-quantile (0 <= q <= 1) of the latencies h
+// counts: the latency of rank floor(q*n) (0-based, n the count, capped at
+// n-1) in ascending order, placed within its bucket by linear
+// interpolation between the bucket's least and greatest latency. It is
+// exact for buckets of one or two latencies, and otherwise within the
+// bucket's range (a 1-2-5 step). 0 when h counts nothing.
+func (h LatencyHistogram) Quantile(q float64) time.Duration {
+	n := h.Count()
+	if n == 0 {
+		return 0
+	}
+	rank := min(int64(q*float64(n)), n-1)
+	for _, b := range h {
+		if rank >= b.Count {
+			rank -= b.Count
+			continue
+		}
+		if b.Count == 1 {
+			return b.Min
+		}
+		return b.Min + time.Duration(float64(b.Max-b.Min)*float64(rank)/float64(b.Count-1))
+	}
+	return h[len(h)-1].Max
+}
+
+// Max is the greatest latency h counts (0 when none).
+func (h LatencyHistogram) Max() time.Duration {
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Count > 0 {
+			return h[i].Max
+		}
+	}
+	return 0
+}
+
 // Destination is one destination of an org's deliveries, as its tasks
 // name it: the unit back-pressure counts in (a dead webhook must not hold
 // back the org's working SMS provider).
@@ -451,7 +600,7 @@ type OTP interface {
 	OTPStats(ctx context.Context, orgID int64, since, until time.Time) (OTPStats, error)
 }
 
-// MaxStatsWindow bounds OTPStats' window; challenges are kept at least
+// MaxStatsWindow bounds the window of OTPStats and OrgDeliveryStats; challenges are kept at least
 // this long (plus a day) after their expiry so that it reads all of them.
 const MaxStatsWindow = 7 * 24 * time.Hour
 
@@ -563,7 +712,17 @@ type Deliveries interface {
 	// destination type (the replay API requeues webhook deliveries in
 	// bulk, and SMS ones one by one, each charged to the SMS budgets).
 	RequeueDeliveriesOfType(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error)
+	// DeliveryStats counts every org's tasks by status, for metrics.
 	DeliveryStats(ctx context.Context) (DeliveryStats, error)
+	// OrgDeliveryStats sums up the org's delivery tasks created in [since,
+	// until), at most MaxStatsWindow long (else an error), per hour from
+	// since (every hour, empty ones too): outcomes of webhook and SMS
+	// deliveries, what delivery receipts said of the SMS, and latency
+	// histograms of delivered webhooks and of SMS to the handset. A few
+	// GROUP BYs over the window's tasks; finished tasks are kept
+	// dispatcher.Config.Retention (7 days by default) after their last
+	// update, so a shorter retention leaves the oldest hours short.
+	OrgDeliveryStats(ctx context.Context, orgID int64, since, until time.Time) (OrgDeliveryStats, error)
 	// PendingByDestination counts pending tasks per destination and returns
 	// the destinations with more than over of them (over 0: every
 	// destination with any). One GROUP BY over the pending tasks: the

@@ -88,6 +88,7 @@ func New(cfg Config, st Store, logger *slog.Logger) (*API, error) {
 // Register adds the deliveries API (org admin scope) to mux:
 //
 //	GET  /api/v1/orgs/{org}/deliveries?status=&limit=&before=
+//	GET  /api/v1/orgs/{org}/deliveries/stats?hours=
 //	GET  /api/v1/orgs/{org}/deliveries/{id}
 //	POST /api/v1/orgs/{org}/deliveries/{id}/retry   [{"redeliverDelivered":true}]
 //	POST /api/v1/orgs/{org}/deliveries/replay   {"status":"dead"} | {"since":"RFC 3339"} [, "redeliverDelivered":true]
@@ -101,6 +102,7 @@ func New(cfg Config, st Store, logger *slog.Logger) (*API, error) {
 func (a *API) Register(mux httpx.Mux, v access.Verifier) {
 	admin := orgs.Scoped(v, access.ScopeAdmin, a.st, a.log)
 	mux.Handle("GET /api/v1/orgs/{org}/deliveries", admin(a.listDeliveries))
+	mux.Handle("GET /api/v1/orgs/{org}/deliveries/stats", admin(a.getStats))
 	mux.Handle("GET /api/v1/orgs/{org}/deliveries/{id}", admin(a.getDelivery))
 	mux.Handle("POST /api/v1/orgs/{org}/deliveries/{id}/retry", admin(a.retryDelivery))
 	mux.Handle("POST /api/v1/orgs/{org}/deliveries/replay", admin(a.replayDeliveries))

@@ -21,6 +21,7 @@ var deliveryCases = []testCase{
 	{"DeliveriesRequeue", testDeliveriesRequeue},
 	{"DeliveriesStatsAndPurge", testDeliveriesStatsAndPurge},
 	{"DeliveriesPendingByDestination", testDeliveriesPendingByDestination},
+	{"OrgDeliveryStats", testOrgDeliveryStats},
 	{"DeliveriesScopedByProducer", testDeliveriesScopedByProducer},
 	{"InvalidInput", testInvalidInput},
 }
