@@ -126,15 +126,17 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 // acknowledged prefix; messages not yet done stay unacknowledged and are
 // delivered again after a restart. Run returns nil when ctx ended it, an
 // AnySaturated reports whether any endpoint this engine delivers to is
-// taking all it can (its queue is full); cheap, for the publish path.
-func (e *Engine) AnySaturated() bool { return e.eps.AnyFull() }
+// taking all it can (isolation.Gate.Saturated); cheap, for the publish path.
+func (e *Engine) AnySaturated() bool { return e.eps.AnySaturated() }
 
 // Saturated reports whether t's endpoint in org orgID is taking all it
-// can: at its concurrency cap with a full queue, so more events for it
-// would only wait in the log. The backlog gate of the same process refuses
-// publishes on it at once (backlog.Local), before any backlog is stored.
+// can: at its concurrency cap with a quarter of its queue waiting, so more
+// events for it would only wait. The backlog gate of the same process
+// refuses publishes on it at once (backlog.Local), while the rest of the
+// queue still has room for what the log holds for it, before any backlog
+// is stored.
 func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
-	return e.eps.Full(t.EndpointKey(orgID))
+	return e.eps.Saturated(t.EndpointKey(orgID))
 }
 
 // error when the consumer ended first. Run may be called once.

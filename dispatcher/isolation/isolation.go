@@ -117,19 +117,25 @@ type Gate[T comparable] struct {
 	m        map[string]*endpoint[T]
 	cap      int
 	queueCap int
-	breaker  BreakerConfig
-	now      func() time.Time
+	// saturatedAt is the queue length from which an endpoint counts as
+	// saturated: a quarter of the queue (at least 1), so what the log
+	// still holds for it when publishing is refused (backlog.Local) fits
+	// in the three quarters left instead of overflowing into retry tasks.
+	saturatedAt int
+	breaker     BreakerConfig
+	now         func() time.Time
 	// OnChange, if set, is called (without the lock) after a circuit
 	// changes state.
 	OnChange func()
-	// full counts endpoints whose queue is full (Full, AnyFull).
-	full atomic.Int64
+	// saturated counts endpoints whose queue is at saturatedAt or more
+	// (Saturated, AnySaturated).
+	saturated atomic.Int64
 }
 
 // New returns a gate allowing concurrency attempts in flight and queue
 // waiting per endpoint.
 func New[T comparable](concurrency, queue int, b BreakerConfig, now func() time.Time) *Gate[T] {
-	return &Gate[T]{m: make(map[string]*endpoint[T]), cap: concurrency, queueCap: queue, breaker: b, now: now}
+	return &Gate[T]{m: make(map[string]*endpoint[T]), cap: concurrency, queueCap: queue, saturatedAt: max(1, queue/4), breaker: b, now: now}
 }
 
 func (g *Gate[T]) get(key string) *endpoint[T] {
@@ -185,8 +191,8 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 			return DenyBusy, time.Time{}
 		}
 		ep.queue = append(ep.queue, it)
-		if len(ep.queue) == g.queueCap {
-			g.full.Add(1)
+		if len(ep.queue) == g.saturatedAt {
+			g.saturated.Add(1)
 		}
 		g.mu.Unlock()
 		return Queued, time.Time{}
@@ -283,19 +289,20 @@ func (g *Gate[T]) pace(ep *endpoint[T]) {
 	ep.lastRelease = now
 }
 
-// AnyFull reports whether any endpoint's queue is full.
-func (g *Gate[T]) AnyFull() bool { return g.full.Load() > 0 }
+// AnySaturated reports whether any endpoint is saturated (Saturated).
+func (g *Gate[T]) AnySaturated() bool { return g.saturated.Load() > 0 }
 
-// Full reports whether key's queue is full: the endpoint is taking all it
-// can, and more work for it would only wait (or become retry tasks).
-func (g *Gate[T]) Full(key string) bool {
-	if !g.AnyFull() {
+// Saturated reports whether key is taking all it can: at its concurrency
+// cap with a quarter of its queue or more waiting, so more work for it
+// would only wait (or, once the queue is full, become retry tasks).
+func (g *Gate[T]) Saturated(key string) bool {
+	if !g.AnySaturated() {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ep := g.m[key]
-	return ep != nil && len(ep.queue) >= g.queueCap
+	return ep != nil && len(ep.queue) >= g.saturatedAt
 }
 
 // IsProbe reports whether it is key's half-open probe in flight.
@@ -343,8 +350,8 @@ func (g *Gate[T]) Release(key string, it T, o Outcome) (next T, ok bool, refused
 	ep.running--
 	g.pace(ep)
 	for len(ep.queue) > 0 {
-		if len(ep.queue) == g.queueCap {
-			g.full.Add(-1)
+		if len(ep.queue) == g.saturatedAt {
+			g.saturated.Add(-1)
 		}
 		if ep.room != nil {
 			close(ep.room)
@@ -388,8 +395,8 @@ func (g *Gate[T]) DrainQueues() []T {
 	var out []T
 	for _, ep := range g.m {
 		out = append(out, ep.queue...)
-		if len(ep.queue) == g.queueCap {
-			g.full.Add(-1)
+		if len(ep.queue) >= g.saturatedAt {
+			g.saturated.Add(-1)
 		}
 		ep.queue = nil
 	}

@@ -212,8 +212,8 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	clk := &fakeNow{}
 	g := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
 	running := fastAndFull(t, g, "e")
-	if !g.Full("e") || !g.AnyFull() || g.Full("other") {
-		t.Fatalf("Full: %v AnyFull: %v other: %v", g.Full("e"), g.AnyFull(), g.Full("other"))
+	if !g.Saturated("e") || !g.AnySaturated() || g.Saturated("other") {
+		t.Fatalf("Saturated: %v AnySaturated: %v other: %v", g.Saturated("e"), g.AnySaturated(), g.Saturated("other"))
 	}
 	got := make(chan Admission, 1)
 	go func() { a, _ := g.AdmitWait(context.Background(), "e", &item{}); got <- a }()
@@ -226,8 +226,8 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	if a := <-got; a != Queued {
 		t.Fatalf("after room was made: %d, want Queued", a)
 	}
-	if !g.Full("e") {
-		t.Fatal("the queue is full again, Full says no")
+	if !g.Saturated("e") {
+		t.Fatal("the queue is full again, Saturated says no")
 	}
 }
 
@@ -266,5 +266,45 @@ func TestAdmitWaitDoesNotWaitLong(t *testing.T) {
 	cancel()
 	if a, _ := c.AdmitWait(ctx, "c", &item{}); a != DenyBusy {
 		t.Fatalf("cancelled: %d", a)
+	}
+}
+
+// TestSaturatedAtAQuarterOfTheQueue: an endpoint at its cap counts as
+// saturated once a quarter of its queue waits (publishing is refused while
+// the rest of the queue takes what the log still holds), and stops as the
+// queue drains below that; DrainQueues forgets it.
+func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
+	clk := &fakeNow{}
+	g := New[*item](1, 8, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	running := &item{}
+	if a, _ := g.Admit("e", running); a != Run {
+		t.Fatalf("first: %d", a)
+	}
+	for i := range 3 {
+		if a, _ := g.Admit("e", &item{}); a != Queued {
+			t.Fatalf("queued %d: %d", i, a)
+		}
+		if want := i >= 1; g.Saturated("e") != want || g.AnySaturated() != want {
+			t.Fatalf("%d queued: Saturated %v AnySaturated %v, want %v", i+1, g.Saturated("e"), g.AnySaturated(), want)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		next, ok, _, _ := g.Release("e", running, Success)
+		if !ok {
+			t.Fatal("nothing handed back")
+		}
+		running = next
+	}
+	if g.Saturated("e") || g.AnySaturated() {
+		t.Fatal("one queued of eight: still saturated")
+	}
+	g.Admit("e", &item{})
+	g.Admit("e", &item{})
+	if !g.AnySaturated() {
+		t.Fatal("three queued: not saturated")
+	}
+	g.DrainQueues()
+	if g.AnySaturated() {
+		t.Fatal("saturated after DrainQueues")
 	}
 }
