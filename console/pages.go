@@ -1014,16 +1014,12 @@ func (c *Console) webhooksData(r *http.Request, s *session, p *page) webhooksDat
 	if c.getJSON(r, s, p, apiPath(p.Org, "/subscriptions"), &subs) {
 		d.Subscriptions = subs.Subscriptions
 	}
-	// The last delivery of each: the newest of the latest deliveries.
-	var dl deliveryList
-	if len(d.Subscriptions) > 0 && c.getJSON(r, s, &page{}, apiPath(p.Org, "/deliveries?limit=1000"), &dl) {
-		for i := range d.Subscriptions {
-			for j := range dl.Deliveries {
-				if t := &dl.Deliveries[j]; t.DestinationType == "webhook" && t.DestinationID == d.Subscriptions[i].ID {
-					d.Subscriptions[i].LastDelivery = t
-					break
-				}
-			}
+	// The last delivery of each.
+	for i := range d.Subscriptions {
+		var dl deliveryList
+		q := url.Values{"destinationType": {"webhook"}, "destinationId": {d.Subscriptions[i].ID}, "limit": {"1"}}
+		if c.getJSON(r, s, &page{}, apiPath(p.Org, "/deliveries?"+q.Encode()), &dl) && len(dl.Deliveries) > 0 {
+			d.Subscriptions[i].LastDelivery = &dl.Deliveries[0]
 		}
 	}
 	return d
@@ -1339,42 +1335,70 @@ func parseSince(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// listDeliveries returns the deliveries matching status, destination and
-// since: the API filters by status, the console by the rest over at most
-// limit of the newest, and the cursor of the next page.
-func (c *Console) listDeliveries(r *http.Request, s *session, p *page, status, dest string, since time.Time, before string, limit int) ([]delivery, string, bool, map[string]bool) {
-	q := url.Values{"limit": {"1000"}}
+// listDeliveries returns up to limit of the newest deliveries matching
+// status, destination ("type:id", or a type) and since, all filtered by the
+// API, whether there are more, and the cursor of the next page.
+func (c *Console) listDeliveries(r *http.Request, s *session, p *page, status, dest string, since time.Time, before string, limit int) ([]delivery, string, bool) {
+	q := url.Values{"limit": {strconv.Itoa(min(limit, 1000))}}
 	if status != "" {
 		q.Set("status", status)
+	}
+	if dest != "" {
+		typ, id, _ := strings.Cut(dest, ":")
+		q.Set("destinationType", typ)
+		if id != "" {
+			q.Set("destinationId", id)
+		}
+	}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339))
 	}
 	if before != "" {
 		q.Set("before", before)
 	}
 	var out []delivery
-	dests := map[string]bool{}
 	for {
 		var dl deliveryList
 		if !c.getJSON(r, s, p, apiPath(p.Org, "/deliveries?"+q.Encode()), &dl) {
-			return nil, "", false, dests
+			return nil, "", false
 		}
-		for _, t := range dl.Deliveries {
-			if !since.IsZero() && t.CreatedAt.Before(since) {
-				return out, "", false, dests // newest first: nothing older matches
-			}
-			key := t.DestinationType + ":" + t.DestinationID
-			dests[key] = true
-			if dest == "" || dest == key {
-				out = append(out, t)
-				if len(out) == limit {
-					return out, dl.NextCursor, dl.NextCursor != "", dests
-				}
-			}
-		}
-		if dl.NextCursor == "" {
-			return out, "", false, dests
+		out = append(out, dl.Deliveries...)
+		if len(out) >= limit || dl.NextCursor == "" {
+			return out, dl.NextCursor, dl.NextCursor != ""
 		}
 		q.Set("before", dl.NextCursor)
+		q.Set("limit", strconv.Itoa(min(limit-len(out), 1000)))
 	}
+}
+
+// destinations are the filter's choices: the org's webhook subscriptions,
+// its SMS providers, those of the deliveries shown and the chosen one.
+func (c *Console) destinations(r *http.Request, s *session, p *page, shown []delivery, chosen string) []string {
+	set := map[string]bool{}
+	var subs subscriptionList
+	if c.getJSON(r, s, &page{}, apiPath(p.Org, "/subscriptions"), &subs) {
+		for _, sub := range subs.Subscriptions {
+			set["webhook:"+sub.ID] = true
+		}
+	}
+	for _, role := range []string{"/sms-provider", "/sms-provider/fallback"} {
+		var prov struct{ Type string }
+		if c.getJSON(r, s, &page{}, apiPath(p.Org, role), &prov) && prov.Type != "" {
+			set[prov.Type] = true
+		}
+	}
+	for _, t := range shown {
+		set[t.DestinationType+":"+t.DestinationID] = true
+	}
+	if chosen != "" {
+		set[chosen] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (c *Console) deliveriesPage(w http.ResponseWriter, r *http.Request, s *session, p *page) {
@@ -1389,15 +1413,8 @@ func (c *Console) deliveriesPage(w http.ResponseWriter, r *http.Request, s *sess
 	if !ok {
 		d.Field["since"] = "Enter a time such as 2026-01-02T15:04 (UTC)."
 	}
-	list, next, _, dests := c.listDeliveries(r, s, p, d.Status, d.Destination, since, q.Get("before"), 100)
-	d.Deliveries, d.Next = list, next
-	for k := range dests {
-		d.Destinations = append(d.Destinations, k)
-	}
-	if d.Destination != "" && !dests[d.Destination] {
-		d.Destinations = append(d.Destinations, d.Destination)
-	}
-	sort.Strings(d.Destinations)
+	d.Deliveries, d.Next, _ = c.listDeliveries(r, s, p, d.Status, d.Destination, since, q.Get("before"), 100)
+	d.Destinations = c.destinations(r, s, p, d.Deliveries, d.Destination)
 	p.Data = d
 	c.render(w, http.StatusOK, "deliveries", *p)
 }
@@ -1457,7 +1474,7 @@ func (c *Console) deliveriesReplay(w http.ResponseWriter, r *http.Request, s *se
 		return
 	}
 	if r.PostFormValue("confirm") != "yes" {
-		list, _, more, _ := c.listDeliveries(r, s, p, status, "", since, "", maxReplayCount)
+		list, _, more := c.listDeliveries(r, s, p, status, "", since, "", maxReplayCount)
 		n := 0
 		for _, t := range list {
 			if t.Status != "pending" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -202,9 +203,24 @@ func TestDeliveriesAPI(t *testing.T) {
 		if len(seen) != 5 {
 			t.Errorf("paged through %d deliveries, want 5: %v", len(seen), seen)
 		}
+		// By destination and creation time.
+		for q, want := range map[string]int{
+			"destinationType=webhook&destinationId=sub-1": 5, "destinationType=webhook&destinationId=sub-2": 0,
+			"destinationType=twilio": 0, "destinationType=webhook&status=dead": 1,
+			"since=" + url.QueryEscape(base.Add(3*time.Minute).Format(time.RFC3339)): 2,
+		} {
+			var p page
+			api.do(http.MethodGet, "/api/v1/orgs/acme/deliveries?"+q, "", http.StatusOK, &p)
+			if len(p.Deliveries) != want {
+				t.Errorf("%s: %d deliveries, want %d", q, len(p.Deliveries), want)
+			}
+		}
 		for _, bad := range []struct{ q, code string }{
 			{"status=lost", "invalid_status"}, {"limit=0", "invalid_limit"}, {"limit=1001", "invalid_limit"},
 			{"limit=ten", "invalid_limit"}, {"before=!!!", "invalid_cursor"}, {"before=bm90LWEtY3Vyc29y", "invalid_cursor"},
+			{"destinationId=sub-1", "invalid_destination"}, {"destinationType=web%20hook", "invalid_destination"},
+			{"destinationType=webhook&destinationId=" + strings.Repeat("x", 201), "invalid_destination"},
+			{"since=yesterday", "invalid_since"},
 		} {
 			api.wantError(http.MethodGet, "/api/v1/orgs/acme/deliveries?"+bad.q, "", http.StatusBadRequest, bad.code)
 		}

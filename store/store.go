@@ -317,7 +317,13 @@ type AttemptCompletion struct {
 // DeliveryFilter selects deliveries to list.
 type DeliveryFilter struct {
 	Status string // "" for all
-	Limit  int    // <= 0 means 100; capped at 1000
+	// DestinationType and DestinationID select one destination's tasks
+	// ("webhook" and a subscription ID, a provider type and
+	// ProviderPrimary…); "" for all. An ID is only used with a type.
+	DestinationType, DestinationID string
+	// Since keeps only the tasks created at or after it (zero: no bound).
+	Since time.Time
+	Limit int // <= 0 means 100; capped at 1000
 	// Before is a pagination cursor: only tasks created strictly before it
 	// (ordered by CreatedAt desc, ID desc).
 	Before   time.Time

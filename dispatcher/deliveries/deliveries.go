@@ -234,6 +234,23 @@ func decodeCursor(s string) (time.Time, string, error) {
 	return time.UnixMicro(n).UTC(), id, nil
 }
 
+// maxNameLen bounds a destination type or ID in a filter (subscription IDs
+// are UUIDs, provider types and ProviderPrimary short words).
+const maxNameLen = 200
+
+// validName reports whether s is a plausible destination type or ID.
+func validName(s string) bool {
+	if len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxListLimit caps the page size of the deliveries list.
 const MaxListLimit = 1000
 
@@ -252,6 +269,23 @@ func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.Limit = n
+	}
+	f.DestinationType, f.DestinationID = q.Get("destinationType"), q.Get("destinationId")
+	switch {
+	case f.DestinationID != "" && f.DestinationType == "":
+		httpx.Error(w, http.StatusBadRequest, "invalid_destination", "destinationId needs destinationType (webhook, or the SMS provider's type)")
+		return
+	case !validName(f.DestinationType) || !validName(f.DestinationID):
+		httpx.Error(w, http.StatusBadRequest, "invalid_destination", fmt.Sprintf("destinationType and destinationId are at most %d printable ASCII characters", maxNameLen))
+		return
+	}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			httpx.Error(w, http.StatusBadRequest, "invalid_since", "since must be an RFC 3339 time, such as 2026-01-02T15:04:05Z")
+			return
+		}
+		f.Since = t
 	}
 	if s := q.Get("before"); s != "" {
 		t, id, err := decodeCursor(s)

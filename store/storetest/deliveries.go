@@ -174,6 +174,12 @@ func testDeliveriesList(t *testing.T, s store.Store) {
 		if i%3 == 0 {
 			tk.Status = store.DeliveryDead
 		}
+		if i == 1 || i == 4 || i == 5 {
+			tk.DestinationID = "sub-2"
+		}
+		if i == 2 {
+			tk.DestinationType, tk.DestinationID = "twilio", store.ProviderPrimary
+		}
 		tasks = append(tasks, tk)
 	}
 	tasks = append(tasks, newTask(b.ID, "task-b", "ev-b", at(time.Hour)))
@@ -220,6 +226,29 @@ func testDeliveriesList(t *testing.T, s store.Store) {
 	must(t, err, "ListDeliveries(dead)")
 	if !slices.Equal(ids(dead), []string{"task-6", "task-3", "task-0"}) {
 		t.Fatalf("ListDeliveries(dead) = %v", ids(dead))
+	}
+	// One destination's, one destination type's, and since a time.
+	for _, tc := range []struct {
+		f    store.DeliveryFilter
+		want []string
+	}{
+		{store.DeliveryFilter{DestinationType: "webhook", DestinationID: "sub-2"}, []string{"task-5", "task-4", "task-1"}},
+		{store.DeliveryFilter{DestinationType: "webhook", DestinationID: "sub-2", Limit: 1}, []string{"task-5"}},
+		{store.DeliveryFilter{DestinationType: "webhook", DestinationID: "sub-2", Status: store.DeliveryDead}, nil},
+		{store.DeliveryFilter{DestinationType: "webhook"}, []string{"task-6", "task-5", "task-4", "task-3", "task-1", "task-0"}},
+		{store.DeliveryFilter{DestinationType: "twilio"}, []string{"task-2"}},
+		{store.DeliveryFilter{Since: at(2 * time.Second)}, []string{"task-6", "task-5", "task-4"}},
+		{store.DeliveryFilter{Since: at(time.Second), Before: at(2 * time.Second)}, []string{"task-3", "task-2"}},
+		{store.DeliveryFilter{DestinationType: "webhook", DestinationID: "sub-1", Since: at(time.Second)}, []string{"task-6", "task-3"}},
+	} {
+		got, err := s.ListDeliveries(c, a.ID, tc.f)
+		must(t, err, "ListDeliveries(%+v)", tc.f)
+		if !slices.Equal(ids(got), tc.want) {
+			t.Errorf("ListDeliveries(%+v) = %v, want %v", tc.f, ids(got), tc.want)
+		}
+	}
+	if got, _ := s.ListDeliveries(c, b.ID, store.DeliveryFilter{DestinationType: "webhook", DestinationID: "sub-2"}); len(got) != 0 {
+		t.Errorf("org B sees org A's destination: %v", ids(got))
 	}
 	onlyB, _ := s.ListDeliveries(c, b.ID, store.DeliveryFilter{})
 	if !slices.Equal(ids(onlyB), []string{"task-b"}) {

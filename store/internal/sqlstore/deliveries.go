@@ -353,6 +353,19 @@ func (db *DB) ListDeliveries(ctx context.Context, orgID int64, f store.DeliveryF
 		query += ` AND status = ?`
 		args = append(args, f.Status)
 	}
+	if f.DestinationType != "" {
+		// Through delivery_tasks_destination (migration 0011).
+		query += ` AND destination_type = ?`
+		args = append(args, f.DestinationType)
+		if f.DestinationID != "" {
+			query += ` AND destination_id = ?`
+			args = append(args, f.DestinationID)
+		}
+	}
+	if !f.Since.IsZero() {
+		query += ` AND created_at >= ?`
+		args = append(args, micros(f.Since))
+	}
 	if !f.Before.IsZero() {
 		b := micros(f.Before)
 		if f.BeforeID != "" {
