@@ -267,10 +267,14 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("start challenge: %d %v", code, body)
 		}
 		// The webhook answers 500 and one attempt is allowed: dead.
+		// (The destination filter lists the subscription from the start:
+		// wait for the delivery itself, then look for its row.)
 		eventually(t, "a dead webhook delivery", func() bool {
-			b.open("/console/orgs/acme/deliveries?status=dead")
-			return strings.Contains(b.text(), "webhook")
+			code, body := admin.do("GET", "/api/v1/orgs/acme/deliveries?status=dead&destinationType=webhook", nil)
+			ds, _ := body["deliveries"].([]any)
+			return code == 200 && len(ds) > 0
 		})
+		b.open("/console/orgs/acme/deliveries?status=dead")
 		b.axe()
 		b.shot("deliveries")
 		b.navigate(chromedpClickFirst(`//tr[td[contains(., "webhook")]]//a[contains(@href, "/deliveries/")]`))
