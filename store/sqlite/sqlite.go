@@ -132,9 +132,8 @@ func Open(ctx context.Context, dir string, opts store.Options) (*Store, error) {
 }
 
 var dialect = sqlstore.Dialect{
-	Name:            "sqlite",
-	GroupCommit:     true,
-	CacheStatements: true,
+	Name:        "sqlite",
+	GroupCommit: true,
 	IsUniqueViolation: func(err error) bool {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {

@@ -45,13 +45,13 @@ func scanInvitation(row interface{ Scan(...any) error }) (store.Invitation, erro
 
 // GetInvitation returns the invitation with tokenHash.
 func (db *DB) GetInvitation(ctx context.Context, tokenHash []byte) (store.Invitation, error) {
-	inv, err := scanInvitation(db.queryRow(ctx, db.q(`SELECT `+invitationCols+` FROM console_invitations WHERE token_hash = ?`), tokenHash))
+	inv, err := scanInvitation(db.r.QueryRowContext(ctx, db.q(`SELECT `+invitationCols+` FROM console_invitations WHERE token_hash = ?`), tokenHash))
 	return inv, db.wrap("invitation", err)
 }
 
 // ListInvitations returns the open invitations at now, newest first.
 func (db *DB) ListInvitations(ctx context.Context, now time.Time) ([]store.Invitation, error) {
-	rows, err := db.query(ctx, db.q(`SELECT `+invitationCols+` FROM console_invitations
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+invitationCols+` FROM console_invitations
 		WHERE used_at = 0 AND expires_at > ? ORDER BY id DESC`), micros(now))
 	if err != nil {
 		return nil, db.wrap("list invitations", err)
@@ -128,19 +128,19 @@ func scanConsoleUser(row interface{ Scan(...any) error }) (store.ConsoleUser, er
 
 // GetConsoleUser returns the user with id.
 func (db *DB) GetConsoleUser(ctx context.Context, id int64) (store.ConsoleUser, error) {
-	u, err := scanConsoleUser(db.queryRow(ctx, db.q(`SELECT `+consoleUserCols+` FROM console_users WHERE id = ?`), id))
+	u, err := scanConsoleUser(db.r.QueryRowContext(ctx, db.q(`SELECT `+consoleUserCols+` FROM console_users WHERE id = ?`), id))
 	return u, db.wrap("console user", err)
 }
 
 // GetConsoleUserByEmail returns the user with email.
 func (db *DB) GetConsoleUserByEmail(ctx context.Context, email string) (store.ConsoleUser, error) {
-	u, err := scanConsoleUser(db.queryRow(ctx, db.q(`SELECT `+consoleUserCols+` FROM console_users WHERE email = ?`), email))
+	u, err := scanConsoleUser(db.r.QueryRowContext(ctx, db.q(`SELECT `+consoleUserCols+` FROM console_users WHERE email = ?`), email))
 	return u, db.wrap("console user", err)
 }
 
 // ListConsoleUsers returns every console user, by ID.
 func (db *DB) ListConsoleUsers(ctx context.Context) ([]store.ConsoleUser, error) {
-	rows, err := db.query(ctx, `SELECT `+consoleUserCols+` FROM console_users ORDER BY id`)
+	rows, err := db.r.QueryContext(ctx, `SELECT `+consoleUserCols+` FROM console_users ORDER BY id`)
 	if err != nil {
 		return nil, db.wrap("list console users", err)
 	}
@@ -159,7 +159,7 @@ func (db *DB) ListConsoleUsers(ctx context.Context) ([]store.ConsoleUser, error)
 // CountConsolePlatformAdmins counts console users of no org.
 func (db *DB) CountConsolePlatformAdmins(ctx context.Context) (int, error) {
 	var n int
-	err := db.queryRow(ctx, `SELECT COUNT(*) FROM console_users WHERE org_id = 0`).Scan(&n)
+	err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM console_users WHERE org_id = 0`).Scan(&n)
 	return n, db.wrap("count console platform admins", err)
 }
 
@@ -210,7 +210,7 @@ func (db *DB) CreateConsoleSession(ctx context.Context, s store.ConsoleSession) 
 func (db *DB) GetConsoleSession(ctx context.Context, idHash []byte) (store.ConsoleSession, error) {
 	var s store.ConsoleSession
 	var created, seen, exp int64
-	err := db.queryRow(ctx, db.q(`SELECT id_hash, user_id, created_at, last_seen_at, expires_at, ip FROM console_sessions WHERE id_hash = ?`), idHash).
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT id_hash, user_id, created_at, last_seen_at, expires_at, ip FROM console_sessions WHERE id_hash = ?`), idHash).
 		Scan(&s.IDHash, &s.UserID, &created, &seen, &exp, &s.IP)
 	if err != nil {
 		return store.ConsoleSession{}, db.wrap("console session", err)
@@ -276,7 +276,7 @@ func (db *DB) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Audit
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit)
-	rows, err := db.query(ctx, db.q(query), args...)
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, db.wrap("list audit log", err)
 	}
@@ -375,6 +375,6 @@ func (db *DB) UsePortalLink(ctx context.Context, tokenHash []byte, now time.Time
 
 // GetPortalLink returns the org's link with id.
 func (db *DB) GetPortalLink(ctx context.Context, orgID, id int64) (store.PortalLink, error) {
-	l, err := scanPortalLink(db.queryRow(ctx, db.q(`SELECT `+portalLinkCols+` FROM console_portal_links WHERE org_id = ? AND id = ?`), orgID, id))
+	l, err := scanPortalLink(db.r.QueryRowContext(ctx, db.q(`SELECT `+portalLinkCols+` FROM console_portal_links WHERE org_id = ? AND id = ?`), orgID, id))
 	return l, db.wrap("portal link", err)
 }

@@ -299,11 +299,11 @@ func (db *DB) DeferDelivery(ctx context.Context, taskID, owner string, nextAttem
 
 // GetDelivery returns the org's task id with its attempt log (by number).
 func (db *DB) GetDelivery(ctx context.Context, orgID int64, id string) (store.DeliveryTask, []store.DeliveryAttempt, error) {
-	t, err := db.scanTask(db.queryRow(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks WHERE org_id = ? AND id = ?`), orgID, id))
+	t, err := db.scanTask(db.r.QueryRowContext(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks WHERE org_id = ? AND id = ?`), orgID, id))
 	if err != nil {
 		return store.DeliveryTask{}, nil, db.wrap("delivery", err)
 	}
-	rows, err := db.query(ctx, db.q(`SELECT number, started_at, duration_us, status_code, outcome, error
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT number, started_at, duration_us, status_code, outcome, error
 		FROM delivery_attempts WHERE task_id = ? ORDER BY number, id`), id)
 	if err != nil {
 		return store.DeliveryTask{}, nil, db.wrap("delivery attempts", err)
@@ -331,7 +331,7 @@ func (db *DB) GetDelivery(ctx context.Context, orgID int64, id string) (store.De
 
 // FindDelivery returns the org's task of (source, eventID, destType, destID).
 func (db *DB) FindDelivery(ctx context.Context, orgID int64, source, eventID, destType, destID string) (store.DeliveryTask, error) {
-	t, err := db.scanTask(db.queryRow(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks
+	t, err := db.scanTask(db.r.QueryRowContext(ctx, db.q(`SELECT `+taskCols+` FROM delivery_tasks
 		WHERE org_id = ? AND event_source = ? AND event_id = ? AND destination_type = ? AND destination_id = ?`),
 		orgID, source, eventID, destType, destID))
 	return t, db.wrap("delivery", err)
@@ -378,7 +378,7 @@ func (db *DB) ListDeliveries(ctx context.Context, orgID int64, f store.DeliveryF
 	}
 	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, limit)
-	rows, err := db.query(ctx, db.q(query), args...)
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, db.wrap("list deliveries", err)
 	}
@@ -447,7 +447,7 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 		store.DeliveryPending: 0, store.DeliveryDelivered: 0, store.DeliveryFailed: 0,
 		store.DeliveryExpired: 0, store.DeliveryDead: 0,
 	}}
-	rows, err := db.query(ctx, `SELECT status, COUNT(*) FROM delivery_tasks GROUP BY status`)
+	rows, err := db.r.QueryContext(ctx, `SELECT status, COUNT(*) FROM delivery_tasks GROUP BY status`)
 	if err != nil {
 		return st, db.wrap("delivery stats", err)
 	}
@@ -464,7 +464,7 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 		return st, db.wrap("delivery stats", err)
 	}
 	var oldest sql.NullInt64
-	if err := db.queryRow(ctx, `SELECT MIN(created_at) FROM delivery_tasks WHERE status = 'pending'`).Scan(&oldest); err != nil {
+	if err := db.r.QueryRowContext(ctx, `SELECT MIN(created_at) FROM delivery_tasks WHERE status = 'pending'`).Scan(&oldest); err != nil {
 		return st, db.wrap("delivery stats", err)
 	}
 	if oldest.Valid {
@@ -478,7 +478,7 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 // delivery_tasks_due, so only pending rows are read (normally few: first
 // attempts run from memory); HAVING keeps the answer to the backed-up ones.
 func (db *DB) PendingByDestination(ctx context.Context, over int64) (map[store.Destination]int64, error) {
-	rows, err := db.query(ctx, db.q(`SELECT org_id, destination_type, destination_id, COUNT(*) FROM delivery_tasks
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT org_id, destination_type, destination_id, COUNT(*) FROM delivery_tasks
 		WHERE status = 'pending' GROUP BY org_id, destination_type, destination_id HAVING COUNT(*) > ?`), over)
 	if err != nil {
 		return nil, db.wrap("pending by destination", err)

@@ -169,7 +169,7 @@ func (db *DB) Reseal(ctx context.Context) (store.ResealResult, error) {
 			res.Unreadable += failed
 		}
 		var left int64
-		if err := db.queryRow(ctx, db.q(`SELECT COUNT(*) FROM `+c.table+` WHERE `+stale), prefix).Scan(&left); err != nil {
+		if err := db.r.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM `+c.table+` WHERE `+stale), prefix).Scan(&left); err != nil {
 			return res, fmt.Errorf("store: reseal %s.%s: %w", c.table, c.column, db.wrap("count", err))
 		}
 		res.Remaining += left
@@ -183,7 +183,7 @@ type sealedRow struct {
 }
 
 func (db *DB) batch(ctx context.Context, query string, nvals int, args ...any) ([]sealedRow, error) {
-	rows, err := db.query(ctx, query, args...)
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -72,19 +72,19 @@ func (db *DB) CreateApplication(ctx context.Context, a store.Application) error 
 
 // GetApplication returns the org's application id.
 func (db *DB) GetApplication(ctx context.Context, orgID int64, id string) (store.Application, error) {
-	a, err := db.scanApp(db.queryRow(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE org_id = ? AND id = ?`), orgID, id))
+	a, err := db.scanApp(db.r.QueryRowContext(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE org_id = ? AND id = ?`), orgID, id))
 	return a, db.wrap("application", err)
 }
 
 // GetApplicationByClientID returns the application of clientID.
 func (db *DB) GetApplicationByClientID(ctx context.Context, clientID string) (store.Application, error) {
-	a, err := db.scanApp(db.queryRow(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE client_id = ?`), clientID))
+	a, err := db.scanApp(db.r.QueryRowContext(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE client_id = ?`), clientID))
 	return a, db.wrap("application", err)
 }
 
 // ListApplications returns the org's applications, oldest first.
 func (db *DB) ListApplications(ctx context.Context, orgID int64) ([]store.Application, error) {
-	rows, err := db.query(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE org_id = ? ORDER BY created_at, id`), orgID)
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+appCols+` FROM applications WHERE org_id = ? ORDER BY created_at, id`), orgID)
 	if err != nil {
 		return nil, db.wrap("list applications", err)
 	}
@@ -197,7 +197,7 @@ func (db *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow) error {
 
 // GetLoginFlow returns the flow id.
 func (db *DB) GetLoginFlow(ctx context.Context, id string) (store.LoginFlow, error) {
-	f, err := scanFlow(db.queryRow(ctx, db.q(`SELECT `+flowCols+` FROM login_flows WHERE id = ?`), id))
+	f, err := scanFlow(db.r.QueryRowContext(ctx, db.q(`SELECT `+flowCols+` FROM login_flows WHERE id = ?`), id))
 	return f, db.wrap("login flow", err)
 }
 

@@ -35,19 +35,19 @@ func scanOrg(row interface{ Scan(...any) error }) (store.Org, error) {
 
 // GetOrg returns the org named name.
 func (db *DB) GetOrg(ctx context.Context, name string) (store.Org, error) {
-	o, err := scanOrg(db.queryRow(ctx, db.q(`SELECT `+orgCols+` FROM orgs WHERE name = ?`), name))
+	o, err := scanOrg(db.r.QueryRowContext(ctx, db.q(`SELECT `+orgCols+` FROM orgs WHERE name = ?`), name))
 	return o, db.wrap("org "+name, err)
 }
 
 // GetOrgByID returns the org with id.
 func (db *DB) GetOrgByID(ctx context.Context, id int64) (store.Org, error) {
-	o, err := scanOrg(db.queryRow(ctx, db.q(`SELECT `+orgCols+` FROM orgs WHERE id = ?`), id))
+	o, err := scanOrg(db.r.QueryRowContext(ctx, db.q(`SELECT `+orgCols+` FROM orgs WHERE id = ?`), id))
 	return o, db.wrap(fmt.Sprintf("org %d", id), err)
 }
 
 // ListOrgs returns every org, by ID.
 func (db *DB) ListOrgs(ctx context.Context) ([]store.Org, error) {
-	rows, err := db.query(ctx, `SELECT `+orgCols+` FROM orgs ORDER BY id`)
+	rows, err := db.r.QueryContext(ctx, `SELECT `+orgCols+` FROM orgs ORDER BY id`)
 	if err != nil {
 		return nil, db.wrap("list orgs", err)
 	}
@@ -108,13 +108,13 @@ func scanClient(row interface{ Scan(...any) error }) (store.Client, error) {
 // GetClient returns the client with clientID (of any org: the token
 // endpoint looks clients up before it knows their org).
 func (db *DB) GetClient(ctx context.Context, clientID string) (store.Client, error) {
-	c, err := scanClient(db.queryRow(ctx, db.q(`SELECT `+clientCols+` FROM clients WHERE client_id = ?`), clientID))
+	c, err := scanClient(db.r.QueryRowContext(ctx, db.q(`SELECT `+clientCols+` FROM clients WHERE client_id = ?`), clientID))
 	return c, db.wrap("client", err)
 }
 
 // ListClients returns the org's clients (orgID 0: the platform clients).
 func (db *DB) ListClients(ctx context.Context, orgID int64) ([]store.Client, error) {
-	rows, err := db.query(ctx, db.q(`SELECT `+clientCols+` FROM clients WHERE org_id = ? ORDER BY created_at, client_id`), orgID)
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+clientCols+` FROM clients WHERE org_id = ? ORDER BY created_at, client_id`), orgID)
 	if err != nil {
 		return nil, db.wrap("list clients", err)
 	}
@@ -142,7 +142,7 @@ func (db *DB) DeleteClient(ctx context.Context, orgID int64, clientID string) er
 // CountPlatformAdmins counts platform admin clients.
 func (db *DB) CountPlatformAdmins(ctx context.Context) (int, error) {
 	var n int
-	err := db.queryRow(ctx, db.q(`SELECT COUNT(*) FROM clients WHERE platform_admin = ?`), true).Scan(&n)
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM clients WHERE platform_admin = ?`), true).Scan(&n)
 	return n, db.wrap("count platform admins", err)
 }
 
@@ -168,7 +168,7 @@ func signingKeyAD(kid string) string { return "signing_keys.private_key\x00" + k
 
 // ListSigningKeys returns every signing key, newest first.
 func (db *DB) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	rows, err := db.query(ctx, `SELECT kid, algorithm, private_key, created_at, retired_at FROM signing_keys`)
+	rows, err := db.r.QueryContext(ctx, `SELECT kid, algorithm, private_key, created_at, retired_at FROM signing_keys`)
 	if err != nil {
 		return nil, db.wrap("list signing keys", err)
 	}

@@ -16,7 +16,7 @@ func (db *DB) GetOTPSettings(ctx context.Context, orgID int64) (store.OTPSetting
 	s := store.OTPSettings{OrgID: orgID}
 	var codes, types string
 	var updated int64
-	err := db.queryRow(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT expiry_seconds, numeric_only, length, max_resends, resend_interval_seconds,
 		max_failed_attempts, backup_codes_enabled, web_otp, allowed_country_codes, updated_at,
 		allowed_number_types, send_limit_per_number, send_limit_per_ip, send_limit_per_org FROM otp_settings WHERE org_id = ?`), orgID).
 		Scan(&s.ExpirySeconds, &s.NumericOnly, &s.Length, &s.MaxResends, &s.ResendIntervalSeconds,
@@ -80,7 +80,7 @@ func (db *DB) PutOTPSettings(ctx context.Context, s store.OTPSettings) error {
 func (db *DB) GetMessageTemplate(ctx context.Context, orgID int64, locale string) (store.MessageTemplate, error) {
 	t := store.MessageTemplate{OrgID: orgID, Locale: locale}
 	var updated int64
-	err := db.queryRow(ctx, db.q(`SELECT body, updated_at FROM message_templates WHERE org_id = ? AND locale = ?`),
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT body, updated_at FROM message_templates WHERE org_id = ? AND locale = ?`),
 		orgID, locale).Scan(&t.Body, &updated)
 	if err != nil {
 		return store.MessageTemplate{}, db.wrap("message template", err)
@@ -112,7 +112,7 @@ func (db *DB) DeleteMessageTemplate(ctx context.Context, orgID int64, locale str
 
 // ListMessageTemplates returns the org's templates by locale.
 func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.MessageTemplate, error) {
-	rows, err := db.query(ctx, db.q(`SELECT locale, body, updated_at FROM message_templates WHERE org_id = ? ORDER BY locale`), orgID)
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT locale, body, updated_at FROM message_templates WHERE org_id = ? ORDER BY locale`), orgID)
 	if err != nil {
 		return nil, db.wrap("list message templates", err)
 	}
@@ -172,7 +172,7 @@ const ChallengeRetention = store.MaxStatsWindow + 24*time.Hour
 func (db *DB) GetChallenge(ctx context.Context, orgID int64, id string) (store.Challenge, error) {
 	c := store.Challenge{ID: id, OrgID: orgID}
 	var expires, lastSent, consumed, created int64
-	err := db.queryRow(ctx, db.q(`SELECT user_id, mobile, country_code, application, code_hmac, event_id, expires_at, resends,
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT user_id, mobile, country_code, application, code_hmac, event_id, expires_at, resends,
 		last_sent_at, consumed_at, created_at FROM challenges WHERE org_id = ? AND id = ?`), orgID, id).
 		Scan(&c.UserID, &c.Mobile, &c.CountryCode, &c.Application, &c.CodeHMAC, &c.EventID, &expires, &c.Resends, &lastSent, &consumed, &created)
 	if err != nil {
@@ -282,7 +282,7 @@ func (db *DB) ReserveFailedAttempt(ctx context.Context, orgID int64, userID stri
 func (db *DB) FailedAttempts(ctx context.Context, orgID int64, userID string) (int, time.Time, error) {
 	var n int
 	var last int64
-	err := db.queryRow(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
 		orgID, userID).Scan(&n, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, nil
@@ -318,7 +318,7 @@ func (db *DB) ReplaceBackupCodes(ctx context.Context, orgID int64, userID string
 
 // ListBackupCodes returns the user's codes, used ones included, by ID.
 func (db *DB) ListBackupCodes(ctx context.Context, orgID int64, userID string) ([]store.BackupCode, error) {
-	rows, err := db.query(ctx, db.q(`SELECT id, hash, used_at FROM backup_codes WHERE org_id = ? AND user_id = ? ORDER BY id`), orgID, userID)
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT id, hash, used_at FROM backup_codes WHERE org_id = ? AND user_id = ? ORDER BY id`), orgID, userID)
 	if err != nil {
 		return nil, db.wrap("list backup codes", err)
 	}
@@ -389,7 +389,7 @@ func (db *DB) OTPStats(ctx context.Context, orgID int64, since, until time.Time)
 	for i := range out.Hours {
 		out.Hours[i].Start = since.Add(time.Duration(i) * time.Hour)
 	}
-	rows, err := db.query(ctx, db.q(`SELECT (c.created_at - ?) / 3600000000, SUM(1 + c.resends),
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT (c.created_at - ?) / 3600000000, SUM(1 + c.resends),
 		SUM(CASE WHEN c.consumed_at <> 0 THEN 1 ELSE 0 END) `+otpStatsChallenges+` GROUP BY 1`),
 		micros(since), orgID, micros(since), micros(until))
 	if err != nil {
@@ -414,7 +414,7 @@ func (db *DB) OTPStats(ctx context.Context, orgID int64, since, until time.Time)
 		return `SUM(CASE WHEN EXISTS (SELECT 1 FROM sms_receipts r WHERE r.org_id = c.org_id AND r.event_id = c.event_id
 			AND c.event_id <> '' AND ` + cond + `) THEN 1 ELSE 0 END)`
 	}
-	rows, err = db.query(ctx, db.q(`SELECT c.country_code, SUM(1 + c.resends),
+	rows, err = db.r.QueryContext(ctx, db.q(`SELECT c.country_code, SUM(1 + c.resends),
 		SUM(CASE WHEN c.consumed_at <> 0 THEN 1 ELSE 0 END), `+receipt(`r.state = 'delivered'`)+`, `+receipt(`r.state <> ''`)+`
 		`+otpStatsChallenges+` GROUP BY c.country_code ORDER BY 2 DESC, 1`),
 		orgID, micros(since), micros(until))

@@ -129,13 +129,13 @@ func (db *DB) ApplyReceipt(ctx context.Context, rc store.Receipt) (store.Receipt
 
 // GetSMSReceipt returns key's record.
 func (db *DB) GetSMSReceipt(ctx context.Context, key store.ReceiptKey) (store.SMSReceipt, error) {
-	r, err := scanReceipt(db.queryRow(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE `+receiptKeyWhere), keyArgs(key)...))
+	r, err := scanReceipt(db.r.QueryRowContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE `+receiptKeyWhere), keyArgs(key)...))
 	return r, db.wrap("sms receipt", err)
 }
 
 // SMSReceiptsOfEvent returns the org's records of eventID.
 func (db *DB) SMSReceiptsOfEvent(ctx context.Context, orgID int64, eventID string) ([]store.SMSReceipt, error) {
-	rows, err := db.query(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE org_id = ? AND event_id = ?
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE org_id = ? AND event_id = ?
 		ORDER BY destination_id, destination_type`), orgID, eventID)
 	if err != nil {
 		return nil, db.wrap("sms receipts", err)
@@ -162,7 +162,7 @@ func (db *DB) DueFailovers(ctx context.Context, now time.Time, limit int) ([]sto
 		return nil, nil
 	}
 	n := micros(now)
-	rows, err := db.query(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts
 		WHERE failover_status = '' AND destination_id = 'primary' AND expires_at > ? AND state <> 'delivered'
 		AND (state IN ('undelivered', 'failed') OR (receipt_due_at > 0 AND receipt_due_at <= ?))
 		ORDER BY expires_at, event_id LIMIT ?`), n, n, limit)
@@ -250,7 +250,7 @@ func (db *DB) attachReceipts(ctx context.Context, orgID int64, tasks []store.Del
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := db.query(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE org_id = ? AND event_id IN (`+
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts WHERE org_id = ? AND event_id IN (`+
 		placeholders(len(ids))+`)`), append([]any{orgID}, ids...)...)
 	if err != nil {
 		return db.wrap("delivery receipts", err)

@@ -51,9 +51,6 @@ type Dialect struct {
 	// GroupCommit runs concurrent write transactions as one (SQLite, whose
 	// single writer would otherwise commit, and fsync, them one by one).
 	GroupCommit bool
-	// CacheStatements keeps statements prepared (SQLite, whose driver does
-	// not; pgx caches them itself).
-	CacheStatements bool
 }
 
 // DB implements store.Store on database/sql.
@@ -67,9 +64,6 @@ type DB struct {
 	now    func() time.Time
 	closer func() error
 	group  *groupCommitter // when Dialect.GroupCommit
-	// rstmts and wstmts cache the prepared statements of r and w, when
-	// Dialect.CacheStatements (nil otherwise).
-	rstmts, wstmts *stmtCache
 
 	rebindMu    sync.RWMutex
 	rebindCache map[string]string
@@ -92,9 +86,6 @@ func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB,
 		r = w
 	}
 	db := &DB{d: d, w: w, r: r, seal: s, now: time.Now, closer: closer, rebindCache: map[string]string{}}
-	if d.CacheStatements {
-		db.rstmts, db.wstmts = newStmtCache(r), newStmtCache(w)
-	}
 	if d.GroupCommit {
 		db.group = startGroupCommitter(db)
 	}
@@ -117,8 +108,6 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the database handles.
 func (db *DB) Close() error {
 	db.closeGroup()
-	db.rstmts.close()
-	db.wstmts.close()
 	if db.closer != nil {
 		return db.closer()
 	}

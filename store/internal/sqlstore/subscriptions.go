@@ -22,7 +22,7 @@ func (db *DB) GetSMSProvider(ctx context.Context, orgID int64, slot string) (sto
 	p := store.SMSProvider{OrgID: orgID, Slot: slot}
 	var sealed []byte
 	var updated int64
-	err := db.queryRow(ctx, db.q(`SELECT type, config, updated_at FROM sms_providers WHERE org_id = ? AND slot = ?`),
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT type, config, updated_at FROM sms_providers WHERE org_id = ? AND slot = ?`),
 		orgID, slot).Scan(&p.Type, &sealed, &updated)
 	if err != nil {
 		return store.SMSProvider{}, db.wrap("sms provider", err)
@@ -181,19 +181,19 @@ func (db *DB) upsertSub(ctx context.Context, q queryRower, s store.Subscription)
 
 // GetSubscription returns the org's subscription id.
 func (db *DB) GetSubscription(ctx context.Context, orgID int64, id string) (store.Subscription, error) {
-	s, err := db.scanSub(db.queryRow(ctx, db.q(`SELECT `+subCols+` FROM subscriptions WHERE org_id = ? AND id = ?`), orgID, id))
+	s, err := db.scanSub(db.r.QueryRowContext(ctx, db.q(`SELECT `+subCols+` FROM subscriptions WHERE org_id = ? AND id = ?`), orgID, id))
 	return s, db.wrap("subscription", err)
 }
 
 // FindSubscription returns the org's subscription of (topic, callback).
 func (db *DB) FindSubscription(ctx context.Context, orgID int64, topic, callback string) (store.Subscription, error) {
-	s, err := db.scanSub(db.queryRow(ctx, db.q(`SELECT `+subCols+` FROM subscriptions
+	s, err := db.scanSub(db.r.QueryRowContext(ctx, db.q(`SELECT `+subCols+` FROM subscriptions
 		WHERE org_id = ? AND topic = ? AND callback = ?`), orgID, topic, callback))
 	return s, db.wrap("subscription", err)
 }
 
 func (db *DB) listSubs(ctx context.Context, query string, args ...any) ([]store.Subscription, error) {
-	rows, err := db.query(ctx, db.q(query), args...)
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, db.wrap("list subscriptions", err)
 	}
@@ -258,7 +258,7 @@ func (db *DB) ExpireSubscriptions(ctx context.Context, now time.Time) (int, erro
 func (db *DB) GetPayloadSettings(ctx context.Context, orgID int64) (store.PayloadSettings, error) {
 	var ps store.PayloadSettings
 	var updated int64
-	err := db.queryRow(ctx, db.q(`SELECT enabled, key_generation, updated_at FROM payload_encryption WHERE org_id = ?`), orgID).
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT enabled, key_generation, updated_at FROM payload_encryption WHERE org_id = ?`), orgID).
 		Scan(&ps.Enabled, &ps.KeyGeneration, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.PayloadSettings{}, nil

@@ -14,15 +14,6 @@ import (
 type Tx struct {
 	tx  *sql.Tx
 	ctx context.Context // the group's; nil: the caller's own transaction
-	c   *stmtCache      // the writer's prepared statements, if cached
-}
-
-// stmt returns query's cached statement in t, or nil (see stmtCache).
-func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	if s := t.c.lookup(query); s != nil {
-		return t.tx.StmtContext(ctx, s)
-	}
-	return nil
 }
 
 func (t *Tx) use(ctx context.Context) context.Context {
@@ -34,29 +25,17 @@ func (t *Tx) use(ctx context.Context) context.Context {
 
 // ExecContext is sql.Tx.ExecContext.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx = t.use(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.ExecContext(ctx, args...)
-	}
-	return t.tx.ExecContext(ctx, query, args...)
+	return t.tx.ExecContext(t.use(ctx), query, args...)
 }
 
 // QueryRowContext is sql.Tx.QueryRowContext.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = t.use(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryRowContext(ctx, args...)
-	}
-	return t.tx.QueryRowContext(ctx, query, args...)
+	return t.tx.QueryRowContext(t.use(ctx), query, args...)
 }
 
 // QueryContext is sql.Tx.QueryContext.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	ctx = t.use(ctx)
-	if s := t.stmt(ctx, query); s != nil {
-		return s.QueryContext(ctx, args...)
-	}
-	return t.tx.QueryContext(ctx, query, args...)
+	return t.tx.QueryContext(t.use(ctx), query, args...)
 }
 
 // PrepareContext is sql.Tx.PrepareContext.
@@ -107,7 +86,7 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return db.wrap("begin", err)
 	}
-	if err := fn(&Tx{tx: tx, c: db.wstmts}); err != nil {
+	if err := fn(&Tx{tx: tx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -201,10 +180,9 @@ func (g *groupCommitter) run() {
 		}
 		if len(batch) == 1 {
 			batch[0].done <- g.db.tryTx(batch[0].ctx, batch[0].fn)
-		} else {
-			g.runGroup(batch)
+			continue
 		}
-		g.db.wstmts.prepareWanted(context.Background())
+		g.runGroup(batch)
 	}
 }
 
@@ -231,7 +209,7 @@ func (g *groupCommitter) runGroup(batch []*groupItem) {
 		finish(nil)
 		return
 	}
-	tx := &Tx{tx: sqlTx, ctx: ctx, c: db.wstmts}
+	tx := &Tx{tx: sqlTx, ctx: ctx}
 	// abort ends the group when its transaction is no longer usable: every
 	// function that ran (or would have) fails with err.
 	abort := func(op string, err error) {
@@ -248,18 +226,18 @@ func (g *groupCommitter) runGroup(batch []*groupItem) {
 			errs[i] = db.wrap("begin", err)
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT grp"); err != nil {
+		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT grp"); err != nil {
 			abort("savepoint", err)
 			return
 		}
 		ran[i] = true
 		if errs[i] = it.fn(tx); errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO grp"); err != nil {
+			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO grp"); err != nil {
 				abort("rollback to savepoint", err)
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE grp"); err != nil {
+		if _, err := sqlTx.ExecContext(ctx, "RELEASE grp"); err != nil {
 			abort("release savepoint", err)
 			return
 		}
