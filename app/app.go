@@ -376,16 +376,27 @@ func (a *App) openStore(ctx context.Context, key []byte) error {
 		if err != nil {
 			return fmt.Errorf("embedded store in %s: %w", a.cfg.DataDir, err)
 		}
-		a.store = store.CacheOrgs(st)
+		a.store = cacheReads(st)
 	} else {
 		st, err := postgres.Open(ctx, a.cfg.DatabaseURL, opts)
 		if err != nil {
 			return fmt.Errorf("postgresql store: %w", err)
 		}
-		a.store = store.CacheOrgs(st)
+		a.store = cacheReads(st)
 	}
 	a.closers = append(a.closers, a.store.Close)
 	return nil
+}
+
+// settingsTTL is how long a replica serves an org's OTP settings and
+// message templates from memory: another replica's change to them takes
+// effect here within it (this replica's own changes at once).
+const settingsTTL = time.Second
+
+// cacheReads keeps the reads every request or OTP makes (its org, the
+// org's settings and templates) off the database.
+func cacheReads(st store.Store) store.Store {
+	return store.CacheSettings(store.CacheOrgs(st), settingsTTL)
 }
 
 func (a *App) openLog(ctx context.Context) error {

@@ -47,19 +47,19 @@ func validText(s string, max int) bool {
 
 // parseMobile validates an E.164 number with libphonenumber and the org's
 // policy (country allow-list, number types), and returns it in E.164
-// form; msg names what is wrong.
-func parseMobile(s string, settings store.OTPSettings) (e164, msg string) {
+// form with its calling code; msg names what is wrong.
+func parseMobile(s string, settings store.OTPSettings) (n smspolicy.Number, msg string) {
 	// The shape every event's sendTo has (event.ValidMobile); libphonenumber
 	// then checks it is a valid number (it would otherwise accept vanity
 	// letters) and its type.
 	if !event.ValidMobile(s) {
-		return "", "mobile: must be an E.164 number: + then the country calling code and number"
+		return n, "mobile: must be an E.164 number: + then the country calling code and number"
 	}
-	e164, refusal := smspolicy.Screen(s, settings)
+	n, refusal := smspolicy.ScreenNumber(s, settings)
 	if refusal != "" {
-		return "", "mobile: " + refusal
+		return n, "mobile: " + refusal
 	}
-	return e164, ""
+	return n, ""
 }
 
 // StartRequest starts a challenge. Start validates every field.
@@ -157,7 +157,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err != nil {
 		return ChallengeState{}, wrapf(err, "get settings")
 	}
-	mobile, msg := parseMobile(req.Mobile, settings)
+	number, msg := parseMobile(req.Mobile, settings)
 	if msg == "" && !validText(req.UserID, maxUserIDChars) {
 		msg = fmt.Sprintf("userId: required, 1 to %d characters, no control characters", maxUserIDChars)
 	}
@@ -178,6 +178,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err := s.checkBacklog(ctx, org); err != nil {
 		return ChallengeState{}, err
 	}
+	mobile := number.E164
 	if err := s.spend(ctx, org, settings, mobile, req.IP, now); err != nil {
 		return ChallengeState{}, err
 	}
@@ -191,7 +192,7 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 		return ChallengeState{}, wrapf(err, "render message")
 	}
 	c := store.Challenge{
-		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile, CountryCode: smspolicy.CallingCode(mobile),
+		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile, CountryCode: number.CallingCode,
 		Application: req.Application, EventID: uuid.NewString(), ExpiresAt: now.Add(expiry).UTC(),
 		LastSentAt: now.UTC(), CreatedAt: now.UTC(),
 	}

@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -174,24 +173,41 @@ func NumberType(num *phonenumbers.PhoneNumber) string {
 // It returns the number in E.164 form, or why it is refused (a sentence
 // that names the number's country code or type, never its digits).
 func Screen(number string, s store.OTPSettings) (e164, refusal string) {
+	n, refusal := ScreenNumber(number, s)
+	return n.E164, refusal
+}
+
+// Number is a number Screen accepted.
+type Number struct {
+	E164 string
+	// CallingCode is its ITU country calling code (as CallingCode gives it).
+	CallingCode int
+}
+
+// ScreenNumber is Screen, also giving the number's calling code, from the
+// one parse.
+func ScreenNumber(number string, s store.OTPSettings) (n Number, refusal string) {
 	if !strings.HasPrefix(number, "+") || len(number) > 16 {
-		return "", "not an E.164 number"
+		return Number{}, "not an E.164 number"
 	}
 	num, err := phonenumbers.Parse(number, "")
 	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", "not a valid phone number"
+		return Number{}, "not a valid phone number"
 	}
-	if cc := int(num.GetCountryCode()); len(s.AllowedCountryCodes) > 0 && !slices.Contains(s.AllowedCountryCodes, cc) {
-		return "", fmt.Sprintf("country calling code +%d is not allowed for this organization", cc)
+	cc := int(num.GetCountryCode())
+	if len(s.AllowedCountryCodes) > 0 && !slices.Contains(s.AllowedCountryCodes, cc) {
+		return Number{}, fmt.Sprintf("country calling code +%d is not allowed for this organization", cc)
 	}
 	allowed := s.AllowedNumberTypes
 	if len(allowed) == 0 {
 		allowed = DefaultNumberTypes
 	}
 	if t := NumberType(num); !slices.Contains(allowed, t) {
-		return "", fmt.Sprintf("%s numbers are not allowed for this organization (allowed: %s)", strings.ReplaceAll(t, "_", "-"), strings.Join(allowed, ", "))
+		return Number{}, fmt.Sprintf("%s numbers are not allowed for this organization (allowed: %s)", strings.ReplaceAll(t, "_", "-"), strings.Join(allowed, ", "))
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
+	// A valid number's calling code has a region (CallingCode's 0 is for
+	// numbers libphonenumber does not know, which are never valid).
+	return Number{E164: phonenumbers.Format(num, phonenumbers.E164), CallingCode: cc}, ""
 }
 
 // CallingCode returns the ITU country calling code of an E.164 number, 0
@@ -292,23 +308,13 @@ type Settings interface {
 
 // Guard applies the policy on the send paths other than a challenge's:
 // the provider send path (CheckSend) and the replay of an SMS (Replay).
+// It reads an org's settings on every call: the app's store serves them
+// from memory (store.CacheSettings).
 type Guard struct {
 	st       Settings
 	ceilings Limits
 	now      func() time.Time
-
-	mu    sync.Mutex
-	cache map[int64]cachedSettings // org settings, for settingsTTL
 }
-
-type cachedSettings struct {
-	s  store.OTPSettings
-	at time.Time
-}
-
-// settingsTTL is how long the send path trusts an org's settings: a
-// changed policy applies to SMS sent a second later at most.
-const settingsTTL = time.Second
 
 // NewGuard returns the guard of the server-wide ceilings (defaults filled).
 // now is the clock (nil: time.Now).
@@ -316,31 +322,15 @@ func NewGuard(st Settings, ceilings Limits, now func() time.Time) *Guard {
 	if now == nil {
 		now = time.Now
 	}
-	return &Guard{st: st, ceilings: ceilings.WithDefaults(), now: now, cache: map[int64]cachedSettings{}}
+	return &Guard{st: st, ceilings: ceilings.WithDefaults(), now: now}
 }
 
 func (g *Guard) settings(ctx context.Context, orgID int64) (store.OTPSettings, error) {
-	now := g.now()
-	g.mu.Lock()
-	c, ok := g.cache[orgID]
-	g.mu.Unlock()
-	if ok && now.Sub(c.at) < settingsTTL {
-		return c.s, nil
-	}
 	s, err := g.st.GetOTPSettings(ctx, orgID)
 	if errors.Is(err, store.ErrNotFound) {
-		s, err = store.OTPSettings{OrgID: orgID}, nil
+		return store.OTPSettings{OrgID: orgID}, nil
 	}
-	if err != nil {
-		return s, err
-	}
-	g.mu.Lock()
-	if len(g.cache) >= 10000 {
-		clear(g.cache)
-	}
-	g.cache[orgID] = cachedSettings{s, now}
-	g.mu.Unlock()
-	return s, nil
+	return s, err
 }
 
 // CheckSend decides whether a built-in provider may send the SMS of ev:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otphub/otphub/store"
 	"github.com/otphub/otphub/store/sqlite"
@@ -39,6 +40,14 @@ func openFresh(tb testing.TB) store.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openFresh(t) })
+}
+
+// The read caches the app puts in front of the store change nothing a
+// caller can see.
+func TestConformanceCached(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return store.CacheSettings(store.CacheOrgs(openFresh(t)), time.Second)
+	})
 }
 
 func rawDB(t *testing.T, dir string) *sql.DB {
