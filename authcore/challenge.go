@@ -201,7 +201,9 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	// carries a code the store does not know. If publishing fails the
 	// challenge is deleted at once: its id was never disclosed, its code
 	// can never verify, and it does not count as sent in the statistics.
-	if err := s.st.CreateChallenge(ctx, c); err != nil {
+	// The same transaction marks the event charged (spend charged it): the
+	// provider send path must not charge it again.
+	if err := s.st.CreateChallenge(ctx, c, smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt)); err != nil {
 		return ChallengeState{}, wrapf(err, "create challenge")
 	}
 	if err := s.publish(ctx, org, c.EventID, mobile, body, now, c.ExpiresAt); err != nil {
@@ -350,8 +352,13 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	// The event is published before the code is replaced: if the log is
 	// down the turn is given back and nothing changes (the previous OTP
 	// stays valid, no resend is used).
+	// spend charged this SMS: marked so the send path does not again.
 	jti := uuid.NewString()
-	if err := s.publish(ctx, org, jti, c.Mobile, body, now, expiresAt); err != nil {
+	err = smspolicy.MarkCharged(ctx, s.st, org.ID, jti, expiresAt)
+	if err == nil {
+		err = s.publish(ctx, org, jti, c.Mobile, body, now, expiresAt)
+	}
+	if err != nil {
 		giveBack()
 		s.metrics.resends.WithLabelValues("failed").Inc()
 		s.log.Error("publishing the resent OTP event failed", "org", org.Name, "err", err)

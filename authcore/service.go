@@ -175,7 +175,8 @@ pick:
 	return msg + "\n\n@" + s.webOTPHost + " #" + code, nil
 }
 
-// publish appends the OTP event and returns once it is durable.
+// publish appends the OTP event and returns once it is durable. The
+// caller has marked the event charged (smspolicy.ChargedMark).
 // jti is the event's ID: the challenge keeps it, so a verification can be
 // related to the SMS that carried the code.
 func (s *Service) publish(ctx context.Context, org store.Org, jti, mobile, body string, now, expiresAt time.Time) error {
@@ -192,10 +193,6 @@ func (s *Service) publish(ctx context.Context, org store.Org, jti, mobile, body 
 	}
 	if err := ev.Validate(); err != nil {
 		return err
-	}
-	// spend charged this SMS: the provider send path must not again.
-	if err := smspolicy.MarkCharged(ctx, s.st, org.ID, ev.ID, expiresAt); err != nil {
-		return fmt.Errorf("mark the event charged: %w", err)
 	}
 	key, headers, value, err := event.EncodeBinary(ev)
 	if err != nil {

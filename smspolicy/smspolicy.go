@@ -279,8 +279,15 @@ var markWindow = time.Unix(0, 0).UTC()
 // MarkCharged records that the SMS of event eventID (which expires at
 // expiresAt) was charged already, so ChargeOnce does not charge it again.
 func MarkCharged(ctx context.Context, c Counter, orgID int64, eventID string, expiresAt time.Time) error {
-	_, err := c.HitCounter(ctx, chargedKey(orgID, eventID), markWindow, expiresAt.Add(time.Hour))
+	h := ChargedMark(orgID, eventID, expiresAt)
+	_, err := c.HitCounter(ctx, h.Key, h.WindowStart, h.ExpiresAt)
 	return err
+}
+
+// ChargedMark is MarkCharged as a counter hit for another write to make
+// in its own transaction (store.Store.CreateChallenge).
+func ChargedMark(orgID int64, eventID string, expiresAt time.Time) store.CounterHit {
+	return store.CounterHit{Key: chargedKey(orgID, eventID), WindowStart: markWindow, ExpiresAt: expiresAt.Add(time.Hour)}
 }
 
 // ChargeOnce charges the SMS of event eventID to mobile against the number

@@ -169,6 +169,14 @@ type Challenge struct {
 	CreatedAt   time.Time
 }
 
+// CounterHit is one HitCounter call made inside another write
+// (CreateChallenge).
+type CounterHit struct {
+	Key         string
+	WindowStart time.Time
+	ExpiresAt   time.Time
+}
+
 // BackupCode is one of a user's backup codes.
 type BackupCode struct {
 	ID     int64
@@ -548,7 +556,9 @@ type OTP interface {
 	DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error
 	ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error)
 
-	CreateChallenge(ctx context.Context, c Challenge) error
+	// CreateChallenge stores c and, in the same transaction, makes each of
+	// hits (as HitCounter would): both or neither.
+	CreateChallenge(ctx context.Context, c Challenge, hits ...CounterHit) error
 	GetChallenge(ctx context.Context, orgID int64, id string) (Challenge, error)
 	// ClaimResend moves LastSentAt from from to to if the challenge still
 	// has resends resends used, LastSentAt from, and is not consumed (else

@@ -100,8 +100,13 @@ func testChallenges(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
 	ch := newChallenge(a.ID, "11111111-1111-4111-8111-111111111111")
-	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
-	wantErr(t, s.CreateChallenge(c, ch), store.ErrConflict, "CreateChallenge(duplicate ID)")
+	hit := store.CounterHit{Key: "created-with:" + ch.ID, WindowStart: at(0), ExpiresAt: at(time.Hour)}
+	must(t, s.CreateChallenge(c, ch, hit), "CreateChallenge")
+	// The duplicate is refused as a whole: its counter hit is not made.
+	wantErr(t, s.CreateChallenge(c, ch, hit), store.ErrConflict, "CreateChallenge(duplicate ID)")
+	n, err := s.HitCounter(c, hit.Key, hit.WindowStart, hit.ExpiresAt)
+	must(t, err, "HitCounter")
+	eq(t, n, int64(2), "counter hit by CreateChallenge once, then by HitCounter")
 
 	got, err := s.GetChallenge(c, a.ID, ch.ID)
 	must(t, err, "GetChallenge")

@@ -133,7 +133,7 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 // CreateChallenge stores a new challenge; ErrConflict on a duplicate ID.
 // A zero CreatedAt is stamped with the current time. Now and then (see
 // purger) it also deletes challenges expired for over ChallengeRetention.
-func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
+func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...store.CounterHit) error {
 	if c.ID == "" {
 		return fmt.Errorf("store: create challenge: empty ID")
 	}
@@ -151,6 +151,11 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge) error {
 			micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
 		if err != nil {
 			return db.wrap("create challenge", err)
+		}
+		for _, h := range hits {
+			if _, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt); err != nil {
+				return err
+			}
 		}
 		if db.challengePurge.due(c.CreatedAt) {
 			// Best effort housekeeping: challenges past their expiry by more
@@ -356,20 +361,27 @@ func (db *DB) UseBackupCode(ctx context.Context, orgID int64, userID string, id 
 // rows that expired before windowStart.
 func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int64, error) {
 	var n int64
-	err := db.tx(ctx, func(tx *Tx) error {
-		err := tx.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
-		ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1
-		RETURNING hits`), key, micros(windowStart), micros(expiresAt)).Scan(&n)
-		if err != nil {
-			return db.wrap("hit counter", err)
-		}
-		if db.counterPurge.due(windowStart) {
-			// Best effort: a failed purge is simply done again next time.
-			_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
-		}
-		return nil
+	err := db.tx(ctx, func(tx *Tx) (err error) {
+		n, err = db.hitCounter(ctx, tx, key, windowStart, expiresAt)
+		return err
 	})
 	return n, err
+}
+
+// hitCounter is HitCounter in tx.
+func (db *DB) hitCounter(ctx context.Context, tx *Tx, key string, windowStart, expiresAt time.Time) (int64, error) {
+	var n int64
+	err := tx.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
+		ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1
+		RETURNING hits`), key, micros(windowStart), micros(expiresAt)).Scan(&n)
+	if err != nil {
+		return 0, db.wrap("hit counter", err)
+	}
+	if db.counterPurge.due(windowStart) {
+		// Best effort: a failed purge is simply done again next time.
+		_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
+	}
+	return n, nil
 }
 
 // otpStatsChallenges selects the challenges OTPStats counts (org, window),
