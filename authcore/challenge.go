@@ -351,8 +351,8 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	}
 	// The event is published before the code is replaced: if the log is
 	// down the turn is given back and nothing changes (the previous OTP
-	// stays valid, no resend is used).
-	// spend charged this SMS: marked so the send path does not again.
+	// stays valid, no resend is used). spend charged this SMS: it is marked
+	// so that the send path does not charge it again.
 	jti := uuid.NewString()
 	err = smspolicy.MarkCharged(ctx, s.st, org.ID, jti, expiresAt)
 	if err == nil {

@@ -176,7 +176,8 @@ pick:
 }
 
 // publish appends the OTP event and returns once it is durable. The
-// caller has marked the event charged (smspolicy.ChargedMark).
+// caller has marked the event charged (smspolicy.ChargedMark or
+// MarkCharged).
 // jti is the event's ID: the challenge keeps it, so a verification can be
 // related to the SMS that carried the code.
 func (s *Service) publish(ctx context.Context, org store.Org, jti, mobile, body string, now, expiresAt time.Time) error {

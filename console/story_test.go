@@ -342,14 +342,18 @@ func TestConsole(t *testing.T) {
 				t.Fatalf("receipt %s: %d", status, resp.StatusCode)
 			}
 		}
-		// Receipts after the acceptance is recorded (an earlier one would be
-		// merged too, but then dropped if the answer named another message).
+		// Receipts after this SMS's acceptance is recorded (an earlier one
+		// would be merged too, but then dropped if the answer named another
+		// message). Its own delivery: earlier SMS of the story are accepted
+		// and without a state too, and waiting for one of them sent the
+		// receipts too early now and then.
 		eventually(t, "the accepted SMS in the deliveries API", func() bool {
 			_, body := admin.do("GET", "/api/v1/orgs/acme/deliveries?status=delivered", nil)
 			ds, _ := body["deliveries"].([]any)
 			for _, d := range ds {
-				h, _ := d.(map[string]any)["handset"].(map[string]any)
-				if h != nil && h["acceptedAt"] != nil && h["state"] == nil {
+				dm, _ := d.(map[string]any)
+				h, _ := dm["handset"].(map[string]any)
+				if dm["eventId"] == jti && h != nil && h["acceptedAt"] != nil && h["state"] == nil {
 					return true
 				}
 			}
