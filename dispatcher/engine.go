@@ -298,8 +298,8 @@ func (e *Engine) refreshStats(ctx context.Context) {
 		}
 		return
 	}
-	e.m.queueDepth.Set(float64(stats.ByStatus[store.DeliveryPending]))
-	e.m.deadLetters.Set(float64(stats.ByStatus[store.DeliveryDead]))
+	e.m.queueDepth.Set(float64(stats.Pending))
+	e.m.deadLetters.Set(float64(stats.Dead))
 	if stats.OldestPendingAt.IsZero() {
 		e.m.queueOldest.Set(0)
 	} else {

@@ -338,9 +338,12 @@ type DeliveryFilter struct {
 	BeforeID string
 }
 
-// DeliveryStats summarise the task table for metrics.
+// DeliveryStats summarise the task table for metrics: the tasks waiting
+// (pending) and the dead letters. Finished tasks are not counted: they are
+// kept for the retention (days of traffic), and the delivery counters
+// already count them as they finish.
 type DeliveryStats struct {
-	ByStatus        map[string]int64
+	Pending, Dead   int64
 	OldestPendingAt time.Time // zero when none pending
 }
 
@@ -728,7 +731,9 @@ type Deliveries interface {
 	// destination type (the replay API requeues webhook deliveries in
 	// bulk, and SMS ones one by one, each charged to the SMS budgets).
 	RequeueDeliveriesOfType(ctx context.Context, orgID int64, destType string, statuses []string, since, now, expiresAt time.Time) (int, error)
-	// DeliveryStats counts every org's tasks by status, for metrics.
+	// DeliveryStats counts every org's pending and dead tasks, for
+	// metrics; it reads those rows only (through partial indexes), never
+	// the finished ones kept for the retention.
 	DeliveryStats(ctx context.Context) (DeliveryStats, error)
 	// OrgDeliveryStats sums up the org's delivery tasks created in [since,
 	// until), at most MaxStatsWindow long (else an error), per hour from

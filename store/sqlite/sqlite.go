@@ -134,6 +134,7 @@ func Open(ctx context.Context, dir string, opts store.Options) (*Store, error) {
 var dialect = sqlstore.Dialect{
 	Name:        "sqlite",
 	GroupCommit: true,
+	IndexHints:  true,
 	IsUniqueViolation: func(err error) bool {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {

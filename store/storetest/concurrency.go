@@ -98,7 +98,10 @@ func testConcurrentLeasing(t *testing.T, s store.Store) {
 	}
 	st, err := s.DeliveryStats(c)
 	must(t, err, "DeliveryStats")
-	eq(t, st.ByStatus[store.DeliveryDelivered], int64(tasks), "delivered tasks")
+	eq(t, st.Pending, int64(0), "pending tasks after every one was completed")
+	done, err := s.ListDeliveries(c, a.ID, store.DeliveryFilter{Status: store.DeliveryDelivered, Limit: 1000})
+	must(t, err, "ListDeliveries(delivered)")
+	eq(t, len(done), tasks, "delivered tasks")
 }
 
 func countOutcomes(t *testing.T, errs []error, what string) int {

@@ -51,6 +51,18 @@ type Dialect struct {
 	// GroupCommit runs concurrent write transactions as one (SQLite, whose
 	// single writer would otherwise commit, and fsync, them one by one).
 	GroupCommit bool
+	// IndexHints lets a query name the index it must use (SQLite's
+	// INDEXED BY; PostgreSQL's planner has statistics, and no such syntax).
+	IndexHints bool
+}
+
+// indexedBy is the hint that makes a query read index (see IndexHints),
+// to follow its table's name.
+func (d Dialect) indexedBy(index string) string {
+	if !d.IndexHints {
+		return ""
+	}
+	return " INDEXED BY " + index
 }
 
 // DB implements store.Store on database/sql.
