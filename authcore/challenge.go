@@ -179,9 +179,6 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 		return ChallengeState{}, err
 	}
 	mobile := number.E164
-	if err := s.spend(ctx, org, settings, mobile, req.IP, now); err != nil {
-		return ChallengeState{}, err
-	}
 	code, err := newOTP(settings.NumericOnly, settings.Length)
 	if err != nil {
 		return ChallengeState{}, wrapf(err, "generate otp")
@@ -201,9 +198,15 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	// carries a code the store does not know. If publishing fails the
 	// challenge is deleted at once: its id was never disclosed, its code
 	// can never verify, and it does not count as sent in the statistics.
-	// The same transaction marks the event charged (spend charged it): the
-	// provider send path must not charge it again.
-	if err := s.st.CreateChallenge(ctx, c, smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt)); err != nil {
+	// The same transaction charges the send budgets (a budget it exhausts
+	// refuses the challenge) and marks the event charged: the provider send
+	// path must not charge it again.
+	hits := append(smspolicy.Charges(org.ID, mobile, req.IP, s.cfg.Limits.ForOrg(settings), now),
+		smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt))
+	if err := s.st.CreateChallenge(ctx, c, hits...); err != nil {
+		if over, ok := errors.AsType[*store.OverBudgetError](err); ok {
+			return ChallengeState{}, s.overBudget(smspolicy.Refused(hits[over.Hit], now))
+		}
 		return ChallengeState{}, wrapf(err, "create challenge")
 	}
 	if err := s.publish(ctx, org, c.EventID, mobile, body, now, c.ExpiresAt); err != nil {

@@ -117,6 +117,12 @@ func (s *Service) spend(ctx context.Context, org store.Org, settings store.OTPSe
 	if err != nil || scope == "" {
 		return err
 	}
+	return s.overBudget(scope, retry)
+}
+
+// overBudget is the refusal of a send whose scope budget is exhausted
+// until retry from now.
+func (s *Service) overBudget(scope string, retry time.Duration) error {
 	s.metrics.sendLimited.WithLabelValues(scope).Inc()
 	return refuseAfter(http.StatusTooManyRequests, "rate_limited", "too many SMS sends for this "+scope+"; retry later", retry)
 }

@@ -241,30 +241,72 @@ const (
 // org budgets of l; the first one exhausted is returned with how long
 // until its window ends. Every budget before it was charged.
 func Spend(ctx context.Context, c Counter, orgID int64, mobile, ip string, l Limits, now time.Time) (scope string, retry time.Duration, err error) {
-	org := strconv.FormatInt(orgID, 10)
-	checks := []struct {
-		scope, key string
-		l          Limit
-	}{
-		{ScopeNumber, "otp-number:" + org + ":" + mobile, l.PerNumber},
-		{ScopeIP, "otp-ip:" + org + ":" + ip, l.PerIP},
-		{ScopeOrg, "otp-org:" + org, l.PerOrg},
-	}
-	for _, ch := range checks {
-		if ch.l.Max < 0 || (ch.scope == ScopeIP && ip == "") {
-			continue
-		}
-		start := now.Truncate(ch.l.Window)
-		end := start.Add(ch.l.Window)
-		n, err := c.HitCounter(ctx, ch.key, start, end)
+	for _, h := range Charges(orgID, mobile, ip, l, now) {
+		n, err := c.HitCounter(ctx, h.Key, h.WindowStart, h.ExpiresAt)
 		if err != nil {
-			return "", 0, fmt.Errorf("count %s sends: %w", ch.scope, err)
+			return "", 0, fmt.Errorf("count %s sends: %w", scopeOf(h), err)
 		}
-		if n > int64(ch.l.Max) {
-			return ch.scope, end.Sub(now), nil
+		if n > h.Max {
+			scope, retry := Refused(h, now)
+			return scope, retry, nil
 		}
 	}
 	return "", 0, nil
+}
+
+// Charges are the counter hits one send makes against the number, IP
+// (skipped when ip is "") and org budgets of l, in that order, each with
+// its budget as Max: what Spend makes one by one, and what a write that
+// makes them in its own transaction takes (store.Store.CreateChallenge).
+func Charges(orgID int64, mobile, ip string, l Limits, now time.Time) []store.CounterHit {
+	org := strconv.FormatInt(orgID, 10)
+	checks := []struct {
+		key string
+		l   Limit
+	}{
+		{scopeNumber + org + ":" + mobile, l.PerNumber},
+		{scopeIP + org + ":" + ip, l.PerIP},
+		{scopeOrg + org, l.PerOrg},
+	}
+	if ip == "" {
+		checks = slices.Delete(checks, 1, 2)
+	}
+	hits := make([]store.CounterHit, 0, len(checks))
+	for _, ch := range checks {
+		if ch.l.Max < 0 {
+			continue
+		}
+		start := now.Truncate(ch.l.Window)
+		// Max is at least 1 here (WithDefaults); a 0 must not read as the
+		// store's "no limit".
+		hits = append(hits, store.CounterHit{Key: ch.key, WindowStart: start, ExpiresAt: start.Add(ch.l.Window), Max: int64(max(ch.l.Max, 1))})
+	}
+	return hits
+}
+
+// Key prefixes of the budget counters, by scope.
+const (
+	scopeNumber = "otp-number:"
+	scopeIP     = "otp-ip:"
+	scopeOrg    = "otp-org:"
+)
+
+// scopeOf is the scope (ScopeNumber, ScopeIP, ScopeOrg) of one of Charges'
+// hits.
+func scopeOf(h store.CounterHit) string {
+	switch {
+	case strings.HasPrefix(h.Key, scopeNumber):
+		return ScopeNumber
+	case strings.HasPrefix(h.Key, scopeIP):
+		return ScopeIP
+	}
+	return ScopeOrg
+}
+
+// Refused is the scope of one of Charges' hits that went over its budget,
+// and how long until its window ends.
+func Refused(h store.CounterHit, now time.Time) (scope string, retry time.Duration) {
+	return scopeOf(h), h.ExpiresAt.Sub(now)
 }
 
 // chargedKey is the counter that records that an event's SMS was charged.

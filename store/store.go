@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -170,11 +171,21 @@ type Challenge struct {
 }
 
 // CounterHit is one HitCounter call made inside another write
-// (CreateChallenge).
+// (CreateChallenge). With Max > 0 it is a budget: a hit that takes the
+// counter past Max refuses the write (see CreateChallenge).
 type CounterHit struct {
 	Key         string
 	WindowStart time.Time
 	ExpiresAt   time.Time
+	Max         int64 // 0: no limit
+}
+
+// OverBudgetError is CreateChallenge's answer when hits[Hit] took its
+// counter past its Max.
+type OverBudgetError struct{ Hit int }
+
+func (e *OverBudgetError) Error() string {
+	return fmt.Sprintf("store: counter hit %d is over its budget", e.Hit)
 }
 
 // BackupCode is one of a user's backup codes.
@@ -559,8 +570,13 @@ type OTP interface {
 	DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error
 	ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error)
 
-	// CreateChallenge stores c and, in the same transaction, makes each of
-	// hits (as HitCounter would): both or neither.
+	// CreateChallenge makes each of hits in order (as HitCounter would)
+	// and stores c, in one transaction: all or nothing. A hit that takes
+	// its counter past its Max ends it there: the hits made so far, that
+	// one included, are committed, c and the later hits are not, and the
+	// answer is an *OverBudgetError naming it (so a refused send is
+	// charged to the budgets up to the one it exhausted, as HitCounter
+	// calls in turn would be).
 	CreateChallenge(ctx context.Context, c Challenge, hits ...CounterHit) error
 	GetChallenge(ctx context.Context, orgID int64, id string) (Challenge, error)
 	// ClaimResend moves LastSentAt from from to to if the challenge still

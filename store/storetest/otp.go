@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -107,6 +108,32 @@ func testChallenges(t *testing.T, s store.Store) {
 	n, err := s.HitCounter(c, hit.Key, hit.WindowStart, hit.ExpiresAt)
 	must(t, err, "HitCounter")
 	eq(t, n, int64(2), "counter hit by CreateChallenge once, then by HitCounter")
+
+	// Budgets: a hit that takes its counter past Max refuses the challenge;
+	// the hits up to it are kept, the later ones and the challenge are not.
+	budget := func(key string, max int64) store.CounterHit {
+		return store.CounterHit{Key: key, WindowStart: at(0), ExpiresAt: at(time.Hour), Max: max}
+	}
+	hits := []store.CounterHit{budget("budget-a", 5), budget("budget-b", 1), budget("budget-c", 5)}
+	for i, id := range []string{"33333333-3333-4333-8333-333333333331", "33333333-3333-4333-8333-333333333332"} {
+		err := s.CreateChallenge(c, newChallenge(a.ID, id), hits...)
+		_, getErr := s.GetChallenge(c, a.ID, id)
+		if i == 0 {
+			must(t, err, "CreateChallenge within its budgets")
+			must(t, getErr, "GetChallenge of the one within its budgets")
+			continue
+		}
+		over, ok := errors.AsType[*store.OverBudgetError](err)
+		if !ok || over.Hit != 1 {
+			t.Fatalf("CreateChallenge past budget-b = %v, want *store.OverBudgetError{Hit: 1}", err)
+		}
+		wantErr(t, getErr, store.ErrNotFound, "GetChallenge of the one refused by its budget")
+	}
+	for key, want := range map[string]int64{"budget-a": 3, "budget-b": 3, "budget-c": 2} {
+		n, err := s.HitCounter(c, key, at(0), at(time.Hour))
+		must(t, err, "HitCounter")
+		eq(t, n, want, key+" after two challenges (the second refused at budget-b) and this hit")
+	}
 
 	got, err := s.GetChallenge(c, a.ID, ch.ID)
 	must(t, err, "GetChallenge")

@@ -130,7 +130,9 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 	return out, db.wrap("list message templates", rows.Err())
 }
 
-// CreateChallenge stores a new challenge; ErrConflict on a duplicate ID.
+// CreateChallenge makes the counter hits and stores a new challenge in one
+// transaction (store.Store says how a budget hit refuses); ErrConflict on a
+// duplicate ID.
 // A zero CreatedAt is stamped with the current time. Now and then (see
 // purger) it also deletes challenges expired for over ChallengeRetention.
 func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...store.CounterHit) error {
@@ -144,18 +146,25 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...st
 	if code == nil {
 		code = []byte{}
 	}
-	return db.tx(ctx, func(tx *Tx) error {
+	over := -1
+	err := db.tx(ctx, func(tx *Tx) error {
+		over = -1
+		for i, h := range hits {
+			n, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt)
+			if err != nil {
+				return err
+			}
+			if h.Max > 0 && n > h.Max {
+				over = i // commit the hits so far, and nothing else
+				return nil
+			}
+		}
 		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
 		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
 			micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
 		if err != nil {
 			return db.wrap("create challenge", err)
-		}
-		for _, h := range hits {
-			if _, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt); err != nil {
-				return err
-			}
 		}
 		if db.challengePurge.due(c.CreatedAt) {
 			// Best effort housekeeping: challenges past their expiry by more
@@ -165,6 +174,10 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...st
 		}
 		return nil
 	})
+	if err == nil && over >= 0 {
+		return &store.OverBudgetError{Hit: over}
+	}
+	return err
 }
 
 // ChallengeRetention is how long a challenge is kept after its expiry
