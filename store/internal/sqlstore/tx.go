@@ -14,7 +14,17 @@ import (
 type Tx struct {
 	tx  *sql.Tx
 	ctx context.Context // the group's; nil: the caller's own transaction
+	// stmts are the statements a group transaction prepared, by query
+	// text, for the next function of the group that runs the same one
+	// (nil outside groups). They live as long as the transaction: sql.Tx
+	// closes them when it ends, so none outlives it.
+	stmts map[string]*sql.Stmt
 }
+
+// maxGroupStmts bounds a group transaction's statements (queries with IN
+// lists have one text per list length); beyond it statements run
+// unprepared.
+const maxGroupStmts = 64
 
 func (t *Tx) use(ctx context.Context) context.Context {
 	if t.ctx != nil {
@@ -23,13 +33,46 @@ func (t *Tx) use(ctx context.Context) context.Context {
 	return ctx
 }
 
+// stmt is the group's prepared statement for query, prepared now if it is
+// the first time; nil outside a group, or past maxGroupStmts.
+func (t *Tx) stmt(query string) (*sql.Stmt, error) {
+	if t.stmts == nil {
+		return nil, nil
+	}
+	if s, ok := t.stmts[query]; ok {
+		return s, nil
+	}
+	if len(t.stmts) >= maxGroupStmts {
+		return nil, nil
+	}
+	s, err := t.tx.PrepareContext(t.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[query] = s
+	return s, nil
+}
+
 // ExecContext is sql.Tx.ExecContext.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		return s.ExecContext(t.ctx, args...)
+	}
 	return t.tx.ExecContext(t.use(ctx), query, args...)
 }
 
-// QueryRowContext is sql.Tx.QueryRowContext.
+// QueryRowContext is sql.Tx.QueryRowContext. (In a group it reuses the
+// group's statement: its row is read, and the statement reset, by Scan,
+// before the next statement runs. QueryContext does not, since its rows
+// may stay open while the same query runs again.)
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if s, err := t.stmt(query); err == nil && s != nil {
+		return s.QueryRowContext(t.ctx, args...)
+	}
 	return t.tx.QueryRowContext(t.use(ctx), query, args...)
 }
 
@@ -209,7 +252,7 @@ func (g *groupCommitter) runGroup(batch []*groupItem) {
 		finish(nil)
 		return
 	}
-	tx := &Tx{tx: sqlTx, ctx: ctx}
+	tx := &Tx{tx: sqlTx, ctx: ctx, stmts: map[string]*sql.Stmt{}}
 	// abort ends the group when its transaction is no longer usable: every
 	// function that ran (or would have) fails with err.
 	abort := func(op string, err error) {
@@ -226,18 +269,18 @@ func (g *groupCommitter) runGroup(batch []*groupItem) {
 			errs[i] = db.wrap("begin", err)
 			continue
 		}
-		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT grp"); err != nil {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT grp"); err != nil {
 			abort("savepoint", err)
 			return
 		}
 		ran[i] = true
 		if errs[i] = it.fn(tx); errs[i] != nil {
-			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO grp"); err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO grp"); err != nil {
 				abort("rollback to savepoint", err)
 				return
 			}
 		}
-		if _, err := sqlTx.ExecContext(ctx, "RELEASE grp"); err != nil {
+		if _, err := tx.ExecContext(ctx, "RELEASE grp"); err != nil {
 			abort("release savepoint", err)
 			return
 		}
