@@ -172,9 +172,6 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 		return ChallengeState{}, err
 	}
 	now := s.cfg.Now()
-	if err := s.checkLockout(ctx, org.ID, req.UserID, settings.MaxFailedAttempts, now, false); err != nil {
-		return ChallengeState{}, err
-	}
 	if err := s.checkBacklog(ctx, org); err != nil {
 		return ChallengeState{}, err
 	}
@@ -198,12 +195,17 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	// carries a code the store does not know. If publishing fails the
 	// challenge is deleted at once: its id was never disclosed, its code
 	// can never verify, and it does not count as sent in the statistics.
-	// The same transaction charges the send budgets (a budget it exhausts
-	// refuses the challenge) and marks the event charged: the provider send
-	// path must not charge it again.
+	// The same transaction refuses a user locked out by failed
+	// verifications (before any budget is charged), charges the send
+	// budgets (a budget it exhausts refuses the challenge) and marks the
+	// event charged: the provider send path must not charge it again.
+	lock := store.Lockout{Max: settings.MaxFailedAttempts, Since: now.Add(-s.cfg.LockoutDuration).UTC()}
 	hits := append(smspolicy.Charges(org.ID, mobile, req.IP, s.cfg.Limits.ForOrg(settings), now),
 		smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt))
-	if err := s.st.CreateChallenge(ctx, c, hits...); err != nil {
+	if err := s.st.CreateChallenge(ctx, c, lock, hits...); err != nil {
+		if locked, ok := errors.AsType[*store.LockedOutError](err); ok {
+			return ChallengeState{}, s.tooManyAttempts(locked.LastFailure.Add(s.cfg.LockoutDuration).Sub(now), false)
+		}
 		if over, ok := errors.AsType[*store.OverBudgetError](err); ok {
 			return ChallengeState{}, s.overBudget(smspolicy.Refused(hits[over.Hit], now))
 		}

@@ -323,7 +323,11 @@ func TestVerifyErrorsAndLockout(t *testing.T) {
 	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 15*60 {
 		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
 	}
-	wantError(t, e.do("POST", challenges, e.otp, `{"mobile":"`+lkMobile+`","userId":"alice","application":"myapp"}`), 429, "too_many_attempts")
+	r = e.do("POST", challenges, e.otp, `{"mobile":"`+lkMobile+`","userId":"alice","application":"myapp"}`)
+	wantError(t, r, 429, "too_many_attempts")
+	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 15*60 {
+		t.Fatalf("start's Retry-After %q", r.header.Get("Retry-After"))
+	}
 	wantError(t, e.do("POST", challenges+"/"+id+"/resend", e.otp, ""), 429, "too_many_attempts")
 	// Another user is not affected.
 	other := e.start(usMobile, "bob")

@@ -180,6 +180,25 @@ type CounterHit struct {
 	Max         int64 // 0: no limit
 }
 
+// Lockout is CreateChallenge's check of the user's failed verifications
+// (FailedAttempts): a user with at least Max of them, the last one after
+// Since, is locked out. A zero Max checks nothing.
+type Lockout struct {
+	Max   int
+	Since time.Time
+}
+
+// LockedOutError is CreateChallenge's answer for a user its Lockout found
+// locked out: Attempts failures, the last at LastFailure.
+type LockedOutError struct {
+	Attempts    int
+	LastFailure time.Time
+}
+
+func (e *LockedOutError) Error() string {
+	return fmt.Sprintf("store: locked out after %d failed attempts", e.Attempts)
+}
+
 // OverBudgetError is CreateChallenge's answer when hits[Hit] took its
 // counter past its Max.
 type OverBudgetError struct{ Hit int }
@@ -570,14 +589,16 @@ type OTP interface {
 	DeleteMessageTemplate(ctx context.Context, orgID int64, locale string) error
 	ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error)
 
-	// CreateChallenge makes each of hits in order (as HitCounter would)
-	// and stores c, in one transaction: all or nothing. A hit that takes
+	// CreateChallenge checks lock (a user locked out gets a
+	// *LockedOutError, and nothing is written), makes each of hits in order
+	// (as HitCounter would) and stores c, in one transaction: all or
+	// nothing. A hit that takes
 	// its counter past its Max ends it there: the hits made so far, that
 	// one included, are committed, c and the later hits are not, and the
 	// answer is an *OverBudgetError naming it (so a refused send is
 	// charged to the budgets up to the one it exhausted, as HitCounter
 	// calls in turn would be).
-	CreateChallenge(ctx context.Context, c Challenge, hits ...CounterHit) error
+	CreateChallenge(ctx context.Context, c Challenge, lock Lockout, hits ...CounterHit) error
 	GetChallenge(ctx context.Context, orgID int64, id string) (Challenge, error)
 	// ClaimResend moves LastSentAt from from to to if the challenge still
 	// has resends resends used, LastSentAt from, and is not consumed (else

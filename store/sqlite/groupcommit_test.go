@@ -32,7 +32,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	// Every third ID exists already: creating it again must fail alone.
 	for i := 0; i < n; i += 3 {
-		if err := st.CreateChallenge(ctx, challenge(i)); err != nil {
+		if err := st.CreateChallenge(ctx, challenge(i), store.Lockout{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,7 +49,7 @@ func TestGroupCommit(t *testing.T) {
 				// Half of these end while waiting for, or during, their turn.
 				go func() { time.Sleep(time.Duration(i%7) * time.Millisecond); cancel() }()
 			}
-			errs[i] = st.CreateChallenge(c, challenge(i))
+			errs[i] = st.CreateChallenge(c, challenge(i), store.Lockout{})
 			if i%3 == 2 {
 				if _, err := st.HitCounter(ctx, "k", window, time.Now().Add(time.Hour)); err != nil {
 					t.Errorf("hit counter: %v", err)

@@ -42,7 +42,7 @@ func BenchCreateChallenge(b *testing.B, s store.Store) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := s.CreateChallenge(c, newChallenge(org.ID, fmt.Sprintf("ch-%d", i))); err != nil {
+		if err := s.CreateChallenge(c, newChallenge(org.ID, fmt.Sprintf("ch-%d", i)), store.Lockout{}); err != nil {
 			b.Fatal(err)
 		}
 	}

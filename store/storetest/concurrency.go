@@ -126,7 +126,7 @@ func testConcurrentClaimResend(t *testing.T, s store.Store) {
 	a := mustOrg(t, s, "org-a")
 	for round := 0; round < 3; round++ {
 		ch := newChallenge(a.ID, fmt.Sprintf("c-%d", round))
-		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 		errs := parallel(12, func(i int) error {
 			return s.ClaimResend(c, a.ID, ch.ID, 0, ch.LastSentAt, at(time.Duration(i+1)*time.Microsecond))
 		})
@@ -141,7 +141,7 @@ func testConcurrentConsume(t *testing.T, s store.Store) {
 	a := mustOrg(t, s, "org-a")
 	for round := 0; round < 3; round++ {
 		ch := newChallenge(a.ID, fmt.Sprintf("c-%d", round))
-		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 		errs := parallel(12, func(i int) error {
 			return s.ConsumeChallenge(c, a.ID, ch.ID, ch.CodeHMAC, at(time.Duration(i)*time.Second))
 		})

@@ -606,7 +606,7 @@ func testInvalidInput(t *testing.T, s store.Store) {
 	if err := s.CreateClient(c, store.Client{OrgID: a.ID, Name: "x"}); err == nil {
 		t.Errorf("CreateClient without a client ID succeeded")
 	}
-	if err := s.CreateChallenge(c, store.Challenge{OrgID: a.ID}); err == nil {
+	if err := s.CreateChallenge(c, store.Challenge{OrgID: a.ID}, store.Lockout{}); err == nil {
 		t.Errorf("CreateChallenge without an ID succeeded")
 	}
 	if err := s.InsertSigningKey(c, store.SigningKey{Algorithm: "ES256"}); err == nil {

@@ -102,9 +102,9 @@ func testChallenges(t *testing.T, s store.Store) {
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
 	ch := newChallenge(a.ID, "11111111-1111-4111-8111-111111111111")
 	hit := store.CounterHit{Key: "created-with:" + ch.ID, WindowStart: at(0), ExpiresAt: at(time.Hour)}
-	must(t, s.CreateChallenge(c, ch, hit), "CreateChallenge")
+	must(t, s.CreateChallenge(c, ch, store.Lockout{}, hit), "CreateChallenge")
 	// The duplicate is refused as a whole: its counter hit is not made.
-	wantErr(t, s.CreateChallenge(c, ch, hit), store.ErrConflict, "CreateChallenge(duplicate ID)")
+	wantErr(t, s.CreateChallenge(c, ch, store.Lockout{}, hit), store.ErrConflict, "CreateChallenge(duplicate ID)")
 	n, err := s.HitCounter(c, hit.Key, hit.WindowStart, hit.ExpiresAt)
 	must(t, err, "HitCounter")
 	eq(t, n, int64(2), "counter hit by CreateChallenge once, then by HitCounter")
@@ -116,7 +116,7 @@ func testChallenges(t *testing.T, s store.Store) {
 	}
 	hits := []store.CounterHit{budget("budget-a", 5), budget("budget-b", 1), budget("budget-c", 5)}
 	for i, id := range []string{"33333333-3333-4333-8333-333333333331", "33333333-3333-4333-8333-333333333332"} {
-		err := s.CreateChallenge(c, newChallenge(a.ID, id), hits...)
+		err := s.CreateChallenge(c, newChallenge(a.ID, id), store.Lockout{}, hits...)
 		_, getErr := s.GetChallenge(c, a.ID, id)
 		if i == 0 {
 			must(t, err, "CreateChallenge within its budgets")
@@ -156,7 +156,7 @@ func testChallengeResend(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
 	ch := newChallenge(a.ID, "c-resend")
-	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+	must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 
 	// A resend claims its turn, then installs its code under that claim.
 	must(t, s.ClaimResend(c, a.ID, ch.ID, 0, at(0), at(time.Minute)), "ClaimResend")
@@ -203,7 +203,7 @@ func testChallengeConsume(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a, b := mustOrg(t, s, "org-a"), mustOrg(t, s, "org-b")
 	ch := newChallenge(a.ID, "c-consume")
-	must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+	must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 
 	wantErr(t, s.ConsumeChallenge(c, b.ID, ch.ID, ch.CodeHMAC, at(time.Minute)), store.ErrNotFound, "ConsumeChallenge through another org")
 	wantErr(t, s.ConsumeChallenge(c, a.ID, ch.ID, []byte("wrong"), at(time.Minute)), store.ErrPrecondition, "ConsumeChallenge with another code")
@@ -236,6 +236,31 @@ func testFailedAttempts(t *testing.T, s store.Store) {
 	must(t, err, "FailedAttempts")
 	eq(t, n, 3, "FailedAttempts")
 	eqTime(t, last, at(3*time.Second), "last failure")
+
+	// CreateChallenge's lockout: 3 failures, the last at 3 s.
+	hit := store.CounterHit{Key: "lockout-hit", WindowStart: at(0), ExpiresAt: at(time.Hour), Max: 100}
+	locked := newChallenge(a.ID, "44444444-4444-4444-8444-444444444441")
+	err = s.CreateChallenge(c, locked, store.Lockout{Max: 3, Since: at(2 * time.Second)}, hit)
+	lo, ok := errors.AsType[*store.LockedOutError](err)
+	if !ok || lo.Attempts != 3 || !lo.LastFailure.Equal(at(3*time.Second)) {
+		t.Fatalf("CreateChallenge for a locked-out user = %v, want *store.LockedOutError{3, 3 s}", err)
+	}
+	_, err = s.GetChallenge(c, a.ID, locked.ID)
+	wantErr(t, err, store.ErrNotFound, "GetChallenge of the locked-out user's challenge")
+	for i, lock := range []store.Lockout{
+		{Max: 4, Since: at(2 * time.Second)}, // under the limit
+		{Max: 3, Since: at(3 * time.Second)}, // the last failure is not after Since
+		{},                                   // no check
+	} {
+		ch := newChallenge(a.ID, fmt.Sprintf("44444444-4444-4444-8444-44444444445%d", i))
+		must(t, s.CreateChallenge(c, ch, lock, hit), "CreateChallenge with lockout %+v", lock)
+	}
+	bob := newChallenge(a.ID, "44444444-4444-4444-8444-444444444461")
+	bob.UserID = "bob"
+	must(t, s.CreateChallenge(c, bob, store.Lockout{Max: 3, Since: at(2 * time.Second)}), "CreateChallenge for another user")
+	n64, err := s.HitCounter(c, hit.Key, hit.WindowStart, hit.ExpiresAt)
+	must(t, err, "HitCounter")
+	eq(t, n64, int64(4), "hits: the locked-out challenge made none")
 
 	// Other users and other orgs count apart.
 	n, _ = mustInc(t, s, a.ID, "bob")
@@ -428,19 +453,19 @@ func testHousekeeping(t *testing.T, s store.Store) {
 	c := ctx(t)
 	a := mustOrg(t, s, "org-a")
 	old := newChallenge(a.ID, "old")
-	must(t, s.CreateChallenge(c, old), "CreateChallenge(old)")
+	must(t, s.CreateChallenge(c, old, store.Lockout{}), "CreateChallenge(old)")
 	_, err := s.HitCounter(c, "old-key", at(0), at(time.Minute))
 	must(t, err, "HitCounter(old)")
 
 	// Within the stats window (7 days) nothing is purged: OTPStats reads it.
 	recent := newChallenge(a.ID, "recent")
 	recent.CreatedAt, recent.LastSentAt, recent.ExpiresAt = at(-time.Hour), at(-time.Hour), at(-time.Hour+5*time.Minute)
-	must(t, s.CreateChallenge(c, recent), "CreateChallenge(recent)")
+	must(t, s.CreateChallenge(c, recent, store.Lockout{}), "CreateChallenge(recent)")
 	for i := range 3 {
 		ch := newChallenge(a.ID, fmt.Sprintf("week-%d", i))
 		week := at(7 * 24 * time.Hour)
 		ch.CreatedAt, ch.LastSentAt, ch.ExpiresAt = week, week, week.Add(5*time.Minute)
-		must(t, s.CreateChallenge(c, ch), "CreateChallenge(a week later)")
+		must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge(a week later)")
 	}
 	if _, err := s.GetChallenge(c, a.ID, "old"); err != nil {
 		t.Fatalf("a challenge expired 7 days ago was purged (the stats window reads it): %v", err)
@@ -451,7 +476,7 @@ func testHousekeeping(t *testing.T, s store.Store) {
 	for i := 0; i < calls; i++ {
 		ch := newChallenge(a.ID, fmt.Sprintf("new-%d", i))
 		ch.CreatedAt, ch.LastSentAt, ch.ExpiresAt = later, later, later.Add(5*time.Minute)
-		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 		_, err := s.HitCounter(c, "new-key", later, later.Add(time.Minute))
 		must(t, err, "HitCounter")
 	}
@@ -482,7 +507,7 @@ func testOTPStats(t *testing.T, s store.Store) {
 		ch.CountryCode, ch.Resends, ch.EventID = cc, resends, fmt.Sprintf("ev-%d", n)
 		ch.CreatedAt = since.Add(created)
 		ch.LastSentAt, ch.ExpiresAt = ch.CreatedAt, ch.CreatedAt.Add(5*time.Minute)
-		must(t, s.CreateChallenge(c, ch), "CreateChallenge")
+		must(t, s.CreateChallenge(c, ch, store.Lockout{}), "CreateChallenge")
 		if verified {
 			must(t, s.ConsumeChallenge(c, org.ID, ch.ID, ch.CodeHMAC, ch.CreatedAt.Add(time.Minute)), "ConsumeChallenge")
 		}

@@ -130,12 +130,12 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 	return out, db.wrap("list message templates", rows.Err())
 }
 
-// CreateChallenge makes the counter hits and stores a new challenge in one
-// transaction (store.Store says how a budget hit refuses); ErrConflict on a
-// duplicate ID.
+// CreateChallenge checks the lockout, makes the counter hits and stores a
+// new challenge in one transaction (store.Store says how a lockout or a
+// budget refuses); ErrConflict on a duplicate ID.
 // A zero CreatedAt is stamped with the current time. Now and then (see
 // purger) it also deletes challenges expired for over ChallengeRetention.
-func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...store.CounterHit) error {
+func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store.Lockout, hits ...store.CounterHit) error {
 	if c.ID == "" {
 		return fmt.Errorf("store: create challenge: empty ID")
 	}
@@ -149,6 +149,19 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, hits ...st
 	over := -1
 	err := db.tx(ctx, func(tx *Tx) error {
 		over = -1
+		if lock.Max > 0 {
+			var n int
+			var last int64
+			err := tx.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
+				c.OrgID, c.UserID).Scan(&n, &last)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return db.wrap("check lockout", err)
+			case n >= lock.Max && last > micros(lock.Since):
+				return &store.LockedOutError{Attempts: n, LastFailure: fromMicros(last)}
+			}
+		}
 		for i, h := range hits {
 			n, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt)
 			if err != nil {
