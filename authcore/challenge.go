@@ -14,6 +14,7 @@ import (
 
 	"github.com/otphub/otphub/event"
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/ids"
 	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
 )
@@ -186,8 +187,8 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 		return ChallengeState{}, wrapf(err, "render message")
 	}
 	c := store.Challenge{
-		ID: uuid.NewString(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile, CountryCode: number.CallingCode,
-		Application: req.Application, EventID: uuid.NewString(), ExpiresAt: now.Add(expiry).UTC(),
+		ID: ids.Ordered(), OrgID: org.ID, UserID: req.UserID, Mobile: mobile, CountryCode: number.CallingCode,
+		Application: req.Application, EventID: ids.Ordered(), ExpiresAt: now.Add(expiry).UTC(),
 		LastSentAt: now.UTC(), CreatedAt: now.UTC(),
 	}
 	c.CodeHMAC = s.codeHMAC(org.ID, c.ID, code)
@@ -358,7 +359,7 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	// down the turn is given back and nothing changes (the previous OTP
 	// stays valid, no resend is used). spend charged this SMS: it is marked
 	// so that the send path does not charge it again.
-	jti := uuid.NewString()
+	jti := ids.Ordered()
 	err = smspolicy.MarkCharged(ctx, s.st, org.ID, jti, expiresAt)
 	if err == nil {
 		err = s.publish(ctx, org, jti, c.Mobile, body, now, expiresAt)

@@ -7,11 +7,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/otphub/otphub/delivery"
 	"github.com/otphub/otphub/dispatcher/isolation"
 	"github.com/otphub/otphub/event"
+	"github.com/otphub/otphub/internal/ids"
 	"github.com/otphub/otphub/store"
 )
 
@@ -356,7 +355,7 @@ func (e *Engine) insertTask(d *job, dec Decision, att *store.DeliveryAttempt, r 
 	}
 	now := e.cfg.Now()
 	task := store.DeliveryTask{
-		ID:              newTaskID(),
+		ID:              ids.Ordered(), // inserted in key order
 		OrgID:           d.ev.OrganizationID,
 		EventSource:     d.ev.Issuer,
 		EventID:         d.ev.ID,
@@ -421,15 +420,4 @@ func (e *Engine) busyDelay() time.Duration {
 // that half-opens is not met by all of them at once.
 func (e *Engine) jitter() time.Duration {
 	return time.Duration(rand.Int64N(int64(250 * time.Millisecond)))
-}
-
-// newTaskID returns a time-ordered UUID (version 7): tasks are inserted in
-// ID order, so the store's primary-key index grows at its right edge instead
-// of dirtying pages all over it.
-func newTaskID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
 }

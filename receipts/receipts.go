@@ -21,10 +21,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otphub/otphub/internal/httpx"
+	"github.com/otphub/otphub/internal/ids"
 	"github.com/otphub/otphub/internal/orgs"
 	"github.com/otphub/otphub/smspolicy"
 	"github.com/otphub/otphub/store"
@@ -490,12 +490,8 @@ func (s *Service) failOver(ctx context.Context, rec store.SMSReceipt, reason str
 	fb, err := s.st.GetSMSProvider(ctx, rec.OrgID, store.ProviderFallback)
 	switch {
 	case err == nil:
-		id, idErr := uuid.NewV7()
-		if idErr != nil {
-			id = uuid.New()
-		}
 		f.Status = store.FailoverSent
-		f.Task = &store.DeliveryTask{ID: id.String(), DestinationType: fb.Type, DestinationID: store.ProviderFallback,
+		f.Task = &store.DeliveryTask{ID: ids.Ordered(), DestinationType: fb.Type, DestinationID: store.ProviderFallback,
 			NextAttemptAt: now, ExpiresAt: rec.ExpiresAt, CreatedAt: now}
 	case !errors.Is(err, store.ErrNotFound):
 		s.log.Warn("failover: reading the fallback provider", "org_id", rec.OrgID, "err", err)
