@@ -25,7 +25,7 @@ var cases = []struct {
 	{`{"client\u005fid":"a","client_id":"b"}`, "client_id", true},
 	{`{"a\\":"1","a\\\\":2}`, "", false},
 	{`{"é":1,"É":2}`, "É", true},
-	{`{"k":1,"\u212a":2}`, "\u212a", true}, // KELVIN SIGN lowers to k
+	{`{"k":1,"\u212a":2}`, "\u212a", true},      // KELVIN SIGN lowers to k
 	{"{\"\xff\":1,\"\xfe\":2}", "\ufffd", true}, // invalid UTF-8 reads as U+FFFD
 	{`{"a":{"b":[[{"c":1,"d":{"c":2}}]],"c":3},"e":{"a":1,"a":2}}`, "e.a", true},
 	{`{}`, "", false},
