@@ -201,8 +201,8 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	// budgets (a budget it exhausts refuses the challenge) and marks the
 	// event charged: the provider send path must not charge it again.
 	lock := store.Lockout{Max: settings.MaxFailedAttempts, Since: now.Add(-s.cfg.LockoutDuration).UTC()}
-	hits := append(smspolicy.Charges(org.ID, mobile, req.IP, s.cfg.Limits.ForOrg(settings), now),
-		smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt))
+	hits := append([]store.CounterHit{smspolicy.ChargedMark(org.ID, c.EventID, c.ExpiresAt)},
+		smspolicy.Charges(org.ID, mobile, req.IP, s.cfg.Limits.ForOrg(settings), now)...)
 	if err := s.st.CreateChallenge(ctx, c, lock, hits...); err != nil {
 		if locked, ok := errors.AsType[*store.LockedOutError](err); ok {
 			return ChallengeState{}, s.tooManyAttempts(locked.LastFailure.Add(s.cfg.LockoutDuration).Sub(now), false)

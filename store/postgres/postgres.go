@@ -128,6 +128,7 @@ var dialect = sqlstore.Dialect{
 	NumberedPlaceholders: true,
 	SkipLocked:           " FOR UPDATE SKIP LOCKED",
 	ForUpdate:            " FOR UPDATE",
+	AsyncCommit:          "SET LOCAL synchronous_commit TO OFF",
 	IsUniqueViolation: func(err error) bool {
 		var pgErr *pgconn.PgError
 		return errors.As(err, &pgErr) && pgErr.Code == "23505"

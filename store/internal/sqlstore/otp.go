@@ -146,51 +146,111 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store
 	if code == nil {
 		code = []byte{}
 	}
-	over := -1
-	err := db.tx(ctx, func(tx *Tx) error {
-		over = -1
-		if lock.Max > 0 {
-			var n int
-			var last int64
-			err := tx.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
-				c.OrgID, c.UserID).Scan(&n, &last)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return db.wrap("check lockout", err)
-			case n >= lock.Max && last > micros(lock.Since):
-				return &store.LockedOutError{Attempts: n, LastFailure: fromMicros(last)}
-			}
-		}
-		for i, h := range hits {
-			n, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt)
-			if err != nil {
+	if db.d.AsyncCommit != "" {
+		// The lockout and the challenge, then the counters in a transaction
+		// of their own committed without waiting for its flush
+		// (Dialect.AsyncCommit); a challenge they refuse (or could not be
+		// counted) is withdrawn. Its ID was never disclosed.
+		if err := db.tx(ctx, func(tx *Tx) error {
+			if err := db.checkLockout(ctx, tx, c, lock); err != nil {
 				return err
 			}
-			if h.Max > 0 && n > h.Max {
-				over = i // commit the hits so far, and nothing else
-				return nil
+			return db.insertChallenge(ctx, tx, c, code)
+		}); err != nil {
+			return err
+		}
+		over := -1
+		err := db.tx(ctx, func(tx *Tx) (err error) {
+			if _, err := tx.ExecContext(ctx, db.d.AsyncCommit); err != nil {
+				return db.wrap("create challenge", err)
 			}
+			over, err = db.hitAll(ctx, tx, hits)
+			return err
+		})
+		if err == nil && over < 0 {
+			return nil
 		}
-		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
-		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
-			micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
+		if _, derr := db.exec(context.WithoutCancel(ctx), db.q(`DELETE FROM challenges WHERE id = ?`), c.ID); derr != nil {
+			return errors.Join(err, db.wrap("withdraw challenge", derr))
+		}
 		if err != nil {
-			return db.wrap("create challenge", err)
+			return err
 		}
-		if db.challengePurge.due(c.CreatedAt) {
-			// Best effort housekeeping: challenges past their expiry by more
-			// than ChallengeRetention can never be verified again.
-			_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
-				micros(c.CreatedAt.Add(-ChallengeRetention)))
+		return &store.OverBudgetError{Hit: over}
+	}
+	over := -1
+	err := db.tx(ctx, func(tx *Tx) (err error) {
+		if err := db.checkLockout(ctx, tx, c, lock); err != nil {
+			return err
 		}
-		return nil
+		if err := db.insertChallenge(ctx, tx, c, code); err != nil {
+			return err
+		}
+		if over, err = db.hitAll(ctx, tx, hits); err != nil || over < 0 {
+			return err
+		}
+		// Refused: keep the hits so far, and not the challenge.
+		_, err = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE id = ?`), c.ID)
+		return db.wrap("create challenge", err)
 	})
 	if err == nil && over >= 0 {
 		return &store.OverBudgetError{Hit: over}
 	}
 	return err
+}
+
+// checkLockout is CreateChallenge's lock check in tx: a *LockedOutError
+// when the user is locked out.
+func (db *DB) checkLockout(ctx context.Context, tx *Tx, c store.Challenge, lock store.Lockout) error {
+	if lock.Max <= 0 {
+		return nil
+	}
+	var n int
+	var last int64
+	err := tx.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
+		c.OrgID, c.UserID).Scan(&n, &last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return db.wrap("check lockout", err)
+	case n >= lock.Max && last > micros(lock.Since):
+		return &store.LockedOutError{Attempts: n, LastFailure: fromMicros(last)}
+	}
+	return nil
+}
+
+// hitAll makes hits in order in tx, up to the first that goes over its
+// Max: its index, or -1.
+func (db *DB) hitAll(ctx context.Context, tx *Tx, hits []store.CounterHit) (over int, err error) {
+	for i, h := range hits {
+		n, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt)
+		if err != nil {
+			return -1, err
+		}
+		if h.Max > 0 && n > h.Max {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
+// insertChallenge is CreateChallenge's insert of c in tx, with the purge of
+// long-expired challenges now and then.
+func (db *DB) insertChallenge(ctx context.Context, tx *Tx, c store.Challenge, code []byte) error {
+	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
+		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
+		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
+	if err != nil {
+		return db.wrap("create challenge", err)
+	}
+	if db.challengePurge.due(c.CreatedAt) {
+		// Best effort housekeeping: challenges past their expiry by more
+		// than ChallengeRetention can never be verified again.
+		_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
+			micros(c.CreatedAt.Add(-ChallengeRetention)))
+	}
+	return nil
 }
 
 // ChallengeRetention is how long a challenge is kept after its expiry

@@ -51,6 +51,19 @@ type Dialect struct {
 	// GroupCommit runs concurrent write transactions as one (SQLite, whose
 	// single writer would otherwise commit, and fsync, them one by one).
 	GroupCommit bool
+	// AsyncCommit, when set, is the statement that makes a transaction
+	// commit without waiting for its log flush (PostgreSQL: SET LOCAL
+	// synchronous_commit TO OFF), run by CreateChallenge's counter hits
+	// (the send budgets and the charged marker): a budget counter is a row
+	// every challenge of an org (or of one client address) updates, and
+	// its lock is held until the commit, so a flush per challenge would
+	// cap an org near one challenge per flush. Those hits then commit in a
+	// transaction of their own after the challenge's, and a crash of the
+	// database may forget the counts of its last moment (HitCounter itself
+	// stays synchronous: login replay protection counts with it). ""
+	// (SQLite, whose group commit shares one flush): the hits share the
+	// challenge's transaction.
+	AsyncCommit string
 	// IndexHints lets a query name the index it must use (SQLite's
 	// INDEXED BY; PostgreSQL's planner has statistics, and no such syntax).
 	IndexHints bool
