@@ -304,9 +304,13 @@ func startChild(role string, args []string, env ...string) (*child, error) {
 				line <- a
 			}
 		}
+		close(line) // the child closed its output: it has exited
 	}()
 	select {
-	case a := <-line:
+	case a, ok := <-line:
+		if !ok {
+			return nil, fmt.Errorf("%s exited before it listened: %v (its stderr is above)", role, cmd.Wait())
+		}
 		return &child{cmd: cmd, addr: a}, nil
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
