@@ -22,12 +22,17 @@ const maxCachedSettings = 10000
 // change within ttl. An org without saved settings (ErrNotFound) is
 // cached like any other answer; other errors are not.
 func CacheSettings(s Store, ttl time.Duration) Store {
-	return &settingsCache{Store: s, ttl: ttl, orgs: map[int64]*cachedSettings{}}
+	return cacheSettings(s, ttl, time.Now)
+}
+
+func cacheSettings(s Store, ttl time.Duration, now func() time.Time) Store {
+	return &settingsCache{Store: s, ttl: ttl, now: now, orgs: map[int64]*cachedSettings{}}
 }
 
 type settingsCache struct {
 	Store
 	ttl time.Duration
+	now func() time.Time
 
 	mu   sync.Mutex
 	orgs map[int64]*cachedSettings
@@ -45,7 +50,7 @@ type cachedSettings struct {
 }
 
 func (c *settingsCache) GetOTPSettings(ctx context.Context, orgID int64) (OTPSettings, error) {
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	e := c.orgs[orgID]
 	if e != nil && now.Before(e.settingsUntil) {
@@ -67,7 +72,7 @@ func (c *settingsCache) GetOTPSettings(ctx context.Context, orgID int64) (OTPSet
 }
 
 func (c *settingsCache) ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error) {
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	e := c.orgs[orgID]
 	if e != nil && now.Before(e.templatesUntil) {

@@ -68,8 +68,12 @@ func TestCacheSettingsReadsItsOwnWrites(t *testing.T) {
 
 func TestCacheSettingsServesFromMemoryUntilTTL(t *testing.T) {
 	ctx := context.Background()
-	const ttl = 50 * time.Millisecond
-	raw, st, org := openCached(t, ttl)
+	const ttl = time.Second
+	raw, _, org := openCached(t, ttl)
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	st := store.CacheSettingsAt(raw, ttl, now)
 	if err := st.PutOTPSettings(ctx, store.OTPSettings{OrgID: org.ID, ExpirySeconds: 120, Length: 6}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +88,9 @@ func TestCacheSettingsServesFromMemoryUntilTTL(t *testing.T) {
 	if got, _ := st.GetOTPSettings(ctx, org.ID); got.ExpirySeconds != 120 {
 		t.Fatalf("within the TTL the cached value is served, got %+v", got)
 	}
-	time.Sleep(2 * ttl)
+	mu.Lock()
+	clock = clock.Add(ttl) // the TTL has ended
+	mu.Unlock()
 	if got, _ := st.GetOTPSettings(ctx, org.ID); got.ExpirySeconds != 300 {
 		t.Fatalf("after the TTL the change is read, got %+v", got)
 	}
