@@ -590,12 +590,12 @@ type OTP interface {
 	ListMessageTemplates(ctx context.Context, orgID int64) ([]MessageTemplate, error)
 
 	// CreateChallenge checks lock (a user locked out gets a
-	// *LockedOutError, and nothing is written), stores c and makes each of
-	// hits in order (as HitCounter would), all or nothing. (On SQLite that
-	// is one transaction; on PostgreSQL the hits commit in one of their
-	// own after c's, without waiting for its flush, and a c they refuse is
-	// deleted again: a budget counter is a row every challenge of an org
-	// updates.) A hit that takes
+	// *LockedOutError, and nothing is written), makes each of hits in
+	// order (as HitCounter would) and stores c, all or nothing. (On SQLite
+	// that is one transaction; on PostgreSQL the hits commit in one of
+	// their own after c's, without waiting for its flush, and a c they
+	// refuse is deleted again: a budget counter is a row every challenge
+	// of an org updates.) A hit that takes
 	// its counter past its Max ends it there: the hits made so far, that
 	// one included, are committed, c and the later hits are not, and the
 	// answer is an *OverBudgetError naming it (so a refused send is

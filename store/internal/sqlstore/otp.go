@@ -131,8 +131,9 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 }
 
 // CreateChallenge checks the lockout, makes the counter hits and stores a
-// new challenge in one transaction (store.Store says how a lockout or a
-// budget refuses); ErrConflict on a duplicate ID.
+// new challenge (store.Store says how a lockout or a budget refuses, and
+// how the hits commit on a Dialect with AsyncCommit); ErrConflict on a
+// duplicate ID, with no hit made.
 // A zero CreatedAt is stamped with the current time. Now and then (see
 // purger) it also deletes challenges expired for over ChallengeRetention.
 func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store.Lockout, hits ...store.CounterHit) error {
@@ -146,57 +147,53 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store
 	if code == nil {
 		code = []byte{}
 	}
-	if db.d.AsyncCommit != "" {
-		// The lockout and the challenge, then the counters in a transaction
-		// of their own committed without waiting for its flush
-		// (Dialect.AsyncCommit); a challenge they refuse (or could not be
-		// counted) is withdrawn. Its ID was never disclosed.
-		if err := db.tx(ctx, func(tx *Tx) error {
+	over := -1
+	if db.d.AsyncCommit == "" {
+		// One transaction: a hit over its budget commits the hits so far
+		// and skips the insert.
+		err := db.tx(ctx, func(tx *Tx) (err error) {
 			if err := db.checkLockout(ctx, tx, c, lock); err != nil {
 				return err
 			}
-			return db.insertChallenge(ctx, tx, c, code)
-		}); err != nil {
-			return err
-		}
-		over := -1
-		err := db.tx(ctx, func(tx *Tx) (err error) {
-			if _, err := tx.ExecContext(ctx, db.d.AsyncCommit); err != nil {
-				return db.wrap("create challenge", err)
+			if over, err = db.hitAll(ctx, tx, hits); err != nil || over >= 0 {
+				return err
 			}
-			over, err = db.hitAll(ctx, tx, hits)
-			return err
+			return db.insertChallenge(ctx, tx, c, code)
 		})
-		if err == nil && over < 0 {
-			return nil
+		if err == nil && over >= 0 {
+			return &store.OverBudgetError{Hit: over}
 		}
-		if _, derr := db.exec(context.WithoutCancel(ctx), db.q(`DELETE FROM challenges WHERE id = ?`), c.ID); derr != nil {
-			return errors.Join(err, db.wrap("withdraw challenge", derr))
-		}
-		if err != nil {
-			return err
-		}
-		return &store.OverBudgetError{Hit: over}
+		return err
 	}
-	over := -1
-	err := db.tx(ctx, func(tx *Tx) (err error) {
+	// The lockout and the challenge, then the counters in a transaction of
+	// their own committed without waiting for its flush
+	// (Dialect.AsyncCommit); a challenge they refuse (or could not count)
+	// is withdrawn. Its ID was never disclosed.
+	if err := db.tx(ctx, func(tx *Tx) error {
 		if err := db.checkLockout(ctx, tx, c, lock); err != nil {
 			return err
 		}
-		if err := db.insertChallenge(ctx, tx, c, code); err != nil {
-			return err
-		}
-		if over, err = db.hitAll(ctx, tx, hits); err != nil || over < 0 {
-			return err
-		}
-		// Refused: keep the hits so far, and not the challenge.
-		_, err = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE id = ?`), c.ID)
-		return db.wrap("create challenge", err)
-	})
-	if err == nil && over >= 0 {
-		return &store.OverBudgetError{Hit: over}
+		return db.insertChallenge(ctx, tx, c, code)
+	}); err != nil {
+		return err
 	}
-	return err
+	err := db.tx(ctx, func(tx *Tx) (err error) {
+		if _, err := tx.ExecContext(ctx, db.d.AsyncCommit); err != nil {
+			return db.wrap("create challenge", err)
+		}
+		over, err = db.hitAll(ctx, tx, hits)
+		return err
+	})
+	if err == nil && over < 0 {
+		return nil
+	}
+	if derr := db.DeleteChallenge(context.WithoutCancel(ctx), c.OrgID, c.ID); derr != nil {
+		return errors.Join(err, derr)
+	}
+	if err != nil {
+		return err
+	}
+	return &store.OverBudgetError{Hit: over}
 }
 
 // checkLockout is CreateChallenge's lock check in tx: a *LockedOutError
