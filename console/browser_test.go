@@ -373,6 +373,18 @@ func (r *recorded) add(f url.Values, body string) {
 	r.body = append(r.body, body)
 }
 
+// formWith returns the first request whose body contains s.
+func (r *recorded) formWith(s string) (url.Values, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, b := range r.body {
+		if strings.Contains(b, s) {
+			return r.forms[i], true
+		}
+	}
+	return nil, false
+}
+
 func (r *recorded) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
