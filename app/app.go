@@ -40,6 +40,7 @@ import (
 	"github.com/otphub/otphub/dispatcher/backlog"
 	"github.com/otphub/otphub/dispatcher/deliveries"
 	"github.com/otphub/otphub/egress"
+	"github.com/otphub/otphub/internal/admit"
 	"github.com/otphub/otphub/internal/httpx"
 	"github.com/otphub/otphub/login"
 	"github.com/otphub/otphub/oauth"
@@ -235,8 +236,17 @@ func (a *App) buildCore(ctx context.Context, c *components, key []byte) error {
 		}), a.log, a.reg); err != nil {
 		return fmt.Errorf("delivery receipts: %w", err)
 	}
+	var admission authcore.Admission
+	if cfg.OTPMaxInFlight > 0 {
+		g, err := admit.New(cfg.OTPMaxInFlight, cfg.OTPMaxQueueWait)
+		if err != nil {
+			return fmt.Errorf("auth core: %w", err)
+		}
+		admission = g
+	}
 	c.core, err = authcore.New(authcore.Config{
 		PublicURL:         cfg.PublicURL,
+		Admission:         admission,
 		Backlog:           c.backlog,
 		HMACKey:           hmacKey,
 		TrustProxyHeaders: cfg.TrustProxyHeaders,

@@ -198,6 +198,11 @@ func (s *Service) VerifyWithBackupCode(ctx context.Context, org store.Org, id, c
 	if err := checkCode("backupCode", code); err != nil {
 		return err
 	}
+	release, err := s.admit(ctx, org, "verify")
+	if err != nil {
+		return err
+	}
+	defer release()
 	c, settings, now, err := s.openChallenge(ctx, org, id)
 	if err != nil {
 		return err

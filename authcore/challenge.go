@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -176,6 +177,11 @@ func (s *Service) Start(ctx context.Context, org store.Org, req StartRequest) (C
 	if err := s.checkBacklog(ctx, org); err != nil {
 		return ChallengeState{}, err
 	}
+	release, err := s.admit(ctx, org, "start")
+	if err != nil {
+		return ChallengeState{}, err
+	}
+	defer release()
 	mobile := number.E164
 	code, err := newOTP(settings.NumericOnly, settings.Length)
 	if err != nil {
@@ -294,6 +300,11 @@ func (s *Service) Resend(ctx context.Context, org store.Org, id string, req Rese
 	if err != nil {
 		return ChallengeState{}, err
 	}
+	release, err := s.admit(ctx, org, "resend")
+	if err != nil {
+		return ChallengeState{}, err
+	}
+	defer release()
 	c, err := s.getChallenge(ctx, org.ID, id)
 	if err != nil {
 		return ChallengeState{}, err
@@ -462,6 +473,11 @@ func (s *Service) Verify(ctx context.Context, org store.Org, id, code string) er
 	if err := checkCode("code", code); err != nil {
 		return err
 	}
+	release, err := s.admit(ctx, org, "verify")
+	if err != nil {
+		return err
+	}
+	defer release()
 	c, settings, now, err := s.openChallenge(ctx, org, id)
 	if err != nil {
 		return err
@@ -556,6 +572,23 @@ func (s *Service) invalidCode(settings store.OTPSettings, attempt int) error {
 	e := refuse(http.StatusBadRequest, "invalid_code", "the code is not valid")
 	e.AttemptsRemaining = max(0, settings.MaxFailedAttempts-attempt)
 	return e
+}
+
+// admit takes an admission slot for org's operation (Config.Admission),
+// or refuses with overloaded when none freed in time.
+func (s *Service) admit(ctx context.Context, org store.Org, operation string) (release func(), err error) {
+	if s.cfg.Admission == nil {
+		return func() {}, nil
+	}
+	release, err = s.cfg.Admission.Enter(ctx, strconv.FormatInt(org.ID, 10))
+	if err == nil {
+		return release, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	s.metrics.overloaded.WithLabelValues(operation).Inc()
+	return nil, refuseAfter(http.StatusServiceUnavailable, "overloaded", "otphub is doing as much as it can; the request was not started, retry later", time.Second)
 }
 
 // checkBacklog refuses with delivery_backlog, with Retry-After, when every

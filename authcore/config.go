@@ -34,6 +34,13 @@ type BacklogGate interface {
 	Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration)
 }
 
+// Admission bounds the requests doing their store and log work at once
+// (admit.Gate): Enter waits a bounded time for a slot, fairly across keys
+// (orgs), and fails when none freed in time.
+type Admission interface {
+	Enter(ctx context.Context, key string) (release func(), err error)
+}
+
 // Config configures the Service.
 type Config struct {
 	// PublicURL is otphub's public base URL: the events' iss and the base of
@@ -42,6 +49,12 @@ type Config struct {
 	// Backlog, if set, refuses an org's sends (503 delivery_backlog) while
 	// every one of its destinations is backed up (backlog.Gate).
 	Backlog BacklogGate
+	// Admission, if set, bounds the challenge starts, resends and
+	// verifications doing their work at once; one it cannot admit in time
+	// is refused (503 overloaded, Retry-After), so an overloaded store
+	// sheds what it cannot do instead of queueing every request until
+	// all are late.
+	Admission Admission
 	// HMACKey keys the OTP and backup code HMACs; at least 32 bytes.
 	// Required. Changing it invalidates every pending OTP and backup code.
 	HMACKey []byte

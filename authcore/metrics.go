@@ -13,12 +13,14 @@ type metrics struct {
 	sendLimited       *prometheus.CounterVec
 	eventsPublished   prometheus.Counter
 	publishFailures   prometheus.Counter
+	overloaded        *prometheus.CounterVec
 }
 
 var (
 	resendOutcomes      = []string{"sent", "limit_exceeded", "too_soon", "rate_limited", "backlogged", "failed"}
 	verificationResults = []string{"verified", "invalid_code", "expired", "too_many_attempts", "backup_code"}
 	limitScopes         = []string{"number", "ip", "org"}
+	admittedOperations  = []string{"start", "resend", "verify"}
 )
 
 // EventsPublishedHelp is the help text of otphub_events_published_total;
@@ -44,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "otphub_otp_send_limited_total",
 			Help: "SMS OTP sends refused by an abuse limit, by the limit's scope.",
 		}, []string{"scope"}),
+		overloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otphub_otp_overloaded_total",
+			Help: "SMS OTP requests refused because no admission slot freed in time (503 overloaded), by operation.",
+		}, []string{"operation"}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otphub_otp_publish_failures_total",
 			Help: "SMS OTP events the log did not accept (the request answered 503).",
@@ -62,8 +68,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, sc := range limitScopes {
 		m.sendLimited.WithLabelValues(sc)
 	}
+	for _, op := range admittedOperations {
+		m.overloaded.WithLabelValues(op)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.challengesStarted, m.resends, m.verifications, m.sendLimited, m.publishFailures} {
+		for _, c := range []prometheus.Collector{m.challengesStarted, m.resends, m.verifications, m.sendLimited, m.publishFailures, m.overloaded} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

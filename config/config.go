@@ -37,6 +37,13 @@ const (
 	RoleDispatcher = "dispatcher"
 )
 
+// The SMS OTP admission defaults (--otp-max-in-flight,
+// --otp-max-queue-wait; docs/performance.md, "Shedding SMS OTP load").
+const (
+	DefaultOTPMaxInFlight  = 128
+	DefaultOTPMaxQueueWait = 250 * time.Millisecond
+)
+
 // AllRoles lists every role, in a stable order.
 var AllRoles = []string{RoleAuthcore, RoleHub, RoleDispatcher}
 
@@ -114,6 +121,12 @@ type Config struct {
 	OTPLimitPerNumber authcore.Limit
 	OTPLimitPerIP     authcore.Limit
 	OTPLimitPerOrg    authcore.Limit
+	// OTPMaxInFlight bounds the SMS OTP starts, resends and verifications
+	// doing their store and log work at once; the others wait up to
+	// OTPMaxQueueWait for a slot, in turn by org, and are then refused
+	// (503 overloaded). Defaults 128 and 250ms; 0 in flight disables.
+	OTPMaxInFlight  int
+	OTPMaxQueueWait time.Duration
 	// ReceiptWindow is how long a final delivery receipt may take after a
 	// provider accepted an SMS before the OTP fails over to the org's
 	// fallback provider. Default 60s; 0 disables that failover (undelivered
@@ -354,6 +367,12 @@ var settings = []setting{
 	}},
 	{name: "otp-limit-per-org", def: limitString(authcore.DefaultLimits.PerOrg), usage: "SMS OTP sends of one organization: N/duration; 0 disables", set: func(c *Config, v string) error {
 		return sendLimit(&c.OTPLimitPerOrg, v)
+	}},
+	{name: "otp-max-in-flight", def: strconv.Itoa(DefaultOTPMaxInFlight), usage: "SMS OTP starts, resends and verifications doing their store and log work at once; more wait up to --otp-max-queue-wait, in turn by organization, then get 503 overloaded; 0 disables", set: func(c *Config, v string) error {
+		return intIn(&c.OTPMaxInFlight, v, 0, 100000)
+	}},
+	{name: "otp-max-queue-wait", def: DefaultOTPMaxQueueWait.String(), usage: "how long an SMS OTP request waits for one of --otp-max-in-flight slots before it is refused (503 overloaded); 0 refuses at once", set: func(c *Config, v string) error {
+		return durationIn(&c.OTPMaxQueueWait, v, 0, 10*time.Second)
 	}},
 	{name: "receipt-window", def: "60s", usage: "how long after a provider accepted an SMS its final delivery receipt may take before the OTP is sent again through the org's fallback provider (while it is valid); 0 disables this failover (undelivered and failed receipts still fail over)", set: func(c *Config, v string) error {
 		if d, err := time.ParseDuration(v); v == "0" || (err == nil && d == 0) {

@@ -149,7 +149,7 @@ func (s *Service) message(tr translator, e *authcore.Error) template.HTML {
 		return tr.T("noResends")
 	case "backup_codes_disabled":
 		return tr.T("backupDisabled")
-	case "delivery_backlog", "log_unavailable":
+	case "delivery_backlog", "log_unavailable", "overloaded":
 		return tr.T("unavailable")
 	case "already_verified", "challenge_not_found":
 		return tr.T("flowExpired")
@@ -181,7 +181,7 @@ func (s *Service) count(e *authcore.Error) {
 		s.metrics.outcome("expired_code")
 	case "too_many_attempts":
 		s.metrics.outcome("locked_out")
-	case "rate_limited", "delivery_backlog", "log_unavailable":
+	case "rate_limited", "delivery_backlog", "log_unavailable", "overloaded":
 		s.metrics.outcome("send_refused")
 	}
 }
