@@ -35,6 +35,7 @@ var migrationFS embed.FS
 // Pool limits (per replica).
 const (
 	maxOpenConns    = 20
+	maxAsyncConns   = 10 // synchronous_commit off: the send budgets' counters
 	maxIdleConns    = 10
 	connMaxLifetime = 30 * time.Minute
 	connMaxIdleTime = 5 * time.Minute
@@ -71,22 +72,32 @@ func Open(ctx context.Context, url string, opts store.Options) (*Store, error) {
 	db.SetConnMaxLifetime(connMaxLifetime)
 	db.SetConnMaxIdleTime(connMaxIdleTime)
 
-	s, err := sqlstore.New(dialect, db, db, opts, db.Close)
+	acfg := cfg.Copy()
+	acfg.RuntimeParams["synchronous_commit"] = "off"
+	async := stdlib.OpenDB(*acfg)
+	async.SetMaxOpenConns(maxAsyncConns)
+	async.SetMaxIdleConns(maxAsyncConns)
+	async.SetConnMaxLifetime(connMaxLifetime)
+	async.SetConnMaxIdleTime(connMaxIdleTime)
+	closeBoth := func() error { return errors.Join(db.Close(), async.Close()) }
+
+	s, err := sqlstore.New(dialect, db, db, opts, closeBoth)
 	if err != nil {
-		db.Close()
+		closeBoth()
 		return nil, err
 	}
+	s.WithAsyncCommits(async)
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, fmt.Errorf("store: postgres: connect to %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
 	}
 	migrations, err := sqlstore.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
-		db.Close()
+		closeBoth()
 		return nil, err
 	}
 	if err := s.Migrate(ctx, migrations, lockMigrations); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, fmt.Errorf("store: postgres: %w", err)
 	}
 	return &Store{DB: s}, nil
@@ -128,7 +139,6 @@ var dialect = sqlstore.Dialect{
 	NumberedPlaceholders: true,
 	SkipLocked:           " FOR UPDATE SKIP LOCKED",
 	ForUpdate:            " FOR UPDATE",
-	AsyncCommit:          "SET LOCAL synchronous_commit TO OFF",
 	IsUniqueViolation: func(err error) bool {
 		var pgErr *pgconn.PgError
 		return errors.As(err, &pgErr) && pgErr.Code == "23505"

@@ -135,6 +135,14 @@ func testChallenges(t *testing.T, s store.Store) {
 		eq(t, n, want, key+" after two challenges (the second refused at budget-b) and this hit")
 	}
 
+	// The same counter twice (one statement could not update it twice):
+	// both hits count.
+	dup := budget("budget-dup", 10)
+	must(t, s.CreateChallenge(c, newChallenge(a.ID, "33333333-3333-4333-8333-333333333333"), store.Lockout{}, dup, hits[0], dup), "CreateChallenge with a counter hit twice")
+	n, err = s.HitCounter(c, dup.Key, dup.WindowStart, dup.ExpiresAt)
+	must(t, err, "HitCounter")
+	eq(t, n, int64(3), "budget-dup after a challenge that hit it twice and this hit")
+
 	got, err := s.GetChallenge(c, a.ID, ch.ID)
 	must(t, err, "GetChallenge")
 	if got.ID != ch.ID || got.OrgID != a.ID || got.UserID != "alice" || got.Mobile != ch.Mobile || got.Application != "myapp" ||

@@ -1,11 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/otphub/otphub/store"
@@ -132,8 +134,8 @@ func (db *DB) ListMessageTemplates(ctx context.Context, orgID int64) ([]store.Me
 
 // CreateChallenge checks the lockout, makes the counter hits and stores a
 // new challenge (store.Store says how a lockout or a budget refuses, and
-// how the hits commit on a Dialect with AsyncCommit); ErrConflict on a
-// duplicate ID, with no hit made.
+// how the hits commit with an async pool); ErrConflict on a duplicate ID,
+// with no hit made.
 // A zero CreatedAt is stamped with the current time. Now and then (see
 // purger) it also deletes challenges expired for over ChallengeRetention.
 func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store.Lockout, hits ...store.CounterHit) error {
@@ -148,7 +150,7 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store
 		code = []byte{}
 	}
 	over := -1
-	if db.d.AsyncCommit == "" {
+	if db.async == nil {
 		// One transaction: a hit over its budget commits the hits so far
 		// and skips the insert.
 		err := db.tx(ctx, func(tx *Tx) (err error) {
@@ -158,32 +160,26 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store
 			if over, err = db.hitAll(ctx, tx, hits); err != nil || over >= 0 {
 				return err
 			}
-			return db.insertChallenge(ctx, tx, c, code)
+			if err := db.insertChallenge(ctx, tx, c, code, ""); err != nil {
+				return err
+			}
+			db.purgeChallenges(ctx, tx, c.CreatedAt)
+			return nil
 		})
 		if err == nil && over >= 0 {
 			return &store.OverBudgetError{Hit: over}
 		}
 		return err
 	}
-	// The lockout and the challenge, then the counters in a transaction of
-	// their own committed without waiting for its flush
-	// (Dialect.AsyncCommit); a challenge they refuse (or could not count)
-	// is withdrawn. Its ID was never disclosed.
-	if err := db.tx(ctx, func(tx *Tx) error {
-		if err := db.checkLockout(ctx, tx, c, lock); err != nil {
-			return err
-		}
-		return db.insertChallenge(ctx, tx, c, code)
-	}); err != nil {
+	// Two statements, no transaction: the challenge unless the user is
+	// locked out, then the counters on the pool that commits without
+	// waiting for the flush (WithAsyncCommits); a challenge they refuse
+	// (or could not count) is withdrawn. Its ID was never disclosed.
+	if err := db.insertUnlessLocked(ctx, c, code, lock); err != nil {
 		return err
 	}
-	err := db.tx(ctx, func(tx *Tx) (err error) {
-		if _, err := tx.ExecContext(ctx, db.d.AsyncCommit); err != nil {
-			return db.wrap("create challenge", err)
-		}
-		over, err = db.hitAll(ctx, tx, hits)
-		return err
-	})
+	db.purgeChallenges(ctx, pool{db.w}, c.CreatedAt)
+	over, err := db.hitAll(ctx, pool{db.async}, hits)
 	if err == nil && over < 0 {
 		return nil
 	}
@@ -196,15 +192,15 @@ func (db *DB) CreateChallenge(ctx context.Context, c store.Challenge, lock store
 	return &store.OverBudgetError{Hit: over}
 }
 
-// checkLockout is CreateChallenge's lock check in tx: a *LockedOutError
+// checkLockout is CreateChallenge's lock check with q: a *LockedOutError
 // when the user is locked out.
-func (db *DB) checkLockout(ctx context.Context, tx *Tx, c store.Challenge, lock store.Lockout) error {
+func (db *DB) checkLockout(ctx context.Context, q querier, c store.Challenge, lock store.Lockout) error {
 	if lock.Max <= 0 {
 		return nil
 	}
 	var n int
 	var last int64
-	err := tx.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
+	err := q.QueryRowContext(ctx, db.q(`SELECT attempts, last_failure_at FROM failed_attempts WHERE org_id = ? AND user_id = ?`),
 		c.OrgID, c.UserID).Scan(&n, &last)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -216,38 +212,145 @@ func (db *DB) checkLockout(ctx context.Context, tx *Tx, c store.Challenge, lock 
 	return nil
 }
 
-// hitAll makes hits in order in tx, up to the first that goes over its
-// Max: its index, or -1.
-func (db *DB) hitAll(ctx context.Context, tx *Tx, hits []store.CounterHit) (over int, err error) {
-	for i, h := range hits {
-		n, err := db.hitCounter(ctx, tx, h.Key, h.WindowStart, h.ExpiresAt)
-		if err != nil {
-			return -1, err
+// insertUnlessLocked inserts c in one statement unless its user is locked
+// out (a *LockedOutError then).
+func (db *DB) insertUnlessLocked(ctx context.Context, c store.Challenge, code []byte, lock store.Lockout) error {
+	if lock.Max <= 0 {
+		return db.insertChallenge(ctx, pool{db.w}, c, code, "")
+	}
+	for try := 0; ; try++ {
+		err := db.insertChallenge(ctx, pool{db.w}, c, code, ` WHERE NOT EXISTS (SELECT 1 FROM failed_attempts
+			WHERE org_id = ? AND user_id = ? AND attempts >= ? AND last_failure_at > ?)`, c.OrgID, c.UserID, lock.Max, micros(lock.Since))
+		if !errors.Is(err, errNotInserted) {
+			return err
 		}
-		if h.Max > 0 && n > h.Max {
-			return i, nil
+		// Locked out when the insert ran: read why. (Unlocked since, as by
+		// a verification that succeeded in between: insert again.)
+		if err := db.checkLockout(ctx, pool{db.w}, c, lock); err != nil || try == 1 {
+			if err == nil {
+				err = db.wrap("create challenge", errNotInserted)
+			}
+			return err
 		}
 	}
-	return -1, nil
 }
 
-// insertChallenge is CreateChallenge's insert of c in tx, with the purge of
-// long-expired challenges now and then.
-func (db *DB) insertChallenge(ctx context.Context, tx *Tx, c store.Challenge, code []byte) error {
-	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
-		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
-		micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt))
+var errNotInserted = errors.New("the challenge was not inserted")
+
+// hitAll makes hits in order with q, up to the first that goes over its
+// Max: its index, or -1. They are one statement; the hits after one over
+// its Max are taken back at once, as if never made (with q a transaction,
+// no one sees them; with the async pool, another challenge may, for the
+// moment between the two statements).
+func (db *DB) hitAll(ctx context.Context, q querier, hits []store.CounterHit) (over int, err error) {
+	if len(hits) == 0 {
+		return -1, nil
+	}
+	if len(hits) > len(hitQueries) || duplicateHits(hits) {
+		// One row could not be updated twice in one statement.
+		for i, h := range hits {
+			n, err := db.hitCounter(ctx, q, h.Key, h.WindowStart, h.ExpiresAt)
+			if err != nil {
+				return -1, err
+			}
+			if h.Max > 0 && n > h.Max {
+				return i, nil
+			}
+		}
+		return -1, nil
+	}
+	args := make([]any, 0, 3*len(hits))
+	latest := hits[0].WindowStart
+	for _, h := range hits {
+		args = append(args, h.Key, micros(h.WindowStart), micros(h.ExpiresAt))
+		if h.WindowStart.After(latest) {
+			latest = h.WindowStart
+		}
+	}
+	counts := make([]int64, len(hits))
+	err = q.queryRows(ctx, db.q(hitQueries[len(hits)-1]), args, func(rows *sql.Rows) error {
+		var key string
+		var window, n int64
+		if err := rows.Scan(&key, &window, &n); err != nil {
+			return err
+		}
+		for i, h := range hits {
+			if h.Key == key && micros(h.WindowStart) == window {
+				counts[i] = n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return -1, db.wrap("hit counters", err)
+	}
+	over = -1
+	for i, h := range hits {
+		if h.Max > 0 && counts[i] > h.Max {
+			over = i
+			break
+		}
+	}
+	if over >= 0 {
+		for _, h := range hits[over+1:] {
+			if _, err := q.ExecContext(ctx, db.q(`UPDATE rate_counters SET hits = hits - 1 WHERE counter_key = ? AND window_start = ?`),
+				h.Key, micros(h.WindowStart)); err != nil {
+				return -1, db.wrap("hit counters", err)
+			}
+		}
+	}
+	db.purgeCounters(ctx, q, latest)
+	return over, nil
+}
+
+// hitQueries[n-1] is the upsert of n counter hits.
+var hitQueries = func() (qs [8]string) {
+	for n := range qs {
+		qs[n] = `INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)` +
+			strings.Repeat(`, (?, ?, 1, ?)`, n) +
+			` ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1 RETURNING counter_key, window_start, hits`
+	}
+	return qs
+}()
+
+func duplicateHits(hits []store.CounterHit) bool {
+	for i, a := range hits {
+		for _, b := range hits[:i] {
+			if a.Key == b.Key && a.WindowStart.Equal(b.WindowStart) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// insertChallenge is CreateChallenge's insert of c with q; where, if set,
+// is a WHERE clause (with its args) that may keep it from being inserted
+// (errNotInserted).
+func (db *DB) insertChallenge(ctx context.Context, q querier, c store.Challenge, code []byte, where string, whereArgs ...any) error {
+	res, err := q.ExecContext(ctx, db.q(`INSERT INTO challenges (id, org_id, user_id, mobile, country_code, application, code_hmac,
+		event_id, expires_at, resends, last_sent_at, consumed_at, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`+where),
+		append([]any{c.ID, c.OrgID, c.UserID, c.Mobile, c.CountryCode, c.Application, code, c.EventID, micros(c.ExpiresAt), c.Resends,
+			micros(c.LastSentAt), micros(c.ConsumedAt), micros(c.CreatedAt)}, whereArgs...)...)
 	if err != nil {
 		return db.wrap("create challenge", err)
 	}
-	if db.challengePurge.due(c.CreatedAt) {
-		// Best effort housekeeping: challenges past their expiry by more
-		// than ChallengeRetention can never be verified again.
-		_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
-			micros(c.CreatedAt.Add(-ChallengeRetention)))
+	if where != "" {
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmp.Or(err, errNotInserted)
+		}
 	}
 	return nil
+}
+
+// purgeChallenges deletes, now and then, the challenges past their expiry
+// by more than ChallengeRetention: they can never be verified again. Best
+// effort: a failed purge is done again next time.
+func (db *DB) purgeChallenges(ctx context.Context, q querier, now time.Time) {
+	if db.challengePurge.due(now) {
+		_, _ = q.ExecContext(ctx, db.q(`DELETE FROM challenges WHERE expires_at <> 0 AND expires_at < ?`),
+			micros(now.Add(-ChallengeRetention)))
+	}
 }
 
 // ChallengeRetention is how long a challenge is kept after its expiry
@@ -451,20 +554,25 @@ func (db *DB) HitCounter(ctx context.Context, key string, windowStart, expiresAt
 	return n, err
 }
 
-// hitCounter is HitCounter in tx.
-func (db *DB) hitCounter(ctx context.Context, tx *Tx, key string, windowStart, expiresAt time.Time) (int64, error) {
+// hitCounter is HitCounter with q.
+func (db *DB) hitCounter(ctx context.Context, q querier, key string, windowStart, expiresAt time.Time) (int64, error) {
 	var n int64
-	err := tx.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
+	err := q.QueryRowContext(ctx, db.q(`INSERT INTO rate_counters (counter_key, window_start, hits, expires_at) VALUES (?, ?, 1, ?)
 		ON CONFLICT (counter_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1
 		RETURNING hits`), key, micros(windowStart), micros(expiresAt)).Scan(&n)
 	if err != nil {
 		return 0, db.wrap("hit counter", err)
 	}
-	if db.counterPurge.due(windowStart) {
-		// Best effort: a failed purge is simply done again next time.
-		_, _ = tx.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
-	}
+	db.purgeCounters(ctx, q, windowStart)
 	return n, nil
+}
+
+// purgeCounters deletes, now and then, the counters that expired before
+// windowStart. Best effort: a failed purge is done again next time.
+func (db *DB) purgeCounters(ctx context.Context, q querier, windowStart time.Time) {
+	if db.counterPurge.due(windowStart) {
+		_, _ = q.ExecContext(ctx, db.q(`DELETE FROM rate_counters WHERE expires_at < ?`), micros(windowStart))
+	}
 }
 
 // otpStatsChallenges selects the challenges OTPStats counts (org, window),

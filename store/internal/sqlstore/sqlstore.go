@@ -51,19 +51,6 @@ type Dialect struct {
 	// GroupCommit runs concurrent write transactions as one (SQLite, whose
 	// single writer would otherwise commit, and fsync, them one by one).
 	GroupCommit bool
-	// AsyncCommit, when set, is the statement that makes a transaction
-	// commit without waiting for its log flush (PostgreSQL: SET LOCAL
-	// synchronous_commit TO OFF), run by CreateChallenge's counter hits
-	// (the send budgets and the charged marker): a budget counter is a row
-	// every challenge of an org (or of one client address) updates, and
-	// its lock is held until the commit, so a flush per challenge would
-	// cap an org near one challenge per flush. Those hits then commit in a
-	// transaction of their own after the challenge's, and a crash of the
-	// database may forget the counts of its last moment (HitCounter itself
-	// stays synchronous: login replay protection counts with it). ""
-	// (SQLite, whose group commit shares one flush): the hits share the
-	// challenge's transaction.
-	AsyncCommit string
 	// IndexHints lets a query name the index it must use (SQLite's
 	// INDEXED BY; PostgreSQL's planner has statistics, and no such syntax).
 	IndexHints bool
@@ -89,6 +76,9 @@ type DB struct {
 	now    func() time.Time
 	closer func() error
 	group  *groupCommitter // when Dialect.GroupCommit
+	// async, if set (WithAsyncCommits), is a pool of the same database
+	// whose sessions commit without waiting for the log flush.
+	async *sql.DB
 
 	rebindMu    sync.RWMutex
 	rebindCache map[string]string
@@ -116,6 +106,21 @@ func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB,
 	}
 	return db, nil
 }
+
+// WithAsyncCommits gives db a pool of the same database whose sessions
+// commit without waiting for their log flush (PostgreSQL:
+// synchronous_commit off), for CreateChallenge's counter hits (the send
+// budgets and the charged marker). A budget counter is a row every
+// challenge of an org (or of one client address) updates, and its lock is
+// held until the commit, so a flush per challenge would cap an org near
+// one challenge per flush. With it, CreateChallenge is two statements
+// outside any transaction: the challenge (unless its user is locked out),
+// then the hits, asynchronously; a database crash may forget the counts
+// of its last moment (HitCounter itself stays synchronous: login replay
+// protection counts with it). Without it (SQLite, whose group commit
+// shares one flush), the hits share the challenge's transaction. Call it
+// before db is used; Close does not close async.
+func (db *DB) WithAsyncCommits(async *sql.DB) { db.async = async }
 
 // Ping checks the database is reachable.
 func (db *DB) Ping(ctx context.Context) error {

@@ -76,6 +76,50 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 	return t.tx.QueryRowContext(t.use(ctx), query, args...)
 }
 
+// queryRows runs query and calls fn for each row, the rows closed before
+// it returns (so, in a group, it may reuse the group's statement).
+func (t *Tx) queryRows(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
+	s, err := t.stmt(query)
+	if err != nil {
+		return err
+	}
+	var rows *sql.Rows
+	if s != nil {
+		rows, err = s.QueryContext(t.ctx, args...)
+	} else {
+		rows, err = t.tx.QueryContext(t.use(ctx), query, args...)
+	}
+	return eachRow(rows, err, fn)
+}
+
+// querier runs statements: a *Tx, or a pool outside any transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	queryRows(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error
+}
+
+// pool is a querier whose every statement commits on its own.
+type pool struct{ *sql.DB }
+
+func (p pool) queryRows(ctx context.Context, query string, args []any, fn func(*sql.Rows) error) error {
+	rows, err := p.QueryContext(ctx, query, args...)
+	return eachRow(rows, err, fn)
+}
+
+func eachRow(rows *sql.Rows, err error, fn func(*sql.Rows) error) error {
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // QueryContext is sql.Tx.QueryContext.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	return t.tx.QueryContext(t.use(ctx), query, args...)
