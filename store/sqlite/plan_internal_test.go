@@ -29,7 +29,10 @@ func TestPeriodicQueryPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	partial := []string{"INDEX delivery_tasks_due", "INDEX delivery_tasks_dead"}
+	partial := map[string][]string{
+		"delivery_tasks": {"INDEX delivery_tasks_due", "INDEX delivery_tasks_dead"},
+		"sms_receipts":   {"INDEX sms_receipts_failed", "INDEX sms_receipts_due"},
+	}
 	for name, q := range sqlstore.PeriodicQueries(dialect) {
 		args := make([]any, strings.Count(q, "?"))
 		for i := range args {
@@ -50,8 +53,10 @@ func TestPeriodicQueryPlans(t *testing.T) {
 		}
 		rows.Close()
 		for _, step := range plan {
-			if strings.Contains(step, "delivery_tasks") && !containsAny(step, partial) {
-				t.Errorf("%s reads delivery_tasks without a partial index: %q (plan %q)", name, step, plan)
+			for table, indexes := range partial {
+				if strings.Contains(step, table) && !containsAny(step, indexes) {
+					t.Errorf("%s reads %s without a partial index: %q (plan %q)", name, table, step, plan)
+				}
 			}
 		}
 	}

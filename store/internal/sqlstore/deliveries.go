@@ -461,7 +461,8 @@ func (db *DB) DeliveryStats(ctx context.Context) (store.DeliveryStats, error) {
 }
 
 // The queries that run on a timer whatever the traffic (the metrics'
-// DeliveryStats, the back-pressure gate's PendingByDestination): each
+// DeliveryStats, the back-pressure gate's PendingByDestination, the
+// receipts' DueFailovers): each
 // names the partial index it must read, on SQLite, whose planner
 // otherwise prefers delivery_tasks_destination for the GROUP BY and so
 // scans every retained task.
@@ -473,6 +474,7 @@ func PeriodicQueries(d Dialect) map[string]string {
 		"DeliveryStats pending": pendingStatsSQL(d),
 		"DeliveryStats dead":    deadStatsSQL(d),
 		"PendingByDestination":  pendingByDestinationSQL(d),
+		"DueFailovers":          dueFailoversSQL(d),
 	}
 }
 

@@ -156,16 +156,32 @@ func scanReceipts(rows *sql.Rows, db *DB, op string) ([]store.SMSReceipt, error)
 	return out, db.wrap(op, rows.Err())
 }
 
+// dueFailoversSQL selects the primary-slot records not failed over yet
+// and unexpired whose final receipt said undelivered or failed (the
+// soonest to expire first), and those still silent past their
+// receipt_due_at (the longest overdue first), each case through the
+// partial index that holds only its records (migration 0013) and read no
+// further than the limit: it runs every second, every SMS in flight is
+// such a record until it is delivered, and after an outage most of them
+// may be overdue at once.
+func dueFailoversSQL(d Dialect) string {
+	return `SELECT ` + receiptCols + ` FROM (SELECT ` + receiptCols + ` FROM sms_receipts` + d.indexedBy("sms_receipts_failed") + `
+			WHERE failover_status = '' AND destination_id = 'primary' AND state IN ('undelivered', 'failed') AND expires_at > ?
+			ORDER BY expires_at LIMIT ?) AS failed
+		UNION ALL
+		SELECT ` + receiptCols + ` FROM (SELECT ` + receiptCols + ` FROM sms_receipts` + d.indexedBy("sms_receipts_due") + `
+			WHERE failover_status = '' AND destination_id = 'primary' AND receipt_due_at > 0 AND state NOT IN ('delivered', 'undelivered', 'failed')
+			AND receipt_due_at <= ? AND expires_at > ? ORDER BY receipt_due_at LIMIT ?) AS due
+		ORDER BY expires_at, event_id LIMIT ?`
+}
+
 // DueFailovers returns primary-slot records that may fail over at now.
 func (db *DB) DueFailovers(ctx context.Context, now time.Time, limit int) ([]store.SMSReceipt, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	n := micros(now)
-	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+receiptCols+` FROM sms_receipts
-		WHERE failover_status = '' AND destination_id = 'primary' AND expires_at > ? AND state <> 'delivered'
-		AND (state IN ('undelivered', 'failed') OR (receipt_due_at > 0 AND receipt_due_at <= ?))
-		ORDER BY expires_at, event_id LIMIT ?`), n, n, limit)
+	rows, err := db.r.QueryContext(ctx, db.q(dueFailoversSQL(db.d)), n, limit, n, n, limit, limit)
 	if err != nil {
 		return nil, db.wrap("due failovers", err)
 	}
