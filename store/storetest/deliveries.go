@@ -12,6 +12,7 @@ import (
 
 var deliveryCases = []testCase{
 	{"DeliveriesInsert", testDeliveriesInsert},
+	{"DeliveriesInsertLargeBatch", testDeliveriesInsertLargeBatch},
 	{"DeliveriesScopedByOrg", testDeliveriesScopedByOrg},
 	{"DeliveriesList", testDeliveriesList},
 	{"DeliveriesLease", testDeliveriesLease},
@@ -58,6 +59,37 @@ func newTask(orgID int64, id, eventID string, created time.Time) store.DeliveryT
 		Event: []byte(`{"messageBody":"Your code is 075052"}`), Status: store.DeliveryPending, Attempts: 1,
 		NextAttemptAt: created.Add(time.Second), ExpiresAt: created.Add(5 * time.Minute), LastError: "HTTP 503",
 		LastStatusCode: 503, CreatedAt: created, UpdatedAt: created}
+}
+
+// testDeliveriesInsertLargeBatch: a batch of several statements' worth
+// (the recorder writes hundreds at once) keeps every task and attempt, and
+// skips the duplicates, wherever they fall, with their attempts.
+func testDeliveriesInsertLargeBatch(t *testing.T, s store.Store) {
+	c := ctx(t)
+	a := mustOrg(t, s, "org-a")
+	const n = 300
+	var tasks []store.DeliveryTask
+	var atts []store.DeliveryAttempt
+	for i := range n {
+		tk := newTask(a.ID, fmt.Sprintf("big-%03d", i), fmt.Sprintf("ev-big-%03d", i%(n-10)), at(time.Duration(i)*time.Millisecond))
+		tasks = append(tasks, tk)
+		atts = append(atts, store.DeliveryAttempt{TaskID: tk.ID, Number: 1, StartedAt: tk.CreatedAt, StatusCode: 200 + i, Outcome: "retry"})
+	}
+	inserted, err := s.InsertDeliveryTasks(c, tasks, atts)
+	must(t, err, "InsertDeliveryTasks(300, the last 10 duplicates)")
+	eq(t, inserted, n-10, "inserted")
+	for _, i := range []int{0, 63, 64, 65, 200, n - 11} {
+		got, gotAtts, err := s.GetDelivery(c, a.ID, tasks[i].ID)
+		must(t, err, "GetDelivery(%s)", tasks[i].ID)
+		eq(t, got.EventID, tasks[i].EventID, "event of "+tasks[i].ID)
+		if len(gotAtts) != 1 || gotAtts[0].StatusCode != 200+i {
+			t.Fatalf("attempts of %s = %+v, want its own one", tasks[i].ID, gotAtts)
+		}
+	}
+	for _, i := range []int{n - 10, n - 1} {
+		_, _, err := s.GetDelivery(c, a.ID, tasks[i].ID)
+		wantErr(t, err, store.ErrNotFound, "GetDelivery of a duplicate "+tasks[i].ID)
+	}
 }
 
 func testDeliveriesInsert(t *testing.T, s store.Store) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,58 +85,56 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 	var inserted int
 	err := db.tx(ctx, func(tx *Tx) error {
 		inserted = 0
-		// One prepared statement per batch: preparing is most of the cost
-		// of a small insert.
-		insTask, err := tx.PrepareContext(ctx, db.q(`INSERT INTO delivery_tasks (`+taskCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (org_id, event_source, event_id, destination_type, destination_id) DO NOTHING`))
-		if err != nil {
-			return db.wrap("insert delivery task", err)
-		}
-		defer insTask.Close()
-		var insAttempt *Stmt
-		if len(attempts) > 0 {
-			if insAttempt, err = tx.PrepareContext(ctx, db.q(insertAttemptSQL)); err != nil {
-				return db.wrap("insert delivery attempt", err)
-			}
-			defer insAttempt.Close()
-		}
-		for _, t := range tasks {
-			if t.ID == "" {
-				t.ID = uuid.NewString()
-			}
-			if t.Status == "" {
-				t.Status = store.DeliveryPending
-			}
-			if t.CreatedAt.IsZero() {
-				t.CreatedAt = now
-			}
-			if t.UpdatedAt.IsZero() {
-				t.UpdatedAt = t.CreatedAt
-			}
-			sealed, err := db.seal.seal(t.Event, eventAD(t.ID))
-			if err != nil {
-				return err
-			}
-			res, err := insTask.ExecContext(ctx,
-				t.ID, t.OrgID, t.EventSource, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
-				micros(t.NextAttemptAt), micros(t.ExpiresAt), t.LeaseOwner, micros(t.LeaseUntil),
-				truncate(t.LastError), t.LastStatusCode, micros(t.CreatedAt), micros(t.UpdatedAt))
-			if err != nil {
-				return db.wrap("insert delivery task", err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return db.wrap("insert delivery task", err)
-			}
-			if n == 0 {
-				continue
-			}
-			inserted++
-			for _, a := range byTask[t.ID] {
-				if err := execAttempt(ctx, insAttempt, t.ID, a); err != nil {
-					return db.wrap("insert delivery attempt", err)
+		// Multi-row statements, taskChunk tasks or attemptChunk attempts
+		// each: through database/sql every statement is a round trip to
+		// PostgreSQL (and a statement step on SQLite), and a batch of the
+		// recorder is hundreds of tasks.
+		var atts []store.DeliveryAttempt // of the tasks inserted
+		for start := 0; start < len(tasks); start += taskChunk {
+			chunk := tasks[start:min(start+taskChunk, len(tasks))]
+			args := make([]any, 0, 17*len(chunk))
+			for _, t := range chunk {
+				if t.ID == "" {
+					t.ID = uuid.NewString()
 				}
+				if t.Status == "" {
+					t.Status = store.DeliveryPending
+				}
+				if t.CreatedAt.IsZero() {
+					t.CreatedAt = now
+				}
+				if t.UpdatedAt.IsZero() {
+					t.UpdatedAt = t.CreatedAt
+				}
+				sealed, err := db.seal.seal(t.Event, eventAD(t.ID))
+				if err != nil {
+					return err
+				}
+				args = append(args, t.ID, t.OrgID, t.EventSource, t.EventID, t.DestinationType, t.DestinationID, sealed, t.Status, t.Attempts,
+					micros(t.NextAttemptAt), micros(t.ExpiresAt), t.LeaseOwner, micros(t.LeaseUntil),
+					truncate(t.LastError), t.LastStatusCode, micros(t.CreatedAt), micros(t.UpdatedAt))
+			}
+			err := tx.queryRows(ctx, db.q(insertTasksSQL(len(chunk))), args, func(rows *sql.Rows) error {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				inserted++
+				atts = append(atts, byTask[id]...)
+				return nil
+			})
+			if err != nil {
+				return db.wrap("insert delivery task", err)
+			}
+		}
+		for start := 0; start < len(atts); start += attemptChunk {
+			chunk := atts[start:min(start+attemptChunk, len(atts))]
+			args := make([]any, 0, 7*len(chunk))
+			for _, a := range chunk {
+				args = append(args, a.TaskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
+			}
+			if _, err := tx.ExecContext(ctx, db.q(insertAttemptSQL+strings.Repeat(", (?, ?, ?, ?, ?, ?, ?)", len(chunk)-1)), args...); err != nil {
+				return db.wrap("insert delivery attempt", err)
 			}
 		}
 		return nil
@@ -144,6 +143,21 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 		return 0, err
 	}
 	return inserted, nil
+}
+
+// Rows per statement of InsertDeliveryTasks: 17 parameters a task, 7 an
+// attempt, far below either database's limit on parameters.
+const (
+	taskChunk    = 64
+	attemptChunk = 128
+)
+
+// insertTasksSQL inserts n tasks, skipping those whose key exists, and
+// returns the IDs of those it inserted.
+func insertTasksSQL(n int) string {
+	return `INSERT INTO delivery_tasks (` + taskCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)` +
+		strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, n-1) +
+		` ON CONFLICT (org_id, event_source, event_id, destination_type, destination_id) DO NOTHING RETURNING id`
 }
 
 const insertAttemptSQL = `INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
