@@ -88,7 +88,7 @@ func testDeliveriesInsertLargeBatch(t *testing.T, s store.Store) {
 	}
 	for _, i := range []int{n - 10, n - 1} {
 		_, _, err := s.GetDelivery(c, a.ID, tasks[i].ID)
-		wantErr(t, err, store.ErrNotFound, "GetDelivery of a duplicate "+tasks[i].ID)
+		wantErr(t, err, store.ErrNotFound, "GetDelivery of a duplicate %s", tasks[i].ID)
 	}
 }
 
