@@ -119,7 +119,7 @@ func New(d Dialect, w, r *sql.DB, opts store.Options, closer func() error) (*DB,
 // of its last moment (HitCounter itself stays synchronous: login replay
 // protection counts with it). Without it (SQLite, whose group commit
 // shares one flush), the hits share the challenge's transaction. Call it
-// before db is used; Close does not close async.
+// before db is used; the closer given to New must close async too.
 func (db *DB) WithAsyncCommits(async *sql.DB) { db.async = async }
 
 // Ping checks the database is reachable.
