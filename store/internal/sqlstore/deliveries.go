@@ -127,17 +127,7 @@ func (db *DB) InsertDeliveryTasks(ctx context.Context, tasks []store.DeliveryTas
 				return db.wrap("insert delivery task", err)
 			}
 		}
-		for start := 0; start < len(atts); start += attemptChunk {
-			chunk := atts[start:min(start+attemptChunk, len(atts))]
-			args := make([]any, 0, 7*len(chunk))
-			for _, a := range chunk {
-				args = append(args, a.TaskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
-			}
-			if _, err := tx.ExecContext(ctx, db.q(insertAttemptSQL+strings.Repeat(", (?, ?, ?, ?, ?, ?, ?)", len(chunk)-1)), args...); err != nil {
-				return db.wrap("insert delivery attempt", err)
-			}
-		}
-		return nil
+		return db.insertAttempts(ctx, tx, atts)
 	})
 	if err != nil {
 		return 0, err
@@ -160,21 +150,21 @@ func insertTasksSQL(n int) string {
 		` ON CONFLICT (org_id, event_source, event_id, destination_type, destination_id) DO NOTHING RETURNING id`
 }
 
-const insertAttemptSQL = `INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
-
-func (db *DB) insertAttempt(ctx context.Context, tx *Tx, taskID string, a store.DeliveryAttempt) error {
-	stmt, err := tx.PrepareContext(ctx, db.q(insertAttemptSQL))
-	if err != nil {
-		return db.wrap("insert delivery attempt", err)
+// insertAttempts stores atts (each naming its task) in tx, attemptChunk
+// per statement.
+func (db *DB) insertAttempts(ctx context.Context, tx *Tx, atts []store.DeliveryAttempt) error {
+	for start := 0; start < len(atts); start += attemptChunk {
+		chunk := atts[start:min(start+attemptChunk, len(atts))]
+		args := make([]any, 0, 7*len(chunk))
+		for _, a := range chunk {
+			args = append(args, a.TaskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO delivery_attempts (task_id, number, started_at, duration_us, status_code, outcome, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`+strings.Repeat(", (?, ?, ?, ?, ?, ?, ?)", len(chunk)-1)), args...); err != nil {
+			return db.wrap("insert delivery attempt", err)
+		}
 	}
-	defer stmt.Close()
-	return db.wrap("insert delivery attempt", execAttempt(ctx, stmt, taskID, a))
-}
-
-func execAttempt(ctx context.Context, stmt *Stmt, taskID string, a store.DeliveryAttempt) error {
-	_, err := stmt.ExecContext(ctx, taskID, a.Number, micros(a.StartedAt), a.Duration.Microseconds(), a.StatusCode, a.Outcome, truncate(a.Error))
-	return err
+	return nil
 }
 
 // LeaseDueTasks leases up to limit pending tasks due at now whose lease is
@@ -291,7 +281,8 @@ func (db *DB) completeIn(ctx context.Context, tx *Tx, taskID, owner string, atte
 	if attempt.Number <= 0 {
 		attempt.Number = attempts
 	}
-	return db.insertAttempt(ctx, tx, taskID, attempt)
+	attempt.TaskID = taskID
+	return db.insertAttempts(ctx, tx, []store.DeliveryAttempt{attempt})
 }
 
 // DeferDelivery releases owner's lease on a pending task and makes it due

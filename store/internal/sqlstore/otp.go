@@ -218,21 +218,19 @@ func (db *DB) insertUnlessLocked(ctx context.Context, c store.Challenge, code []
 	if lock.Max <= 0 {
 		return db.insertChallenge(ctx, pool{db.w}, c, code, "")
 	}
-	for try := 0; ; try++ {
+	for range 2 {
 		err := db.insertChallenge(ctx, pool{db.w}, c, code, ` WHERE NOT EXISTS (SELECT 1 FROM failed_attempts
 			WHERE org_id = ? AND user_id = ? AND attempts >= ? AND last_failure_at > ?)`, c.OrgID, c.UserID, lock.Max, micros(lock.Since))
 		if !errors.Is(err, errNotInserted) {
 			return err
 		}
 		// Locked out when the insert ran: read why. (Unlocked since, as by
-		// a verification that succeeded in between: insert again.)
-		if err := db.checkLockout(ctx, pool{db.w}, c, lock); err != nil || try == 1 {
-			if err == nil {
-				err = db.wrap("create challenge", errNotInserted)
-			}
+		// a verification that succeeded in between: insert again, once.)
+		if err := db.checkLockout(ctx, pool{db.w}, c, lock); err != nil {
 			return err
 		}
 	}
+	return db.wrap("create challenge", errNotInserted)
 }
 
 var errNotInserted = errors.New("the challenge was not inserted")
