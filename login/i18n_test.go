@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/otphub/otphub/authcore"
 )
 
 // TestCatalogComplete: every locale has every message, with the same
@@ -68,5 +71,24 @@ func TestMaskMobile(t *testing.T) {
 	}
 	if got := maskMobile("+12015550123"); got != "+1\u00a0••••••••\u00a023" {
 		t.Fatalf("%q", got)
+	}
+}
+
+// TestRefusalMessages: each of authcore's refusals the prompt can meet has
+// its own sentence, and a shed verification does not claim a code could
+// not be sent.
+func TestRefusalMessages(t *testing.T) {
+	tr := translator{locale: "en"}
+	s := &Service{}
+	for code, want := range map[string]string{
+		"overloaded":       "We are very busy just now.",
+		"delivery_backlog": "We could not send a code just now.",
+		"rate_limited":     "Too many codes were sent to this number.",
+		"no_such_code":     "Something went wrong on our side.",
+	} {
+		got := string(s.message(tr, &authcore.Error{Code: code, RetryAfter: time.Minute}))
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("%s: %q, want it to start with %q", code, got, want)
+		}
 	}
 }

@@ -149,8 +149,10 @@ func (s *Service) message(tr translator, e *authcore.Error) template.HTML {
 		return tr.T("noResends")
 	case "backup_codes_disabled":
 		return tr.T("backupDisabled")
-	case "delivery_backlog", "log_unavailable", "overloaded":
+	case "delivery_backlog", "log_unavailable":
 		return tr.T("unavailable")
+	case "overloaded": // a send or a verification: both are shed alike
+		return tr.T("busy")
 	case "already_verified", "challenge_not_found":
 		return tr.T("flowExpired")
 	}
