@@ -130,11 +130,11 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 func (e *Engine) AnySaturated() bool { return e.eps.AnySaturated() }
 
 // Saturated reports whether t's endpoint in org orgID is taking all it
-// can: at its concurrency cap with a quarter of its queue waiting, so more
-// events for it would only wait. The backlog gate of the same process
-// refuses publishes on it at once (backlog.Local), while the rest of the
-// queue still has room for what the log holds for it, before any backlog
-// is stored.
+// can: at its concurrency cap with a quarter of its queue waiting for
+// isolation.SaturatedAfter or longer, so more events for it would only
+// wait. The backlog gate of the same process refuses publishes on it at
+// once (backlog.Local), while the rest of the queue still has room for
+// what the log holds for it, before any backlog is stored.
 func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
 	return e.eps.Saturated(t.EndpointKey(orgID))
 }

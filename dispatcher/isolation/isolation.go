@@ -98,6 +98,8 @@ type endpoint[T comparable] struct {
 	openUntil time.Time
 	probing   bool // a half-open probe is in flight
 	probe     T    // the item that is the probe, while probing
+	// queuedSince is when the queue last grew to the gate's saturatedAt.
+	queuedSince time.Time
 
 	// Pace: how often attempts end (an EWMA of the gaps between
 	// Releases), which tells whether a full queue is about to have room.
@@ -118,17 +120,18 @@ type Gate[T comparable] struct {
 	cap      int
 	queueCap int
 	// saturatedAt is the queue length from which an endpoint counts as
-	// saturated: a quarter of the queue (at least 1), so what the log
-	// still holds for it when publishing is refused (backlog.Local) fits
-	// in the three quarters left instead of overflowing into retry tasks.
+	// saturated, once it has stayed there for SaturatedAfter: a quarter
+	// of the queue (at least 1), so what the log still holds for it when
+	// publishing is refused (backlog.Local) fits in the three quarters
+	// left instead of overflowing into retry tasks.
 	saturatedAt int
 	breaker     BreakerConfig
 	now         func() time.Time
 	// OnChange, if set, is called (without the lock) after a circuit
 	// changes state.
 	OnChange func()
-	// saturated counts endpoints whose queue is at saturatedAt or more
-	// (Saturated, AnySaturated).
+	// saturated counts endpoints whose queue is at saturatedAt or more,
+	// for however short a time (AnySaturated).
 	saturated atomic.Int64
 }
 
@@ -193,6 +196,7 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 		ep.queue = append(ep.queue, it)
 		if len(ep.queue) == g.saturatedAt {
 			g.saturated.Add(1)
+			ep.queuedSince = g.now()
 		}
 		g.mu.Unlock()
 		return Queued, time.Time{}
@@ -289,12 +293,25 @@ func (g *Gate[T]) pace(ep *endpoint[T]) {
 	ep.lastRelease = now
 }
 
-// AnySaturated reports whether any endpoint is saturated (Saturated).
+// SaturatedAfter is how long an endpoint's queue must stay at a quarter
+// or more of its depth before the endpoint counts as saturated. A healthy
+// endpoint's queue fills for a moment whenever this process pauses (a
+// garbage collection, an fsync, a busy machine) and empties as soon as it
+// resumes: refusing its org's publishes for that would refuse an org whose
+// destinations are keeping up (docs/performance.md). A queue that stays
+// is one the endpoint is not draining; what arrives in this time fits in
+// the three quarters of the queue left at the rates measured.
+const SaturatedAfter = 50 * time.Millisecond
+
+// AnySaturated reports whether any endpoint may be saturated: whether one
+// has a quarter of its queue or more waiting, however briefly. It is the
+// cheap test before Saturated.
 func (g *Gate[T]) AnySaturated() bool { return g.saturated.Load() > 0 }
 
 // Saturated reports whether key is taking all it can: at its concurrency
-// cap with a quarter of its queue or more waiting, so more work for it
-// would only wait (or, once the queue is full, become retry tasks).
+// cap with a quarter of its queue or more waiting for SaturatedAfter, so
+// more work for it would only wait (or, once the queue is full, become
+// retry tasks).
 func (g *Gate[T]) Saturated(key string) bool {
 	if !g.AnySaturated() {
 		return false
@@ -302,7 +319,7 @@ func (g *Gate[T]) Saturated(key string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ep := g.m[key]
-	return ep != nil && len(ep.queue) >= g.saturatedAt
+	return ep != nil && len(ep.queue) >= g.saturatedAt && g.now().Sub(ep.queuedSince) >= SaturatedAfter
 }
 
 // IsProbe reports whether it is key's half-open probe in flight.

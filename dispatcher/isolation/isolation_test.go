@@ -212,6 +212,7 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	clk := &fakeNow{}
 	g := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
 	running := fastAndFull(t, g, "e")
+	clk.advance(SaturatedAfter)
 	if !g.Saturated("e") || !g.AnySaturated() || g.Saturated("other") {
 		t.Fatalf("Saturated: %v AnySaturated: %v other: %v", g.Saturated("e"), g.AnySaturated(), g.Saturated("other"))
 	}
@@ -226,8 +227,12 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	if a := <-got; a != Queued {
 		t.Fatalf("after room was made: %d, want Queued", a)
 	}
+	if g.Saturated("e") {
+		t.Fatal("the queue filled again just now, Saturated says yes")
+	}
+	clk.advance(SaturatedAfter)
 	if !g.Saturated("e") {
-		t.Fatal("the queue is full again, Saturated says no")
+		t.Fatal("the queue stayed full, Saturated says no")
 	}
 }
 
@@ -270,9 +275,10 @@ func TestAdmitWaitDoesNotWaitLong(t *testing.T) {
 }
 
 // TestSaturatedAtAQuarterOfTheQueue: an endpoint at its cap counts as
-// saturated once a quarter of its queue waits (publishing is refused while
-// the rest of the queue takes what the log still holds), and stops as the
-// queue drains below that; DrainQueues forgets it.
+// saturated once a quarter of its queue has waited for SaturatedAfter
+// (publishing is refused while the rest of the queue takes what the log
+// still holds; a queue that fills for a moment refuses nothing), and stops
+// as the queue drains below that; DrainQueues forgets it.
 func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 	clk := &fakeNow{}
 	g := New[*item](1, 8, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
@@ -284,9 +290,17 @@ func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 		if a, _ := g.Admit("e", &item{}); a != Queued {
 			t.Fatalf("queued %d: %d", i, a)
 		}
-		if want := i >= 1; g.Saturated("e") != want || g.AnySaturated() != want {
-			t.Fatalf("%d queued: Saturated %v AnySaturated %v, want %v", i+1, g.Saturated("e"), g.AnySaturated(), want)
+		if want := i >= 1; g.AnySaturated() != want || g.Saturated("e") {
+			t.Fatalf("%d queued: AnySaturated %v (want %v), Saturated %v before SaturatedAfter", i+1, g.AnySaturated(), want, g.Saturated("e"))
 		}
+	}
+	clk.advance(SaturatedAfter - time.Millisecond)
+	if g.Saturated("e") {
+		t.Fatal("saturated before the queue stayed for SaturatedAfter")
+	}
+	clk.advance(time.Millisecond)
+	if !g.Saturated("e") {
+		t.Fatal("a quarter of the queue waited for SaturatedAfter: not saturated")
 	}
 	for i := 0; i < 2; i++ {
 		next, ok, _, _ := g.Release("e", running, Success)
@@ -298,10 +312,11 @@ func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 	if g.Saturated("e") || g.AnySaturated() {
 		t.Fatal("one queued of eight: still saturated")
 	}
+	clk.advance(time.Hour) // the hold counts from when the queue grew back, not from the first time
 	g.Admit("e", &item{})
 	g.Admit("e", &item{})
-	if !g.AnySaturated() {
-		t.Fatal("three queued: not saturated")
+	if !g.AnySaturated() || g.Saturated("e") {
+		t.Fatalf("three queued again just now: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
 	}
 	g.DrainQueues()
 	if g.AnySaturated() {
