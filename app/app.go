@@ -188,7 +188,7 @@ func (a *App) build(ctx context.Context, key []byte, opts Options) (*components,
 	if c.tenants, err = tenants.New(tenants.Config{OnClientDeleted: c.issuer.ForgetClient}, a.store, a.log); err != nil {
 		return nil, fmt.Errorf("tenants: %w", err)
 	}
-	if c.backlog, err = backlog.New(backlog.Config{Limit: int64(cfg.MaxPendingPerDestination), Interval: opts.BacklogInterval}, a.store, a.log, a.reg); err != nil {
+	if c.backlog, err = backlog.New(backlog.Config{Limit: int64(cfg.MaxPendingPerDestination), Interval: opts.BacklogInterval, MaxLogWait: cfg.MaxLogWait}, a.store, a.log, a.reg); err != nil {
 		return nil, fmt.Errorf("delivery backlog gate: %w", err)
 	}
 	if err := a.buildCore(ctx, c, key); err != nil {

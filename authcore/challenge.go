@@ -592,8 +592,9 @@ func (s *Service) admit(ctx context.Context, org store.Org, operation string) (r
 }
 
 // checkBacklog refuses with delivery_backlog, with Retry-After, when every
-// destination of the org is backed up: the OTP would likely expire before
-// it could be delivered, and the caller can fall back at once.
+// destination of the org is backed up or its events wait in the log
+// (backlog.Gate): the OTP would likely arrive late or expire before it
+// could be delivered, and the caller can fall back at once.
 func (s *Service) checkBacklog(ctx context.Context, org store.Org) error {
 	if s.cfg.Backlog == nil {
 		return nil
@@ -602,5 +603,5 @@ func (s *Service) checkBacklog(ctx context.Context, org store.Org) error {
 	if !over {
 		return nil
 	}
-	return refuseAfter(http.StatusServiceUnavailable, "delivery_backlog", "every delivery destination of this organization is backed up; the OTP was not sent, retry later", wait)
+	return refuseAfter(http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up (at every destination, or in the delivery log); the OTP was not sent, retry later", wait)
 }

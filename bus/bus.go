@@ -7,6 +7,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Topics used by otphub.
@@ -36,13 +37,20 @@ type Message struct {
 	Topic     string
 	Partition int
 	Offset    int64
+	// Time is when the record was appended, to millisecond precision:
+	// the embedded log's append time; in Kafka the record's timestamp
+	// (otphub's producers set it when they publish). Zero when the record
+	// has none. The dispatcher measures how long records wait in the log
+	// with it.
+	Time time.Time
 
 	ack func()
 }
 
-// NewReceived builds a received message whose Ack calls ack. Adapters use it.
-func NewReceived(topic string, partition int, offset int64, key, value []byte, headers map[string]string, ack func()) *Message {
-	return &Message{Key: key, Value: value, Headers: headers, Topic: topic, Partition: partition, Offset: offset, ack: ack}
+// NewReceived builds a received message, appended at appended, whose Ack
+// calls ack. Adapters use it.
+func NewReceived(topic string, partition int, offset int64, appended time.Time, key, value []byte, headers map[string]string, ack func()) *Message {
+	return &Message{Key: key, Value: value, Headers: headers, Topic: topic, Partition: partition, Offset: offset, Time: appended, ack: ack}
 }
 
 // Ack marks the message processed. The adapter commits a partition's

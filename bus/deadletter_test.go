@@ -18,7 +18,7 @@ func TestDeadLetterBoundsReasonAndKeepsRecord(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	m := bus.NewReceived(bus.NotificationsTopic, 2, 7, []byte("myorg"), []byte("{bad"), map[string]string{"ce_id": "x"}, nil)
+	m := bus.NewReceived(bus.NotificationsTopic, 2, 7, time.Time{}, []byte("myorg"), []byte("{bad"), map[string]string{"ce_id": "x"}, nil)
 	if err := bus.DeadLetter(ctx, l, m, strings.Repeat("r", 5000)); err != nil {
 		t.Fatal(err)
 	}

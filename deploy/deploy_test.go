@@ -37,6 +37,7 @@ var metrics = map[string]string{
 	"otphub_otp_send_limited_total":            "counter",
 	"otphub_otp_overloaded_total":              "counter",
 	"otphub_log_consumer_lag_records":          "gauge",
+	"otphub_log_wait_seconds":                  "histogram",
 	"otphub_websub_subscriptions":              "gauge",
 	"otphub_websub_intent_verifications_total": "counter",
 	"otphub_http_requests_total":               "counter",

@@ -182,6 +182,7 @@ func (s *saturation) AnySaturated() bool { return len(s.keys) > 0 }
 func (s *saturation) Saturated(orgID int64, t *delivery.Target) bool {
 	return s.keys[t.EndpointKey(orgID)]
 }
+func (s *saturation) LogWait(int64) (time.Duration, bool) { return 0, false }
 
 // TestBacklogGateLocalSaturation: with the engine of the same process as a
 // source, an org is refused at once, with a short Retry-After, while every
@@ -220,5 +221,79 @@ func TestBacklogGateLocalSaturation(t *testing.T) {
 	e.res.Set(org, fast)
 	if over, _ := b.Over(ctx, e.orgID, org); over {
 		t.Fatal("still refused once the endpoint has room")
+	}
+}
+
+// TestBacklogGateLogWait: with the engine of the same process as a source,
+// an org whose records waited in the log longer than MaxLogWait before the
+// router took them is refused (short Retry-After), whatever its
+// destinations and even with the destination gate off (Limit 0); an org
+// with nothing waiting is not; the refusal lapses once the org's records
+// are routed promptly again, or a second after its last one. The wait is
+// measured by a real engine over the embedded log: the late records are
+// published before the engine starts.
+func TestBacklogGateLogWait(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	orgs := map[string]int64{org: e.orgID}
+	for _, name := range []string{"idle", "quiet"} {
+		o, err := e.st.CreateOrg(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orgs[name] = o.ID
+	}
+	rcv := dt.NewReceiver(t, nil)
+	for name := range orgs {
+		e.res.Set(name, dt.Webhook("sub-"+name, rcv.URL))
+	}
+	reg := newReg()
+	b, err := backlog.New(backlog.Config{Limit: 1000, Interval: backlogInterval, MaxLogWait: 300 * time.Millisecond}, e.st, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noDest, err := backlog.New(backlog.Config{MaxLogWait: 300 * time.Millisecond}, e.st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.UseResolvers(e.res)
+	noDest.UseResolvers(e.res)
+
+	late, quiet := e.event(time.Minute), dt.NewEvent("quiet", orgs["quiet"], time.Minute)
+	e.publish(late, quiet)
+	time.Sleep(400 * time.Millisecond) // the records wait in the log: no engine yet
+	eng := e.start(testConfig(e.clock))
+	b.UseLocal(eng)
+	noDest.UseLocal(eng)
+	dt.Eventually(t, 10*time.Second, func() bool { return rcv.Delivered(late.ID) == 1 && rcv.Delivered(quiet.ID) == 1 },
+		"the late records were not delivered")
+	if wait, ok := eng.LogWait(e.orgID); !ok || wait < 400*time.Millisecond {
+		t.Fatalf("LogWait = %v, %v; want the 400 ms the record waited", wait, ok)
+	}
+	over, retry := b.Over(ctx, e.orgID, org)
+	if !over || retry != backlog.LocalRetryAfter || metric(t, reg, "otphub_publish_backpressure_total", nil) != 1 {
+		t.Fatalf("records waited 400 ms, bound 300 ms: Over = %v, %v; want true, %v", over, retry, backlog.LocalRetryAfter)
+	}
+	if over, _ := noDest.Over(ctx, e.orgID, org); !over {
+		t.Fatal("Limit 0 turned the log-wait bound off too")
+	}
+	if over, _ := b.Over(ctx, orgs["quiet"], "quiet"); !over {
+		t.Fatal("the other org whose record waited was not refused")
+	}
+	if over, _ := b.Over(ctx, orgs["idle"], "idle"); over {
+		t.Fatal("an org with no records waiting was refused")
+	}
+
+	prompt := e.event(time.Minute)
+	e.publish(prompt)
+	dt.Eventually(t, 10*time.Second, func() bool { return rcv.Delivered(prompt.ID) == 1 }, "the next record was not delivered")
+	if over, _ := b.Over(ctx, e.orgID, org); over {
+		wait, _ := eng.LogWait(e.orgID)
+		t.Fatalf("refused after a record routed promptly (waited %v)", wait)
+	}
+	dt.Eventually(t, 5*time.Second, func() bool { over, _ := b.Over(ctx, orgs["quiet"], "quiet"); return !over },
+		"still refused seconds after the org's last record")
+	if _, err := backlog.New(backlog.Config{MaxLogWait: -time.Second}, e.st, nil, nil); err == nil {
+		t.Fatal("a negative MaxLogWait was accepted")
 	}
 }

@@ -57,6 +57,7 @@ type Engine struct {
 	runMu   sync.Mutex
 	running bool
 	lag     func() int64
+	waits   *logWaits
 }
 
 // New builds an Engine. sub and pub are the log (pub receives undecodable
@@ -112,6 +113,7 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 		hosts:      isolation.NewHostCap(cfg.PerHostConcurrency),
 		firstSlots: make(chan struct{}, cfg.Workers),
 		retrySlots: make(chan struct{}, cfg.RetryWorkers),
+		waits:      newLogWaits(),
 	}
 	e.eps.OnChange = e.updateBreakerGauge
 	// Run replaces these with its own (done at shutdown).
@@ -137,6 +139,15 @@ func (e *Engine) AnySaturated() bool { return e.eps.AnySaturated() }
 // what the log holds for it, before any backlog is stored.
 func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
 	return e.eps.Saturated(t.EndpointKey(orgID))
+}
+
+// LogWait reports how long org orgID's records wait in the log before this
+// engine's router takes them, as measured on its latest record if that was
+// routed within the last second (ok false otherwise: none routed lately,
+// or the log gives no append times). The backlog gate of the same process
+// refuses the org's new events while it is too long (backlog.Local).
+func (e *Engine) LogWait(orgID int64) (wait time.Duration, ok bool) {
+	return e.waits.get(orgID, time.Now())
 }
 
 // error when the consumer ended first. Run may be called once.
@@ -278,6 +289,7 @@ func (e *Engine) statsLoop(ctx context.Context) {
 			}
 			e.eps.Sweep(10 * e.cfg.Breaker.OpenDuration)
 		}
+		e.waits.sweep(time.Now())
 		select {
 		case <-ctx.Done():
 			return

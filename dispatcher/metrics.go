@@ -49,6 +49,7 @@ type metrics struct {
 	undecodable      prometheus.Counter
 	breakers         *prometheus.GaugeVec // state
 	consumerLag      prometheus.Gauge
+	logWait          prometheus.Histogram
 }
 
 // newMetrics registers the metrics with reg, each destination type's
@@ -106,9 +107,14 @@ func newMetrics(reg prometheus.Registerer, types []string) (*metrics, error) {
 			Name: "otphub_log_consumer_lag_records",
 			Help: "Records in the log not yet received by this process's consumer (when the log adapter reports it).",
 		}),
+		logWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "otphub_log_wait_seconds",
+			Help:    "Time from a record's append to the log to this process's router taking it: how far behind the dispatcher reads.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.failures, m.latency, m.attemptDuration,
-		m.queueDepth, m.queueOldest, m.retriesScheduled, m.deadLetters, m.undecodable, m.breakers, m.consumerLag} {
+		m.queueDepth, m.queueOldest, m.retriesScheduled, m.deadLetters, m.undecodable, m.breakers, m.consumerLag, m.logWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

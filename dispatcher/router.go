@@ -53,6 +53,14 @@ func (e *Engine) route(ctx context.Context, m *bus.Message) {
 		m.Ack()
 		return
 	}
+	if !m.Time.IsZero() {
+		// Wall-clock time against the log's append time (in Kafka the
+		// producer's clock): both are real time, not the injectable Now.
+		now := time.Now()
+		wait := max(0, now.Sub(m.Time))
+		e.waits.observe(ev.OrganizationID, wait, now)
+		e.m.logWait.Observe(wait.Seconds())
+	}
 	targets, err := e.resolve(ctx, ev)
 	if err != nil {
 		return // shutting down: left unacknowledged

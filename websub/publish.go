@@ -161,7 +161,7 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Backlog != nil {
 		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
 			httpx.RetryAfter(w, wait)
-			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "every destination of this organization is backed up; the event was not accepted, retry later")
+			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up (at every destination, or in the delivery log); the event was not accepted, retry later")
 			return
 		}
 	}

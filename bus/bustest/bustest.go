@@ -194,10 +194,17 @@ func (s *suite) testPublishConsume(t *testing.T) {
 			"content-type": "application/json",
 		},
 	}
+	before := time.Now().Truncate(time.Millisecond)
 	publish(t, b, s.f.Topic, m, msg("other", "second"))
+	after := time.Now()
 	c := subscribe(t, b, s.f.Topic, "g-basic")
 	got := s.receive(t, c, 2)
 	ackAll(got)
+	for _, g := range got { // the append time, which the dispatcher's log wait is measured from
+		if g.Time.Before(before) || g.Time.After(after) {
+			t.Errorf("%s: Time %v, want the append time, between %v and %v", g.Key, g.Time, before, after)
+		}
+	}
 	var first *bus.Message
 	for _, g := range got {
 		if string(g.Key) == "myorg" {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/otphub/otphub/bus"
 )
@@ -130,7 +131,7 @@ func (a *assignment) run(ctx context.Context, cur *cursor) {
 		a.pending = append(a.pending, in)
 		a.mu.Unlock()
 		var once atomic.Bool
-		m := bus.NewReceived(c.g.t.name, a.partition, r.offset, r.key, r.value, r.headers, func() {
+		m := bus.NewReceived(c.g.t.name, a.partition, r.offset, time.UnixMilli(r.timestamp), r.key, r.value, r.headers, func() {
 			if once.CompareAndSwap(false, true) {
 				<-c.sem
 				a.ack(in)

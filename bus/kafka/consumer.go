@@ -141,7 +141,7 @@ func (c *consumer) fetchLoop() {
 		backoff = 50 * time.Millisecond
 		t, in := c.track(m.Partition, m.Offset)
 		var once atomic.Bool
-		msg := bus.NewReceived(m.Topic, m.Partition, m.Offset, m.Key, m.Value, fromHeaders(m.Headers), func() {
+		msg := bus.NewReceived(m.Topic, m.Partition, m.Offset, recordTime(m.Time), m.Key, m.Value, fromHeaders(m.Headers), func() {
 			if once.CompareAndSwap(false, true) {
 				<-c.sem
 				c.ack(m.Partition, t, in)
@@ -277,4 +277,13 @@ func (c *consumer) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
+}
+
+// recordTime is a fetched record's timestamp, zero when it has none (a
+// producer that set none leaves -1 or 0 on the wire).
+func recordTime(t time.Time) time.Time {
+	if t.UnixMilli() <= 0 {
+		return time.Time{}
+	}
+	return t
 }

@@ -152,8 +152,9 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 }
 
 // Publish writes msgs and returns once every in-sync replica has them.
-// Records with the same key go to the same partition (kafka-go's Hash
-// balancer, FNV-1a), so they keep their order.
+// Records with the same key go to the same partition (murmur2, see New),
+// so they keep their order. Each record's timestamp is the time of the
+// call: consumers measure how long records waited in the log with it.
 func (b *Bus) Publish(ctx context.Context, topic string, msgs ...bus.Message) error {
 	if b.closed.Load() {
 		return bus.ErrClosed
@@ -162,8 +163,9 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...bus.Message) er
 		return nil
 	}
 	out := make([]kafkago.Message, len(msgs))
+	now := time.Now()
 	for i, m := range msgs {
-		out[i] = kafkago.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: toHeaders(m.Headers)}
+		out[i] = kafkago.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: toHeaders(m.Headers), Time: now}
 	}
 	if err := b.writer.WriteMessages(ctx, out...); err != nil {
 		if b.closed.Load() || errors.Is(err, io.ErrClosedPipe) {

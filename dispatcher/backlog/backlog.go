@@ -1,7 +1,9 @@
 // Package backlog is the publish-side back-pressure gate: it refuses an
 // org's new events (503 with Retry-After) while every destination they
-// would go to has more pending deliveries than the limit. The API
-// processes run it; it reads the store, never the engine.
+// would go to has more pending deliveries than the limit, or, where the
+// engine runs in the same process, while every destination's endpoint is
+// saturated or the org's records wait in the log too long. The API
+// processes run it; it reads the store, and the engine only through Local.
 package backlog
 
 import (
@@ -33,6 +35,13 @@ const DefaultLimit = 1000
 // DefaultInterval is the default Config.Interval.
 const DefaultInterval = 2 * time.Second
 
+// DefaultMaxLogWait is the default Config.MaxLogWait (and
+// --max-log-wait). A dispatcher that keeps up takes a record from the log
+// within milliseconds of its append; half a second behind is a backlog
+// building, and what is accepted while it drains still arrives within
+// about a second (docs/performance.md).
+const DefaultMaxLogWait = 500 * time.Millisecond
+
 // Config configures the Gate.
 type Config struct {
 	// Limit: a destination with more pending tasks than this is backed up.
@@ -41,6 +50,11 @@ type Config struct {
 	// Interval is how often the counts are read from the store, and the
 	// Retry-After of a refusal. Default DefaultInterval.
 	Interval time.Duration
+	// MaxLogWait: an org whose records wait in the log longer than this
+	// before the engine of this process routes them is refused
+	// (Local.LogWait). 0 disables; negative is invalid. It acts apart from
+	// Limit (Limit 0 keeps it).
+	MaxLogWait time.Duration
 }
 
 // TargetResolver is what the gate needs of a Resolver: the destinations an
@@ -52,12 +66,18 @@ type TargetResolver interface {
 }
 
 // Local is the dispatcher engine running in this process, when it does
-// (the embedded single binary): it knows at once which endpoints are at
-// their concurrency cap with a full queue, long before their overflow
-// shows in the store's counts.
+// (the embedded single binary, and each pod of the single-role chart): it
+// knows at once which endpoints are at their concurrency cap with a full
+// queue, long before their overflow shows in the store's counts, and how
+// long an org's records wait in the log before it routes them, which no
+// count shows at all.
 type Local interface {
 	AnySaturated() bool
 	Saturated(orgID int64, t *delivery.Target) bool
+	// LogWait is how long the org's latest records waited in the log
+	// before the engine took them; ok false when it cannot tell (none
+	// routed in the last second).
+	LogWait(orgID int64) (wait time.Duration, ok bool)
 }
 
 // LocalRetryAfter is the Retry-After of a refusal because of a saturated
@@ -83,11 +103,12 @@ type destKey struct{ typ, id string }
 // org's current destinations come from the dispatcher's resolvers (cached
 // by them) and are read only for an org with a backed-up destination.
 type Gate struct {
-	st       store.Deliveries
-	limit    int64
-	interval time.Duration
-	log      *slog.Logger
-	refused  prometheus.Counter
+	st         store.Deliveries
+	limit      int64
+	interval   time.Duration
+	maxLogWait time.Duration
+	log        *slog.Logger
+	refused    prometheus.Counter
 
 	mu        sync.RWMutex
 	resolvers []TargetResolver
@@ -101,6 +122,9 @@ func New(cfg Config, st store.Deliveries, logger *slog.Logger, reg prometheus.Re
 	if cfg.Limit < 0 {
 		return nil, fmt.Errorf("dispatcher: backlog limit %d must not be negative", cfg.Limit)
 	}
+	if cfg.MaxLogWait < 0 {
+		return nil, fmt.Errorf("dispatcher: max log wait %v must not be negative", cfg.MaxLogWait)
+	}
 	if st == nil {
 		return nil, errors.New("dispatcher: nil store")
 	}
@@ -110,10 +134,10 @@ func New(cfg Config, st store.Deliveries, logger *slog.Logger, reg prometheus.Re
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Gate{st: st, limit: cfg.Limit, interval: cfg.Interval, log: logger, backedUp: map[int64]map[destKey]bool{},
+	b := &Gate{st: st, limit: cfg.Limit, interval: cfg.Interval, maxLogWait: cfg.MaxLogWait, log: logger, backedUp: map[int64]map[destKey]bool{},
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otphub_publish_backpressure_total",
-			Help: "Events refused (503) because every destination of their org had more pending deliveries than the limit.",
+			Help: "Events and OTPs refused (503 delivery_backlog): every destination of their org was backed up (pending deliveries over the limit, or its endpoint saturated), or the org's records waited in the log longer than the bound.",
 		})}
 	if reg != nil {
 		if err := reg.Register(b.refused); err != nil {
@@ -142,18 +166,29 @@ func (b *Gate) UseLocal(l Local) {
 	b.mu.Unlock()
 }
 
-// Over reports whether the org's next event should be refused because
-// every destination it would go to is backed up (counting the refusal),
-// and how long the caller should wait (Retry-After). An org without
-// destinations, or whose destinations cannot be resolved now, is not
-// refused: its event would join no backlog, or the gate cannot tell.
+// Over reports whether the org's next event should be refused, counting
+// the refusal, and how long the caller should wait (Retry-After): because
+// its records wait in the log longer than MaxLogWait (they would arrive
+// late whatever their destinations), or because every destination it
+// would go to is backed up. An org without destinations, or whose
+// destinations cannot be resolved now, is not refused for them: its
+// event would join no backlog, or the gate cannot tell.
 func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration) {
-	if b == nil || b.limit <= 0 {
+	if b == nil {
 		return false, 0
 	}
 	b.mu.RLock()
 	backed, rs, local := b.backedUp[orgID], b.resolvers, b.local
 	b.mu.RUnlock()
+	if local != nil && b.maxLogWait > 0 {
+		if wait, ok := local.LogWait(orgID); ok && wait > b.maxLogWait {
+			b.refused.Inc()
+			return true, LocalRetryAfter
+		}
+	}
+	if b.limit <= 0 {
+		return false, 0
+	}
 	if local != nil && !local.AnySaturated() {
 		local = nil
 	}

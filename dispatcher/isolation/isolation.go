@@ -98,7 +98,7 @@ type endpoint[T comparable] struct {
 	openUntil time.Time
 	probing   bool // a half-open probe is in flight
 	probe     T    // the item that is the probe, while probing
-	// queuedSince is when the queue last grew to the gate's saturatedAt.
+	// queuedSince is when the queue last stopped being empty.
 	queuedSince time.Time
 
 	// Pace: how often attempts end (an EWMA of the gaps between
@@ -193,10 +193,12 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 			g.mu.Unlock()
 			return DenyBusy, time.Time{}
 		}
+		if len(ep.queue) == 0 {
+			ep.queuedSince = g.now()
+		}
 		ep.queue = append(ep.queue, it)
 		if len(ep.queue) == g.saturatedAt {
 			g.saturated.Add(1)
-			ep.queuedSince = g.now()
 		}
 		g.mu.Unlock()
 		return Queued, time.Time{}
@@ -293,14 +295,16 @@ func (g *Gate[T]) pace(ep *endpoint[T]) {
 	ep.lastRelease = now
 }
 
-// SaturatedAfter is how long an endpoint's queue must stay at a quarter
-// or more of its depth before the endpoint counts as saturated. A healthy
+// SaturatedAfter is how long an endpoint's queue must have been non-empty
+// before a quarter of its depth waiting counts as saturation. A healthy
 // endpoint's queue fills for a moment whenever this process pauses (a
 // garbage collection, an fsync, a busy machine) and empties as soon as it
 // resumes: refusing its org's publishes for that would refuse an org whose
-// destinations are keeping up (docs/performance.md). A queue that stays
-// is one the endpoint is not draining; what arrives in this time fits in
-// the three quarters of the queue left at the rates measured.
+// destinations are keeping up (docs/performance.md). A queue that has not
+// emptied for this long is a standing one, and then a quarter waiting is
+// saturation at once: the hold is not taken again each time the queue
+// dips below a quarter, which under overload would let through, every
+// time, more than the rest of the queue holds.
 const SaturatedAfter = 50 * time.Millisecond
 
 // AnySaturated reports whether any endpoint may be saturated: whether one
@@ -309,9 +313,9 @@ const SaturatedAfter = 50 * time.Millisecond
 func (g *Gate[T]) AnySaturated() bool { return g.saturated.Load() > 0 }
 
 // Saturated reports whether key is taking all it can: at its concurrency
-// cap with a quarter of its queue or more waiting for SaturatedAfter, so
-// more work for it would only wait (or, once the queue is full, become
-// retry tasks).
+// cap with a quarter of its queue or more waiting, in a queue that has not
+// emptied for SaturatedAfter, so more work for it would only wait (or,
+// once the queue is full, become retry tasks).
 func (g *Gate[T]) Saturated(key string) bool {
 	if !g.AnySaturated() {
 		return false

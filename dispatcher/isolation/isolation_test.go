@@ -275,10 +275,12 @@ func TestAdmitWaitDoesNotWaitLong(t *testing.T) {
 }
 
 // TestSaturatedAtAQuarterOfTheQueue: an endpoint at its cap counts as
-// saturated once a quarter of its queue has waited for SaturatedAfter
-// (publishing is refused while the rest of the queue takes what the log
-// still holds; a queue that fills for a moment refuses nothing), and stops
-// as the queue drains below that; DrainQueues forgets it.
+// saturated while a quarter of its queue waits, once the queue has not
+// emptied for SaturatedAfter (publishing is refused while the rest of the
+// queue takes what the log still holds; a queue that fills for a moment
+// refuses nothing), and stops as the queue drains below a quarter; a
+// queue that dipped below a quarter without emptying is saturated again
+// at once; DrainQueues forgets it.
 func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 	clk := &fakeNow{}
 	g := New[*item](1, 8, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
@@ -296,7 +298,7 @@ func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 	}
 	clk.advance(SaturatedAfter - time.Millisecond)
 	if g.Saturated("e") {
-		t.Fatal("saturated before the queue stayed for SaturatedAfter")
+		t.Fatal("saturated before the queue was non-empty for SaturatedAfter")
 	}
 	clk.advance(time.Millisecond)
 	if !g.Saturated("e") {
@@ -312,11 +314,19 @@ func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
 	if g.Saturated("e") || g.AnySaturated() {
 		t.Fatal("one queued of eight: still saturated")
 	}
-	clk.advance(time.Hour) // the hold counts from when the queue grew back, not from the first time
+	g.Admit("e", &item{})
+	g.Admit("e", &item{})
+	if !g.AnySaturated() || !g.Saturated("e") {
+		t.Fatalf("three queued again, the queue never emptied: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
+	}
+	for range 3 { // empty the queue
+		next, _, _, _ := g.Release("e", running, Success)
+		running = next
+	}
 	g.Admit("e", &item{})
 	g.Admit("e", &item{})
 	if !g.AnySaturated() || g.Saturated("e") {
-		t.Fatalf("three queued again just now: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
+		t.Fatalf("two queued just after the queue emptied: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
 	}
 	g.DrainQueues()
 	if g.AnySaturated() {
