@@ -116,9 +116,10 @@ type Config struct {
 	// backlog.DefaultLimit for why); 0 disables.
 	MaxPendingPerDestination int
 	// MaxLogWait: in a process that runs the dispatcher, an org whose
-	// events waited in the log longer than this before the dispatcher
-	// read them gets its new events refused (503 delivery_backlog).
-	// Default 500ms (backlog.DefaultMaxLogWait); 0 disables.
+	// events wait in the log before the dispatcher reads them gets a share
+	// of its new events refused (503 delivery_backlog): none up to half of
+	// this wait, all of them from this wait on. Default 500ms
+	// (backlog.DefaultMaxLogWait); 0 disables.
 	MaxLogWait time.Duration
 	// OTPLimitPerNumber, OTPLimitPerIP and OTPLimitPerOrg are the auth
 	// core's SMS send budgets (starts and resends) per mobile number, per
@@ -364,7 +365,7 @@ var settings = []setting{
 	{name: "max-pending-per-destination", def: strconv.Itoa(backlog.DefaultLimit), usage: "a destination with more pending deliveries than this is backed up; an org whose every destination is backed up gets its new events and OTPs refused (503 delivery_backlog); 0 disables", set: func(c *Config, v string) error {
 		return intIn(&c.MaxPendingPerDestination, v, 0, 10_000_000)
 	}},
-	{name: "max-log-wait", def: backlog.DefaultMaxLogWait.String(), usage: "in a process running the dispatcher, an org whose events waited in the log longer than this before the dispatcher read them gets its new events and OTPs refused (503 delivery_backlog) until they are read promptly again; 0 disables", set: func(c *Config, v string) error {
+	{name: "max-log-wait", def: backlog.DefaultMaxLogWait.String(), usage: "in a process running the dispatcher, an org whose events wait in the log before the dispatcher reads them gets a share of its new events and OTPs refused (503 delivery_backlog): none while they wait up to half of this, all once they wait this long; 0 disables", set: func(c *Config, v string) error {
 		return durationIn(&c.MaxLogWait, v, 0, time.Minute)
 	}},
 	{name: "otp-limit-per-number", def: limitString(authcore.DefaultLimits.PerNumber), usage: "SMS OTP sends (starts and resends) to one mobile number: N/duration, e.g. 10/1h for at most 10 per fixed hour; 0 disables", set: func(c *Config, v string) error {

@@ -154,9 +154,23 @@ func TestGuard(t *testing.T) {
 }
 
 func TestCallingCode(t *testing.T) {
-	for in, want := range map[string]int{"+94771234567": 94, "+14155550100": 1, "+447700900123": 44, "garbage": 0, "+999123": 0} {
+	for in, want := range map[string]int{"+94771234567": 94, "+14155550100": 1, "+447911123456": 44, "garbage": 0, "+999123": 0} {
 		if got := smspolicy.CallingCode(in); got != want {
 			t.Errorf("CallingCode(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// BenchmarkScreenNumber is the number screening every challenge start
+// pays (libphonenumber's parse and its type patterns).
+func BenchmarkScreenNumber(b *testing.B) {
+	for _, number := range []string{"+94771234567", "+14155550123", "+447911123456"} {
+		b.Run(number[:3], func(b *testing.B) {
+			for b.Loop() {
+				if _, refusal := smspolicy.ScreenNumber(number, store.OTPSettings{AllowedNumberTypes: smspolicy.NumberTypes()}); refusal != "" {
+					b.Fatal(refusal)
+				}
+			}
+		})
 	}
 }
