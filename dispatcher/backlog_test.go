@@ -225,7 +225,7 @@ func TestBacklogGateLocalSaturation(t *testing.T) {
 }
 
 // TestBacklogGateLogWait: with the engine of the same process as a source,
-// an org whose records waited in the log longer than MaxLogWait before the
+// an org whose records waited in the log MaxLogWait or longer before the
 // router took them is refused (short Retry-After), whatever its
 // destinations and even with the destination gate off (Limit 0); an org
 // with nothing waiting is not; the refusal lapses once the org's records

@@ -132,9 +132,9 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 func (e *Engine) AnySaturated() bool { return e.eps.AnySaturated() }
 
 // Saturated reports whether t's endpoint in org orgID is taking all it
-// can: at its concurrency cap with a quarter of its queue waiting for
-// isolation.SaturatedAfter or longer, so more events for it would only
-// wait. The backlog gate of the same process refuses publishes on it at
+// can: at its concurrency cap with a quarter of its queue waiting, in a
+// queue not empty for isolation.SaturatedAfter, so more events for it
+// would only wait. The backlog gate of the same process refuses publishes on it at
 // once (backlog.Local), while the rest of the queue still has room for
 // what the log holds for it, before any backlog is stored.
 func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
@@ -145,7 +145,7 @@ func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
 // engine's router takes them, as measured on its latest record if that was
 // routed within the last second (ok false otherwise: none routed lately,
 // or the log gives no append times). The backlog gate of the same process
-// refuses the org's new events while it is too long (backlog.Local).
+// sheds a share of the org's new events while it is long (backlog.Local).
 func (e *Engine) LogWait(orgID int64) (wait time.Duration, ok bool) {
 	return e.waits.get(orgID, time.Now())
 }

@@ -15,8 +15,8 @@ const logWaitFresh = time.Second
 // logWaits keeps, per org, how long its record routed last had waited in
 // the log (from its append to the router taking it). The router writes
 // it; the publish-side gate of the same process reads it
-// (Engine.LogWait): an org whose records wait longer than the gate's
-// bound is refused, so the backlog in the log, which no endpoint queue
+// (Engine.LogWait) and sheds a share of the org's new events that rises
+// with the wait, so the backlog in the log, which no endpoint queue
 // shows, stops growing. Per org, because an org's records wait behind
 // those of its partition: one org's flood shows first in its own records.
 type logWaits struct {

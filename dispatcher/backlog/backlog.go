@@ -140,7 +140,7 @@ func New(cfg Config, st store.Deliveries, logger *slog.Logger, reg prometheus.Re
 	b := &Gate{st: st, limit: cfg.Limit, interval: cfg.Interval, maxLogWait: cfg.MaxLogWait, log: logger, backedUp: map[int64]map[destKey]bool{},
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otphub_publish_backpressure_total",
-			Help: "Events and OTPs refused (503 delivery_backlog): every destination of their org was backed up (pending deliveries over the limit, or its endpoint saturated), or the org's records waited in the log longer than the bound.",
+			Help: "Events and OTPs refused (503 delivery_backlog): every destination of their org was backed up (pending deliveries over the limit, or its endpoint saturated), or the org's records waited in the log (a share of its events, rising with the wait; --max-log-wait).",
 		})}
 	if reg != nil {
 		if err := reg.Register(b.refused); err != nil {
@@ -172,10 +172,11 @@ func (b *Gate) UseLocal(l Local) {
 // Over reports whether the org's next event should be refused, counting
 // the refusal, and how long the caller should wait (Retry-After): because
 // its records wait in the log (they would arrive late whatever their
-// destinations; a share rising with the wait, shedShare), or because every destination it
-// would go to is backed up. An org without destinations, or whose
-// destinations cannot be resolved now, is not refused for them: its
-// event would join no backlog, or the gate cannot tell.
+// destinations; a share rising with the wait, shedShare), or because
+// every destination it would go to is backed up. An org without
+// destinations, or whose destinations cannot be resolved now, is not
+// refused for them: its event would join no backlog, or the gate cannot
+// tell.
 func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration) {
 	if b == nil {
 		return false, 0

@@ -120,8 +120,8 @@ type Gate[T comparable] struct {
 	cap      int
 	queueCap int
 	// saturatedAt is the queue length from which an endpoint counts as
-	// saturated, once it has stayed there for SaturatedAfter: a quarter
-	// of the queue (at least 1), so what the log still holds for it when
+	// saturated, in a queue not empty for SaturatedAfter: a quarter of
+	// the queue (at least 1), so what the log still holds for it when
 	// publishing is refused (backlog.Local) fits in the three quarters
 	// left instead of overflowing into retry tasks.
 	saturatedAt int
