@@ -83,8 +83,9 @@ type Local interface {
 	LogWait(orgID int64) (wait time.Duration, ok bool)
 }
 
-// LocalRetryAfter is the Retry-After of a refusal because of a saturated
-// endpoint: it drains its queue within a fraction of a second.
+// LocalRetryAfter is the Retry-After of a refusal for what the engine of
+// this process sees (a saturated endpoint drains its queue within a
+// fraction of a second; a log wait is measured afresh within one).
 const LocalRetryAfter = time.Second
 
 // destKey is one destination of an org, as its tasks and Targets name it.
