@@ -174,22 +174,40 @@ func TestBacklogGateFailsOpen(t *testing.T) {
 	}
 }
 
-// saturation is a backlog.Local whose saturated endpoint keys the test
-// sets.
-type saturation struct{ keys map[string]bool }
+// queueLoads is a backlog.Local whose endpoint queue loads, by endpoint
+// key, the test sets.
+type queueLoads struct{ m map[string]float64 }
 
-func (s *saturation) AnySaturated() bool { return len(s.keys) > 0 }
-func (s *saturation) Saturated(orgID int64, t *delivery.Target) bool {
-	return s.keys[t.EndpointKey(orgID)]
+func (q *queueLoads) AnyLoaded() bool { return len(q.m) > 0 }
+func (q *queueLoads) QueueLoad(orgID int64, t *delivery.Target) float64 {
+	return q.m[t.EndpointKey(orgID)]
 }
-func (s *saturation) LogWait(int64) (time.Duration, bool) { return 0, false }
+func (q *queueLoads) LogWait(int64) (time.Duration, bool) { return 0, false }
 
-// TestBacklogGateLocalSaturation: with the engine of the same process as a
-// source, an org is refused at once, with a short Retry-After, while every
-// destination of its next event is saturated (before any backlog is
-// stored); a destination keeping up, or another org's saturated endpoint,
+// refusedOf counts how many of n Over calls for the org refuse, failing
+// the test on a refusal whose Retry-After is not LocalRetryAfter.
+func refusedOf(t *testing.T, b *backlog.Gate, orgID int64, name string, n int) int {
+	t.Helper()
+	refused := 0
+	for range n {
+		if over, wait := b.Over(context.Background(), orgID, name); over {
+			if wait != backlog.LocalRetryAfter {
+				t.Fatalf("a refusal for a queue's load: Retry-After %v, want %v", wait, backlog.LocalRetryAfter)
+			}
+			refused++
+		}
+	}
+	return refused
+}
+
+// TestBacklogGateQueueLoad: with the engine of the same process as a
+// source, a share of an org's new events is refused, with a short
+// Retry-After, rising with how full its least loaded destination's
+// endpoint queue is: none up to half full, about half at three quarters,
+// all when full (before any backlog is stored). A destination keeping up
+// beside it, a fallback with room, or another org's loaded endpoint
 // refuses nothing.
-func TestBacklogGateLocalSaturation(t *testing.T) {
+func TestBacklogGateQueueLoad(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	other, err := e.st.CreateOrg(ctx, "other")
@@ -200,27 +218,41 @@ func TestBacklogGateLocalSaturation(t *testing.T) {
 	e.res.Set(org, fast)
 	e.res.Set(other.Name, dt.Webhook("sub-other", "http://127.0.0.1:1/cb"))
 	b, refusals := e.startBacklog(t, 1000, e.res)
-	sat := &saturation{keys: map[string]bool{}}
-	b.UseLocal(sat)
-	if over, _ := b.Over(ctx, e.orgID, org); over {
-		t.Fatal("refused with nothing saturated")
+	q := &queueLoads{m: map[string]float64{}}
+	b.UseLocal(q)
+	const n = 400
+	key := fast.EndpointKey(e.orgID)
+	for _, c := range []struct {
+		load     float64
+		min, max int
+	}{{0, 0, 0}, {0.5, 0, 0}, {0.75, n / 4, 3 * n / 4}, {1, n, n}, {1.5, n, n}} {
+		q.m[key] = c.load
+		if got := refusedOf(t, b, e.orgID, org, n); got < c.min || got > c.max {
+			t.Fatalf("queue load %v: %d of %d refused, want %d to %d", c.load, got, n, c.min, c.max)
+		}
 	}
-	sat.keys[fast.EndpointKey(e.orgID)] = true
-	over, wait := b.Over(ctx, e.orgID, org)
-	if !over || wait != backlog.LocalRetryAfter || refusals() != 1 {
-		t.Fatalf("only destination saturated: Over = %v, %v (refusals %v); want true, %v", over, wait, refusals(), backlog.LocalRetryAfter)
+	if refusals() < n {
+		t.Fatalf("otphub_publish_backpressure_total = %v, want at least %d", refusals(), n)
 	}
-	if over, _ := b.Over(ctx, other.ID, other.Name); over {
-		t.Fatal("another org's endpoint on the same host was refused")
+	if got := refusedOf(t, b, other.ID, other.Name, n); got != 0 {
+		t.Fatalf("another org's endpoint on the same host: %d refused", got)
 	}
 	e.res.Set(org, fast, twilio)
-	if over, _ := b.Over(ctx, e.orgID, org); over {
-		t.Fatal("a saturated webhook beside a provider keeping up refused the org")
+	if got := refusedOf(t, b, e.orgID, org, n); got != 0 {
+		t.Fatalf("a full webhook beside a provider keeping up: %d refused", got)
 	}
-	sat.keys = map[string]bool{}
+	withFallback := twilio
+	fallback := provider(dt.TypeVonage, store.ProviderFallback)
+	withFallback.Fallback = &fallback
+	q.m[twilio.EndpointKey(e.orgID)] = 1
+	e.res.Set(org, fast, withFallback)
+	if got := refusedOf(t, b, e.orgID, org, n); got != 0 {
+		t.Fatalf("full endpoints whose fallback has room: %d refused", got)
+	}
+	q.m = map[string]float64{}
 	e.res.Set(org, fast)
-	if over, _ := b.Over(ctx, e.orgID, org); over {
-		t.Fatal("still refused once the endpoint has room")
+	if got := refusedOf(t, b, e.orgID, org, n); got != 0 {
+		t.Fatalf("once the queue has room: %d refused", got)
 	}
 }
 

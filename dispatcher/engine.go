@@ -127,18 +127,17 @@ func New(cfg Config, sub bus.Subscriber, pub bus.Publisher, st store.Store, reso
 // their failures durably, and closes the consumer, which commits the
 // acknowledged prefix; messages not yet done stay unacknowledged and are
 // delivered again after a restart. Run returns nil when ctx ended it, an
-// AnySaturated reports whether any endpoint this engine delivers to is
-// taking all it can (isolation.Gate.Saturated); cheap, for the publish path.
-func (e *Engine) AnySaturated() bool { return e.eps.AnySaturated() }
+// AnyLoaded reports whether any endpoint this engine delivers to has a
+// queue worth a look (isolation.Gate.AnyLoaded); cheap, for the publish
+// path.
+func (e *Engine) AnyLoaded() bool { return e.eps.AnyLoaded() }
 
-// Saturated reports whether t's endpoint in org orgID is taking all it
-// can: at its concurrency cap with a quarter of its queue waiting, in a
-// queue not empty for isolation.SaturatedAfter, so more events for it
-// would only wait. The backlog gate of the same process refuses publishes on it at
-// once (backlog.Local), while the rest of the queue still has room for
-// what the log holds for it, before any backlog is stored.
-func (e *Engine) Saturated(orgID int64, t *delivery.Target) bool {
-	return e.eps.Saturated(t.EndpointKey(orgID))
+// QueueLoad is how full t's endpoint queue in org orgID is, as a share of
+// the depth it may reach now (isolation.Gate.Load). The backlog gate of
+// the same process sheds a share of the org's new events that rises with
+// it (backlog.Local), before the queue overflows into retry tasks.
+func (e *Engine) QueueLoad(orgID int64, t *delivery.Target) float64 {
+	return e.eps.Load(t.EndpointKey(orgID))
 }
 
 // LogWait reports how long org orgID's records wait in the log before this

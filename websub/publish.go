@@ -122,6 +122,16 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Back-pressure comes before the body is read: under overload most
+	// publishes are refused, and a refusal that decoded the event first
+	// would take the CPU the accepted ones need (docs/performance.md).
+	if h.cfg.Backlog != nil {
+		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
+			httpx.RetryAfter(w, wait)
+			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up (at every destination, or in the delivery log); the event was not accepted, retry later")
+			return
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxPublishBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -157,13 +167,6 @@ func (h *Hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if ev.OrganizationID != org.ID {
 		httpx.Error(w, http.StatusBadRequest, "organization_mismatch", fmt.Sprintf("organizationId %d is not the id of %q (%d)", ev.OrganizationID, org.Name, org.ID))
 		return
-	}
-	if h.cfg.Backlog != nil {
-		if over, wait := h.cfg.Backlog.Over(r.Context(), org.ID, org.Name); over {
-			httpx.RetryAfter(w, wait)
-			httpx.Error(w, http.StatusServiceUnavailable, "delivery_backlog", "this organization's deliveries are backed up (at every destination, or in the delivery log); the event was not accepted, retry later")
-			return
-		}
 	}
 	// The audience of an event the hub distributes is its topic. A
 	// publisher's event goes to every destination of its org: only the

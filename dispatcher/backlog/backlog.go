@@ -1,9 +1,10 @@
 // Package backlog is the publish-side back-pressure gate: it refuses an
 // org's new events (503 with Retry-After) while every destination they
-// would go to has more pending deliveries than the limit, or, where the
-// engine runs in the same process, while every destination's endpoint is
-// saturated or the org's records wait in the log too long. The API
-// processes run it; it reads the store, and the engine only through Local.
+// would go to has more pending deliveries than the limit, and, where the
+// engine runs in the same process, a share of them rising with how full
+// its destinations' endpoint queues are and how long its records wait in
+// the log. The API processes run it; it reads the store, and the engine
+// only through Local.
 package backlog
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -70,13 +72,17 @@ type TargetResolver interface {
 
 // Local is the dispatcher engine running in this process, when it does
 // (the embedded single binary, and each pod of the single-role chart): it
-// knows at once which endpoints are at their concurrency cap with a full
-// queue, long before their overflow shows in the store's counts, and how
-// long an org's records wait in the log before it routes them, which no
-// count shows at all.
+// knows at once how full each endpoint's queue is, long before an
+// overflow shows in the store's counts, and how long an org's records
+// wait in the log before it routes them, which no count shows at all.
 type Local interface {
-	AnySaturated() bool
-	Saturated(orgID int64, t *delivery.Target) bool
+	// AnyLoaded reports cheaply whether QueueLoad may be more than 0 for
+	// any destination.
+	AnyLoaded() bool
+	// QueueLoad is how full t's endpoint queue is, as a share of the
+	// depth it may reach now: 0 idle, 1 full (then more for it would
+	// become retry tasks).
+	QueueLoad(orgID int64, t *delivery.Target) float64
 	// LogWait is how long the org's latest records waited in the log
 	// before the engine took them; ok false when it cannot tell (none
 	// routed in the last second).
@@ -84,7 +90,7 @@ type Local interface {
 }
 
 // LocalRetryAfter is the Retry-After of a refusal for what the engine of
-// this process sees (a saturated endpoint drains its queue within a
+// this process sees (a loaded endpoint drains its queue within a
 // fraction of a second; a log wait is measured afresh within one).
 const LocalRetryAfter = time.Second
 
@@ -141,7 +147,7 @@ func New(cfg Config, st store.Deliveries, logger *slog.Logger, reg prometheus.Re
 	b := &Gate{st: st, limit: cfg.Limit, interval: cfg.Interval, maxLogWait: cfg.MaxLogWait, log: logger, backedUp: map[int64]map[destKey]bool{},
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otphub_publish_backpressure_total",
-			Help: "Events and OTPs refused (503 delivery_backlog): every destination of their org was backed up (pending deliveries over the limit, or its endpoint saturated), or the org's records waited in the log (a share of its events, rising with the wait; --max-log-wait).",
+			Help: "Events and OTPs refused (503 delivery_backlog): every destination of their org was backed up (pending deliveries over the limit), or a share of the org's events rising with how full its destinations' endpoint queues were or how long its records waited in the log (--max-log-wait).",
 		})}
 	if reg != nil {
 		if err := reg.Register(b.refused); err != nil {
@@ -162,8 +168,9 @@ func (b *Gate) UseResolvers(rs ...TargetResolver) {
 }
 
 // UseLocal adds the engine of this process as a source of back-pressure
-// (see Local): a destination whose endpoint it says is saturated counts as
-// backed up. Call it before serving.
+// (see Local): a share of an org's events rising with how full its
+// destinations' endpoint queues are, and with how long its records wait
+// in the log, is refused. Call it before serving.
 func (b *Gate) UseLocal(l Local) {
 	b.mu.Lock()
 	b.local = l
@@ -171,13 +178,15 @@ func (b *Gate) UseLocal(l Local) {
 }
 
 // Over reports whether the org's next event should be refused, counting
-// the refusal, and how long the caller should wait (Retry-After): because
-// its records wait in the log (they would arrive late whatever their
-// destinations; a share rising with the wait, shedShare), or because
-// every destination it would go to is backed up. An org without
-// destinations, or whose destinations cannot be resolved now, is not
-// refused for them: its event would join no backlog, or the gate cannot
-// tell.
+// the refusal, and how long the caller should wait (Retry-After): every
+// destination it would go to is backed up in the store, or, as seen by
+// the engine of this process, a share of its events rising with how long
+// its records wait in the log and with how full the endpoint queues of
+// its destinations are (shedShare): its events would arrive late whatever
+// their destinations, or its destinations are taking all they can. An org
+// without destinations, or whose destinations cannot be resolved now, is
+// not refused for them: its event would join no backlog, or the gate
+// cannot tell.
 func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, time.Duration) {
 	if b == nil {
 		return false, 0
@@ -185,21 +194,39 @@ func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, tim
 	b.mu.RLock()
 	backed, rs, local := b.backedUp[orgID], b.resolvers, b.local
 	b.mu.RUnlock()
+	share := 0.0
 	if local != nil && b.maxLogWait > 0 {
-		if wait, ok := local.LogWait(orgID); ok && rand.Float64() < shedShare(wait, b.maxLogWait) {
-			b.refused.Inc()
-			return true, LocalRetryAfter
+		if wait, ok := local.LogWait(orgID); ok {
+			share = shedShare(wait.Seconds(), b.maxLogWait.Seconds())
 		}
 	}
-	if b.limit <= 0 {
-		return false, 0
-	}
-	if local != nil && !local.AnySaturated() {
+	if local != nil && !local.AnyLoaded() {
 		local = nil
 	}
-	if len(backed) == 0 && local == nil {
-		return false, 0 // the common case: no map of targets to build
+	if b.limit > 0 && (len(backed) > 0 || local != nil) { // else the common case: no targets to resolve
+		load, stored, ok := b.load(ctx, rs, orgID, orgName, backed, local)
+		if ok && stored {
+			b.refused.Inc()
+			return true, b.interval
+		}
+		if ok {
+			share = max(share, shedShare(load, 1))
+		}
 	}
+	if share > 0 && rand.Float64() < share {
+		b.refused.Inc()
+		return true, LocalRetryAfter
+	}
+	return false, 0
+}
+
+// load resolves the org's destinations and tells whether every one is
+// backed up in the store (stored), or else how full the least loaded one's
+// endpoint queue is (Local.QueueLoad; 0 without local). A destination
+// counts by the least loaded of itself and the fallbacks it hands over to
+// when its circuit is open, leaving out those backed up in the store. ok
+// is false when the org has no destinations or they cannot be resolved.
+func (b *Gate) load(ctx context.Context, rs []TargetResolver, orgID int64, orgName string, backed map[destKey]bool, local Local) (load float64, stored, ok bool) {
 	probe := &event.SmsOtpNotificationEvent{OrganizationID: orgID, OrganizationName: orgName}
 	var targets []delivery.Target
 	for _, r := range rs {
@@ -208,52 +235,42 @@ func (b *Gate) Over(ctx context.Context, orgID int64, orgName string) (bool, tim
 			if ctx.Err() == nil {
 				b.log.Warn("resolving an org's destinations for the backlog gate failed; not refusing", "org", orgName, "err", err)
 			}
-			return false, 0
+			return 0, false, false
 		}
 		targets = append(targets, ts...)
 	}
 	if len(targets) == 0 {
-		return false, 0
+		return 0, false, false
 	}
-	stored := false // a refusal is (also) for a stored backlog
-	for _, t := range targets {
-		ok, st := canTake(&t, orgID, backed, local)
-		if ok {
-			return false, 0
+	load, stored = math.Inf(1), true
+	for i := range targets {
+		for t := &targets[i]; t != nil; t = t.Fallback {
+			if backed[destKey{t.Type, t.ID}] {
+				continue
+			}
+			stored = false
+			if local == nil {
+				return 0, false, true
+			}
+			load = min(load, local.QueueLoad(orgID, t))
 		}
-		stored = stored || st
 	}
-	b.refused.Inc()
-	if !stored {
-		return true, LocalRetryAfter
+	if stored {
+		return 0, true, true
 	}
-	return true, b.interval
+	return load, false, true
 }
 
-// shedShare is the share of an org's new events refused while its
-// records wait in the log for wait: none up to half of bound, then rising
-// in proportion to all of them at bound. Refusing all at once past a
-// threshold would stop the org's records, and with them the measure,
-// until its backlog drained, then let its whole rate through again; the
-// bursts that followed overflowed the endpoint queues into retry tasks
-// (docs/performance.md). Shedding in proportion keeps records flowing, so
-// the wait is measured all along and settles below bound.
-func shedShare(wait, bound time.Duration) float64 {
-	return min(1, max(0, float64(wait-bound/2)/float64(bound/2)))
-}
-
-// canTake tells whether t, or the fallback it hands over to when its
-// circuit is open, is neither backed up in the store nor saturated
-// locally; when not, stored says whether a stored backlog is a reason.
-func canTake(t *delivery.Target, orgID int64, backed map[destKey]bool, local Local) (ok, stored bool) {
-	for ; t != nil; t = t.Fallback {
-		inStore := backed[destKey{t.Type, t.ID}]
-		if !inStore && (local == nil || !local.Saturated(orgID, t)) {
-			return true, false
-		}
-		stored = stored || inStore
-	}
-	return false, stored
+// shedShare is the share of an org's new events refused for a measure x
+// (a log wait, a queue's load) against its bound: none up to half of
+// bound, then rising in proportion to all of them at bound. Refusing all
+// at once past a threshold would stop the org's records, and with them
+// the measure, until its backlog drained, then let its whole rate through
+// again; the bursts that followed overflowed the endpoint queues into
+// retry tasks (docs/performance.md). Shedding in proportion keeps records
+// flowing, so the measure is taken all along and settles below bound.
+func shedShare(x, bound float64) float64 {
+	return min(1, max(0, (x-bound/2)/(bound/2)))
 }
 
 // Run refreshes the counts until ctx ends.

@@ -98,8 +98,6 @@ type endpoint[T comparable] struct {
 	openUntil time.Time
 	probing   bool // a half-open probe is in flight
 	probe     T    // the item that is the probe, while probing
-	// queuedSince is when the queue last stopped being empty.
-	queuedSince time.Time
 
 	// Pace: how often attempts end (an EWMA of the gaps between
 	// Releases), which tells whether a full queue is about to have room.
@@ -119,26 +117,35 @@ type Gate[T comparable] struct {
 	m        map[string]*endpoint[T]
 	cap      int
 	queueCap int
-	// saturatedAt is the queue length from which an endpoint counts as
-	// saturated, in a queue not empty for SaturatedAfter: a quarter of
-	// the queue (at least 1), so what the log still holds for it when
-	// publishing is refused (backlog.Local) fits in the three quarters
-	// left instead of overflowing into retry tasks.
-	saturatedAt int
-	breaker     BreakerConfig
-	now         func() time.Time
+	// fastCap is the queue depth of a fast, healthy endpoint (fast):
+	// FastQueueFactor times queueCap.
+	fastCap int
+	// loadedAt is the queue length from which an endpoint counts in
+	// loaded (a quarter of queueCap, at least 1).
+	loadedAt int
+	breaker  BreakerConfig
+	now      func() time.Time
 	// OnChange, if set, is called (without the lock) after a circuit
 	// changes state.
 	OnChange func()
-	// saturated counts endpoints whose queue is at saturatedAt or more,
-	// for however short a time (AnySaturated).
-	saturated atomic.Int64
+	// loaded counts endpoints with loadedAt or more queued (AnyLoaded).
+	loaded atomic.Int64
 }
 
+// FastQueueFactor: a fast, healthy endpoint's queue holds this many times
+// the gate's queue depth. Such an endpoint drains even the deeper queue in
+// a fraction of a second (at FastGap, 768 attempts in 1.5 s at most; a
+// millisecond endpoint at the default cap of 8, in 0.1 s), so a burst
+// waits in memory for it instead of becoming retry tasks, the path about
+// 15 times slower (docs/performance.md). A slow, stalled or failing one
+// keeps the base depth: what it cannot take becomes retry tasks at once.
+const FastQueueFactor = 3
+
 // New returns a gate allowing concurrency attempts in flight and queue
-// waiting per endpoint.
+// waiting per endpoint (FastQueueFactor times queue for a fast one).
 func New[T comparable](concurrency, queue int, b BreakerConfig, now func() time.Time) *Gate[T] {
-	return &Gate[T]{m: make(map[string]*endpoint[T]), cap: concurrency, queueCap: queue, saturatedAt: max(1, queue/4), breaker: b, now: now}
+	return &Gate[T]{m: make(map[string]*endpoint[T]), cap: concurrency, queueCap: queue, fastCap: FastQueueFactor * queue,
+		loadedAt: max(1, queue/4), breaker: b, now: now}
 }
 
 func (g *Gate[T]) get(key string) *endpoint[T] {
@@ -189,16 +196,13 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 			g.mu.Unlock()
 			return DenyOpen, ep.openUntil
 		}
-		if len(ep.queue) >= g.queueCap {
+		if len(ep.queue) >= g.depth(ep) {
 			g.mu.Unlock()
 			return DenyBusy, time.Time{}
 		}
-		if len(ep.queue) == 0 {
-			ep.queuedSince = g.now()
-		}
 		ep.queue = append(ep.queue, it)
-		if len(ep.queue) == g.saturatedAt {
-			g.saturated.Add(1)
+		if len(ep.queue) == g.loadedAt {
+			g.loaded.Add(1)
 		}
 		g.mu.Unlock()
 		return Queued, time.Time{}
@@ -243,21 +247,42 @@ const (
 	MaxWait = 20 * time.Millisecond
 )
 
+// fast reports whether ep is healthy and fast: circuit closed, no failure
+// counted, attempts ending at most FastGap apart on average and one within
+// the last stall.
+func (g *Gate[T]) fast(ep *endpoint[T], stall time.Duration) bool {
+	return ep.state == StateClosed && ep.failures == 0 && ep.paced && ep.gap <= FastGap && time.Since(ep.lastRelease) <= stall
+}
+
+// StallAfter: an endpoint none of whose attempts ended for this long has
+// stalled, and its queue is back to the base depth. It is longer than
+// MaxWait, since a busy machine or a garbage collection pauses every
+// endpoint for tens of milliseconds: a fast endpoint's deeper queue
+// filled during such a pause must not overflow into retry tasks the
+// moment it resumes.
+const StallAfter = 250 * time.Millisecond
+
+// depth is how many attempts may wait in ep's queue: FastQueueFactor
+// times the base depth while it is fast, else the base depth.
+func (g *Gate[T]) depth(ep *endpoint[T]) int {
+	if g.fast(ep, StallAfter) {
+		return g.fastCap
+	}
+	return g.queueCap
+}
+
 // AdmitWait is Admit for a first attempt that may wait, while the endpoint
-// is at its cap with a full queue but healthy and fast (circuit closed, no
-// failure counted, attempts ending at most FastGap apart on average and
-// one within MaxWait), for room in its queue, up to MaxWait. Work that is
-// merely waiting for a fast endpoint then stays in the log instead of
-// becoming a retry task, while a slow, stalled or failing endpoint never
-// holds up the caller (docs/performance.md). It returns DenyBusy at once
-// when ctx ends.
+// is at its cap with a full queue but fast and healthy (fast), for room in
+// its queue, up to MaxWait. Work that is merely waiting for a fast
+// endpoint then stays in the log instead of becoming a retry task, while a
+// slow, stalled or failing endpoint never holds up the caller
+// (docs/performance.md). It returns DenyBusy at once when ctx ends.
 func (g *Gate[T]) AdmitWait(ctx context.Context, key string, it T) (a Admission, retryAt time.Time) {
 	var timeout <-chan time.Time
 	for {
 		g.mu.Lock()
 		ep := g.get(key)
-		if ep.running < g.cap || len(ep.queue) < g.queueCap || ep.state != StateClosed || ep.failures > 0 ||
-			!ep.paced || ep.gap > FastGap || time.Since(ep.lastRelease) > MaxWait {
+		if ep.running < g.cap || !g.fast(ep, MaxWait) || len(ep.queue) < g.fastCap {
 			g.mu.Unlock()
 			return g.Admit(key, it)
 		}
@@ -295,35 +320,28 @@ func (g *Gate[T]) pace(ep *endpoint[T]) {
 	ep.lastRelease = now
 }
 
-// SaturatedAfter is how long an endpoint's queue must have been non-empty
-// before a quarter of its depth waiting counts as saturation. A healthy
-// endpoint's queue fills for a moment whenever this process pauses (a
-// garbage collection, an fsync, a busy machine) and empties as soon as it
-// resumes: refusing its org's publishes for that would refuse an org whose
-// destinations are keeping up (docs/performance.md). A queue that has not
-// emptied for this long is a standing one, and then a quarter waiting is
-// saturation at once: the hold is not taken again each time the queue
-// dips below a quarter, which under overload would let through, every
-// time, more than the rest of the queue holds.
-const SaturatedAfter = 50 * time.Millisecond
+// AnyLoaded reports whether any endpoint has a quarter of the base queue
+// depth or more waiting: the cheap test before Load.
+func (g *Gate[T]) AnyLoaded() bool { return g.loaded.Load() > 0 }
 
-// AnySaturated reports whether any endpoint may be saturated: whether one
-// has a quarter of its queue or more waiting, however briefly. It is the
-// cheap test before Saturated.
-func (g *Gate[T]) AnySaturated() bool { return g.saturated.Load() > 0 }
-
-// Saturated reports whether key is taking all it can: at its concurrency
-// cap with a quarter of its queue or more waiting, in a queue that has not
-// emptied for SaturatedAfter, so more work for it would only wait (or,
-// once the queue is full, become retry tasks).
-func (g *Gate[T]) Saturated(key string) bool {
-	if !g.AnySaturated() {
-		return false
+// Load is how full key's queue is, as a share of the depth it may reach
+// now (depth): 0 for an idle endpoint or one with slots free, 1 for a
+// full queue. It may exceed 1 when an endpoint that was fast slowed down
+// with more queued than its base depth. The publish-side gate of the same
+// process sheds a share of an org's new events that rises with it
+// (backlog.Local), so a queue is kept from filling rather than refused
+// only once it has.
+func (g *Gate[T]) Load(key string) float64 {
+	if !g.AnyLoaded() {
+		return 0
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ep := g.m[key]
-	return ep != nil && len(ep.queue) >= g.saturatedAt && g.now().Sub(ep.queuedSince) >= SaturatedAfter
+	if ep == nil {
+		return 0
+	}
+	return float64(len(ep.queue)) / float64(g.depth(ep))
 }
 
 // IsProbe reports whether it is key's half-open probe in flight.
@@ -371,8 +389,8 @@ func (g *Gate[T]) Release(key string, it T, o Outcome) (next T, ok bool, refused
 	ep.running--
 	g.pace(ep)
 	for len(ep.queue) > 0 {
-		if len(ep.queue) == g.saturatedAt {
-			g.saturated.Add(-1)
+		if len(ep.queue) == g.loadedAt {
+			g.loaded.Add(-1)
 		}
 		if ep.room != nil {
 			close(ep.room)
@@ -416,8 +434,8 @@ func (g *Gate[T]) DrainQueues() []T {
 	var out []T
 	for _, ep := range g.m {
 		out = append(out, ep.queue...)
-		if len(ep.queue) >= g.saturatedAt {
-			g.saturated.Add(-1)
+		if len(ep.queue) >= g.loadedAt {
+			g.loaded.Add(-1)
 		}
 		ep.queue = nil
 	}

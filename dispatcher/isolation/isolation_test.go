@@ -183,8 +183,8 @@ func TestHostCap(t *testing.T) {
 }
 
 // fastAndFull makes key a fast endpoint (attempts ending microseconds
-// apart) at its cap of 1 with its queue of 1 full, and returns the item
-// running.
+// apart) at its cap of 1 with its queue full (of 1, FastQueueFactor for a
+// fast endpoint), and returns the item running.
 func fastAndFull(t *testing.T, g *Gate[*item], key string) *item {
 	t.Helper()
 	running := &item{}
@@ -199,8 +199,10 @@ func fastAndFull(t *testing.T, g *Gate[*item], key string) *item {
 		}
 		running = next
 	}
-	if a, _ := g.Admit(key, &item{}); a != Queued {
-		t.Fatalf("the queue: %d", a)
+	for range FastQueueFactor {
+		if a, _ := g.Admit(key, &item{}); a != Queued {
+			t.Fatalf("the queue: %d", a)
+		}
 	}
 	return running
 }
@@ -212,10 +214,6 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	clk := &fakeNow{}
 	g := New[*item](1, 1, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
 	running := fastAndFull(t, g, "e")
-	clk.advance(SaturatedAfter)
-	if !g.Saturated("e") || !g.AnySaturated() || g.Saturated("other") {
-		t.Fatalf("Saturated: %v AnySaturated: %v other: %v", g.Saturated("e"), g.AnySaturated(), g.Saturated("other"))
-	}
 	got := make(chan Admission, 1)
 	go func() { a, _ := g.AdmitWait(context.Background(), "e", &item{}); got <- a }()
 	select {
@@ -226,13 +224,6 @@ func TestAdmitWaitForAFastEndpoint(t *testing.T) {
 	g.Release("e", running, Success) // the queued one runs: room in the queue
 	if a := <-got; a != Queued {
 		t.Fatalf("after room was made: %d, want Queued", a)
-	}
-	if g.Saturated("e") {
-		t.Fatal("the queue filled again just now, Saturated says yes")
-	}
-	clk.advance(SaturatedAfter)
-	if !g.Saturated("e") {
-		t.Fatal("the queue stayed full, Saturated says no")
 	}
 }
 
@@ -274,62 +265,60 @@ func TestAdmitWaitDoesNotWaitLong(t *testing.T) {
 	}
 }
 
-// TestSaturatedAtAQuarterOfTheQueue: an endpoint at its cap counts as
-// saturated while a quarter of its queue waits, once the queue has not
-// emptied for SaturatedAfter (publishing is refused while the rest of the
-// queue takes what the log still holds; a queue that fills for a moment
-// refuses nothing), and stops as the queue drains below a quarter; a
-// queue that dipped below a quarter without emptying is saturated again
-// at once; DrainQueues forgets it.
-func TestSaturatedAtAQuarterOfTheQueue(t *testing.T) {
+// TestLoadAndTheFastQueue: a fast, healthy endpoint's queue holds
+// FastQueueFactor times the base depth, a slow or failing one's the base
+// depth; Load is the queue's length as a share of the depth it may reach
+// now, AnyLoaded whether any endpoint has a quarter of the base depth or
+// more queued; DrainQueues forgets them.
+func TestLoadAndTheFastQueue(t *testing.T) {
 	clk := &fakeNow{}
-	g := New[*item](1, 8, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	g := New[*item](1, 4, BreakerConfig{FailureThreshold: 3, OpenDuration: time.Minute}, clk.now)
+	if g.AnyLoaded() || g.Load("e") != 0 {
+		t.Fatalf("idle: AnyLoaded %v, Load %v", g.AnyLoaded(), g.Load("e"))
+	}
 	running := &item{}
 	if a, _ := g.Admit("e", running); a != Run {
 		t.Fatalf("first: %d", a)
 	}
-	for i := range 3 {
+	for i := range 4 { // a slow endpoint (not paced yet): the base depth
 		if a, _ := g.Admit("e", &item{}); a != Queued {
 			t.Fatalf("queued %d: %d", i, a)
 		}
-		if want := i >= 1; g.AnySaturated() != want || g.Saturated("e") {
-			t.Fatalf("%d queued: AnySaturated %v (want %v), Saturated %v before SaturatedAfter", i+1, g.AnySaturated(), want, g.Saturated("e"))
+		if want := float64(i+1) / 4; g.Load("e") != want || !g.AnyLoaded() {
+			t.Fatalf("%d queued: Load %v, want %v; AnyLoaded %v", i+1, g.Load("e"), want, g.AnyLoaded())
 		}
 	}
-	clk.advance(SaturatedAfter - time.Millisecond)
-	if g.Saturated("e") {
-		t.Fatal("saturated before the queue was non-empty for SaturatedAfter")
+	if a, _ := g.Admit("e", &item{}); a != DenyBusy {
+		t.Fatalf("past the base depth of an unpaced endpoint: %d, want DenyBusy", a)
 	}
-	clk.advance(time.Millisecond)
-	if !g.Saturated("e") {
-		t.Fatal("a quarter of the queue waited for SaturatedAfter: not saturated")
-	}
-	for i := 0; i < 2; i++ {
+	for range 4 { // attempts ending back to back: the pace of a fast endpoint
 		next, ok, _, _ := g.Release("e", running, Success)
 		if !ok {
-			t.Fatal("nothing handed back")
+			t.Fatal("the queued item was not handed over")
 		}
 		running = next
 	}
-	if g.Saturated("e") || g.AnySaturated() {
-		t.Fatal("one queued of eight: still saturated")
+	for i := range FastQueueFactor * 4 {
+		if a, _ := g.Admit("e", &item{}); a != Queued {
+			t.Fatalf("fast endpoint, queued %d: %d", i, a)
+		}
 	}
-	g.Admit("e", &item{})
-	g.Admit("e", &item{})
-	if !g.AnySaturated() || !g.Saturated("e") {
-		t.Fatalf("three queued again, the queue never emptied: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
+	if g.Load("e") != 1 || g.Load("other") != 0 {
+		t.Fatalf("fast and full: Load %v, other %v; want 1, 0", g.Load("e"), g.Load("other"))
 	}
-	for range 3 { // empty the queue
-		next, _, _, _ := g.Release("e", running, Success)
-		running = next
+	if a, _ := g.Admit("e", &item{}); a != DenyBusy {
+		t.Fatalf("past the fast depth: %d, want DenyBusy", a)
 	}
-	g.Admit("e", &item{})
-	g.Admit("e", &item{})
-	if !g.AnySaturated() || g.Saturated("e") {
-		t.Fatalf("two queued just after the queue emptied: AnySaturated %v, Saturated %v", g.AnySaturated(), g.Saturated("e"))
+	next, _, _, _ := g.Release("e", running, TransientFailure) // a failure: the base depth again
+	if want := float64(FastQueueFactor*4-1) / 4; g.Load("e") != want {
+		t.Fatalf("failing with more than the base depth queued: Load %v, want %v", g.Load("e"), want)
 	}
+	if a, _ := g.Admit("e", &item{}); a != DenyBusy {
+		t.Fatalf("a failing endpoint past its base depth: %d, want DenyBusy", a)
+	}
+	g.Release("e", next, Success)
 	g.DrainQueues()
-	if g.AnySaturated() {
-		t.Fatal("saturated after DrainQueues")
+	if g.AnyLoaded() || g.Load("e") != 0 {
+		t.Fatalf("after DrainQueues: AnyLoaded %v, Load %v", g.AnyLoaded(), g.Load("e"))
 	}
 }
