@@ -124,9 +124,11 @@ type Config struct {
 	MaxSubscriptionsPerOrg int
 	// MaxPublishBytes caps a published event body. Default event.MaxEventBytes.
 	MaxPublishBytes int64
-	// ResolveCacheTTL is how long Resolve trusts an org's subscription list;
-	// changes made through this hub invalidate it at once, changes made by
-	// another replica show within it. Default 1 s.
+	// ResolveCacheTTL is how long Resolve trusts an org's subscription list
+	// before reloading it in the background (the stale list serves until
+	// the reload is done); changes made through this hub invalidate it at
+	// once, changes made by another replica show within it and one load.
+	// Default 1 s.
 	ResolveCacheTTL time.Duration
 	// ExpiryInterval is how often Run deletes lapsed subscriptions, renews
 	// auto-renewing ones and refreshes the subscription gauges. Default 1 min.

@@ -807,3 +807,39 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 }
+
+// TestResolverRefreshesInTheBackground: an org's subscriptions, once
+// cached for longer than ResolveCacheTTL, are reloaded in the background
+// while Resolve goes on answering with the list it has (publishes and
+// routed records never wait for a busy store), and the reload shows soon
+// after. The subscription is deleted in the store directly, as another
+// replica would, so no invalidation reaches this hub.
+func TestResolverRefreshesInTheBackground(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	org := e.org("refreshing")
+	tok := e.token(org, access.ScopeSubscribe)
+	sub := newSubscriber(t)
+	e.subscribe(tok, e.topic(org.Name), sub.URL+"/cb", nil)
+	e.waitVerifications("verified", 1)
+	s, _ := e.findSub(org, sub.URL+"/cb")
+	res := e.hub.Resolver()
+	ev, _ := eventFor(t, org)
+	if ts, err := res.Resolve(e.ctx, ev); err != nil || len(ts) != 1 {
+		t.Fatalf("Resolve: %d targets, %v", len(ts), err)
+	}
+	if err := e.st.DeleteSubscription(e.ctx, org.ID, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ts, _ := res.Resolve(e.ctx, ev); len(ts) != 1 {
+		t.Fatalf("within the TTL: %d targets, want the cached 1", len(ts))
+	}
+	e.clock.Advance(websub.DefaultResolveCacheTTL + time.Millisecond)
+	if ts, _ := res.Resolve(e.ctx, ev); len(ts) != 1 {
+		t.Fatalf("just past the TTL: %d targets, want the stale 1 while the reload runs", len(ts))
+	}
+	eventually(t, "the reload to drop the deleted subscription", func() bool {
+		ts, _ := res.Resolve(e.ctx, ev)
+		return len(ts) == 0
+	})
+}

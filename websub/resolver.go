@@ -113,7 +113,10 @@ func (r *resolver) entry(ctx context.Context, orgName string) (*orgEntry, error)
 	e, ok := r.entries[orgName]
 	gen := r.gen
 	r.mu.Unlock()
-	if ok && now.Sub(e.loaded) < r.h.cfg.ResolveCacheTTL && !now.Before(e.loaded) {
+	if ok && !now.Before(e.loaded) {
+		if now.Sub(e.loaded) >= r.h.cfg.ResolveCacheTTL {
+			r.refresh(orgName, now, gen)
+		}
 		return e, nil
 	}
 	// Concurrent misses of one org share one load.
@@ -122,6 +125,29 @@ func (r *resolver) entry(ctx context.Context, orgName string) (*orgEntry, error)
 		return nil, err
 	}
 	return v.(*orgEntry), nil
+}
+
+// refreshTimeout bounds a background refresh of an expired entry.
+const refreshTimeout = 10 * time.Second
+
+// refresh reloads org's expired entry in the background, once at a time,
+// while callers go on with the stale one: every publish (the backlog gate)
+// and every routed record asks for its org's targets, and making them all
+// wait each ResolveCacheTTL for a store that is busy (the very moment it
+// is: under load) stalled publishing and delivery together
+// (docs/performance.md). The stale entry is at most one load older than
+// the TTL; an invalidation (a change made through this hub) still drops
+// it at once, so the next caller waits for a fresh load.
+func (r *resolver) refresh(orgName string, now time.Time, gen uint64) {
+	r.loads.DoChan(orgName, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+		defer cancel()
+		e, err := r.load(ctx, orgName, now, gen)
+		if err != nil {
+			r.h.log.Warn("refreshing an org's subscriptions failed; keeping the last known ones", "org", orgName, "err", err)
+		}
+		return e, err
+	})
 }
 
 // load reads org's subscriptions and caches them unless an invalidation

@@ -117,8 +117,8 @@ type Gate[T comparable] struct {
 	m        map[string]*endpoint[T]
 	cap      int
 	queueCap int
-	// fastCap is the queue depth of a fast, healthy endpoint (fast):
-	// FastQueueFactor times queueCap.
+	// fastCap is the deepest a fast, healthy endpoint's queue gets
+	// (depth): FastQueueFactor times queueCap.
 	fastCap int
 	// loadedAt is the queue length from which an endpoint counts in
 	// loaded (a quarter of queueCap, at least 1).
@@ -132,13 +132,14 @@ type Gate[T comparable] struct {
 	loaded atomic.Int64
 }
 
-// FastQueueFactor: a fast, healthy endpoint's queue holds this many times
-// the gate's queue depth. Such an endpoint drains even the deeper queue in
-// a fraction of a second (at FastGap, 768 attempts in 1.5 s at most; a
-// millisecond endpoint at the default cap of 8, in 0.1 s), so a burst
-// waits in memory for it instead of becoming retry tasks, the path about
-// 15 times slower (docs/performance.md). A slow, stalled or failing one
-// keeps the base depth: what it cannot take becomes retry tasks at once.
+// FastQueueFactor: a fast, healthy endpoint's queue holds up to this many
+// times the gate's queue depth, as many attempts as it ends in
+// MaxQueueDrain (depth). Such an endpoint drains the deeper queue within
+// a second (a millisecond endpoint at the default cap of 8, in 0.1 s), so
+// a burst waits in memory for it instead of becoming retry tasks, the path
+// about 15 times slower (docs/performance.md). A slow, stalled or failing
+// one keeps the base depth: what it cannot take becomes retry tasks at
+// once.
 const FastQueueFactor = 3
 
 // New returns a gate allowing concurrency attempts in flight and queue
@@ -196,7 +197,7 @@ func (g *Gate[T]) Admit(key string, it T) (a Admission, retryAt time.Time) {
 			g.mu.Unlock()
 			return DenyOpen, ep.openUntil
 		}
-		if len(ep.queue) >= g.depth(ep) {
+		if len(ep.queue) >= g.capacity(ep) {
 			g.mu.Unlock()
 			return DenyBusy, time.Time{}
 		}
@@ -236,23 +237,10 @@ func (g *Gate[T]) AdmitRetry(key string, it T) (a Admission, retryAt time.Time) 
 	return g.Admit(key, it)
 }
 
-// Waiting for room in a busy endpoint's queue (AdmitWait).
-const (
-	// FastGap: an endpoint whose attempts end on average at most this far
-	// apart is fast enough for a first attempt to wait for room in its
-	// full queue (at the default cap of 8, attempts of 16 ms or less).
-	FastGap = 2 * time.Millisecond
-	// MaxWait bounds one wait for room. An endpoint none of whose attempts
-	// ended for this long is not waited for at all (it stalled).
-	MaxWait = 20 * time.Millisecond
-)
-
-// fast reports whether ep is healthy and fast: circuit closed, no failure
-// counted, attempts ending at most FastGap apart on average and one within
-// the last stall.
-func (g *Gate[T]) fast(ep *endpoint[T], stall time.Duration) bool {
-	return ep.state == StateClosed && ep.failures == 0 && ep.paced && ep.gap <= FastGap && time.Since(ep.lastRelease) <= stall
-}
+// MaxWait bounds one wait for room in a busy endpoint's queue
+// (AdmitWait). An endpoint none of whose attempts ended for this long is
+// not waited for at all (it stalled).
+const MaxWait = 20 * time.Millisecond
 
 // StallAfter: an endpoint none of whose attempts ended for this long has
 // stalled, and its queue is back to the base depth. It is longer than
@@ -262,27 +250,61 @@ func (g *Gate[T]) fast(ep *endpoint[T], stall time.Duration) bool {
 // moment it resumes.
 const StallAfter = 250 * time.Millisecond
 
-// depth is how many attempts may wait in ep's queue: FastQueueFactor
-// times the base depth while it is fast, else the base depth.
+// MaxQueueDrain is how long a healthy endpoint's queue should take to
+// drain at its pace: its depth, against which Load is measured, is as
+// many attempts as end in MaxQueueDrain, between the base depth and
+// FastQueueFactor times it.
+const MaxQueueDrain = 500 * time.Millisecond
+
+// DeepGap: a healthy endpoint whose attempts end at most this far apart
+// on average may hold FastQueueFactor times the base depth (it drains
+// 768 in under 4 s), whatever its depth for Load: a pace that drops for a
+// moment then raises its load, and with it the share of its org's
+// publishes refused, instead of refusing what is already accepted into
+// retry tasks. A slower one holds the base depth.
+const DeepGap = 5 * time.Millisecond
+
+// healthy reports whether ep's circuit is closed with no failure counted
+// and an attempt ended within StallAfter, at a measured pace.
+func healthy[T comparable](ep *endpoint[T]) bool {
+	return ep.state == StateClosed && ep.failures == 0 && ep.paced && time.Since(ep.lastRelease) <= StallAfter
+}
+
+// depth is how many attempts ep's queue should hold: as many as end in
+// MaxQueueDrain at its pace (the EWMA of the gaps between its attempts'
+// ends), between the base depth and fastCap, while it is healthy; else
+// the base depth. It scales with the pace rather than switching at a
+// threshold, so the load it measures rises smoothly as the pace drops.
 func (g *Gate[T]) depth(ep *endpoint[T]) int {
-	if g.fast(ep, StallAfter) {
+	if !healthy(ep) {
+		return g.queueCap
+	}
+	return max(g.queueCap, min(g.fastCap, int(MaxQueueDrain/max(ep.gap, time.Nanosecond))))
+}
+
+// capacity is how many attempts may wait in ep's queue: fastCap while it
+// is healthy with attempts ending at most DeepGap apart, else the base
+// depth.
+func (g *Gate[T]) capacity(ep *endpoint[T]) int {
+	if healthy(ep) && ep.gap <= DeepGap {
 		return g.fastCap
 	}
 	return g.queueCap
 }
 
 // AdmitWait is Admit for a first attempt that may wait, while the endpoint
-// is at its cap with a full queue but fast and healthy (fast), for room in
-// its queue, up to MaxWait. Work that is merely waiting for a fast
-// endpoint then stays in the log instead of becoming a retry task, while a
-// slow, stalled or failing endpoint never holds up the caller
-// (docs/performance.md). It returns DenyBusy at once when ctx ends.
+// is at its cap with a full deep queue (capacity) but healthy and one of
+// its attempts ended within MaxWait, for room in its queue, up to
+// MaxWait. Work that is merely waiting for a fast endpoint then stays in
+// the log instead of becoming a retry task, while a slow, stalled or
+// failing endpoint never holds up the caller (docs/performance.md). It
+// returns DenyBusy at once when ctx ends.
 func (g *Gate[T]) AdmitWait(ctx context.Context, key string, it T) (a Admission, retryAt time.Time) {
 	var timeout <-chan time.Time
 	for {
 		g.mu.Lock()
 		ep := g.get(key)
-		if ep.running < g.cap || !g.fast(ep, MaxWait) || len(ep.queue) < g.fastCap {
+		if c := g.capacity(ep); ep.running < g.cap || len(ep.queue) < c || c == g.queueCap || time.Since(ep.lastRelease) > MaxWait {
 			g.mu.Unlock()
 			return g.Admit(key, it)
 		}
