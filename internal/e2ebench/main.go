@@ -63,7 +63,7 @@ func main() {
 	blockProfile := flag.String("blockprofile", "", "write a blocking profile (waits over 1ms) of the whole run to this file")
 	pprofAddr := flag.String("pprof-addr", "", "serve net/http/pprof on this loopback address during the run")
 	closed := flag.Bool("closed", true, "run the closed-loop measurement (one process)")
-	openRates := flag.String("open-rates", "350,900,1800,3600", "open loop: offered hub publishes/s, one phase each (empty: none)")
+	openRates := flag.String("open-rates", "350,900,1800,3600,7200", "open loop: offered hub publishes/s, one phase each (empty: none)")
 	challengeRates := flag.String("challenge-rates", "300,1200", "open loop: offered SMS OTP challenge starts/s, one phase each (empty: none)")
 	openDur := flag.Duration("open-duration", 10*time.Second, "open loop: length of each offered-rate phase")
 	drain := flag.Duration("open-drain", 60*time.Second, "open loop: how long to wait for accepted events after a phase")
