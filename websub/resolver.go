@@ -32,6 +32,10 @@ type resolver struct {
 	mu      sync.Mutex
 	gen     uint64 // bumped by every invalidation; a load started before one is not cached
 	entries map[string]*orgEntry
+	// refreshing holds the orgs whose expired entry is being reloaded in
+	// the background (refresh): one reload each, however many callers
+	// find it expired meanwhile.
+	refreshing map[string]bool
 }
 
 type orgEntry struct {
@@ -63,7 +67,8 @@ func newResolver(h *Hub) *resolver {
 			MaxResponseBytes: h.eg.MaxResponseBytes(),
 			Now:              h.cfg.Now,
 		},
-		entries: map[string]*orgEntry{},
+		entries:    map[string]*orgEntry{},
+		refreshing: map[string]bool{},
 	}
 }
 
@@ -137,17 +142,30 @@ const refreshTimeout = 10 * time.Second
 // is: under load) stalled publishing and delivery together
 // (docs/performance.md). The stale entry is at most one load older than
 // the TTL; an invalidation (a change made through this hub) still drops
-// it at once, so the next caller waits for a fresh load.
+// it at once, so the next caller waits for a fresh load. It is tracked in
+// refreshing rather than by singleflight's DoChan, which would keep a
+// channel for every caller until the reload ends: thousands a second
+// under load, the moment a reload is slow.
 func (r *resolver) refresh(orgName string, now time.Time, gen uint64) {
-	r.loads.DoChan(orgName, func() (any, error) {
+	r.mu.Lock()
+	busy := r.refreshing[orgName]
+	r.refreshing[orgName] = true
+	r.mu.Unlock()
+	if busy {
+		return
+	}
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			delete(r.refreshing, orgName)
+			r.mu.Unlock()
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 		defer cancel()
-		e, err := r.load(ctx, orgName, now, gen)
-		if err != nil {
+		if _, err := r.load(ctx, orgName, now, gen); err != nil {
 			r.h.log.Warn("refreshing an org's subscriptions failed; keeping the last known ones", "org", orgName, "err", err)
 		}
-		return e, err
-	})
+	}()
 }
 
 // load reads org's subscriptions and caches them unless an invalidation
