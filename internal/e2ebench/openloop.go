@@ -332,8 +332,12 @@ func (c *child) stop() {
 	}
 }
 
-// cpu is the CPU time the child used so far (/proc/<pid>/stat utime+stime).
+// cpu is the CPU time the child used so far (/proc/<pid>/stat utime+stime);
+// none for no child.
 func (c *child) cpu() time.Duration {
+	if c == nil {
+		return 0
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
 	if err != nil {
 		return 0
@@ -346,6 +350,75 @@ func (c *child) cpu() time.Duration {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	k, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+k) * (time.Second / 100) // USER_HZ
+}
+
+// cores is the CPU a phase used over its offered window, in cores, by
+// process: otphub, the load client (this process), the receiver, the
+// Kafka-protocol broker (kafka mode), and the whole machine (every
+// process, PostgreSQL's included), to show which of them bounds it.
+type cores struct {
+	hub, client, receiver, broker, machine float64
+}
+
+func (c cores) String() string {
+	s := fmt.Sprintf("otphub %.2f, load client %.2f, receiver %.2f", c.hub, c.client, c.receiver)
+	if c.broker > 0 {
+		s += fmt.Sprintf(", broker %.2f", c.broker)
+	}
+	return s + fmt.Sprintf(", machine %.2f of %d", c.machine, runtime.NumCPU())
+}
+
+// cell is c as a table cell: "1.10 / 0.40 / 0.30; 1.95" (a broker's
+// figure fourth when there is one).
+func (c cores) cell() string {
+	s := fmt.Sprintf("%.2f / %.2f / %.2f", c.hub, c.client, c.receiver)
+	if c.broker > 0 {
+		s += fmt.Sprintf(" / %.2f", c.broker)
+	}
+	return s + fmt.Sprintf("; %.2f", c.machine)
+}
+
+// meter measures cores from its start until read.
+type meter struct {
+	hub, rcv, broker          *child // broker nil in the embedded mode
+	start                     time.Time
+	hub0, client0, rcv0, brk0 time.Duration
+	machine0                  time.Duration
+}
+
+func startMeter(hub, rcv, broker *child) *meter {
+	return &meter{hub: hub, rcv: rcv, broker: broker, start: time.Now(),
+		hub0: hub.cpu(), client0: cpuTime(), rcv0: rcv.cpu(), brk0: broker.cpu(), machine0: machineBusy()}
+}
+
+func (m *meter) read() cores {
+	el := time.Since(m.start).Seconds()
+	per := func(d time.Duration) float64 { return d.Seconds() / el }
+	return cores{hub: per(m.hub.cpu() - m.hub0), client: per(cpuTime() - m.client0), receiver: per(m.rcv.cpu() - m.rcv0),
+		broker: per(m.broker.cpu() - m.brk0), machine: per(machineBusy() - m.machine0)}
+}
+
+// machineBusy is the CPU time all processes used so far (/proc/stat: every
+// state but idle and iowait, summed over the CPUs).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * (time.Second / 100) // USER_HZ
 }
 
 // peakRSSMiB is the child's peak RSS so far; rssMiB its current RSS.
@@ -386,8 +459,8 @@ type openRow struct {
 	p50, p99   time.Duration
 	max        time.Duration
 	ackP99     time.Duration
-	hubCores   float64
 	hubRSSMiB  float64 // peak, at the end of the drain
+	cores      cores   // CPU used over the offered window, by process
 	duplicates int64
 	lateOrMiss int // accepted, not received within the drain
 
@@ -413,6 +486,7 @@ type hangOutcome struct {
 // openResult is a whole open-loop run.
 type openResult struct {
 	raw          float64
+	rawCores     cores // over the raw loop
 	rows         []openRow
 	hangRate     float64   // offered rate of the hanging-endpoint phases
 	hangRateFrom string    // how it was chosen
@@ -430,15 +504,17 @@ func measureOpen(oc openConfig) (openResult, error) {
 	defer rcv.stop()
 	rcvURL := "http://" + rcv.addr
 	client := newClient(max(oc.conc, 64))
+	m := startMeter(nil, rcv, nil)
 	res.raw = rawLoop(client, rcvURL+"/raw", oc.dur, oc.conc)
-	log.Printf("open loop: raw loopback POST (separate processes) %.0f/s", res.raw)
+	res.rawCores = m.read()
+	log.Printf("open loop: raw loopback POST (separate processes) %.0f/s, CPU cores: load client %.2f, receiver %.2f, machine %.2f", res.raw, res.rawCores.client, res.rawCores.receiver, res.rawCores.machine)
 	for _, mode := range oc.modes {
 		for _, k := range []struct {
 			kind  string
 			rates []float64
 		}{{"publish", oc.publishRates}, {"challenge", oc.challengeRates}} {
 			for _, rate := range k.rates {
-				r, err := openPhase(oc, phase{mode: mode, kind: k.kind, rate: rate}, rcvURL)
+				r, err := openPhase(oc, phase{mode: mode, kind: k.kind, rate: rate}, rcv)
 				if err != nil {
 					return res, fmt.Errorf("%s %s at %.0f/s: %w", mode, k.kind, rate, err)
 				}
@@ -455,7 +531,7 @@ func measureOpen(oc openConfig) (openResult, error) {
 		res.hangRate, res.hangRateFrom = hangRate(res.rows)
 	}
 	for _, hanging := range []bool{false, true} {
-		r, err := openPhase(oc, phase{mode: modeEmbedded, kind: "publish", rate: res.hangRate, hangPair: true, hanging: hanging}, rcvURL)
+		r, err := openPhase(oc, phase{mode: modeEmbedded, kind: "publish", rate: res.hangRate, hangPair: true, hanging: hanging}, rcv)
 		if err != nil {
 			return res, fmt.Errorf("hanging endpoint %v, publish at %.0f/s: %w", hanging, res.hangRate, err)
 		}
@@ -468,8 +544,8 @@ func measureOpen(oc openConfig) (openResult, error) {
 }
 
 func logRow(r openRow, raw float64) {
-	log.Printf("open loop %s %s offered %.0f/s: accepted %d, refused %d %v, other %d %v, goodput %.0f/s (%.3f× raw), p50 %v p99 %v max %v, missing %d, duplicates %d, hub %.2f cores",
-		r.mode, r.kind, r.offered, r.accepted, r.refused, r.refusedBy, r.otherErr, r.otherBy, r.goodput, r.goodput/raw, r.p50, r.p99, r.max, r.lateOrMiss, r.duplicates, r.hubCores)
+	log.Printf("open loop %s %s offered %.0f/s: accepted %d, refused %d %v, other %d %v, goodput %.0f/s (%.3f× raw), p50 %v p99 %v max %v, missing %d, duplicates %d, CPU cores %s",
+		r.mode, r.kind, r.offered, r.accepted, r.refused, r.refusedBy, r.otherErr, r.otherBy, r.goodput, r.goodput/raw, r.p50, r.p99, r.max, r.lateOrMiss, r.duplicates, r.cores)
 }
 
 // defaultHangRate is the hanging-endpoint phases' offered rate when no
@@ -589,24 +665,24 @@ func metricSum(text []byte, name, label string) float64 {
 // flags and the function that stops it (after otphub): nothing for the
 // embedded mode; for kafka a Kafka-protocol broker process and a fresh
 // PostgreSQL schema, dropped at the end.
-func backend(oc openConfig, mode string) ([]string, func(), error) {
+func backend(oc openConfig, mode string) ([]string, *child, func(), error) {
 	if mode == modeEmbedded {
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	broker, err := startChild(roleKafka, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	dbURL, drop, err := freshSchema(oc.postgresURL)
 	if err != nil {
 		broker.stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	args := []string{"--kafka-brokers", broker.addr, "--kafka-partitions", "12",
 		"--database-url", dbURL, "--encryption-key", hex.EncodeToString(key)}
-	return args, func() { drop(); broker.stop() }, nil
+	return args, broker, func() { drop(); broker.stop() }, nil
 }
 
 // freshSchema creates a schema in the PostgreSQL at pgURL and returns a
@@ -643,7 +719,8 @@ func freshSchema(pgURL string) (string, func(), error) {
 // leak into the next), subscribes the receiver (and the hanging endpoint),
 // offers ph.rate requests/s for oc.dur and waits up to oc.drain for the
 // receiver's deliveries.
-func openPhase(oc openConfig, ph phase, rcvURL string) (openRow, error) {
+func openPhase(oc openConfig, ph phase, rcv *child) (openRow, error) {
+	rcvURL := "http://" + rcv.addr
 	kind, rate := ph.kind, ph.rate
 	r := openRow{mode: ph.mode, kind: kind, offered: rate, refusedBy: map[string]int{}, otherBy: map[string]int{}}
 	dataDir, err := os.MkdirTemp("", "otphub-openbench-")
@@ -657,7 +734,7 @@ func openPhase(oc openConfig, ph phase, rcvURL string) (openRow, error) {
 		// the load client's address and the org), with ceilings the offered
 		// rates stay under: every challenge is a distinct number.
 		"--otp-limit-per-ip", benchBudget + "/10m", "--otp-limit-per-org", benchBudget + "/1m"}
-	backendArgs, stopBackend, err := backend(oc, ph.mode)
+	backendArgs, broker, stopBackend, err := backend(oc, ph.mode)
 	if err != nil {
 		return r, err
 	}
@@ -721,9 +798,9 @@ func openPhase(oc openConfig, ph phase, rcvURL string) (openRow, error) {
 		profDone = make(chan error, 1)
 		go func() { profDone <- fetchProfile(pprofAddr, oc.dur, oc.profileOut) }()
 	}
-	cpu0, start := hub.cpu(), time.Now()
+	meter := startMeter(hub, rcv, broker)
 	outs := schedule(client, send, rate, oc.dur, oc.maxInflight, "+9477")
-	r.hubCores = (hub.cpu() - cpu0).Seconds() / time.Since(start).Seconds()
+	r.cores = meter.read()
 	r.hubPeakPhaseMiB = hub.peakRSSMiB()
 	var acks []time.Duration
 	want := map[string]time.Time{}
@@ -785,7 +862,7 @@ func openPhase(oc openConfig, ph phase, rcvURL string) (openRow, error) {
 	if r.delivered > 0 {
 		// Goodput: accepted events delivered per second, over the offered
 		// window or until the last of them arrived, whichever is longer.
-		span := max(oc.dur, last.Sub(start))
+		span := max(oc.dur, last.Sub(meter.start))
 		r.goodput = float64(r.delivered) / span.Seconds()
 		r.p50, r.p99, r.max = quantiles(ds)
 	}
@@ -994,24 +1071,24 @@ func renderOpenRates(b *strings.Builder, res openResult, oc openConfig) {
 	fmt.Fprintf(b, "The load client, the webhook receiver and otphub are three processes on loopback; one subscriber. "+
 		"The *log* column is otphub's mode: *embedded* is the default (embedded log and SQLite store in its data directory); "+
 		"*Kafka + PostgreSQL* is `--kafka-brokers` (12 partitions) on a Kafka-protocol broker that is a fourth process (kfake, in memory) and `--database-url` on the PostgreSQL at 127.0.0.1:5432; "+
-		"the CPU and memory columns are otphub's process only, not the broker's or PostgreSQL's. "+
+		"the *CPU cores* column is each process's CPU over the offered window, in cores: otphub / the load client / the receiver (/ the broker), and then the whole machine's (every process, PostgreSQL's included) out of its %d; the memory column is otphub's process only. "+
 		"Each offered rate runs %s against a fresh otphub (its own data directory; in the Kafka mode also its own broker and PostgreSQL schema), then waits up to %s for the accepted events to arrive. "+
 		"Requests are sent on a fixed schedule (request *i* at start + *i*/rate), each on its own connection slot, whether or not the earlier ones were answered "+
 		"(at most %d in flight; a request due beyond that is *skipped* and counted). A refused request (503 with Retry-After) is not retried. "+
 		"Latency is from a request's *scheduled* send time to the receiver's receipt, for accepted events only. "+
 		"Challenges are started with the send budgets on, as by default (each one charges its number, the client's address and the org; per-IP and per-org ceilings far above the offered rates, a distinct number per challenge), so none is refused for them. "+
-		"*Raw loopback* here is the load client POSTing to the receiver process (%d concurrent, closed loop), measured in the same run: **%.0f POST/s**.\n\n",
-		oc.dur, oc.drain, oc.maxInflight, oc.conc, res.raw)
-	b.WriteString("| log | path | offered/s | sent | accepted | refused 503 (Retry-After) | other errors | skipped | goodput/s | goodput ÷ raw | p50 | p99 | max | ack p99 | missing after drain | otphub CPU cores | otphub peak RSS MiB |\n")
+		"*Raw loopback* here is the load client POSTing to the receiver process (%d concurrent, closed loop), measured in the same run: **%.0f POST/s** (load client %.2f cores, receiver %.2f, machine %.2f).\n\n",
+		runtime.NumCPU(), oc.dur, oc.drain, oc.maxInflight, oc.conc, res.raw, res.rawCores.client, res.rawCores.receiver, res.rawCores.machine)
+	b.WriteString("| log | path | offered/s | sent | accepted | refused 503 (Retry-After) | other errors | skipped | goodput/s | goodput ÷ raw | p50 | p99 | max | ack p99 | missing after drain | CPU cores: otphub / client / receiver (/ broker); machine | otphub peak RSS MiB |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.rows {
 		path := "hub publish → webhook"
 		if r.kind == "challenge" {
 			path = "SMS OTP challenge start → webhook"
 		}
-		fmt.Fprintf(b, "| %s | %s | %.0f | %d | %d | %s | %s | %d | %.0f | %.3f | %v | %v | %v | %v | %d | %.2f | %.0f |\n",
+		fmt.Fprintf(b, "| %s | %s | %.0f | %d | %d | %s | %s | %d | %.0f | %.3f | %v | %v | %v | %v | %d | %s | %.0f |\n",
 			modeName(r.mode), path, r.offered, r.sent, r.accepted, countBy(r.refused, r.refusedBy), countBy(r.otherErr, r.otherBy), r.skipped, r.goodput, r.goodput/res.raw,
-			r.p50, r.p99, r.max, r.ackP99, r.lateOrMiss, r.hubCores, r.hubRSSMiB)
+			r.p50, r.p99, r.max, r.ackP99, r.lateOrMiss, r.cores.cell(), r.hubRSSMiB)
 	}
 	b.WriteString("\n*Goodput* is accepted events delivered per second, over the offered window or until the last of them arrived, whichever is longer; " +
 		"*ack p99* is the 99th percentile of the time from a request's scheduled send to its answer; *missing after drain* counts accepted events the receiver had not got when the drain ended; " +
