@@ -495,3 +495,49 @@ func TestJoinMovesPartitionsAtCommittedPositions(t *testing.T) {
 		t.Fatalf("shares after the join: %v", from)
 	}
 }
+
+// The active segment's file runs ahead of its records with zeros (so an
+// append's fsync has no metadata to write); Close cuts it back, and a crash
+// that leaves the zeros loses nothing: recovery drops them like a torn tail.
+func TestPreallocatedTailIsCutBackAtCloseAndDroppedAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	cfg := embedded.Config{Partitions: 1}
+	l := openT(t, dir, cfg)
+	for i := range 3 {
+		publishT(t, l, "t", bus.Message{Key: []byte("k"), Value: []byte(fmt.Sprintf("m%d", i))})
+	}
+	active := segments(t, dir, "t", 0)[0]
+	open := fileSize(t, active)
+	if open < 1<<20 {
+		t.Fatalf("active segment is %d bytes while open, want it preallocated (≥ 1 MiB)", open)
+	}
+	// A crash: a copy of the data directory as it is now, zeros included.
+	crashed := t.TempDir()
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if closed := fileSize(t, active); closed >= 200 {
+		t.Fatalf("active segment is %d bytes after Close, want its 3 small records only", closed)
+	}
+
+	for name, d := range map[string]string{"closed": dir, "crashed": crashed} {
+		t.Run(name, func(t *testing.T) {
+			l := openT(t, d, cfg)
+			publishT(t, l, "t", bus.Message{Key: []byte("k"), Value: []byte("after")})
+			if got := strings.Join(readAll(t, l, "t", "g", 4), ","); got != "m0,m1,m2,after" {
+				t.Fatalf("read %s, want m0,m1,m2,after", got)
+			}
+			l.Close()
+		})
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

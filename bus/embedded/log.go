@@ -259,9 +259,12 @@ func (l *Log) openTopic(name string, create bool) (*topic, error) {
 	return t, nil
 }
 
+// close closes t's active segments, each cut back to its records first
+// (best effort: recovery drops leftover zeros too).
 func (t *topic) close() {
 	for _, p := range t.parts {
 		if p.active != nil {
+			_ = p.trim()
 			p.active.Close()
 		}
 	}
@@ -455,12 +458,7 @@ func (l *Log) append(w *pendingWrite, now time.Time) error {
 		// A segment's age is that of its first record.
 		p.activeCreated = now
 	}
-	if _, err := p.active.WriteAt(w.buf, size); err != nil {
-		p.active.Truncate(size)
-		return err
-	}
-	if err := p.active.Sync(); err != nil {
-		p.active.Truncate(size)
+	if err := p.write(w.buf, size, l.cfg.SegmentBytes); err != nil {
 		return err
 	}
 	p.publish(size+int64(len(w.buf)), w.next)
