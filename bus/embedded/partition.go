@@ -199,9 +199,9 @@ func (p *partition) write(buf []byte, size, segmentBytes int64) error {
 func (p *partition) writeSync(buf []byte, size, segmentBytes int64) error {
 	end := size + int64(len(buf))
 	if end > p.allocated {
-		// Extend to a chunk past the records, not beyond the segment's
-		// size (a batch larger than that in an empty segment is written
-		// whole).
+		// Extend by a chunk (or to buf's end when buf is larger), not
+		// beyond the segment's size (a batch larger than that in an
+		// empty segment is written whole).
 		target := max(end, min(p.allocated+preallocChunk, segmentBytes))
 		for off := p.allocated; off < target; off += int64(len(zeros)) {
 			if _, err := p.active.WriteAt(zeros[:min(int64(len(zeros)), target-off)], off); err != nil {
